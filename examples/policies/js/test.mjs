@@ -1,0 +1,157 @@
+// Native unit tests of seed-matrix.js: `node test.mjs`.
+//
+// The same checks as the Rust policy's tests, with the exact routes the Rust
+// policy gives. The shared table `examples/policies/cases.jsonl` checks the
+// built component through the host.
+import assert from "node:assert/strict";
+import test from "node:test";
+
+import { classify, routing } from "./seed-matrix.js";
+
+const CONTEXT = {
+  "claude-opus-4.5": 200000,
+  "deepseek-v3.2": 164000,
+  "deepseek-v3.2-exp": 164000,
+  "glm-4.7": 128000,
+};
+
+/** The seed catalog, with the models of `down` unavailable. */
+function catalog(...down) {
+  return Object.entries(CONTEXT).map(([id, contextWindow]) => ({
+    id,
+    roles: [],
+    inputUsdPerMtok: 1,
+    outputUsdPerMtok: 2,
+    contextWindow,
+    available: !down.includes(id),
+    successRate: 1,
+    p50LatencyMs: 0,
+  }));
+}
+
+/** A chat request whose one user message is `text` (about four bytes a token). */
+function request(text, fields = {}) {
+  return {
+    id: "test",
+    api: "openai-chat",
+    requestedModel: "auto",
+    messages: [{ role: "user", content: text }],
+    inputTokens: Math.floor(Buffer.byteLength(text) / 4) + 1,
+    maxOutputTokens: undefined,
+    toolCount: 0,
+    labels: [],
+    session: undefined,
+    ...fields,
+  };
+}
+
+const ALL = ["deepseek-v3.2-exp", "claude-opus-4.5"];
+
+function check(route, tier, executor, fallbacks, planner, reasoning) {
+  assert.deepEqual(
+    { ...route },
+    { tier, executor, fallbacks, planner, reasoning, deadlineMs: undefined, maxCostUsd: undefined },
+  );
+}
+
+test("critical work is planned and verified", () => {
+  const r = routing.route(request("Rotate the production database credentials"), catalog());
+  check(r, "plan-and-verify", "glm-4.7", ALL, "deepseek-v3.2",
+    "critical: keyword:credential, keyword:production");
+});
+
+test("new architecture is planned", () => {
+  const r = routing.route(
+    request("Design the architecture of a plugin system across multiple modules"), catalog());
+  check(r, "plan", "glm-4.7", ALL, "deepseek-v3.2",
+    "high: dependency:across, dependency:multiple, dependency:module, novelty:architect, novelty:design");
+});
+
+test("bug fix is medium and direct", () => {
+  const r = routing.route(request("Fix the off-by-one bug in the parser"), catalog());
+  check(r, "direct", "glm-4.7", ALL, undefined, "medium: change:bug, change:fix");
+});
+
+test("typo is low", () => {
+  const r = routing.route(request("fix a typo in the README"), catalog());
+  check(r, "direct", "glm-4.7", ALL, undefined, "low: simple:typo, change:fix");
+});
+
+test("large context alone makes high", () => {
+  const r = routing.route(request("continue", { inputTokens: 40000 }), catalog());
+  check(r, "plan", "glm-4.7", ALL, "deepseek-v3.2", "high: tokens>=32000");
+});
+
+test("author is not auth", () => {
+  assert.deepEqual(classify(request("who is the author of this function")), ["low", []]);
+  const r = routing.route(request("who is the author of this function"), catalog());
+  assert.equal(r.reasoning, "low: no signals");
+});
+
+test("words split on every non-ASCII character", () => {
+  // "prodüction" is the words "prod" and "ction"; "ﬁx" (a ligature) is "x".
+  const r = routing.route(request("check the prodüction logs"), catalog());
+  check(r, "plan-and-verify", "glm-4.7", ALL, "deepseek-v3.2", "critical: keyword:prod");
+  assert.equal(routing.route(request("a naïve ﬁx for the Ｂug"), catalog()).reasoning,
+    "low: no signals");
+});
+
+test("phrases and tools count", () => {
+  assert.equal(routing.route(request("Add support for webhooks"), catalog()).reasoning,
+    "medium: novelty:add support");
+  const r = routing.route(
+    request("Refactor the billing service, then rename it", { toolCount: 5 }), catalog());
+  assert.equal(r.reasoning,
+    "medium: tools>=5, dependency:service, simple:rename, change:refactor");
+});
+
+test("unavailable executor is skipped", () => {
+  const r = routing.route(request("fix the bug"), catalog("glm-4.7"));
+  check(r, "direct", "deepseek-v3.2-exp", ["claude-opus-4.5"], undefined,
+    "medium: change:bug, change:fix; skipped glm-4.7 (unavailable)");
+});
+
+test("context window is respected", () => {
+  let r = routing.route(request("fix the bug", { inputTokens: 150000 }), catalog());
+  check(r, "plan", "deepseek-v3.2-exp", ["claude-opus-4.5"], "deepseek-v3.2",
+    "high: tokens>=32000, change:bug, change:fix; skipped glm-4.7 (context 128000 < 150000)");
+  r = routing.route(request("fix the bug", { inputTokens: 180000 }), catalog());
+  check(r, "plan", "claude-opus-4.5", [], "claude-opus-4.5",
+    "high: tokens>=32000, change:bug, change:fix; skipped glm-4.7 (context 128000 < 180000), " +
+      "skipped deepseek-v3.2-exp (context 164000 < 180000), skipped deepseek-v3.2 (context 164000 < 180000)");
+  assert.throws(
+    () => routing.route(request("fix", { inputTokens: 250000 }), catalog()),
+    (e) =>
+      e ===
+      "no executor fits a request of 250000 tokens (skipped glm-4.7 (context 128000 < 250000), " +
+        "skipped deepseek-v3.2-exp (context 164000 < 250000), skipped claude-opus-4.5 (context 200000 < 250000))",
+  );
+});
+
+test("max output tokens count against the context window", () => {
+  const r = routing.route(
+    request("explain this", { inputTokens: 100000, maxOutputTokens: 30000 }), catalog());
+  check(r, "plan", "deepseek-v3.2-exp", ["claude-opus-4.5"], "deepseek-v3.2",
+    "high: tokens>=32000; skipped glm-4.7 (context 128000 < 130000)");
+});
+
+test("planner falls back to premium", () => {
+  const r = routing.route(request("deploy to production"), catalog("deepseek-v3.2"));
+  check(r, "plan-and-verify", "glm-4.7", ALL, "claude-opus-4.5",
+    "critical: keyword:deploy, keyword:production; skipped deepseek-v3.2 (unavailable)");
+});
+
+test("plan without planner degrades to direct", () => {
+  const r = routing.route(request("deploy to production"),
+    catalog("deepseek-v3.2", "claude-opus-4.5"));
+  check(r, "direct", "glm-4.7", ["deepseek-v3.2-exp"], undefined,
+    "critical: keyword:deploy, keyword:production; skipped claude-opus-4.5 (unavailable), " +
+      "skipped deepseek-v3.2 (unavailable), no planner fits, serving direct");
+});
+
+test("unexpected exceptions become error strings", () => {
+  assert.throws(
+    () => routing.route({ messages: null }, catalog()),
+    (e) => typeof e === "string" && e.startsWith("internal error: TypeError"),
+  );
+});

@@ -1,0 +1,306 @@
+//! The `switchyard` command line.
+
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use serde_json::{Value, json};
+
+use crate::config::Config;
+use crate::gateway::features::{self, RequestContext};
+use crate::policy::types::{ModelInfo, Route};
+use crate::policy::{PolicyEngine, PolicyModule, Registry, decide, decide::validate};
+
+/// Switchyard: routes coding agents' LLM traffic between planner and executor
+/// models, with decisions made by WebAssembly policies.
+#[derive(Debug, Parser)]
+#[command(name = "switchyard", version)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Work with policy modules.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+    /// Print the route a policy picks for an OpenAI chat-completions body.
+    Route {
+        /// The router module.
+        #[arg(long)]
+        policy: PathBuf,
+        /// Configuration supplying the catalog and the safe route (default:
+        /// the built-in demo).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// A JSON file with the request body (`-` for standard input).
+        request: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PolicyCommand {
+    /// Load a module in the sandbox and print its identity.
+    Check {
+        /// The module.
+        module: PathBuf,
+        /// Configuration supplying the catalog for the self-check.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Run table-driven cases (one JSON object a line) against a router.
+    Test {
+        /// The router module.
+        module: PathBuf,
+        /// The cases.
+        cases: PathBuf,
+        /// Configuration supplying the catalog (default: the built-in demo).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+/// Runs the command line.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing("warn");
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SWITCHYARD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Policy {
+            command: PolicyCommand::Check { module, config },
+        } => {
+            let config = load_config(config.as_deref())?;
+            match load_module(&config, &module).await {
+                Ok(m) => {
+                    println!("name:    {}", m.info.name);
+                    println!("world:   {}", m.info.world);
+                    println!("version: {}", m.info.version);
+                    println!("hash:    {}", m.info.hash);
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    println!("{}: {}", module.display(), one_line(&e));
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+        Command::Policy {
+            command:
+                PolicyCommand::Test {
+                    module,
+                    cases,
+                    config,
+                },
+        } => {
+            let config = load_config(config.as_deref())?;
+            let module = load_module(&config, &module).await?;
+            policy_test(&module, &config, &cases).await
+        }
+        Command::Route {
+            policy,
+            config,
+            request,
+        } => {
+            let config = load_config(config.as_deref())?;
+            let module = load_module(&config, &policy).await?;
+            let body = read_json(&request)?;
+            let features = features::from_openai(&body, request_context());
+            let decision = decide(
+                Some(&module),
+                &features,
+                &config.catalog(),
+                &config.safe_route(),
+            )
+            .await;
+            println!("{}", serde_json::to_string_pretty(&decision)?);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
+    match path {
+        Some(path) => Config::load(path),
+        None => Ok(Config::demo()),
+    }
+}
+
+fn request_context() -> RequestContext {
+    RequestContext {
+        id: "cli".into(),
+        ..RequestContext::default()
+    }
+}
+
+/// Loads one module file with the sandbox and self-check the daemon uses.
+async fn load_module(config: &Config, path: &Path) -> anyhow::Result<Arc<PolicyModule>> {
+    let name = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .context("the module path has no file name")?;
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let engine = PolicyEngine::new(config.policy_limits(), Some(config.cache_dir()))?;
+    Registry::new(engine)
+        .load(name, bytes, &config.catalog())
+        .await
+}
+
+fn one_line(e: &anyhow::Error) -> String {
+    format!("{e:#}").replace('\n', " ")
+}
+
+fn read_json(path: &Path) -> anyhow::Result<Value> {
+    let text = if path == Path::new("-") {
+        std::io::read_to_string(std::io::stdin())?
+    } else {
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?
+    };
+    serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))
+}
+
+/// `switchyard policy test`: each line of `cases` is
+/// `{"name", "request", "headers"?, "unavailable"?, "context_windows"?, "expect"}`
+/// where `expect` holds any of `tier`, `executor`, `fallbacks`, `planner`
+/// (null for none), `reasoning_contains` (a list) or `error` (a substring of
+/// the policy's error).
+async fn policy_test(
+    module: &PolicyModule,
+    config: &Config,
+    cases: &Path,
+) -> anyhow::Result<ExitCode> {
+    let file = std::fs::File::open(cases).with_context(|| format!("cannot read {}", cases.display()))?;
+    let (mut passed, mut failed) = (0, 0);
+    for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
+        let line = line?;
+        if line.trim().is_empty() || line.trim_start().starts_with("//") {
+            continue;
+        }
+        let case: Value = serde_json::from_str(&line)
+            .with_context(|| format!("{}:{}: not JSON", cases.display(), i + 1))?;
+        let name = case["name"].as_str().unwrap_or("unnamed").to_string();
+        let problems = run_case(module, config, &case).await;
+        if problems.is_empty() {
+            passed += 1;
+            println!("ok   {name}");
+        } else {
+            failed += 1;
+            println!("FAIL {name} (line {}): {}", i + 1, problems.join("; "));
+        }
+    }
+    println!("{passed} passed, {failed} failed");
+    Ok(if failed == 0 && passed > 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+async fn run_case(module: &PolicyModule, config: &Config, case: &Value) -> Vec<String> {
+    let mut catalog = config.catalog();
+    adjust_catalog(&mut catalog, case);
+    let mut ctx = request_context();
+    if let Some(headers) = case["headers"].as_object() {
+        let mut map = axum::http::HeaderMap::new();
+        for (k, v) in headers {
+            if let (Ok(name), Some(Ok(value))) = (
+                axum::http::HeaderName::try_from(k.as_str()),
+                v.as_str().map(axum::http::HeaderValue::from_str),
+            ) {
+                map.insert(name, value);
+            }
+        }
+        ctx.labels = features::header_labels(&map);
+        ctx.session = map
+            .get("x-switchyard-session")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+    }
+    let features = features::from_openai(&case["request"], ctx);
+    let expect = &case["expect"];
+    let result = module
+        .route(&features, &catalog)
+        .await
+        .and_then(|r| validate(r, &catalog));
+    match (result, expect["error"].as_str()) {
+        (Err(e), Some(wanted)) if e.to_string().contains(wanted) => Vec::new(),
+        (Err(e), _) => vec![format!("policy failed: {e}")],
+        (Ok(route), Some(wanted)) => vec![format!(
+            "expected an error containing {wanted:?}, got a route to {}",
+            route.executor
+        )],
+        (Ok(route), None) => compare(&route, expect),
+    }
+}
+
+/// Applies a case's `unavailable` and `context_windows` to the catalog.
+fn adjust_catalog(catalog: &mut [ModelInfo], case: &Value) {
+    for model in catalog.iter_mut() {
+        if let Some(list) = case["unavailable"].as_array()
+            && list.iter().any(|id| id.as_str() == Some(&model.id))
+        {
+            model.available = false;
+        }
+        if let Some(window) = case["context_windows"][&model.id].as_u64() {
+            model.context_window = window as u32;
+        }
+    }
+}
+
+fn compare(route: &Route, expect: &Value) -> Vec<String> {
+    let actual = json!({
+        "tier": route.tier.as_str(),
+        "executor": route.executor,
+        "fallbacks": route.fallbacks,
+        "planner": route.planner,
+    });
+    let mut problems = Vec::new();
+    for field in ["tier", "executor", "fallbacks", "planner"] {
+        if let Some(wanted) = expect.get(field)
+            && wanted != &actual[field]
+        {
+            problems.push(format!("{field}: expected {wanted}, got {}", actual[field]));
+        }
+    }
+    if let Some(parts) = expect["reasoning_contains"].as_array() {
+        for part in parts.iter().filter_map(Value::as_str) {
+            if !route.reasoning.contains(part) {
+                problems.push(format!(
+                    "reasoning {:?} lacks {part:?}",
+                    route.reasoning
+                ));
+            }
+        }
+    }
+    problems
+}

@@ -1,0 +1,3 @@
+//! The HTTP surface: the wire formats agents speak.
+
+pub mod features;

@@ -1,0 +1,87 @@
+//! Turning a router's answer into a route the host can serve.
+//!
+//! Policies are untrusted: every answer is checked against the catalog, and
+//! anything unusable (an error, a trap, a timeout, an unknown model, an absurd
+//! reasoning string) becomes the configured safe route, with the reason
+//! logged and counted.
+
+use serde::Serialize;
+
+use super::module::{PolicyError, PolicyModule};
+use super::types::{Features, ModelInfo, Route};
+
+/// The longest reasoning accepted from a policy; longer is a broken policy.
+pub const MAX_REASONING: usize = 16 * 1024;
+
+/// A route and where it came from.
+#[derive(Debug, Clone, Serialize)]
+pub struct Decision {
+    /// The route to serve.
+    pub route: Route,
+    /// `name@hash` of the policy that decided, or `safe-route`.
+    pub policy: String,
+    /// Why the safe route was served instead of the policy's answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fallback_reason: Option<String>,
+}
+
+/// Asks `module` for a route, falling back to `safe` when there is no module
+/// or its answer cannot be used.
+pub async fn decide(
+    module: Option<&PolicyModule>,
+    features: &Features,
+    models: &[ModelInfo],
+    safe: &Route,
+) -> Decision {
+    let Some(module) = module else {
+        return fallback("no router policy is loaded".into(), "safe-route".into(), safe);
+    };
+    let policy = module.info.id();
+    match module.route(features, models).await.and_then(|r| validate(r, models)) {
+        Ok(route) => Decision {
+            route,
+            policy,
+            fallback_reason: None,
+        },
+        Err(error) => {
+            tracing::warn!(policy, request = %features.id, "serving the safe route: {error}");
+            crate::metrics::policy_fallback(&module.info.name, &error);
+            fallback(error.to_string(), policy, safe)
+        }
+    }
+}
+
+fn fallback(reason: String, policy: String, safe: &Route) -> Decision {
+    let mut route = safe.clone();
+    route.reasoning = format!("safe route: {reason}");
+    Decision {
+        route,
+        policy,
+        fallback_reason: Some(reason),
+    }
+}
+
+/// Checks a route against the contract and the catalog.
+pub fn validate(route: Route, models: &[ModelInfo]) -> Result<Route, PolicyError> {
+    if route.reasoning.len() > MAX_REASONING {
+        return Err(PolicyError::Invalid(format!(
+            "reasoning of {} bytes (limit {MAX_REASONING})",
+            route.reasoning.len()
+        )));
+    }
+    for id in route.models() {
+        if !models.iter().any(|m| m.id == id) {
+            let shown: String = id.chars().take(64).collect();
+            return Err(PolicyError::Invalid(format!(
+                "unknown model {shown:?}"
+            )));
+        }
+    }
+    if route.tier != super::types::Tier::Direct && route.planner.is_none() {
+        return Err(PolicyError::Invalid(format!(
+            "tier {} without a planner",
+            route.tier.as_str()
+        )));
+    }
+    Ok(route)
+}

@@ -1,0 +1,27 @@
+//! The policy engine: WebAssembly components that make Switchyard's
+//! decisions, run in a sandbox and swapped without a restart.
+//!
+//! - [`module`]: one wasmtime engine; compiling (with an on-disk cache keyed by
+//!   content hash), identifying and calling components under a deadline and
+//!   a memory cap.
+//! - [`sandbox`]: the store every call runs in: WASI with no capabilities.
+//! - [`registry`]: loaded modules by name, swapped atomically.
+//! - [`watcher`]: the hot-reload folder.
+//! - [`decide`]: validating a router's answer, or serving the safe route.
+//! - [`types`]: the host's contract-independent types; [`v0_1`] converts
+//!   them to contract 0.1.0.
+
+pub mod active;
+pub mod builtin;
+pub mod decide;
+pub mod module;
+pub mod registry;
+pub mod sandbox;
+pub mod types;
+pub mod v0_1;
+pub mod watcher;
+
+pub use active::ActivePolicies;
+pub use decide::{Decision, decide};
+pub use module::{Limits, ModuleInfo, PolicyEngine, PolicyError, PolicyModule, World};
+pub use registry::Registry;

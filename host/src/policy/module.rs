@@ -1,0 +1,490 @@
+//! Compiling, caching, identifying and calling policy components.
+
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{Context, bail};
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config, Engine, Store, Trap};
+
+use super::sandbox::{self, Sandbox};
+use super::types::{ChatRequest, Features, ModelInfo, Plan, Review, Route, Subtask, Task};
+use super::v0_1::{self, planner, router};
+
+/// How often the epoch advances; deadlines are counted in these ticks.
+const TICK: Duration = Duration::from_millis(1);
+/// Instantiation runs a runtime's start-up code, which may take far longer
+/// than a decision; it is bounded separately.
+const INSTANTIATE_DEADLINE: Duration = Duration::from_secs(2);
+/// Warm instances kept per module.
+const WARM_INSTANCES: usize = 16;
+/// An instance is retired after this many calls, so that whatever a guest
+/// accumulates in its store stays bounded.
+const CALLS_PER_INSTANCE: u32 = 10_000;
+
+/// Resource limits applied to every policy call.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Wall-clock budget of one call.
+    pub call_deadline: Duration,
+    /// Cap on each linear memory of an instance, in bytes.
+    pub memory_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            call_deadline: Duration::from_millis(10),
+            memory_bytes: 256 << 20,
+        }
+    }
+}
+
+/// Which world a module implements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum World {
+    /// Exports `routing`.
+    Router,
+    /// Exports `planning`.
+    Planner,
+}
+
+impl fmt::Display for World {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            World::Router => "router",
+            World::Planner => "planner",
+        })
+    }
+}
+
+/// Why a policy call produced no usable answer.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PolicyError {
+    /// The policy returned an error.
+    #[error("policy returned an error: {0}")]
+    Rejected(String),
+    /// The call ran past its deadline.
+    #[error("policy exceeded its {0:?} deadline")]
+    Timeout(Duration),
+    /// The guest tried to grow memory past the cap.
+    #[error("policy exceeded its memory cap")]
+    OutOfMemory,
+    /// The guest trapped.
+    #[error("policy trapped: {0}")]
+    Trap(String),
+    /// The module does not implement the function's world.
+    #[error("module is a {0} policy")]
+    WrongWorld(World),
+    /// The answer broke the contract (for example, an unknown model).
+    #[error("invalid policy answer: {0}")]
+    Invalid(String),
+}
+
+/// The shared runtime: one wasmtime engine, the linker, the limits and the
+/// compile cache.
+pub struct PolicyEngine {
+    engine: Engine,
+    linker: Linker<Sandbox>,
+    limits: Limits,
+    cache_dir: Option<PathBuf>,
+    compat: String,
+    ticker_stop: Arc<AtomicBool>,
+}
+
+impl PolicyEngine {
+    /// Creates the engine and starts the epoch ticker that enforces deadlines.
+    /// Compiled components are cached in `cache_dir` when given.
+    pub fn new(limits: Limits, cache_dir: Option<PathBuf>) -> anyhow::Result<Arc<Self>> {
+        let mut config = Config::new();
+        config.epoch_interruption(true);
+        config.wasm_component_model(true);
+        let engine = Engine::new(&config)?;
+        let linker = sandbox::linker(&engine)?;
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut hasher);
+        let compat = format!("{:016x}", hasher.finish());
+
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        let (stop, ticking) = (ticker_stop.clone(), engine.clone());
+        std::thread::Builder::new()
+            .name("policy-epoch".into())
+            .spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(TICK);
+                    ticking.increment_epoch();
+                }
+            })?;
+        Ok(Arc::new(PolicyEngine {
+            engine,
+            linker,
+            limits,
+            cache_dir,
+            compat,
+            ticker_stop,
+        }))
+    }
+
+    /// The limits applied to calls.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// Compiles (or fetches from the cache), identifies and pre-instantiates
+    /// a module. Blocking: a large component takes seconds to compile.
+    pub fn load(self: &Arc<Self>, name: &str, bytes: &[u8]) -> anyhow::Result<PolicyModule> {
+        if !bytes.starts_with(b"\0asm") {
+            bail!("not a WebAssembly file");
+        }
+        let hash = hex::encode(Sha256::digest(bytes));
+        let component = self.compile(bytes, &hash)?;
+        let (world, version) = self.identify(&component)?;
+        let instance_pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(anyhow::Error::from)
+            .context("imports something the sandbox does not provide")?;
+        let pre = match world {
+            World::Router => Pre::Router(router::RouterPre::new(instance_pre)?),
+            World::Planner => Pre::Planner(planner::PlannerPre::new(instance_pre)?),
+        };
+        Ok(PolicyModule {
+            info: ModuleInfo {
+                name: name.to_string(),
+                world,
+                version,
+                hash,
+                loaded_at: SystemTime::now(),
+            },
+            label: Arc::from(name),
+            pre,
+            engine: self.clone(),
+            warm: Mutex::new(Vec::new()),
+        })
+    }
+
+    fn compile(&self, bytes: &[u8], hash: &str) -> anyhow::Result<Component> {
+        let Some(dir) = &self.cache_dir else {
+            return compile_component(&self.engine, bytes);
+        };
+        let path = dir.join(format!("{hash}-{}.cwasm", self.compat));
+        if path.exists() {
+            // SAFETY: the cache folder belongs to this daemon and entries are
+            // written atomically by `compile` below, keyed by the source hash
+            // and the engine's compatibility hash; wasmtime also checks the
+            // header before use.
+            match unsafe { Component::deserialize_file(&self.engine, &path) } {
+                Ok(component) => return Ok(component),
+                Err(e) => tracing::warn!(path = %path.display(), "ignoring bad cache entry: {e:#}"),
+            }
+        }
+        let component = compile_component(&self.engine, bytes)?;
+        if let Err(e) = write_atomically(&path, &component.serialize()?) {
+            tracing::warn!(path = %path.display(), "cannot cache compiled policy: {e:#}");
+        }
+        Ok(component)
+    }
+
+    fn identify(&self, component: &Component) -> anyhow::Result<(World, String)> {
+        let ty = component.component_type();
+        let exports: Vec<&str> = ty.exports(&self.engine).map(|(name, _)| name).collect();
+        for name in &exports {
+            let world = match *name {
+                v0_1::ROUTING_EXPORT => World::Router,
+                v0_1::PLANNING_EXPORT => World::Planner,
+                other => {
+                    if let Some(version) = other
+                        .strip_prefix("switchyard:policy/routing@")
+                        .or_else(|| other.strip_prefix("switchyard:policy/planning@"))
+                    {
+                        bail!(
+                            "built against contract {version}, this host speaks {}",
+                            v0_1::VERSION
+                        );
+                    }
+                    continue;
+                }
+            };
+            return Ok((world, v0_1::VERSION.to_string()));
+        }
+        bail!(
+            "not a Switchyard policy: exports [{}], expected {} or {}",
+            exports.join(", "),
+            v0_1::ROUTING_EXPORT,
+            v0_1::PLANNING_EXPORT
+        )
+    }
+
+    fn ticks(deadline: Duration) -> u64 {
+        // One extra tick: the current one may be about to end.
+        deadline.as_micros().div_ceil(TICK.as_micros()) as u64 + 1
+    }
+}
+
+impl Drop for PolicyEngine {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn compile_component(engine: &Engine, bytes: &[u8]) -> anyhow::Result<Component> {
+    Component::new(engine, bytes)
+        .map_err(anyhow::Error::from)
+        .context("not a valid component")
+}
+
+fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+/// What identifies a loaded module.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ModuleInfo {
+    /// File stem of the module.
+    pub name: String,
+    /// The world it implements.
+    pub world: World,
+    /// Contract version it was built against.
+    pub version: String,
+    /// SHA-256 of the module's bytes, hex.
+    pub hash: String,
+    /// When this version was loaded.
+    #[serde(with = "unix_seconds")]
+    pub loaded_at: SystemTime,
+}
+
+impl ModuleInfo {
+    /// `name@hash`, with the hash cut to 12 digits: how responses and logs
+    /// name the policy version that decided.
+    pub fn id(&self) -> String {
+        format!("{}@{}", self.name, &self.hash[..12])
+    }
+}
+
+mod unix_seconds {
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    pub fn serialize<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()))
+    }
+}
+
+enum Pre {
+    Router(router::RouterPre<Sandbox>),
+    Planner(planner::PlannerPre<Sandbox>),
+}
+
+enum Bindings {
+    Router(router::Router),
+    Planner(planner::Planner),
+}
+
+struct Warm {
+    store: Store<Sandbox>,
+    bindings: Bindings,
+    calls: u32,
+}
+
+/// A compiled, identified policy, ready to call.
+///
+/// Calls reuse warm instances; an instance that traps is discarded (after a
+/// trap its state is undefined) and the next call gets a fresh one.
+pub struct PolicyModule {
+    /// Identity of the module.
+    pub info: ModuleInfo,
+    label: Arc<str>,
+    pre: Pre,
+    engine: Arc<PolicyEngine>,
+    warm: Mutex<Vec<Warm>>,
+}
+
+impl PolicyModule {
+    /// Asks a router for a route. The answer is not validated against the
+    /// catalog here: see [`super::decide`].
+    pub async fn route(
+        &self,
+        features: &Features,
+        models: &[ModelInfo],
+    ) -> Result<Route, PolicyError> {
+        let request = features.into();
+        let models = v0_1::models(models);
+        let mut warm = self.checkout().await?;
+        let Bindings::Router(bindings) = &warm.bindings else {
+            return Err(PolicyError::WrongWorld(self.info.world));
+        };
+        let result = bindings
+            .switchyard_policy_routing()
+            .call_route(&mut warm.store, &request, &models)
+            .await;
+        self.checkin(warm, result).map(Into::into)
+    }
+
+    /// Asks a planner for the request to send to the planner model.
+    pub async fn plan_request(
+        &self,
+        task: &Task,
+        models: &[ModelInfo],
+    ) -> Result<ChatRequest, PolicyError> {
+        let task = task.into();
+        let models = v0_1::models(models);
+        let mut warm = self.checkout().await?;
+        let Bindings::Planner(bindings) = &warm.bindings else {
+            return Err(PolicyError::WrongWorld(self.info.world));
+        };
+        let result = bindings
+            .switchyard_policy_planning()
+            .call_plan_request(&mut warm.store, &task, &models)
+            .await;
+        self.checkin(warm, result).map(Into::into)
+    }
+
+    /// Asks a planner to parse the planner model's reply.
+    pub async fn parse_plan(
+        &self,
+        task: &Task,
+        reply: &str,
+        models: &[ModelInfo],
+    ) -> Result<Plan, PolicyError> {
+        let task = task.into();
+        let models = v0_1::models(models);
+        let mut warm = self.checkout().await?;
+        let Bindings::Planner(bindings) = &warm.bindings else {
+            return Err(PolicyError::WrongWorld(self.info.world));
+        };
+        let result = bindings
+            .switchyard_policy_planning()
+            .call_parse_plan(&mut warm.store, &task, reply, &models)
+            .await;
+        self.checkin(warm, result).map(Into::into)
+    }
+
+    /// Asks a planner for the request that reviews a subtask's output.
+    pub async fn review_request(
+        &self,
+        task: &Task,
+        subtask: &Subtask,
+        output: &str,
+        models: &[ModelInfo],
+    ) -> Result<Option<ChatRequest>, PolicyError> {
+        let task = task.into();
+        let subtask = subtask.into();
+        let models = v0_1::models(models);
+        let mut warm = self.checkout().await?;
+        let Bindings::Planner(bindings) = &warm.bindings else {
+            return Err(PolicyError::WrongWorld(self.info.world));
+        };
+        let result = bindings
+            .switchyard_policy_planning()
+            .call_review_request(&mut warm.store, &task, &subtask, output, &models)
+            .await;
+        self.checkin(warm, result).map(|r| r.map(Into::into))
+    }
+
+    /// Asks a planner to judge a subtask's output from the reviewer's reply.
+    pub async fn review(
+        &self,
+        task: &Task,
+        subtask: &Subtask,
+        output: &str,
+        reviewer_reply: &str,
+        models: &[ModelInfo],
+    ) -> Result<Review, PolicyError> {
+        let task = task.into();
+        let subtask = subtask.into();
+        let models = v0_1::models(models);
+        let mut warm = self.checkout().await?;
+        let Bindings::Planner(bindings) = &warm.bindings else {
+            return Err(PolicyError::WrongWorld(self.info.world));
+        };
+        let result = bindings
+            .switchyard_policy_planning()
+            .call_review(
+                &mut warm.store,
+                &task,
+                &subtask,
+                output,
+                reviewer_reply,
+                &models,
+            )
+            .await;
+        self.checkin(warm, result).map(Into::into)
+    }
+
+    /// Takes a warm instance, or builds one, armed with the call deadline.
+    async fn checkout(&self) -> Result<Warm, PolicyError> {
+        let reused = self.warm.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let mut warm = match reused {
+            Some(warm) => warm,
+            None => self.instantiate().await?,
+        };
+        warm.store
+            .set_epoch_deadline(PolicyEngine::ticks(self.engine.limits.call_deadline));
+        Ok(warm)
+    }
+
+    async fn instantiate(&self) -> Result<Warm, PolicyError> {
+        let started = Instant::now();
+        let sandbox = Sandbox::new(self.label.clone(), self.engine.limits.memory_bytes);
+        let mut store = Store::new(&self.engine.engine, sandbox);
+        store.limiter(|s| s.limits());
+        store.epoch_deadline_trap();
+        store.set_epoch_deadline(PolicyEngine::ticks(INSTANTIATE_DEADLINE));
+        let bindings = match &self.pre {
+            Pre::Router(pre) => pre.instantiate_async(&mut store).await.map(Bindings::Router),
+            Pre::Planner(pre) => pre.instantiate_async(&mut store).await.map(Bindings::Planner),
+        }
+        .map_err(|e| classify(e, INSTANTIATE_DEADLINE))?;
+        tracing::debug!(module = %self.info.id(), elapsed = ?started.elapsed(), "instantiated policy");
+        Ok(Warm {
+            store,
+            bindings,
+            calls: 0,
+        })
+    }
+
+    /// Returns a healthy instance to the pool and maps the call's outcome.
+    fn checkin<T>(
+        &self,
+        mut warm: Warm,
+        result: wasmtime::Result<Result<T, String>>,
+    ) -> Result<T, PolicyError> {
+        match result {
+            Err(trap) => Err(classify(trap, self.engine.limits.call_deadline)),
+            Ok(answer) => {
+                warm.calls += 1;
+                if warm.calls < CALLS_PER_INSTANCE {
+                    let mut pool = self.warm.lock().unwrap_or_else(|p| p.into_inner());
+                    if pool.len() < WARM_INSTANCES {
+                        pool.push(warm);
+                    }
+                }
+                answer.map_err(PolicyError::Rejected)
+            }
+        }
+    }
+}
+
+fn classify(error: wasmtime::Error, deadline: Duration) -> PolicyError {
+    match error.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => PolicyError::Timeout(deadline),
+        _ if format!("{error:#}").contains("growing memory") => PolicyError::OutOfMemory,
+        _ => PolicyError::Trap(root_cause(&error)),
+    }
+}
+
+fn root_cause(error: &wasmtime::Error) -> String {
+    let text = error.root_cause().to_string();
+    text.lines().next().unwrap_or("").to_string()
+}

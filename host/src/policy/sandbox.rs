@@ -1,0 +1,191 @@
+//! What a policy runs inside: a store with a memory cap, WASI with no
+//! capabilities, and guest output sent to `tracing`.
+//!
+//! WASI is linked only because language runtimes (JavaScript's StarlingMonkey,
+//! Rust's std) import it for themselves. The context grants nothing: no
+//! preopened directories, no environment, no arguments, no network (sockets
+//! are linked but every address is denied, the default), an empty stdin.
+//! Clocks and random stay, since runtimes need them to start.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use wasmtime::component::{HasSelf, Linker, ResourceTable};
+use wasmtime::{Engine, StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::v0_1;
+
+/// The longest line of guest output that reaches the log; the rest is cut so
+/// that a policy cannot flood the host's log.
+const MAX_LOG_LINE: usize = 1024;
+
+/// Store data of one policy instance.
+pub struct Sandbox {
+    module: Arc<str>,
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limits: StoreLimits,
+}
+
+impl Sandbox {
+    /// A sandbox for `module` whose linear memories may not grow past
+    /// `memory_bytes` in total per memory.
+    pub fn new(module: Arc<str>, memory_bytes: usize) -> Self {
+        let wasi = WasiCtx::builder()
+            .stdout(GuestOutput {
+                module: module.clone(),
+                stream: "stdout",
+            })
+            .stderr(GuestOutput {
+                module: module.clone(),
+                stream: "stderr",
+            })
+            .build();
+        Sandbox {
+            module,
+            wasi,
+            table: ResourceTable::new(),
+            limits: StoreLimitsBuilder::new()
+                .memory_size(memory_bytes)
+                .instances(64)
+                .tables(64)
+                .memories(16)
+                .trap_on_grow_failure(true)
+                .build(),
+        }
+    }
+
+    /// The limiter wasmtime consults when memories and tables grow.
+    pub fn limits(&mut self) -> &mut StoreLimits {
+        &mut self.limits
+    }
+}
+
+impl WasiView for Sandbox {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl v0_1::Host for Sandbox {
+    fn log(&mut self, level: v0_1::Level, message: String) {
+        let message = truncate(&message, MAX_LOG_LINE);
+        let module = &*self.module;
+        match level {
+            v0_1::Level::Debug => tracing::debug!(target: "switchyard::policy::guest", module, "{message}"),
+            v0_1::Level::Info => tracing::info!(target: "switchyard::policy::guest", module, "{message}"),
+            v0_1::Level::Warn => tracing::warn!(target: "switchyard::policy::guest", module, "{message}"),
+            v0_1::Level::Error => tracing::error!(target: "switchyard::policy::guest", module, "{message}"),
+        }
+    }
+}
+
+/// The linker every policy is instantiated with.
+pub fn linker(engine: &Engine) -> anyhow::Result<Linker<Sandbox>> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    v0_1::add_host_to_linker::<Sandbox, HasSelf<Sandbox>>(&mut linker, |s| s)?;
+    Ok(linker)
+}
+
+fn truncate(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// Guest stdout or stderr: each line becomes a `tracing` event.
+#[derive(Clone)]
+struct GuestOutput {
+    module: Arc<str>,
+    stream: &'static str,
+}
+
+impl IsTerminal for GuestOutput {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for GuestOutput {
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(LineWriter {
+            output: self.clone(),
+            line: Vec::new(),
+        })
+    }
+
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        // Only WASIp3 guests use this; none are supported yet, so their
+        // output is dropped rather than given a second code path.
+        Box::new(tokio::io::sink())
+    }
+}
+
+struct LineWriter {
+    output: GuestOutput,
+    line: Vec<u8>,
+}
+
+impl LineWriter {
+    fn emit(&mut self) {
+        if self.line.is_empty() {
+            return;
+        }
+        let text = String::from_utf8_lossy(&self.line);
+        let text = truncate(text.trim_end(), MAX_LOG_LINE);
+        tracing::info!(
+            target: "switchyard::policy::guest",
+            module = &*self.output.module,
+            stream = self.output.stream,
+            "{text}"
+        );
+        self.line.clear();
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl OutputStream for LineWriter {
+    fn write(&mut self, bytes: Bytes) -> Result<(), StreamError> {
+        for chunk in bytes.split_inclusive(|b| *b == b'\n') {
+            // Past the limit the line is only waiting for its newline.
+            let room = (MAX_LOG_LINE + 1).saturating_sub(self.line.len());
+            self.line.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            if chunk.ends_with(b"\n") {
+                self.emit();
+            }
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), StreamError> {
+        self.emit();
+        Ok(())
+    }
+
+    fn check_write(&mut self) -> Result<usize, StreamError> {
+        Ok(64 * 1024)
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for LineWriter {
+    async fn ready(&mut self) {}
+}
+
+impl Drop for LineWriter {
+    fn drop(&mut self) {
+        self.emit();
+    }
+}

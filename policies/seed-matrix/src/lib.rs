@@ -1,0 +1,395 @@
+//! The seed architecture's Route Decision Matrix as a router policy.
+//!
+//! | Complexity | Tier              | Models                        |
+//! |------------|-------------------|-------------------------------|
+//! | Critical   | `plan-and-verify` | deepseek-v3.2 → glm-4.7       |
+//! | High       | `plan`            | deepseek-v3.2 → glm-4.7       |
+//! | Medium     | `direct`          | glm-4.7                       |
+//! | Low        | `direct`          | glm-4.7                       |
+//!
+//! Fallbacks are `deepseek-v3.2-exp` then `claude-opus-4.5`. The JavaScript
+//! and Python examples implement the same rules and are checked against the
+//! same table (`examples/policies/cases.jsonl`), so a change here must be made
+//! there too.
+//!
+//! # The rules
+//!
+//! The *task text* is every `user` message, lower-cased and split into words
+//! on anything that is not an ASCII letter or digit. A *stem* matches a word
+//! that starts with it; a *phrase* matches consecutive words.
+//!
+//! - **Critical** when any critical stem or word matches.
+//! - Otherwise a score: input tokens ≥ 32 000 (+3), ≥ 8 000 (+2), ≥ 2 000
+//!   (+1); 16 or more messages (+1); 5 or more tools (+1); dependency signals
+//!   (+1 for one, +2 for two or more); novelty signals (+2); simple-change
+//!   signals (−1).
+//! - **High** when the score is 3 or more; **Medium** when it is 1 or more,
+//!   or a change signal matches without a simple one; **Low** otherwise.
+//!
+//! A model is a candidate only if the catalog has it, marks it available,
+//! and its context window holds the input tokens plus `max_output_tokens`.
+
+use switchyard_sdk::{Model, Request, Route, Router, Tier};
+
+/// Words whose presence makes a task critical, matched as stems.
+pub const CRITICAL_STEMS: &[&str] = &[
+    "secur",
+    "authent",
+    "authoriz",
+    "credential",
+    "secret",
+    "vulnerab",
+    "deploy",
+    "production",
+    "migrat",
+    "payment",
+    "password",
+    "encrypt",
+    "exploit",
+];
+/// Short critical words, matched exactly (as stems they would match too much).
+pub const CRITICAL_WORDS: &[&str] = &["auth", "oauth", "cve", "prod"];
+/// Signals that the work spans several parts of a system.
+pub const DEPENDENCY_STEMS: &[&str] = &[
+    "across",
+    "multiple",
+    "several",
+    "component",
+    "module",
+    "service",
+    "integrat",
+    "pipeline",
+    "dependenc",
+    "subsystem",
+];
+/// Signals of new design work, matched as stems.
+pub const NOVELTY_STEMS: &[&str] = &[
+    "architect",
+    "design",
+    "scaffold",
+    "greenfield",
+    "rewrite",
+    "framework",
+    "prototype",
+];
+/// Signals of new design work, matched as phrases.
+pub const NOVELTY_PHRASES: &[&str] = &["new feature", "from scratch", "new system", "add support"];
+/// Signals of a small change.
+pub const SIMPLE_STEMS: &[&str] = &[
+    "typo",
+    "rename",
+    "comment",
+    "format",
+    "lint",
+    "spelling",
+    "whitespace",
+    "trivial",
+    "simple",
+    "tiny",
+];
+/// Signals of a refactor or a bug fix.
+pub const CHANGE_STEMS: &[&str] = &[
+    "refactor", "bug", "fix", "error", "fail", "broken", "crash", "regress", "debug",
+];
+
+/// Executors in order of preference: the primary, the backup, the premium fallback.
+pub const EXECUTORS: &[&str] = &["glm-4.7", "deepseek-v3.2-exp", "claude-opus-4.5"];
+/// Planners in order of preference.
+pub const PLANNERS: &[&str] = &["deepseek-v3.2", "claude-opus-4.5"];
+
+/// The seed's complexity classes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Complexity {
+    /// Security, deployment and the like: plan, then verify.
+    Critical,
+    /// New features, architecture: plan, then execute.
+    High,
+    /// Refactors, bug fixes: direct.
+    Medium,
+    /// Simple changes: direct.
+    Low,
+}
+
+impl Complexity {
+    fn name(self) -> &'static str {
+        match self {
+            Complexity::Critical => "critical",
+            Complexity::High => "high",
+            Complexity::Medium => "medium",
+            Complexity::Low => "low",
+        }
+    }
+}
+
+/// The seed matrix router.
+pub struct SeedMatrix;
+
+impl Router for SeedMatrix {
+    fn route(request: &Request, models: &[Model]) -> Result<Route, String> {
+        let (complexity, signals) = classify(request);
+        let needed = request.input_tokens as u64 + request.max_output_tokens.unwrap_or(0) as u64;
+        let mut notes = Vec::new();
+        let executors = candidates(EXECUTORS, models, needed, &mut notes);
+        let Some((executor, fallbacks)) = executors.split_first() else {
+            return Err(format!(
+                "no executor fits a request of {needed} tokens ({})",
+                notes.join(", ")
+            ));
+        };
+        let mut tier = match complexity {
+            Complexity::Critical => Tier::PlanAndVerify,
+            Complexity::High => Tier::Plan,
+            Complexity::Medium | Complexity::Low => Tier::Direct,
+        };
+        let mut planner = None;
+        if tier != Tier::Direct {
+            planner = candidates(PLANNERS, models, needed, &mut notes)
+                .first()
+                .map(|m| m.to_string());
+            if planner.is_none() {
+                tier = Tier::Direct;
+                notes.push("no planner fits, serving direct".to_string());
+            }
+        }
+        let mut reasoning = format!("{}: {}", complexity.name(), describe(&signals));
+        if !notes.is_empty() {
+            reasoning.push_str("; ");
+            reasoning.push_str(&notes.join(", "));
+        }
+        Ok(Route {
+            tier,
+            executor: executor.to_string(),
+            fallbacks: fallbacks.iter().map(|m| m.to_string()).collect(),
+            planner,
+            reasoning,
+            deadline_ms: None,
+            max_cost_usd: None,
+        })
+    }
+}
+
+switchyard_sdk::register_policy!(router: SeedMatrix);
+
+/// Classifies `request`, returning the signals that decided.
+pub fn classify(request: &Request) -> (Complexity, Vec<String>) {
+    let words = task_words(request);
+    let critical: Vec<String> = stems_in(&words, CRITICAL_STEMS)
+        .chain(
+            CRITICAL_WORDS
+                .iter()
+                .filter(|w| words.iter().any(|word| word == *w))
+                .copied(),
+        )
+        .map(|k| format!("keyword:{k}"))
+        .collect();
+    if !critical.is_empty() {
+        return (Complexity::Critical, critical);
+    }
+
+    let mut score = 0i32;
+    let mut signals = Vec::new();
+    let tokens = request.input_tokens;
+    for (threshold, points) in [(32_000, 3), (8_000, 2), (2_000, 1)] {
+        if tokens >= threshold {
+            score += points;
+            signals.push(format!("tokens>={threshold}"));
+            break;
+        }
+    }
+    if request.messages.len() >= 16 {
+        score += 1;
+        signals.push("messages>=16".to_string());
+    }
+    if request.tool_count >= 5 {
+        score += 1;
+        signals.push("tools>=5".to_string());
+    }
+    let dependencies: Vec<&str> = stems_in(&words, DEPENDENCY_STEMS).collect();
+    score += dependencies.len().min(2) as i32;
+    signals.extend(dependencies.iter().map(|s| format!("dependency:{s}")));
+    let phrase_text = format!(" {} ", words.join(" "));
+    let novelty: Vec<&str> = stems_in(&words, NOVELTY_STEMS)
+        .chain(
+            NOVELTY_PHRASES
+                .iter()
+                .filter(|p| phrase_text.contains(&format!(" {p} ")))
+                .copied(),
+        )
+        .collect();
+    if !novelty.is_empty() {
+        score += 2;
+    }
+    signals.extend(novelty.iter().map(|s| format!("novelty:{s}")));
+    let simple: Vec<&str> = stems_in(&words, SIMPLE_STEMS).collect();
+    if !simple.is_empty() {
+        score -= 1;
+    }
+    signals.extend(simple.iter().map(|s| format!("simple:{s}")));
+    let change: Vec<&str> = stems_in(&words, CHANGE_STEMS).collect();
+    signals.extend(change.iter().map(|s| format!("change:{s}")));
+
+    let complexity = if score >= 3 {
+        Complexity::High
+    } else if score >= 1 || (!change.is_empty() && simple.is_empty()) {
+        Complexity::Medium
+    } else {
+        Complexity::Low
+    };
+    (complexity, signals)
+}
+
+fn describe(signals: &[String]) -> String {
+    if signals.is_empty() {
+        "no signals".to_string()
+    } else {
+        signals.join(", ")
+    }
+}
+
+/// The lower-cased ASCII words of every user message.
+fn task_words(request: &Request) -> Vec<String> {
+    request
+        .messages
+        .iter()
+        .filter(|m| m.role == "user")
+        .flat_map(|m| m.content.split(|c: char| !c.is_ascii_alphanumeric()))
+        .filter(|w| !w.is_empty())
+        .map(|w| w.to_ascii_lowercase())
+        .collect()
+}
+
+/// The stems of `stems` that start some word of `words`, in list order.
+fn stems_in<'a>(words: &'a [String], stems: &'a [&'a str]) -> impl Iterator<Item = &'a str> + 'a {
+    stems
+        .iter()
+        .filter(|stem| words.iter().any(|w| w.starts_with(*stem)))
+        .copied()
+}
+
+/// The models of `preference` that the catalog has, available and large
+/// enough, in order; notes why others were skipped.
+fn candidates<'a>(
+    preference: &[&'a str],
+    models: &[Model],
+    needed: u64,
+    notes: &mut Vec<String>,
+) -> Vec<&'a str> {
+    let mut out = Vec::new();
+    for id in preference {
+        let Some(model) = models.iter().find(|m| m.id == *id) else {
+            continue;
+        };
+        if !model.available {
+            push_once(notes, format!("skipped {id} (unavailable)"));
+        } else if (model.context_window as u64) < needed {
+            push_once(
+                notes,
+                format!("skipped {id} (context {} < {needed})", model.context_window),
+            );
+        } else {
+            out.push(*id);
+        }
+    }
+    out
+}
+
+fn push_once(notes: &mut Vec<String>, note: String) {
+    if !notes.contains(&note) {
+        notes.push(note);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchyard_sdk::testing::{request, seed_catalog, without};
+
+    fn route(req: &Request) -> Route {
+        SeedMatrix::route(req, &seed_catalog()).unwrap()
+    }
+
+    #[test]
+    fn critical_work_is_planned_and_verified() {
+        let r = route(&request("Rotate the production database credentials").build());
+        assert_eq!(r.tier, Tier::PlanAndVerify);
+        assert_eq!(r.planner.as_deref(), Some("deepseek-v3.2"));
+        assert_eq!(r.executor, "glm-4.7");
+        assert_eq!(r.fallbacks, ["deepseek-v3.2-exp", "claude-opus-4.5"]);
+        assert!(r.reasoning.contains("keyword:credential"), "{}", r.reasoning);
+        assert!(r.reasoning.contains("keyword:production"), "{}", r.reasoning);
+    }
+
+    #[test]
+    fn new_architecture_is_planned() {
+        let r = route(
+            &request("Design the architecture of a plugin system across multiple modules").build(),
+        );
+        assert_eq!(r.tier, Tier::Plan);
+        assert_eq!(r.planner.as_deref(), Some("deepseek-v3.2"));
+        assert!(r.reasoning.starts_with("high:"), "{}", r.reasoning);
+    }
+
+    #[test]
+    fn bug_fix_is_medium_and_direct() {
+        let r = route(&request("Fix the off-by-one bug in the parser").build());
+        assert_eq!(r.tier, Tier::Direct);
+        assert_eq!(r.executor, "glm-4.7");
+        assert_eq!(r.planner, None);
+        assert!(r.reasoning.starts_with("medium:"), "{}", r.reasoning);
+    }
+
+    #[test]
+    fn typo_is_low() {
+        let r = route(&request("fix a typo in the README").build());
+        assert_eq!(r.tier, Tier::Direct);
+        assert!(r.reasoning.starts_with("low:"), "{}", r.reasoning);
+    }
+
+    #[test]
+    fn large_context_alone_makes_high() {
+        let r = route(&request("continue").tokens(40_000).build());
+        assert_eq!(r.tier, Tier::Plan);
+        assert!(r.reasoning.contains("tokens>=32000"), "{}", r.reasoning);
+    }
+
+    #[test]
+    fn author_is_not_auth() {
+        let (c, _) = classify(&request("who is the author of this function").build());
+        assert_eq!(c, Complexity::Low);
+    }
+
+    #[test]
+    fn unavailable_executor_is_skipped() {
+        let models = without(seed_catalog(), "glm-4.7");
+        let r = SeedMatrix::route(&request("fix the bug").build(), &models).unwrap();
+        assert_eq!(r.executor, "deepseek-v3.2-exp");
+        assert_eq!(r.fallbacks, ["claude-opus-4.5"]);
+        assert!(r.reasoning.contains("skipped glm-4.7 (unavailable)"));
+    }
+
+    #[test]
+    fn context_window_is_respected() {
+        let r = route(&request("fix the bug").tokens(150_000).build());
+        assert_eq!(r.executor, "deepseek-v3.2-exp");
+        let r = route(&request("fix the bug").tokens(180_000).build());
+        assert_eq!(r.executor, "claude-opus-4.5");
+        assert!(r.fallbacks.is_empty());
+        let err = SeedMatrix::route(&request("fix").tokens(250_000).build(), &seed_catalog());
+        assert!(err.unwrap_err().contains("no executor fits"));
+    }
+
+    #[test]
+    fn planner_falls_back_to_premium() {
+        let models = without(seed_catalog(), "deepseek-v3.2");
+        let r = SeedMatrix::route(&request("deploy to production").build(), &models).unwrap();
+        assert_eq!(r.planner.as_deref(), Some("claude-opus-4.5"));
+    }
+
+    #[test]
+    fn plan_without_planner_degrades_to_direct() {
+        let models = without(without(seed_catalog(), "deepseek-v3.2"), "claude-opus-4.5");
+        let r = SeedMatrix::route(&request("deploy to production").build(), &models).unwrap();
+        assert_eq!(r.tier, Tier::Direct);
+        assert!(r.reasoning.contains("no planner fits"));
+    }
+}

@@ -1,0 +1,34 @@
+//! wit-bindgen output for the two worlds; nothing here is public API.
+//!
+//! Both worlds share the `types` and `host` interfaces, so the planner's
+//! bindings reuse the router's instead of generating a second copy of every
+//! type.
+#![allow(missing_docs)]
+
+pub mod router {
+    wit_bindgen::generate!({
+        path: "../wit/0.1.0",
+        world: "router",
+        pub_export_macro: true,
+        export_macro_name: "__export_router",
+        additional_derives: [PartialEq],
+        default_bindings_module: "switchyard_sdk::__private::router",
+    });
+}
+
+pub mod planner {
+    wit_bindgen::generate!({
+        path: "../wit/0.1.0",
+        world: "planner",
+        pub_export_macro: true,
+        export_macro_name: "__export_planner",
+        default_bindings_module: "switchyard_sdk::__private::planner",
+        with: {
+            "switchyard:policy/types@0.1.0": super::router::switchyard::policy::types,
+            "switchyard:policy/host@0.1.0": super::router::switchyard::policy::host,
+        },
+    });
+}
+
+pub use router::switchyard::policy::host;
+pub use router::switchyard::policy::types;
