@@ -3,7 +3,12 @@
 
 fn main() {
     let root = xtask::workspace_root();
-    for dir in ["sdk", "wit", "policies/seed-matrix", "policies/seed-planner"] {
+    for dir in [
+        "sdk",
+        "wit",
+        "policies/seed-matrix",
+        "policies/seed-planner",
+    ] {
         println!("cargo::rerun-if-changed={}", root.join(dir).display());
     }
     let out = std::path::PathBuf::from(std::env::var("OUT_DIR").unwrap());

@@ -70,7 +70,10 @@ enum PolicyCommand {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing("warn");
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -199,7 +202,8 @@ async fn policy_test(
     config: &Config,
     cases: &Path,
 ) -> anyhow::Result<ExitCode> {
-    let file = std::fs::File::open(cases).with_context(|| format!("cannot read {}", cases.display()))?;
+    let file =
+        std::fs::File::open(cases).with_context(|| format!("cannot read {}", cases.display()))?;
     let (mut passed, mut failed) = (0, 0);
     for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
         let line = line?;
@@ -295,10 +299,7 @@ fn compare(route: &Route, expect: &Value) -> Vec<String> {
     if let Some(parts) = expect["reasoning_contains"].as_array() {
         for part in parts.iter().filter_map(Value::as_str) {
             if !route.reasoning.contains(part) {
-                problems.push(format!(
-                    "reasoning {:?} lacks {part:?}",
-                    route.reasoning
-                ));
+                problems.push(format!("reasoning {:?} lacks {part:?}", route.reasoning));
             }
         }
     }

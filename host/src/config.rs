@@ -204,7 +204,8 @@ impl Config {
     pub fn load(path: &Path) -> anyhow::Result<Config> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read config {}", path.display()))?;
-        let mut config = Self::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let mut config =
+            Self::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         // Relative folders are relative to the config file.
         let base = path.parent().unwrap_or(Path::new("."));
         for dir in [&mut config.policies.dir, &mut config.policies.cache_dir]
@@ -380,7 +381,12 @@ mod tests {
         let ids: Vec<&str> = config.models.iter().map(|m| m.id.as_str()).collect();
         assert_eq!(
             ids,
-            ["claude-opus-4.5", "deepseek-v3.2", "deepseek-v3.2-exp", "glm-4.7"]
+            [
+                "claude-opus-4.5",
+                "deepseek-v3.2",
+                "deepseek-v3.2-exp",
+                "glm-4.7"
+            ]
         );
         assert_eq!(config.baseline_model, "claude-opus-4.5");
     }

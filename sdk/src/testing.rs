@@ -21,6 +21,7 @@ pub fn request(text: &str) -> RequestBuilder {
                 role: "user".into(),
                 content: text.into(),
             }],
+            message_count: 1,
             // A rough estimate is enough for tests: four characters a token.
             input_tokens: (text.len() / 4) as u32 + 1,
             max_output_tokens: None,
@@ -61,6 +62,7 @@ impl RequestBuilder {
             });
         }
         self.request.messages.extend(last);
+        self.request.message_count = self.request.messages.len() as u32;
         self
     }
 
@@ -99,7 +101,13 @@ pub fn model(id: &str, roles: &[&str], input: f64, output: f64, context_window: 
 /// The seed architecture's four models, all healthy.
 pub fn seed_catalog() -> Vec<Model> {
     vec![
-        model("claude-opus-4.5", &["premium", "planner"], 5.0, 25.0, 200_000),
+        model(
+            "claude-opus-4.5",
+            &["premium", "planner"],
+            5.0,
+            25.0,
+            200_000,
+        ),
         model("deepseek-v3.2", &["planner"], 0.25, 0.38, 164_000),
         model("deepseek-v3.2-exp", &["executor"], 0.21, 0.32, 164_000),
         model("glm-4.7", &["executor"], 1.0, 2.0, 128_000),

@@ -24,8 +24,10 @@ pub fn workspace_root() -> PathBuf {
 }
 
 /// The Rust policy crates of the workspace: `(package, output name)`.
-pub const RUST_POLICIES: &[(&str, &str)] =
-    &[("seed-matrix", "seed-matrix"), ("seed-planner", "seed-planner")];
+pub const RUST_POLICIES: &[(&str, &str)] = &[
+    ("seed-matrix", "seed-matrix"),
+    ("seed-planner", "seed-planner"),
+];
 
 /// Builds Rust policy `packages` for `wasm32-wasip2` and copies each
 /// component to `out_dir/<name>.wasm`. Returns the written paths.
@@ -109,7 +111,13 @@ pub fn ensure_target() -> anyhow::Result<()> {
         .args(["target", "list", "--installed"])
         .output();
     match installed {
-        Ok(out) if String::from_utf8_lossy(&out.stdout).lines().any(|l| l == TARGET) => Ok(()),
+        Ok(out)
+            if String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .any(|l| l == TARGET) =>
+        {
+            Ok(())
+        }
         Ok(_) => run(
             Command::new("rustup").args(["target", "add", TARGET]),
             "installing the wasm32-wasip2 target",

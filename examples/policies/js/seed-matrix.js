@@ -144,7 +144,7 @@ export function classify(request) {
       break;
     }
   }
-  if (request.messages.length >= 16) {
+  if (request.messageCount >= 16) {
     score += 1;
     signals.push("messages>=16");
   }

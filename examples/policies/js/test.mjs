@@ -36,6 +36,7 @@ function request(text, fields = {}) {
     api: "openai-chat",
     requestedModel: "auto",
     messages: [{ role: "user", content: text }],
+    messageCount: 1,
     inputTokens: Math.floor(Buffer.byteLength(text) / 4) + 1,
     maxOutputTokens: undefined,
     toolCount: 0,

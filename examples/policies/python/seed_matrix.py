@@ -165,7 +165,7 @@ def classify(request) -> Tuple[str, List[str]]:
             score += points
             signals.append(f"tokens>={threshold}")
             break
-    if len(request.messages) >= 16:
+    if request.message_count >= 16:
         score += 1
         signals.append("messages>=16")
     if request.tool_count >= 5:

@@ -28,6 +28,7 @@ class Message:
 class Request:
     messages: List[Message]
     input_tokens: int
+    message_count: int = 1
     max_output_tokens: Optional[int] = None
     tool_count: int = 0
     id: str = "test"

@@ -12,6 +12,11 @@ use crate::policy::types::{Features, Message, WireApi};
 /// as OpenAI documents for its chat models.
 const TOKENS_PER_MESSAGE: u32 = 4;
 
+/// Most messages passed to a policy (the latest ones).
+pub const POLICY_MESSAGES: usize = 16;
+/// Most bytes of one message passed to a policy.
+pub const POLICY_MESSAGE_BYTES: usize = 2000;
+
 /// Counts tokens with the `o200k_base` BPE.
 pub fn count_tokens(text: &str) -> u32 {
     if text.is_empty() {
@@ -92,6 +97,8 @@ fn build(
         // Tool schemas are sent to the model as part of the prompt.
         input_tokens += count_tokens(&Value::Array(tools.clone()).to_string());
     }
+    let message_count = messages.len() as u32;
+    let messages = policy_view(messages);
     let mut labels = ctx.labels;
     if let Some(metadata) = body["metadata"].as_object() {
         for (k, v) in metadata {
@@ -105,12 +112,30 @@ fn build(
         api,
         requested_model: body["model"].as_str().unwrap_or_default().to_string(),
         messages,
+        message_count,
         input_tokens,
         max_output_tokens: max_output.map(|n| n.min(u32::MAX as u64) as u32),
         tool_count: tools.map_or(0, |t| t.len() as u32),
         labels,
         session: ctx.session,
     }
+}
+
+/// Messages a policy sees: the latest [`POLICY_MESSAGES`], each cut to
+/// [`POLICY_MESSAGE_BYTES`]. Token counts are taken before this cut.
+fn policy_view(mut messages: Vec<Message>) -> Vec<Message> {
+    let skip = messages.len().saturating_sub(POLICY_MESSAGES);
+    messages.drain(..skip);
+    for m in &mut messages {
+        if m.content.len() > POLICY_MESSAGE_BYTES {
+            let mut end = POLICY_MESSAGE_BYTES;
+            while !m.content.is_char_boundary(end) {
+                end -= 1;
+            }
+            m.content.truncate(end);
+        }
+    }
+    messages
 }
 
 /// The text of an OpenAI message: string content, text parts, and tool
@@ -194,7 +219,11 @@ mod tests {
         assert_eq!(f.tool_count, 1);
         assert_eq!(f.max_output_tokens, Some(100));
         assert_eq!(f.labels, [("team".to_string(), "core".to_string())]);
-        assert!(f.input_tokens > 12 && f.input_tokens < 80, "{}", f.input_tokens);
+        assert!(
+            f.input_tokens > 12 && f.input_tokens < 80,
+            "{}",
+            f.input_tokens
+        );
     }
 
     #[test]

@@ -34,10 +34,18 @@ pub async fn decide(
     safe: &Route,
 ) -> Decision {
     let Some(module) = module else {
-        return fallback("no router policy is loaded".into(), "safe-route".into(), safe);
+        return fallback(
+            "no router policy is loaded".into(),
+            "safe-route".into(),
+            safe,
+        );
     };
     let policy = module.info.id();
-    match module.route(features, models).await.and_then(|r| validate(r, models)) {
+    match module
+        .route(features, models)
+        .await
+        .and_then(|r| validate(r, models))
+    {
         Ok(route) => Decision {
             route,
             policy,
@@ -72,9 +80,7 @@ pub fn validate(route: Route, models: &[ModelInfo]) -> Result<Route, PolicyError
     for id in route.models() {
         if !models.iter().any(|m| m.id == id) {
             let shown: String = id.chars().take(64).collect();
-            return Err(PolicyError::Invalid(format!(
-                "unknown model {shown:?}"
-            )));
+            return Err(PolicyError::Invalid(format!("unknown model {shown:?}")));
         }
     }
     if route.tier != super::types::Tier::Direct && route.planner.is_none() {

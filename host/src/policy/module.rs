@@ -30,7 +30,9 @@ const CALLS_PER_INSTANCE: u32 = 10_000;
 /// Resource limits applied to every policy call.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
-    /// Wall-clock budget of one call.
+    /// CPU time one call may use. A call that sleeps rather than computes
+    /// (a guest blocked in a WASI poll) is also stopped after ten times this
+    /// plus 100 ms of wall-clock time.
     pub call_deadline: Duration,
     /// Cap on each linear memory of an instance, in bytes.
     pub memory_bytes: usize,
@@ -324,10 +326,11 @@ impl PolicyModule {
         let Bindings::Router(bindings) = &warm.bindings else {
             return Err(PolicyError::WrongWorld(self.info.world));
         };
-        let result = bindings
-            .switchyard_policy_routing()
-            .call_route(&mut warm.store, &request, &models)
-            .await;
+        let call =
+            bindings
+                .switchyard_policy_routing()
+                .call_route(&mut warm.store, &request, &models);
+        let result = self.bounded(call).await;
         self.checkin(warm, result).map(Into::into)
     }
 
@@ -343,10 +346,12 @@ impl PolicyModule {
         let Bindings::Planner(bindings) = &warm.bindings else {
             return Err(PolicyError::WrongWorld(self.info.world));
         };
-        let result = bindings
-            .switchyard_policy_planning()
-            .call_plan_request(&mut warm.store, &task, &models)
-            .await;
+        let call = bindings.switchyard_policy_planning().call_plan_request(
+            &mut warm.store,
+            &task,
+            &models,
+        );
+        let result = self.bounded(call).await;
         self.checkin(warm, result).map(Into::into)
     }
 
@@ -363,10 +368,13 @@ impl PolicyModule {
         let Bindings::Planner(bindings) = &warm.bindings else {
             return Err(PolicyError::WrongWorld(self.info.world));
         };
-        let result = bindings
-            .switchyard_policy_planning()
-            .call_parse_plan(&mut warm.store, &task, reply, &models)
-            .await;
+        let call = bindings.switchyard_policy_planning().call_parse_plan(
+            &mut warm.store,
+            &task,
+            reply,
+            &models,
+        );
+        let result = self.bounded(call).await;
         self.checkin(warm, result).map(Into::into)
     }
 
@@ -385,10 +393,14 @@ impl PolicyModule {
         let Bindings::Planner(bindings) = &warm.bindings else {
             return Err(PolicyError::WrongWorld(self.info.world));
         };
-        let result = bindings
-            .switchyard_policy_planning()
-            .call_review_request(&mut warm.store, &task, &subtask, output, &models)
-            .await;
+        let call = bindings.switchyard_policy_planning().call_review_request(
+            &mut warm.store,
+            &task,
+            &subtask,
+            output,
+            &models,
+        );
+        let result = self.bounded(call).await;
         self.checkin(warm, result).map(|r| r.map(Into::into))
     }
 
@@ -408,18 +420,29 @@ impl PolicyModule {
         let Bindings::Planner(bindings) = &warm.bindings else {
             return Err(PolicyError::WrongWorld(self.info.world));
         };
-        let result = bindings
-            .switchyard_policy_planning()
-            .call_review(
-                &mut warm.store,
-                &task,
-                &subtask,
-                output,
-                reviewer_reply,
-                &models,
-            )
-            .await;
+        let call = bindings.switchyard_policy_planning().call_review(
+            &mut warm.store,
+            &task,
+            &subtask,
+            output,
+            reviewer_reply,
+            &models,
+        );
+        let result = self.bounded(call).await;
         self.checkin(warm, result).map(Into::into)
+    }
+
+    /// Bounds a call in wall-clock time too: CPU budgets do not stop a guest
+    /// that waits in the host (a WASI poll on a clock) instead of computing.
+    async fn bounded<R>(
+        &self,
+        call: impl std::future::Future<Output = wasmtime::Result<R>>,
+    ) -> wasmtime::Result<R> {
+        let wall = self.engine.limits.call_deadline * 10 + Duration::from_millis(100);
+        match tokio::time::timeout(wall, call).await {
+            Ok(result) => result,
+            Err(_) => Err(Trap::Interrupt.into()),
+        }
     }
 
     /// Takes a warm instance, or builds one, armed with the call deadline.
@@ -429,8 +452,9 @@ impl PolicyModule {
             Some(warm) => warm,
             None => self.instantiate().await?,
         };
-        warm.store
-            .set_epoch_deadline(PolicyEngine::ticks(self.engine.limits.call_deadline));
+        let deadline = self.engine.limits.call_deadline;
+        warm.store.data_mut().arm(deadline);
+        warm.store.set_epoch_deadline(PolicyEngine::ticks(deadline));
         Ok(warm)
     }
 
@@ -439,11 +463,18 @@ impl PolicyModule {
         let sandbox = Sandbox::new(self.label.clone(), self.engine.limits.memory_bytes);
         let mut store = Store::new(&self.engine.engine, sandbox);
         store.limiter(|s| s.limits());
-        store.epoch_deadline_trap();
+        store.epoch_deadline_callback(sandbox::on_epoch_deadline);
+        store.data_mut().arm(INSTANTIATE_DEADLINE);
         store.set_epoch_deadline(PolicyEngine::ticks(INSTANTIATE_DEADLINE));
         let bindings = match &self.pre {
-            Pre::Router(pre) => pre.instantiate_async(&mut store).await.map(Bindings::Router),
-            Pre::Planner(pre) => pre.instantiate_async(&mut store).await.map(Bindings::Planner),
+            Pre::Router(pre) => pre
+                .instantiate_async(&mut store)
+                .await
+                .map(Bindings::Router),
+            Pre::Planner(pre) => pre
+                .instantiate_async(&mut store)
+                .await
+                .map(Bindings::Planner),
         }
         .map_err(|e| classify(e, INSTANTIATE_DEADLINE))?;
         tracing::debug!(module = %self.info.id(), elapsed = ?started.elapsed(), "instantiated policy");

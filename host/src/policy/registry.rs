@@ -148,15 +148,21 @@ impl Registry {
             }
             Err(error) => {
                 let reason = format!("{error:#}");
-                tracing::error!(module = name, "policy rejected, last good version keeps serving: {reason}");
-                crate::metrics::policy_load_failed(name);
-                self.failures.lock().unwrap_or_else(|p| p.into_inner()).insert(
-                    name.to_string(),
-                    LoadFailure {
-                        reason,
-                        at: SystemTime::now(),
-                    },
+                tracing::error!(
+                    module = name,
+                    "policy rejected, last good version keeps serving: {reason}"
                 );
+                crate::metrics::policy_load_failed(name);
+                self.failures
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(
+                        name.to_string(),
+                        LoadFailure {
+                            reason,
+                            at: SystemTime::now(),
+                        },
+                    );
             }
         }
         result
@@ -182,8 +188,8 @@ impl Registry {
         let owned_name = name.to_string();
         // Compiling a JavaScript or Python runtime takes seconds: keep it off
         // the async workers so the old version goes on serving meanwhile.
-        let module = tokio::task::spawn_blocking(move || engine.load(&owned_name, &bytes))
-            .await??;
+        let module =
+            tokio::task::spawn_blocking(move || engine.load(&owned_name, &bytes)).await??;
         self_check(&module, catalog).await?;
         Ok(Arc::new(module))
     }
@@ -195,7 +201,10 @@ async fn self_check(module: &PolicyModule, catalog: &[ModelInfo]) -> anyhow::Res
     use super::module::PolicyError;
     let result = match module.info.world {
         World::Router => module.route(&probe_request(), catalog).await.map(drop),
-        World::Planner => module.plan_request(&probe_task(catalog), catalog).await.map(drop),
+        World::Planner => module
+            .plan_request(&probe_task(catalog), catalog)
+            .await
+            .map(drop),
     };
     match result {
         Ok(()) | Err(PolicyError::Rejected(_)) => Ok(()),
@@ -212,6 +221,7 @@ fn probe_request() -> Features {
             role: "user".into(),
             content: "Fix the failing unit test in the parser module.".into(),
         }],
+        message_count: 1,
         input_tokens: 12,
         max_output_tokens: None,
         tool_count: 0,

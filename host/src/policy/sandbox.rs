@@ -8,10 +8,11 @@
 //! Clocks and random stay, since runtimes need them to start.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
-use wasmtime::{Engine, StoreLimits, StoreLimitsBuilder};
+use wasmtime::{Engine, StoreContextMut, StoreLimits, StoreLimitsBuilder, UpdateDeadline};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -28,6 +29,19 @@ pub struct Sandbox {
     wasi: WasiCtx,
     table: ResourceTable,
     limits: StoreLimits,
+    budget: Budget,
+}
+
+/// The CPU time a call may use, measured on the thread that runs it.
+///
+/// Epoch ticks are wall-clock, so on a busy machine a descheduled call would
+/// run out of ticks without having used any CPU. When the ticks run out,
+/// [`on_epoch_deadline`] compares the thread's CPU time with the budget and
+/// grants more ticks while the call is within it.
+#[derive(Debug, Clone, Copy)]
+struct Budget {
+    cpu: Duration,
+    cpu_at_start: Duration,
 }
 
 impl Sandbox {
@@ -55,7 +69,19 @@ impl Sandbox {
                 .memories(16)
                 .trap_on_grow_failure(true)
                 .build(),
+            budget: Budget {
+                cpu: Duration::ZERO,
+                cpu_at_start: Duration::ZERO,
+            },
         }
+    }
+
+    /// Starts a call that may use `cpu` of CPU time.
+    pub fn arm(&mut self, cpu: Duration) {
+        self.budget = Budget {
+            cpu,
+            cpu_at_start: thread_cpu_time(),
+        };
     }
 
     /// The limiter wasmtime consults when memories and tables grow.
@@ -78,12 +104,48 @@ impl v0_1::Host for Sandbox {
         let message = truncate(&message, MAX_LOG_LINE);
         let module = &*self.module;
         match level {
-            v0_1::Level::Debug => tracing::debug!(target: "switchyard::policy::guest", module, "{message}"),
-            v0_1::Level::Info => tracing::info!(target: "switchyard::policy::guest", module, "{message}"),
-            v0_1::Level::Warn => tracing::warn!(target: "switchyard::policy::guest", module, "{message}"),
-            v0_1::Level::Error => tracing::error!(target: "switchyard::policy::guest", module, "{message}"),
+            v0_1::Level::Debug => {
+                tracing::debug!(target: "switchyard::policy::guest", module, "{message}")
+            }
+            v0_1::Level::Info => {
+                tracing::info!(target: "switchyard::policy::guest", module, "{message}")
+            }
+            v0_1::Level::Warn => {
+                tracing::warn!(target: "switchyard::policy::guest", module, "{message}")
+            }
+            v0_1::Level::Error => {
+                tracing::error!(target: "switchyard::policy::guest", module, "{message}")
+            }
         }
     }
+}
+
+/// Called by wasmtime when a call's epoch deadline passes: more ticks if
+/// the call is still within its CPU budget, a trap otherwise.
+pub fn on_epoch_deadline(store: StoreContextMut<'_, Sandbox>) -> wasmtime::Result<UpdateDeadline> {
+    let budget = store.data().budget;
+    let used = thread_cpu_time().saturating_sub(budget.cpu_at_start);
+    if used < budget.cpu {
+        Ok(UpdateDeadline::Continue(1))
+    } else {
+        Ok(UpdateDeadline::Interrupt)
+    }
+}
+
+/// CPU time used by the calling thread.
+fn thread_cpu_time() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid timespec to write to; this clock exists on
+    // every platform the daemon supports (Linux, macOS).
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        // Fall back to wall-clock semantics: a budget that is never extended.
+        return Duration::MAX;
+    }
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
 /// The linker every policy is instantiated with.

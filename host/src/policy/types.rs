@@ -36,9 +36,11 @@ pub struct Features {
     pub api: WireApi,
     /// The model the client asked for (an id or an alias).
     pub requested_model: String,
-    /// The conversation.
+    /// The latest messages, each cut short (see the contract).
     pub messages: Vec<Message>,
-    /// Input tokens, counted with a BPE tokenizer.
+    /// How many messages the conversation has.
+    pub message_count: u32,
+    /// Input tokens of the whole request, counted with a BPE tokenizer.
     pub input_tokens: u32,
     /// The client's output-token limit, if any.
     pub max_output_tokens: Option<u32>,

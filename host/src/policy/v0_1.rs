@@ -75,6 +75,7 @@ impl From<&host::Features> for wit::Request {
             api: f.api.into(),
             requested_model: f.requested_model.clone(),
             messages: messages(&f.messages),
+            message_count: f.message_count,
             input_tokens: f.input_tokens,
             max_output_tokens: f.max_output_tokens,
             tool_count: f.tool_count,

@@ -44,16 +44,15 @@ pub async fn watch(
         .canonicalize()
         .with_context(|| format!("policies folder {}", dir.display()))?;
     let (tx, rx) = mpsc::unbounded_channel();
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        match event {
+    let mut watcher =
+        notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
             Ok(event) => {
                 for path in event.paths {
                     let _ = tx.send(path);
                 }
             }
             Err(e) => tracing::warn!("policies folder watch error: {e}"),
-        }
-    })?;
+        })?;
     watcher.watch(&dir, RecursiveMode::NonRecursive)?;
 
     let mut entries: Vec<PathBuf> = std::fs::read_dir(&dir)?

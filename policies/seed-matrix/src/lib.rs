@@ -20,7 +20,7 @@
 //!
 //! - **Critical** when any critical stem or word matches.
 //! - Otherwise a score: input tokens ≥ 32 000 (+3), ≥ 8 000 (+2), ≥ 2 000
-//!   (+1); 16 or more messages (+1); 5 or more tools (+1); dependency signals
+//!   (+1); a conversation of 16 or more messages (+1); 5 or more tools (+1); dependency signals
 //!   (+1 for one, +2 for two or more); novelty signals (+2); simple-change
 //!   signals (−1).
 //! - **High** when the score is 3 or more; **Medium** when it is 1 or more,
@@ -196,7 +196,7 @@ pub fn classify(request: &Request) -> (Complexity, Vec<String>) {
             break;
         }
     }
-    if request.messages.len() >= 16 {
+    if request.message_count >= 16 {
         score += 1;
         signals.push("messages>=16".to_string());
     }
@@ -315,8 +315,16 @@ mod tests {
         assert_eq!(r.planner.as_deref(), Some("deepseek-v3.2"));
         assert_eq!(r.executor, "glm-4.7");
         assert_eq!(r.fallbacks, ["deepseek-v3.2-exp", "claude-opus-4.5"]);
-        assert!(r.reasoning.contains("keyword:credential"), "{}", r.reasoning);
-        assert!(r.reasoning.contains("keyword:production"), "{}", r.reasoning);
+        assert!(
+            r.reasoning.contains("keyword:credential"),
+            "{}",
+            r.reasoning
+        );
+        assert!(
+            r.reasoning.contains("keyword:production"),
+            "{}",
+            r.reasoning
+        );
     }
 
     #[test]

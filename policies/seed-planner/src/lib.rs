@@ -87,9 +87,9 @@ impl Planner for SeedPlanner {
                 SubtaskKind::Design | SubtaskKind::Review => planner.clone(),
                 _ => executor.clone(),
             };
-            let critical = s.critical.unwrap_or(
-                task.route.tier == Tier::PlanAndVerify && kind == SubtaskKind::Code,
-            );
+            let critical = s
+                .critical
+                .unwrap_or(task.route.tier == Tier::PlanAndVerify && kind == SubtaskKind::Code);
             subtasks.push(Subtask {
                 title: s.title.unwrap_or_else(|| id.clone()),
                 instructions: s.instructions.or(s.description).unwrap_or_default(),
@@ -153,7 +153,9 @@ impl Planner for SeedPlanner {
             "accept" => Ok(Review::Accept),
             "retry" => match task.route.fallbacks.iter().find(|m| **m != subtask.model) {
                 Some(model) => Ok(Review::Retry((model.clone(), feedback))),
-                None => Ok(Review::Escalate(format!("no other executor to retry on: {feedback}"))),
+                None => Ok(Review::Escalate(format!(
+                    "no other executor to retry on: {feedback}"
+                ))),
             },
             "escalate" => Ok(Review::Escalate(feedback)),
             other => Err(format!("unknown verdict {other:?}")),
@@ -253,7 +255,10 @@ fn check_graph(subtasks: &[Subtask]) -> Result<(), String> {
     for s in subtasks {
         for dep in &s.depends_on {
             if !index.contains_key(dep.as_str()) {
-                return Err(format!("subtask {:?} depends on unknown subtask {dep:?}", s.id));
+                return Err(format!(
+                    "subtask {:?} depends on unknown subtask {dep:?}",
+                    s.id
+                ));
             }
             if dep == &s.id {
                 return Err(format!("subtask {:?} depends on itself", s.id));
@@ -358,11 +363,15 @@ Let me know if you need more."#;
     fn rejects_cycles_and_unknown_dependencies() {
         let cyclic = r#"{"subtasks": [{"id": "a", "depends_on": ["b"]}, {"id": "b", "depends_on": ["a"]}, {"id": "c"}]}"#;
         let err = SeedPlanner::parse_plan(&task(Tier::Plan), cyclic, &seed_catalog()).unwrap_err();
-        assert!(err.contains("cycle") && err.contains("\"a\"") && err.contains("\"b\""), "{err}");
+        assert!(
+            err.contains("cycle") && err.contains("\"a\"") && err.contains("\"b\""),
+            "{err}"
+        );
         let unknown = r#"{"subtasks": [{"id": "a", "depends_on": ["zzz"]}]}"#;
         let err = SeedPlanner::parse_plan(&task(Tier::Plan), unknown, &seed_catalog()).unwrap_err();
         assert!(err.contains("unknown subtask \"zzz\""), "{err}");
-        let err = SeedPlanner::parse_plan(&task(Tier::Plan), "no idea", &seed_catalog()).unwrap_err();
+        let err =
+            SeedPlanner::parse_plan(&task(Tier::Plan), "no idea", &seed_catalog()).unwrap_err();
         assert!(err.contains("no JSON"), "{err}");
     }
 
@@ -374,11 +383,30 @@ Let me know if you need more."#;
         let req = SeedPlanner::review_request(&t, code, "fn x() {}", &seed_catalog()).unwrap();
         assert_eq!(req.unwrap().model, "deepseek-v3.2");
         let docs = &plan.subtasks[3];
-        assert!(SeedPlanner::review_request(&t, docs, "", &seed_catalog()).unwrap().is_none());
+        assert!(
+            SeedPlanner::review_request(&t, docs, "", &seed_catalog())
+                .unwrap()
+                .is_none()
+        );
 
-        let retry = SeedPlanner::review(&t, code, "", r#"{"verdict": "retry", "feedback": "no tests"}"#, &seed_catalog());
-        assert_eq!(retry.unwrap(), Review::Retry(("deepseek-v3.2-exp".into(), "no tests".into())));
-        let ok = SeedPlanner::review(&t, code, "", "```json\n{\"verdict\": \"accept\"}\n```", &seed_catalog());
+        let retry = SeedPlanner::review(
+            &t,
+            code,
+            "",
+            r#"{"verdict": "retry", "feedback": "no tests"}"#,
+            &seed_catalog(),
+        );
+        assert_eq!(
+            retry.unwrap(),
+            Review::Retry(("deepseek-v3.2-exp".into(), "no tests".into()))
+        );
+        let ok = SeedPlanner::review(
+            &t,
+            code,
+            "",
+            "```json\n{\"verdict\": \"accept\"}\n```",
+            &seed_catalog(),
+        );
         assert_eq!(ok.unwrap(), Review::Accept);
         assert!(SeedPlanner::review(&t, code, "", "looks fine", &seed_catalog()).is_err());
     }

@@ -1,0 +1,45 @@
+//! A router that misbehaves when asked to: the tests' hostile module.
+//!
+//! The last user message picks the behaviour: `trap`, `loop`, `bomb` (grow
+//! memory without end), `huge` (a 1 MiB reasoning string), `unknown` (a model
+//! not in the catalog), `error` (an `Err` answer), `print` (write to stdout
+//! and stderr). Anything else gets a well-formed direct route.
+
+use switchyard_sdk::{Model, Request, Route, Router};
+
+struct Hostile;
+
+impl Router for Hostile {
+    fn route(request: &Request, models: &[Model]) -> Result<Route, String> {
+        let first = models.first().map_or("none", |m| m.id.as_str());
+        match request.last_user_text() {
+            "trap" => panic!("hostile policy traps on purpose"),
+            "loop" =>
+            {
+                #[allow(clippy::empty_loop)]
+                loop {}
+            }
+            "bomb" => {
+                // Reserve without touching the pages: this is about the
+                // memory cap, not about burning CPU on page faults.
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hoard.push(Vec::with_capacity(16 << 20));
+                    std::hint::black_box(&hoard);
+                }
+            }
+            "huge" => Ok(Route::direct(first, &"x".repeat(1 << 20))),
+            "unknown" => Ok(Route::direct("gpt-nonexistent", "no such model")),
+            "error" => Err("hostile policy refuses".into()),
+            "print" => {
+                println!("hello from the guest's stdout");
+                eprintln!("hello from the guest's stderr");
+                switchyard_sdk::log::warn("hello from the guest's log");
+                Ok(Route::direct(first, "printed"))
+            }
+            _ => Ok(Route::direct(first, "hostile policy behaving")),
+        }
+    }
+}
+
+switchyard_sdk::register_policy!(router: Hostile);

@@ -1,0 +1,296 @@
+//! The policy engine end to end: every language's seed matrix on the shared
+//! table, and hostile modules that must never hurt the host.
+
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use switchyard::config::Config;
+use switchyard::policy::types::{Features, Message, WireApi};
+use switchyard::policy::{Limits, PolicyEngine, PolicyError, Registry, World, decide};
+use switchyard_test_support as support;
+
+fn switchyard(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(args)
+        .current_dir(support::workspace_root())
+        .output()
+        .expect("the switchyard binary runs")
+}
+
+#[test]
+fn every_language_passes_the_shared_table() {
+    let cases = support::workspace_root().join("examples/policies/cases.jsonl");
+    let count = std::fs::read_to_string(&cases).unwrap().lines().count();
+    assert!(count >= 30, "the shared table has {count} cases");
+    for module in [
+        support::SEED_MATRIX,
+        support::SEED_MATRIX_JS,
+        support::SEED_MATRIX_PY,
+    ] {
+        let out = switchyard(&["policy", "test", module, cases.to_str().unwrap()]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{module}:\n{stdout}");
+        assert!(
+            stdout.contains(&format!("{count} passed, 0 failed")),
+            "{module}:\n{stdout}"
+        );
+    }
+}
+
+#[test]
+fn policy_test_reports_failures() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = dir.path().join("cases.jsonl");
+    std::fs::write(
+        &cases,
+        r#"{"name": "wrong on purpose", "request": {"model": "auto", "messages": [{"role": "user", "content": "fix a typo"}]}, "expect": {"tier": "plan"}}
+"#,
+    )
+    .unwrap();
+    let out = switchyard(&[
+        "policy",
+        "test",
+        support::SEED_MATRIX,
+        cases.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success());
+    assert!(stdout.contains("FAIL wrong on purpose"), "{stdout}");
+    assert!(
+        stdout.contains(r#"tier: expected "plan", got "direct""#),
+        "{stdout}"
+    );
+    assert!(stdout.contains("0 passed, 1 failed"), "{stdout}");
+}
+
+#[test]
+fn check_prints_identity_or_one_line_reason() {
+    let out = switchyard(&["policy", "check", support::SEED_PLANNER]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("name:    seed-planner"), "{stdout}");
+    assert!(stdout.contains("world:   planner"), "{stdout}");
+    assert!(stdout.contains("version: 0.1.0"), "{stdout}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.wasm");
+    std::fs::write(&bad, b"\0asm\x01\0\0\0garbage").unwrap();
+    let out = switchyard(&["policy", "check", bad.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    assert!(stdout.contains("not a valid component"), "{stdout}");
+}
+
+#[test]
+fn route_command_prints_the_gateway_route() {
+    let dir = tempfile::tempdir().unwrap();
+    let request = dir.path().join("request.json");
+    std::fs::write(
+        &request,
+        r#"{"model": "auto", "messages": [{"role": "user", "content": "Rotate the production secrets"}]}"#,
+    )
+    .unwrap();
+    let out = switchyard(&[
+        "route",
+        "--policy",
+        support::SEED_MATRIX_JS,
+        request.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let decision: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(decision["route"]["tier"], "plan-and-verify");
+    assert_eq!(decision["route"]["planner"], "deepseek-v3.2");
+    assert!(
+        decision["policy"]
+            .as_str()
+            .unwrap()
+            .starts_with("seed-matrix-js@")
+    );
+}
+
+fn registry(limits: Limits) -> Registry {
+    Registry::new(PolicyEngine::new(limits, None).unwrap())
+}
+
+fn limits() -> Limits {
+    Limits {
+        call_deadline: Duration::from_millis(10),
+        memory_bytes: 32 << 20,
+    }
+}
+
+fn features(text: &str) -> Features {
+    Features {
+        id: "test".into(),
+        api: WireApi::OpenaiChat,
+        requested_model: "auto".into(),
+        messages: vec![Message {
+            role: "user".into(),
+            content: text.into(),
+        }],
+        message_count: 1,
+        input_tokens: 10,
+        max_output_tokens: None,
+        tool_count: 0,
+        labels: Vec::new(),
+        session: None,
+    }
+}
+
+#[tokio::test]
+async fn hostile_calls_get_the_safe_route_and_the_next_call_works() {
+    let config = Config::demo();
+    let catalog = config.catalog();
+    let safe = config.safe_route();
+    let registry = registry(limits());
+    let module = registry
+        .load("hostile", support::read(support::HOSTILE), &catalog)
+        .await
+        .expect("the hostile module behaves on the self-check");
+
+    for (behaviour, expected) in [
+        ("trap", "trapped"),
+        ("loop", "deadline"),
+        ("bomb", "memory cap"),
+        ("huge", "reasoning of 1048576 bytes"),
+        ("unknown", "unknown model \"gpt-nonexistent\""),
+        ("error", "hostile policy refuses"),
+    ] {
+        let started = Instant::now();
+        let decision = decide(Some(&module), &features(behaviour), &catalog, &safe).await;
+        let reason = decision.fallback_reason.unwrap_or_default();
+        assert!(reason.contains(expected), "{behaviour}: {reason}");
+        assert_eq!(decision.route.executor, safe.executor, "{behaviour}");
+        assert_eq!(decision.route.fallbacks, safe.fallbacks, "{behaviour}");
+        // Bounded, not timed: a hung guest must not hang the host.
+        assert!(started.elapsed() < Duration::from_secs(2), "{behaviour}");
+
+        let next = decide(Some(&module), &features("behave"), &catalog, &safe).await;
+        assert_eq!(next.fallback_reason, None, "the call after {behaviour}");
+        assert_eq!(next.route.reasoning, "hostile policy behaving");
+    }
+
+    let printed = decide(Some(&module), &features("print"), &catalog, &safe).await;
+    assert_eq!(printed.route.reasoning, "printed");
+}
+
+#[tokio::test]
+async fn invalid_modules_are_refused_at_load() {
+    let catalog = Config::demo().catalog();
+    let registry = registry(limits());
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("bytes", b"definitely not wasm".to_vec(), "not a WebAssembly file"),
+        ("core-module", wat::parse_str("(module)").unwrap(), "not a valid component"),
+        (
+            "empty-component",
+            wat::parse_str("(component)").unwrap(),
+            "not a Switchyard policy",
+        ),
+        (
+            "newer-contract",
+            wat::parse_str(
+                r#"(component (instance $i) (export "switchyard:policy/routing@9.0.0" (instance $i)))"#,
+            )
+            .unwrap(),
+            "built against contract 9.0.0",
+        ),
+        (
+            "wrong-shape",
+            wat::parse_str(
+                r#"(component (instance $i) (export "switchyard:policy/routing@0.1.0" (instance $i)))"#,
+            )
+            .unwrap(),
+            "route",
+        ),
+        (
+            "exports-nothing",
+            wat::parse_str(
+                r#"(component (import "wasi:http/outgoing-handler@0.2.0" (instance)))"#,
+            )
+            .unwrap(),
+            "not a Switchyard policy",
+        ),
+    ];
+    for (name, bytes, expected) in cases {
+        let err = registry.load(name, bytes, &catalog).await.err().unwrap();
+        let text = format!("{err:#}");
+        assert!(text.contains(expected), "{name}: {text}");
+        let status = registry.status();
+        let entry = status.iter().find(|s| s.name == name).unwrap();
+        assert!(entry.hash.is_none(), "{name} must not be serving");
+        assert!(entry.last_error.as_ref().unwrap().reason.contains(expected));
+    }
+}
+
+#[tokio::test]
+async fn a_planner_is_not_a_router() {
+    let catalog = Config::demo().catalog();
+    let registry = registry(limits());
+    let planner = registry
+        .load(
+            "seed-planner",
+            support::read(support::SEED_PLANNER),
+            &catalog,
+        )
+        .await
+        .unwrap();
+    assert_eq!(planner.info.world, World::Planner);
+    let err = planner.route(&features("hi"), &catalog).await.unwrap_err();
+    assert!(
+        matches!(err, PolicyError::WrongWorld(World::Planner)),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn compiled_components_are_cached_by_content_hash() {
+    let cache = tempfile::tempdir().unwrap();
+    let catalog = Config::demo().catalog();
+    let bytes = support::read(support::SEED_MATRIX_JS);
+    for _ in 0..2 {
+        let engine = PolicyEngine::new(limits(), Some(cache.path().to_path_buf())).unwrap();
+        let module = Registry::new(engine)
+            .load("seed-matrix-js", bytes.clone(), &catalog)
+            .await
+            .unwrap();
+        let entries: Vec<_> = std::fs::read_dir(cache.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(entries.len(), 1, "{entries:?}");
+        assert!(entries[0].starts_with(&module.info.hash), "{entries:?}");
+    }
+}
+
+#[tokio::test]
+async fn calls_run_concurrently_on_one_module() {
+    let catalog = Arc::new(Config::demo().catalog());
+    let registry = registry(limits());
+    let module = registry
+        .load("seed-matrix", support::read(support::SEED_MATRIX), &catalog)
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let (module, catalog) = (module.clone(), catalog.clone());
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..200 {
+                let text = if i % 2 == 0 {
+                    "fix the bug"
+                } else {
+                    "deploy it"
+                };
+                module.route(&features(text), &catalog).await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+}

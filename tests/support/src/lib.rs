@@ -1,0 +1,43 @@
+//! Shared pieces of Switchyard's end-to-end tests.
+//!
+//! The build script compiles every policy of the workspace; the constants
+//! below are the paths of the resulting components, so tests always run
+//! against the current sources.
+
+use std::path::Path;
+
+macro_rules! component {
+    ($(#[$doc:meta])* $name:ident, $file:literal) => {
+        $(#[$doc])*
+        pub const $name: &str = concat!(env!("OUT_DIR"), "/", $file);
+    };
+}
+
+component!(
+    /// The Rust seed-matrix router.
+    SEED_MATRIX, "seed-matrix.wasm");
+component!(
+    /// The Rust seed planner.
+    SEED_PLANNER, "seed-planner.wasm");
+component!(
+    /// The JavaScript seed-matrix router.
+    SEED_MATRIX_JS, "seed-matrix-js.wasm");
+component!(
+    /// The Python seed-matrix router.
+    SEED_MATRIX_PY, "seed-matrix-py.wasm");
+component!(
+    /// A router that misbehaves on request (see `tests/guests/hostile`).
+    HOSTILE, "hostile.wasm");
+
+/// The workspace root.
+pub fn workspace_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .and_then(Path::parent)
+        .expect("tests/support lives two levels below the root")
+}
+
+/// Reads a component built by the build script.
+pub fn read(path: &str) -> Vec<u8> {
+    std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
