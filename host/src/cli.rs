@@ -25,6 +25,15 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the gateway daemon (the built-in demo when no --config is given).
+    Serve {
+        /// Configuration file.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Listen address, overriding the configuration.
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+    },
     /// Work with policy modules.
     Policy {
         #[command(subcommand)]
@@ -69,7 +78,8 @@ enum PolicyCommand {
 /// Runs the command line.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing("warn");
+    let serving = matches!(cli.command, Command::Serve { .. });
+    init_tracing(if serving { "info" } else { "warn" });
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -100,6 +110,14 @@ fn init_tracing(default: &str) {
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Serve { config, listen } => {
+            let mut config = load_config(config.as_deref())?;
+            if let Some(listen) = listen {
+                config.listen = listen;
+            }
+            crate::gateway::serve(config).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Policy {
             command: PolicyCommand::Check { module, config },
         } => {

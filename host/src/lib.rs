@@ -8,5 +8,7 @@
 pub mod cli;
 pub mod config;
 pub mod gateway;
+pub mod ledger;
 pub mod metrics;
 pub mod policy;
+pub mod provider;

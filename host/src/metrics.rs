@@ -2,7 +2,10 @@
 //!
 //! Names follow Prometheus conventions (`_total` for counters, base units).
 
+use crate::ledger::Cost;
 use crate::policy::PolicyError;
+use crate::policy::types::Route;
+use crate::provider::{Format, Usage};
 
 /// A policy's answer was replaced by the safe route.
 pub fn policy_fallback(module: &str, error: &PolicyError) {
@@ -26,5 +29,54 @@ pub fn policy_loaded(module: &str) {
 /// A module failed to load; the previous version keeps serving.
 pub fn policy_load_failed(module: &str) {
     metrics::counter!("switchyard_policy_load_failures_total", "module" => module.to_string())
+        .increment(1);
+}
+
+/// Installs the Prometheus recorder (once per process) and returns its handle.
+pub fn install() -> metrics_exporter_prometheus::PrometheusHandle {
+    static HANDLE: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandle> =
+        std::sync::OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+            let handle = recorder.handle();
+            // Another recorder may already be installed (an embedding
+            // application's); then this handle renders only what it saw.
+            let _ = metrics::set_global_recorder(recorder);
+            handle
+        })
+        .clone()
+}
+
+fn api(format: Format) -> &'static str {
+    match format {
+        Format::OpenAi => "openai",
+        Format::Anthropic => "anthropic",
+    }
+}
+
+/// A request was answered.
+pub fn request_served(format: Format, model: &str, route: &Route, usage: &Usage, cost: Cost) {
+    let labels = [
+        ("api", api(format).to_string()),
+        ("model", model.to_string()),
+        ("tier", route.tier.as_str().to_string()),
+    ];
+    metrics::counter!("switchyard_requests_total", &labels).increment(1);
+    metrics::counter!("switchyard_input_tokens_total", &labels).increment(usage.input_tokens);
+    metrics::counter!("switchyard_output_tokens_total", &labels).increment(usage.output_tokens);
+    metrics::gauge!("switchyard_spent_usd", &labels).increment(cost.usd);
+    metrics::gauge!("switchyard_baseline_usd", &labels).increment(cost.baseline_usd);
+}
+
+/// A request got an error response.
+pub fn request_failed(format: Format, status: u16) {
+    metrics::counter!("switchyard_request_errors_total", "api" => api(format), "status" => status.to_string())
+        .increment(1);
+}
+
+/// An upstream attempt failed.
+pub fn upstream_failure(model: &str) {
+    metrics::counter!("switchyard_upstream_failures_total", "model" => model.to_string())
         .increment(1);
 }

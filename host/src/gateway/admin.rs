@@ -1,0 +1,79 @@
+//! Read-only endpoints: models, policies, health, metrics.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use super::AppState;
+use super::error::{ApiError, ErrorKind};
+use crate::provider::Format;
+
+/// `GET /v1/models`: the catalog, in the OpenAI list format.
+pub async fn models(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
+    let created = crate::provider::unix_now();
+    let mut data: Vec<serde_json::Value> = state
+        .config
+        .aliases
+        .iter()
+        .map(|alias| json!({"id": alias, "object": "model", "created": created, "owned_by": "switchyard"}))
+        .collect();
+    data.extend(state.catalog().into_iter().map(|m| {
+        json!({
+            "id": m.id,
+            "object": "model",
+            "created": created,
+            "owned_by": "switchyard",
+            "context_window": m.context_window,
+            "roles": m.roles,
+            "input_usd_per_mtok": m.input_usd_per_mtok,
+            "output_usd_per_mtok": m.output_usd_per_mtok,
+            "available": m.available,
+        })
+    }));
+    Json(json!({"object": "list", "data": data}))
+}
+
+/// `GET /v1/policies`: loaded modules and their last errors.
+pub async fn policies(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
+    let router = state.policies.router().map(|m| m.info.id());
+    let planner = state.policies.planner().map(|m| m.info.id());
+    Json(json!({
+        "router": router,
+        "planner": planner,
+        "modules": state.policies.registry.status(),
+    }))
+}
+
+/// `GET /healthz`.
+pub async fn healthz(State(state): State<Arc<AppState>>) -> Response {
+    let router = state.policies.router().is_some();
+    let status = if router {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(json!({"status": if router { "ok" } else { "no router policy loaded" }})),
+    )
+        .into_response()
+}
+
+/// `GET /metrics`: Prometheus text format.
+pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics_text(),
+    )
+        .into_response()
+}
+
+/// Anything else: a 404 in the OpenAI format (the common denominator).
+pub async fn not_found(uri: axum::http::Uri) -> Response {
+    ApiError::new(ErrorKind::NotFound, format!("no route for {}", uri.path()))
+        .into_response(Format::OpenAi)
+}

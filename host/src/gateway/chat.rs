@@ -1,0 +1,394 @@
+//! Serving a chat request on either API: parse, authenticate, route, call
+//! the route's models in order, translate, price.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use futures::StreamExt;
+use serde_json::Value;
+
+use super::AppState;
+use super::error::{ApiError, ErrorKind};
+use super::features::{self, RequestContext};
+use super::relay::Relay;
+use crate::config::ModelConfig;
+use crate::ledger::{Cost, Prices, cost::format_usd};
+use crate::policy::Decision;
+use crate::policy::types::{Features, Route, Tier};
+use crate::provider::http::async_stream;
+use crate::provider::wire::{anthropic, openai};
+use crate::provider::{EventStream, Format, ProviderError, Reply, Request, Response as Answer};
+
+/// Longest reasoning echoed in the `x-switchyard-reason` header.
+const MAX_REASON_HEADER: usize = 256;
+
+/// Handles `POST /v1/chat/completions` (`format` OpenAI) or `POST
+/// /v1/messages` (`format` Anthropic).
+pub async fn handle(
+    state: Arc<AppState>,
+    format: Format,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    match serve(&state, format, &headers, body).await {
+        Ok(response) => response,
+        Err(error) => {
+            crate::metrics::request_failed(format, error.status().as_u16());
+            error.into_response(format)
+        }
+    }
+}
+
+/// A request id unique within this process and across restarts.
+fn request_id() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    static START: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    let start = *START.get_or_init(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as u64)
+    });
+    format!("sy-{start:x}-{:x}", NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Everything decided before the first upstream call.
+struct Plan {
+    id: String,
+    decision: Decision,
+    candidates: Vec<Arc<ModelConfig>>,
+    format: Format,
+}
+
+async fn serve(
+    state: &AppState,
+    format: Format,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let client = state.auth.check(headers)?;
+    let bytes = axum::body::to_bytes(body, state.config.max_body_bytes)
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                ErrorKind::TooLarge,
+                format!(
+                    "the request body is over the {} byte limit",
+                    state.config.max_body_bytes
+                ),
+            )
+        })?;
+    let value: Value = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::invalid(format!("the body is not valid JSON: {e}")))?;
+    if !value.is_object() {
+        return Err(ApiError::invalid("the body must be a JSON object"));
+    }
+    let id = request_id();
+    let mut labels = features::header_labels(headers);
+    labels.extend(client.labels);
+    let ctx = RequestContext {
+        id: id.clone(),
+        labels,
+        session: headers
+            .get("x-switchyard-session")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
+    };
+    let (features, request) = parse(format, value, ctx)?;
+    let decision = route(state, &features).await?;
+    let candidates = candidates(state, &decision.route, &features)?;
+    let plan = Plan {
+        id,
+        decision,
+        candidates,
+        format,
+    };
+    call(state, plan, request).await
+}
+
+/// Typed request and features; wrong types and missing fields are 400s
+/// that name the field.
+fn parse(
+    format: Format,
+    value: Value,
+    ctx: RequestContext,
+) -> Result<(Features, Request), ApiError> {
+    let body_error = |e: serde_json::Error| ApiError::invalid(format!("invalid request: {e}"));
+    match format {
+        Format::OpenAi => {
+            let features = features::from_openai(&value, ctx);
+            let request: openai::ChatRequest = serde_json::from_value(value).map_err(body_error)?;
+            if request.messages.is_empty() {
+                return Err(ApiError::invalid("`messages` must not be empty"));
+            }
+            if request.n.is_some_and(|n| n != 1) {
+                return Err(ApiError::invalid("only `n: 1` is supported"));
+            }
+            Ok((features, Request::OpenAi(request)))
+        }
+        Format::Anthropic => {
+            let features = features::from_anthropic(&value, ctx);
+            let request: anthropic::MessagesRequest =
+                serde_json::from_value(value).map_err(body_error)?;
+            if request.messages.is_empty() {
+                return Err(ApiError::invalid("`messages` must not be empty"));
+            }
+            Ok((features, Request::Anthropic(request)))
+        }
+    }
+}
+
+/// An alias is always routed by the policy; a catalog model is served as
+/// asked unless config lets policies override it; anything else is 404.
+async fn route(state: &AppState, features: &Features) -> Result<Decision, ApiError> {
+    let asked = features.requested_model.as_str();
+    let is_alias = state.config.aliases.iter().any(|a| a == asked);
+    let in_catalog = state.models.contains_key(asked);
+    if !is_alias && !in_catalog {
+        return Err(ApiError::new(
+            ErrorKind::NotFound,
+            format!(
+                "the model `{}` does not exist; use one of {} or an alias ({})",
+                asked.chars().take(100).collect::<String>(),
+                state
+                    .config
+                    .models
+                    .iter()
+                    .map(|m| m.id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                state.config.aliases.join(", ")
+            ),
+        ));
+    }
+    if in_catalog && !state.config.policy_overrides_named_models {
+        return Ok(Decision {
+            route: Route {
+                tier: Tier::Direct,
+                executor: asked.to_string(),
+                fallbacks: Vec::new(),
+                planner: None,
+                reasoning: "the client named the model".into(),
+                deadline_ms: None,
+                max_cost_usd: None,
+            },
+            policy: "client".into(),
+            fallback_reason: None,
+        });
+    }
+    let catalog = state.catalog();
+    Ok(state.policies.decide(features, &catalog).await)
+}
+
+/// The route's models that can hold the request; none is the API's own
+/// context-length error.
+fn candidates(
+    state: &AppState,
+    route: &Route,
+    features: &Features,
+) -> Result<Vec<Arc<ModelConfig>>, ApiError> {
+    let needed = features.input_tokens as u64 + features.max_output_tokens.unwrap_or(0) as u64;
+    let mut out: Vec<Arc<ModelConfig>> = Vec::new();
+    let mut largest = 0;
+    for id in std::iter::once(&route.executor).chain(&route.fallbacks) {
+        let Some(model) = state.models.get(id.as_str()) else {
+            continue;
+        };
+        largest = largest.max(model.context_window);
+        if (model.context_window as u64) >= needed && !out.iter().any(|m| m.id == model.id) {
+            out.push(model.clone());
+        }
+    }
+    if out.is_empty() {
+        return Err(ApiError::new(
+            ErrorKind::ContextLength,
+            format!(
+                "this request needs {needed} tokens ({} input + {} output), more than the largest context window among its models ({largest} tokens); shorten the conversation or lower max_tokens",
+                features.input_tokens,
+                features.max_output_tokens.unwrap_or(0)
+            ),
+        ));
+    }
+    Ok(out)
+}
+
+/// Tries each candidate until one answers.
+async fn call(state: &AppState, plan: Plan, request: Request) -> Result<Response, ApiError> {
+    let stream = request.is_stream();
+    let mut last_error = None;
+    let mut attempts = 0u32;
+    for model in &plan.candidates {
+        let provider = state.provider(&model.provider);
+        let mut upstream = request
+            .clone()
+            .into_format(provider.format())
+            .map_err(|e| ApiError::invalid(e.to_string()))?;
+        upstream.set_model(model.upstream());
+        upstream.request_usage();
+        attempts += 1;
+        match provider.send(upstream).await {
+            Ok(Reply::Complete(answer)) => {
+                return complete(state, &plan, model, answer, attempts);
+            }
+            Ok(Reply::Stream(events)) if stream => {
+                return Ok(streamed(state, &plan, model, events, &request, attempts));
+            }
+            Ok(Reply::Stream(_)) => {
+                return Err(ApiError::new(
+                    ErrorKind::Upstream,
+                    "the provider streamed an answer that was not asked to stream",
+                ));
+            }
+            Err(error) => {
+                tracing::warn!(request = %plan.id, model = %model.id, "attempt failed: {error}");
+                crate::metrics::upstream_failure(&model.id);
+                let retryable = error.is_retryable();
+                last_error = Some(error);
+                if !retryable {
+                    break;
+                }
+            }
+        }
+    }
+    let error = last_error.unwrap_or(ProviderError::Connect("no model to call".into()));
+    Err(ApiError::from_upstream(&error))
+}
+
+fn complete(
+    state: &AppState,
+    plan: &Plan,
+    model: &ModelConfig,
+    answer: Answer,
+    attempts: u32,
+) -> Result<Response, ApiError> {
+    let usage = answer.usage();
+    let mut answer = answer
+        .into_format(plan.format)
+        .map_err(|e| ApiError::new(ErrorKind::Upstream, e.to_string()))?;
+    answer.set_model(&model.id);
+    let cost = state.price(model, &usage);
+    let body = match &answer {
+        Answer::OpenAi(r) => serde_json::to_vec(r),
+        Answer::Anthropic(r) => serde_json::to_vec(r),
+    }
+    .map_err(|e| ApiError::new(ErrorKind::Upstream, e.to_string()))?;
+    crate::metrics::request_served(plan.format, &model.id, &plan.decision.route, &usage, cost);
+    let mut response = (StatusCode::OK, body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    routing_headers(headers, plan, model, attempts);
+    insert(headers, "x-switchyard-cost-usd", &format_usd(cost.usd));
+    insert(
+        headers,
+        "x-switchyard-baseline-cost-usd",
+        &format_usd(cost.baseline_usd),
+    );
+    Ok(response)
+}
+
+fn routing_headers(headers: &mut HeaderMap, plan: &Plan, model: &ModelConfig, attempts: u32) {
+    insert(headers, "x-switchyard-request-id", &plan.id);
+    insert(headers, "x-switchyard-model", &model.id);
+    insert(
+        headers,
+        "x-switchyard-tier",
+        plan.decision.route.tier.as_str(),
+    );
+    insert(headers, "x-switchyard-policy", &plan.decision.policy);
+    insert(headers, "x-switchyard-attempts", &attempts.to_string());
+    let reason: String = plan
+        .decision
+        .route
+        .reasoning
+        .chars()
+        .filter(|c| c.is_ascii_graphic() || *c == ' ')
+        .take(MAX_REASON_HEADER)
+        .collect();
+    insert(headers, "x-switchyard-reason", &reason);
+}
+
+fn insert(headers: &mut HeaderMap, name: &'static str, value: &str) {
+    if let Ok(value) = HeaderValue::from_str(value) {
+        headers.insert(name, value);
+    }
+}
+
+/// Relays a stream, translating it to the client's format, holding back
+/// the final usage event to add the cost, and ending with an error event
+/// (never a clean end) if the upstream breaks.
+fn streamed(
+    state: &AppState,
+    plan: &Plan,
+    model: &Arc<ModelConfig>,
+    mut events: EventStream,
+    request: &Request,
+    attempts: u32,
+) -> Response {
+    let client_format = plan.format;
+    let include_usage = match request {
+        Request::OpenAi(r) => r.include_usage(),
+        Request::Anthropic(_) => true,
+    };
+    let mut relay = Relay::new(client_format, &model.id, include_usage);
+    let prices = Prices::from(&**model);
+    let baseline = state.baseline_prices();
+    let route = plan.decision.route.clone();
+    let served = model.clone();
+    let body = async_stream(move |tx| async move {
+        let send = |bytes: Bytes| {
+            let tx = tx.clone();
+            async move { tx.send(Ok::<_, std::io::Error>(bytes)).await.is_ok() }
+        };
+        let mut failure = None;
+        while let Some(event) = events.next().await {
+            match event.map_err(|e| e.to_string()).and_then(|e| relay.feed(e)) {
+                Ok(out) => {
+                    for bytes in out {
+                        if !send(bytes).await {
+                            return; // the client went away; dropping `events` ends the upstream call
+                        }
+                    }
+                }
+                Err(message) => {
+                    failure = Some(message);
+                    break;
+                }
+            }
+        }
+        if failure.is_none() && !relay.finished_upstream() {
+            failure = Some("the provider's stream ended before the answer was complete".into());
+        }
+        let usage = relay.usage();
+        let cost = Cost::of(&usage, prices, baseline);
+        crate::metrics::request_served(client_format, &served.id, &route, &usage, cost);
+        let tail = match failure {
+            Some(message) => {
+                tracing::warn!(model = %served.id, "stream broke: {message}");
+                crate::metrics::upstream_failure(&served.id);
+                relay.error(&message)
+            }
+            None => relay.finish(cost),
+        };
+        for bytes in tail {
+            if !send(bytes).await {
+                return;
+            }
+        }
+    });
+    let mut response = Response::new(Body::from_stream(body));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    routing_headers(headers, plan, model, attempts);
+    response
+}

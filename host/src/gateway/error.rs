@@ -1,0 +1,137 @@
+//! Errors in the format of the API a request came in on.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+use crate::provider::wire::anthropic::{self, ErrorType};
+use crate::provider::wire::openai;
+use crate::provider::{Format, ProviderError};
+
+/// What went wrong, in terms both APIs can express.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The request is malformed or asks for something impossible (400).
+    InvalidRequest,
+    /// The conversation does not fit any candidate model (400).
+    ContextLength,
+    /// No or wrong client key (401).
+    Authentication,
+    /// The model does not exist (404).
+    NotFound,
+    /// The body is over the size limit (413).
+    TooLarge,
+    /// Too many requests upstream (429).
+    RateLimited,
+    /// The upstream failed or answered nonsense (502).
+    Upstream,
+    /// Every candidate is unavailable (503).
+    Overloaded,
+    /// The deadline passed (504).
+    Timeout,
+}
+
+/// An error response.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    /// Category.
+    pub kind: ErrorKind,
+    /// Message for the client; never contains credentials.
+    pub message: String,
+}
+
+impl ApiError {
+    /// A new error.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        ApiError {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// A 400.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::InvalidRequest, message)
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        match self.kind {
+            ErrorKind::InvalidRequest | ErrorKind::ContextLength => StatusCode::BAD_REQUEST,
+            ErrorKind::Authentication => StatusCode::UNAUTHORIZED,
+            ErrorKind::NotFound => StatusCode::NOT_FOUND,
+            ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            ErrorKind::Upstream => StatusCode::BAD_GATEWAY,
+            ErrorKind::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    /// The error an upstream failure becomes for the client.
+    pub fn from_upstream(error: &ProviderError) -> Self {
+        let kind = match error {
+            ProviderError::Timeout(_) => ErrorKind::Timeout,
+            ProviderError::Connect(_) => ErrorKind::Overloaded,
+            ProviderError::Malformed(_) => ErrorKind::Upstream,
+            ProviderError::Status { status, .. } => match status {
+                400 | 422 => ErrorKind::InvalidRequest,
+                401 | 403 => ErrorKind::Upstream,
+                404 => ErrorKind::NotFound,
+                413 => ErrorKind::TooLarge,
+                429 => ErrorKind::RateLimited,
+                503 | 529 => ErrorKind::Overloaded,
+                504 => ErrorKind::Timeout,
+                _ => ErrorKind::Upstream,
+            },
+        };
+        Self::new(kind, error.to_string())
+    }
+
+    /// The OpenAI error body.
+    pub fn openai_body(&self) -> openai::ErrorBody {
+        let (kind, code) = match self.kind {
+            ErrorKind::InvalidRequest => ("invalid_request_error", None),
+            ErrorKind::ContextLength => ("invalid_request_error", Some("context_length_exceeded")),
+            ErrorKind::Authentication => ("invalid_request_error", Some("invalid_api_key")),
+            ErrorKind::NotFound => ("invalid_request_error", Some("model_not_found")),
+            ErrorKind::TooLarge => ("invalid_request_error", Some("request_too_large")),
+            ErrorKind::RateLimited => ("rate_limit_error", Some("rate_limit_exceeded")),
+            ErrorKind::Upstream => ("api_error", Some("upstream_error")),
+            ErrorKind::Overloaded => ("api_error", Some("overloaded")),
+            ErrorKind::Timeout => ("api_error", Some("timeout")),
+        };
+        let mut body = openai::ErrorBody::new(kind, self.message.clone());
+        body.error.code = code.map(|c| serde_json::Value::String(c.into()));
+        body
+    }
+
+    /// The Anthropic error body.
+    pub fn anthropic_body(&self) -> anthropic::ErrorBody {
+        let kind = match self.kind {
+            ErrorKind::InvalidRequest | ErrorKind::ContextLength => ErrorType::InvalidRequestError,
+            ErrorKind::Authentication => ErrorType::AuthenticationError,
+            ErrorKind::NotFound => ErrorType::NotFoundError,
+            ErrorKind::TooLarge => ErrorType::RequestTooLarge,
+            ErrorKind::RateLimited => ErrorType::RateLimitError,
+            ErrorKind::Upstream | ErrorKind::Timeout => ErrorType::ApiError,
+            ErrorKind::Overloaded => ErrorType::OverloadedError,
+        };
+        anthropic::ErrorBody::new(kind, self.message.clone())
+    }
+
+    /// The response in `format`.
+    pub fn into_response(self, format: Format) -> Response {
+        let status = self.status();
+        let body = match format {
+            Format::OpenAi => serde_json::to_vec(&self.openai_body()),
+            Format::Anthropic => serde_json::to_vec(&self.anthropic_body()),
+        }
+        .unwrap_or_default();
+        (
+            status,
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            body,
+        )
+            .into_response()
+    }
+}

@@ -1,0 +1,285 @@
+//! Relaying a provider's stream to a client in the client's format.
+//!
+//! Events are translated when the formats differ and passed through (with
+//! the model renamed to its catalog id) when they match. The event that
+//! carries the final usage (OpenAI's usage chunk, Anthropic's
+//! `message_delta`) is held back until the stream ends, so that it can carry
+//! the cost too: a `switchyard` object with the model, the cost and the
+//! baseline cost. A stream that breaks ends with an error event in the
+//! client's format, never with a clean end.
+
+use bytes::Bytes;
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::ledger::Cost;
+use crate::ledger::cost::format_usd;
+use crate::provider::wire::anthropic::{self, StreamEvent};
+use crate::provider::wire::openai::{self, ChatCompletionChunk};
+use crate::provider::wire::sse;
+use crate::provider::wire::translate::{AnthropicToOpenAiStream, OpenAiToAnthropicStream};
+use crate::provider::{Event, Format, Usage, unix_now};
+
+enum Mode {
+    /// Nothing seen yet.
+    Start,
+    OpenAiPass,
+    AnthropicPass,
+    ToAnthropic(Box<OpenAiToAnthropicStream>),
+    ToOpenAi(Box<AnthropicToOpenAiStream>),
+}
+
+/// One stream's relay state.
+pub struct Relay {
+    client: Format,
+    model: String,
+    include_usage: bool,
+    mode: Mode,
+    usage: Usage,
+    upstream_done: bool,
+    held_usage_chunk: Option<ChatCompletionChunk>,
+    held_delta: Option<StreamEvent>,
+    held_stop: bool,
+}
+
+impl Relay {
+    /// A relay to a `client` that asked for `model`; OpenAI clients see the
+    /// usage chunk only if they asked for it.
+    pub fn new(client: Format, model: &str, include_usage: bool) -> Self {
+        Relay {
+            client,
+            model: model.to_string(),
+            include_usage,
+            mode: Mode::Start,
+            usage: Usage::default(),
+            upstream_done: false,
+            held_usage_chunk: None,
+            held_delta: None,
+            held_stop: false,
+        }
+    }
+
+    /// The usage reported so far.
+    pub fn usage(&self) -> Usage {
+        match &self.mode {
+            Mode::ToAnthropic(t) => t.usage(),
+            Mode::ToOpenAi(t) => t.usage(),
+            _ => self.usage,
+        }
+    }
+
+    /// Whether the upstream finished its answer (a finish reason, or
+    /// `message_stop`) rather than just stopping.
+    pub fn finished_upstream(&self) -> bool {
+        self.upstream_done
+    }
+
+    /// Relays one upstream event; returns the bytes to send now.
+    pub fn feed(&mut self, event: Event) -> Result<Vec<Bytes>, String> {
+        if matches!(self.mode, Mode::Start) {
+            self.mode = match (&event, self.client) {
+                (Event::OpenAi(_), Format::OpenAi) => Mode::OpenAiPass,
+                (Event::Anthropic(_), Format::Anthropic) => Mode::AnthropicPass,
+                (Event::OpenAi(_), Format::Anthropic) => {
+                    Mode::ToAnthropic(Box::new(OpenAiToAnthropicStream::new(self.model.clone())))
+                }
+                (Event::Anthropic(_), Format::OpenAi) => {
+                    Mode::ToOpenAi(Box::new(AnthropicToOpenAiStream::new(true, unix_now())))
+                }
+            };
+        }
+        let mut out = Vec::new();
+        match event {
+            Event::OpenAi(chunk) => {
+                if chunk.choices.iter().any(|c| c.finish_reason.is_some()) {
+                    self.upstream_done = true;
+                }
+                if let Some(usage) = &chunk.usage {
+                    self.usage = Usage::from(usage);
+                }
+                match &mut self.mode {
+                    Mode::OpenAiPass => self.client_chunk(chunk, &mut out)?,
+                    Mode::ToAnthropic(t) => {
+                        let events = t.feed(chunk).map_err(|e| e.to_string())?;
+                        for event in events {
+                            self.client_event(event, &mut out)?;
+                        }
+                    }
+                    _ => return Err("the provider mixed stream formats".into()),
+                }
+            }
+            Event::Anthropic(event) => {
+                match &event {
+                    StreamEvent::MessageStart { message } => {
+                        self.usage = Usage::from(&message.usage)
+                    }
+                    StreamEvent::MessageDelta { usage, .. } => {
+                        self.usage.apply_message_delta(usage)
+                    }
+                    StreamEvent::MessageStop => self.upstream_done = true,
+                    _ => {}
+                }
+                match &mut self.mode {
+                    Mode::AnthropicPass => self.client_event(event, &mut out)?,
+                    Mode::ToOpenAi(t) => {
+                        let chunks = t.feed(event).map_err(|e| e.to_string())?;
+                        for chunk in chunks {
+                            self.client_chunk(chunk, &mut out)?;
+                        }
+                    }
+                    _ => return Err("the provider mixed stream formats".into()),
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The end of a complete stream: the held usage event with the cost,
+    /// then the format's end marker.
+    pub fn finish(&mut self, cost: Cost) -> Vec<Bytes> {
+        let mut out = Vec::new();
+        let tail: Vec<Result<(), String>> = match std::mem::replace(&mut self.mode, Mode::Start) {
+            Mode::ToAnthropic(mut t) => {
+                let events = t.finish();
+                let usage = t.usage();
+                self.mode = Mode::ToAnthropic(t);
+                self.usage = usage;
+                events
+                    .into_iter()
+                    .map(|e| self.client_event(e, &mut out))
+                    .collect()
+            }
+            Mode::ToOpenAi(mut t) => {
+                let chunks = t.finish();
+                let usage = t.usage();
+                self.mode = Mode::ToOpenAi(t);
+                self.usage = usage;
+                chunks
+                    .into_iter()
+                    .map(|c| self.client_chunk(c, &mut out))
+                    .collect()
+            }
+            mode => {
+                self.mode = mode;
+                Vec::new()
+            }
+        };
+        if let Some(e) = tail.into_iter().find_map(Result::err) {
+            return self.error(&e);
+        }
+        let summary = self.summary(cost);
+        match self.client {
+            Format::OpenAi => {
+                if let Some(chunk) = self.held_usage_chunk.take()
+                    && self.include_usage
+                {
+                    out.push(with_summary(None, &chunk, &summary));
+                }
+                out.push(comment(&summary));
+                out.push(sse::openai_done());
+            }
+            Format::Anthropic => {
+                let delta = self
+                    .held_delta
+                    .take()
+                    .unwrap_or_else(|| StreamEvent::MessageDelta {
+                        delta: Default::default(),
+                        usage: self.usage.to_anthropic_delta(),
+                    });
+                out.push(with_summary(Some("message_delta"), &delta, &summary));
+                out.push(comment(&summary));
+                out.push(encode(Some("message_stop"), &StreamEvent::MessageStop));
+            }
+        }
+        out
+    }
+
+    /// An error event in the client's format.
+    pub fn error(&self, message: &str) -> Vec<Bytes> {
+        let message = format!("the stream was interrupted: {message}");
+        match self.client {
+            Format::OpenAi => {
+                let body = openai::ErrorBody::new("api_error", message);
+                vec![encode(None, &body)]
+            }
+            Format::Anthropic => {
+                let body = anthropic::ErrorBody::new(anthropic::ErrorType::ApiError, message);
+                vec![encode(Some("error"), &body)]
+            }
+        }
+    }
+
+    fn summary(&self, cost: Cost) -> Value {
+        let usage = self.usage();
+        json!({
+            "model": self.model,
+            "cost_usd": format_usd(cost.usd),
+            "baseline_cost_usd": format_usd(cost.baseline_usd),
+            "input_tokens": usage.input_tokens,
+            "output_tokens": usage.output_tokens,
+            "cached_input_tokens": usage.cached_input_tokens,
+        })
+    }
+
+    fn client_chunk(
+        &mut self,
+        mut chunk: ChatCompletionChunk,
+        out: &mut Vec<Bytes>,
+    ) -> Result<(), String> {
+        chunk.model.clone_from(&self.model);
+        if chunk.choices.is_empty() && chunk.usage.is_some() {
+            self.held_usage_chunk = Some(chunk);
+            return Ok(());
+        }
+        if !self.include_usage {
+            chunk.usage = None;
+        }
+        out.push(encode(None, &chunk));
+        Ok(())
+    }
+
+    fn client_event(&mut self, mut event: StreamEvent, out: &mut Vec<Bytes>) -> Result<(), String> {
+        match &mut event {
+            StreamEvent::MessageStart { message } => {
+                message.model.clone_from(&self.model);
+                out.push(encode(Some("message_start"), &event));
+                if !matches!(self.mode, Mode::AnthropicPass) {
+                    // Anthropic sends a ping early in every stream.
+                    out.push(encode(Some("ping"), &StreamEvent::Ping));
+                }
+                return Ok(());
+            }
+            StreamEvent::MessageDelta { .. } => {
+                self.held_delta = Some(event);
+                return Ok(());
+            }
+            StreamEvent::MessageStop => {
+                self.held_stop = true;
+                return Ok(());
+            }
+            _ => {}
+        }
+        let name = event.event_type().to_string();
+        out.push(encode(Some(&name), &event));
+        Ok(())
+    }
+}
+
+fn encode<T: Serialize>(event: Option<&str>, value: &T) -> Bytes {
+    let data = serde_json::to_string(value).unwrap_or_else(|_| "{}".into());
+    sse::encode_event(event, &data)
+}
+
+/// `value` with a `switchyard` field added.
+fn with_summary<T: Serialize>(event: Option<&str>, value: &T, summary: &Value) -> Bytes {
+    let mut json = serde_json::to_value(value).unwrap_or(Value::Null);
+    if let Some(object) = json.as_object_mut() {
+        object.insert("switchyard".into(), summary.clone());
+    }
+    sse::encode_event(event, &json.to_string())
+}
+
+/// An SSE comment: ignored by SDKs, readable by people and scripts.
+fn comment(summary: &Value) -> Bytes {
+    Bytes::from(format!(": switchyard {summary}\n\n"))
+}

@@ -1,0 +1,5 @@
+//! Token and cost accounting.
+
+pub mod cost;
+
+pub use cost::{Cost, Prices};

@@ -1,0 +1,292 @@
+//! Providers reached over HTTP: any OpenAI-compatible API, and Anthropic's.
+
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use futures::StreamExt;
+use reqwest::header::{HeaderMap, HeaderValue};
+
+use super::wire::sse::SseParser;
+use super::wire::{anthropic, openai};
+use super::{Event, Format, ProviderError, Reply, Request, Response};
+use crate::config::{ProviderConfig, ProviderKind};
+
+/// The Anthropic API version the adapter speaks.
+pub const ANTHROPIC_VERSION: &str = "2023-06-01";
+/// Most of an upstream error body quoted in an error message.
+const MAX_ERROR_TEXT: usize = 512;
+
+/// An HTTP provider with its own connection pool.
+pub struct HttpProvider {
+    name: String,
+    format: Format,
+    endpoint: String,
+    client: reqwest::Client,
+    /// The key, kept only to redact it from anything the upstream echoes.
+    key: Option<String>,
+    timeout: Duration,
+}
+
+impl HttpProvider {
+    /// Builds the provider; reads the API key from its environment variable.
+    pub fn new(name: &str, config: &ProviderConfig) -> anyhow::Result<Self> {
+        let at = format!("providers.{name}");
+        let base = config
+            .base_url
+            .as_deref()
+            .with_context(|| format!("{at}.base_url: required"))?
+            .trim_end_matches('/');
+        let key = match &config.api_key_env {
+            Some(var) => match std::env::var(var) {
+                Ok(key) if !key.is_empty() => Some(key),
+                _ => bail!("{at}.api_key_env: the environment variable {var} is not set"),
+            },
+            None => None,
+        };
+        let (format, endpoint) = match config.kind {
+            ProviderKind::Openai => (Format::OpenAi, format!("{base}/chat/completions")),
+            ProviderKind::Anthropic => (Format::Anthropic, format!("{base}/v1/messages")),
+            ProviderKind::Simulated => bail!("{at}: a simulated provider is not an HTTP provider"),
+        };
+        let mut headers = HeaderMap::new();
+        if let Some(key) = &key {
+            let (name, value) = match format {
+                Format::OpenAi => ("authorization", format!("Bearer {key}")),
+                Format::Anthropic => ("x-api-key", key.clone()),
+            };
+            let mut value = HeaderValue::from_str(&value)
+                .map_err(|_| anyhow::anyhow!("{at}: the API key is not a valid header value"))?;
+            value.set_sensitive(true);
+            headers.insert(name, value);
+        }
+        if format == Format::Anthropic {
+            headers.insert(
+                "anthropic-version",
+                HeaderValue::from_static(ANTHROPIC_VERSION),
+            );
+        }
+        let client = reqwest::Client::builder()
+            .default_headers(headers)
+            .connect_timeout(Duration::from_millis(config.connect_timeout_ms))
+            .read_timeout(Duration::from_millis(config.timeout_ms))
+            .tcp_nodelay(true)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(256)
+            .build()?;
+        Ok(HttpProvider {
+            name: name.to_string(),
+            format,
+            endpoint,
+            client,
+            key,
+            timeout: Duration::from_millis(config.timeout_ms),
+        })
+    }
+
+    /// The wire format.
+    pub fn format(&self) -> Format {
+        self.format
+    }
+
+    /// Sends the request and reads the answer (or the start of the stream).
+    pub async fn send(&self, request: Request) -> Result<Reply, ProviderError> {
+        let stream = request.is_stream();
+        let body = match &request {
+            Request::OpenAi(r) => serde_json::to_vec(r),
+            Request::Anthropic(r) => serde_json::to_vec(r),
+        }
+        .map_err(|e| ProviderError::Malformed(format!("cannot encode the request: {e}")))?;
+        let sent = self
+            .client
+            .post(&self.endpoint)
+            .header("content-type", "application/json")
+            .body(body)
+            .send();
+        let response = tokio::time::timeout(self.timeout, sent)
+            .await
+            .map_err(|_| ProviderError::Timeout(self.timeout))?
+            .map_err(|e| self.transport_error(e))?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(self.status_error(response).await);
+        }
+        if stream {
+            return Ok(Reply::Stream(self.events(response)));
+        }
+        let bytes = tokio::time::timeout(self.timeout, response.bytes())
+            .await
+            .map_err(|_| ProviderError::Timeout(self.timeout))?
+            .map_err(|e| self.transport_error(e))?;
+        let parsed = match self.format {
+            Format::OpenAi => serde_json::from_slice(&bytes).map(Response::OpenAi),
+            Format::Anthropic => serde_json::from_slice(&bytes).map(Response::Anthropic),
+        };
+        parsed
+            .map(Reply::Complete)
+            .map_err(|e| ProviderError::Malformed(self.redact(&format!("{e}"))))
+    }
+
+    fn events(&self, response: reqwest::Response) -> super::EventStream {
+        let format = self.format;
+        let key = self.key.clone();
+        let mut parser = SseParser::new();
+        let mut bytes = response.bytes_stream();
+        let stream = async_stream(move |tx| async move {
+            loop {
+                let chunk: Bytes = match bytes.next().await {
+                    Some(Ok(chunk)) => chunk,
+                    Some(Err(e)) => {
+                        let message = redact(key.as_deref(), &format!("{e}"));
+                        let _ = tx.send(Err(ProviderError::Connect(message))).await;
+                        return;
+                    }
+                    None => break,
+                };
+                let events = match parser.feed(&chunk) {
+                    Ok(events) => events,
+                    Err(e) => {
+                        let _ = tx.send(Err(ProviderError::Malformed(e.to_string()))).await;
+                        return;
+                    }
+                };
+                for event in events {
+                    match parse_event(format, &event.data) {
+                        Ok(Some(event)) => {
+                            if tx.send(Ok(event)).await.is_err() {
+                                return;
+                            }
+                        }
+                        Ok(None) => {}
+                        Err(e) => {
+                            let _ = tx.send(Err(e)).await;
+                            return;
+                        }
+                    }
+                }
+            }
+            if let Some(event) = parser.finish()
+                && let Ok(Some(event)) = parse_event(format, &event.data)
+            {
+                let _ = tx.send(Ok(event)).await;
+            }
+        });
+        Box::pin(stream)
+    }
+
+    fn transport_error(&self, e: reqwest::Error) -> ProviderError {
+        if e.is_timeout() {
+            return ProviderError::Timeout(self.timeout);
+        }
+        // reqwest's messages name the URL, never the headers.
+        let mut text = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            text = format!("{text}: {s}");
+            source = s.source();
+        }
+        ProviderError::Connect(self.redact(&text))
+    }
+
+    async fn status_error(&self, response: reqwest::Response) -> ProviderError {
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .map(Duration::from_secs_f64);
+        let body = response.bytes().await.unwrap_or_default();
+        let message = error_message(&body);
+        tracing::debug!(provider = %self.name, status, "upstream error: {message}");
+        ProviderError::Status {
+            status,
+            message: self.redact(&message),
+            retry_after,
+        }
+    }
+
+    fn redact(&self, text: &str) -> String {
+        redact(self.key.as_deref(), text)
+    }
+}
+
+/// `text` without the provider key, should an upstream echo it back.
+fn redact(key: Option<&str>, text: &str) -> String {
+    match key {
+        Some(key) if key.len() >= 8 => text.replace(key, "[redacted]"),
+        _ => text.to_string(),
+    }
+}
+
+/// The message of an error body in either format, or the body's start.
+fn error_message(body: &[u8]) -> String {
+    let value: Option<serde_json::Value> = serde_json::from_slice(body).ok();
+    let message = value
+        .as_ref()
+        .and_then(|v| {
+            v["error"]["message"]
+                .as_str()
+                .or_else(|| v["message"].as_str())
+        })
+        .map(str::to_string)
+        .unwrap_or_else(|| String::from_utf8_lossy(body).into_owned());
+    let mut message: String = message.chars().take(MAX_ERROR_TEXT).collect();
+    if message.is_empty() {
+        message = "no error message".into();
+    }
+    message
+}
+
+/// Parses one SSE payload; `None` for the OpenAI `[DONE]` marker and blank
+/// keep-alives.
+fn parse_event(format: Format, data: &str) -> Result<Option<Event>, ProviderError> {
+    let data = data.trim();
+    if data.is_empty() || data == "[DONE]" {
+        return Ok(None);
+    }
+    let malformed = |e: serde_json::Error| ProviderError::Malformed(format!("stream event: {e}"));
+    match format {
+        Format::OpenAi => {
+            let value: serde_json::Value = serde_json::from_str(data).map_err(malformed)?;
+            if let Some(error) = value.get("error") {
+                return Err(ProviderError::Status {
+                    status: 502,
+                    message: error["message"]
+                        .as_str()
+                        .unwrap_or("stream error")
+                        .to_string(),
+                    retry_after: None,
+                });
+            }
+            let chunk: openai::ChatCompletionChunk =
+                serde_json::from_value(value).map_err(malformed)?;
+            Ok(Some(Event::OpenAi(chunk)))
+        }
+        Format::Anthropic => {
+            let event: anthropic::StreamEvent = serde_json::from_str(data).map_err(malformed)?;
+            if let anthropic::StreamEvent::Error { error, .. } = &event {
+                return Err(ProviderError::Status {
+                    status: error.kind.http_status(),
+                    message: error.message.clone(),
+                    retry_after: None,
+                });
+            }
+            Ok(Some(Event::Anthropic(event)))
+        }
+    }
+}
+
+/// A stream fed by an async producer through a small channel; the producer
+/// stops when the consumer goes away.
+pub fn async_stream<T, F, Fut>(producer: F) -> impl futures::Stream<Item = T> + Send
+where
+    T: Send + 'static,
+    F: FnOnce(tokio::sync::mpsc::Sender<T>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+    tokio::spawn(producer(tx));
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}

@@ -1,0 +1,238 @@
+//! Upstream providers: one adapter per wire format, plus a built-in
+//! simulated provider, and translation between the formats.
+//!
+//! The gateway hands a provider a [`Request`] already in the provider's
+//! [`Format`] with the upstream model name set; a provider returns a
+//! [`Reply`] in the same format. Translation to and from the client's format
+//! happens in [`wire::translate`], called by the gateway.
+
+pub mod http;
+pub mod simulated;
+pub mod wire;
+
+use std::pin::Pin;
+use std::time::Duration;
+
+use futures::Stream;
+
+use crate::config::{ProviderConfig, ProviderKind};
+pub use wire::translate::{TranslateError, Usage};
+use wire::{anthropic, openai, translate};
+
+/// `max_tokens` sent to Anthropic when an OpenAI client set none (Anthropic
+/// requires one).
+pub const DEFAULT_MAX_TOKENS: u32 = 8192;
+
+/// A wire format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// OpenAI chat completions.
+    OpenAi,
+    /// Anthropic messages.
+    Anthropic,
+}
+
+/// A chat request in one of the two formats.
+#[derive(Debug, Clone)]
+pub enum Request {
+    /// OpenAI chat completions.
+    OpenAi(openai::ChatRequest),
+    /// Anthropic messages.
+    Anthropic(anthropic::MessagesRequest),
+}
+
+impl Request {
+    /// The request's format.
+    pub fn format(&self) -> Format {
+        match self {
+            Request::OpenAi(_) => Format::OpenAi,
+            Request::Anthropic(_) => Format::Anthropic,
+        }
+    }
+
+    /// Whether the client asked for a stream.
+    pub fn is_stream(&self) -> bool {
+        match self {
+            Request::OpenAi(r) => r.is_stream(),
+            Request::Anthropic(r) => r.is_stream(),
+        }
+    }
+
+    /// The request in `format`.
+    pub fn into_format(self, format: Format) -> Result<Request, TranslateError> {
+        Ok(match (self, format) {
+            (r @ Request::OpenAi(_), Format::OpenAi)
+            | (r @ Request::Anthropic(_), Format::Anthropic) => r,
+            (Request::OpenAi(r), Format::Anthropic) => Request::Anthropic(
+                translate::openai_request_to_anthropic(r, DEFAULT_MAX_TOKENS)?,
+            ),
+            (Request::Anthropic(r), Format::OpenAi) => {
+                Request::OpenAi(translate::anthropic_request_to_openai(r)?)
+            }
+        })
+    }
+
+    /// Sets the model name sent upstream.
+    pub fn set_model(&mut self, model: &str) {
+        match self {
+            Request::OpenAi(r) => r.model = model.to_string(),
+            Request::Anthropic(r) => r.model = model.to_string(),
+        }
+    }
+
+    /// Makes a streamed OpenAI request ask for usage: the gateway bills from
+    /// it whether or not the client wants to see it.
+    pub fn request_usage(&mut self) {
+        if let Request::OpenAi(r) = self
+            && r.is_stream()
+        {
+            r.stream_options
+                .get_or_insert_with(Default::default)
+                .include_usage = Some(true);
+        }
+    }
+}
+
+/// A complete answer in one of the two formats.
+#[derive(Debug, Clone)]
+pub enum Response {
+    /// OpenAI chat completion.
+    OpenAi(openai::ChatCompletion),
+    /// Anthropic message.
+    Anthropic(anthropic::MessagesResponse),
+}
+
+impl Response {
+    /// The tokens the answer used.
+    pub fn usage(&self) -> Usage {
+        match self {
+            Response::OpenAi(r) => r.usage.as_ref().map(Usage::from).unwrap_or_default(),
+            Response::Anthropic(r) => Usage::from(&r.usage),
+        }
+    }
+
+    /// The answer in `format`.
+    pub fn into_format(self, format: Format) -> Result<Response, TranslateError> {
+        Ok(match (self, format) {
+            (r @ Response::OpenAi(_), Format::OpenAi)
+            | (r @ Response::Anthropic(_), Format::Anthropic) => r,
+            (Response::OpenAi(r), Format::Anthropic) => {
+                Response::Anthropic(translate::openai_response_to_anthropic(r)?)
+            }
+            (Response::Anthropic(r), Format::OpenAi) => {
+                Response::OpenAi(translate::anthropic_response_to_openai(r, unix_now()))
+            }
+        })
+    }
+
+    /// Sets the model the client sees.
+    pub fn set_model(&mut self, model: &str) {
+        match self {
+            Response::OpenAi(r) => r.model = model.to_string(),
+            Response::Anthropic(r) => r.model = model.to_string(),
+        }
+    }
+}
+
+/// One streamed event in one of the two formats.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// An OpenAI chunk.
+    OpenAi(openai::ChatCompletionChunk),
+    /// An Anthropic event.
+    Anthropic(anthropic::StreamEvent),
+}
+
+/// A stream of events; an error ends it.
+pub type EventStream = Pin<Box<dyn Stream<Item = Result<Event, ProviderError>> + Send>>;
+
+/// What a provider answers.
+pub enum Reply {
+    /// The whole answer.
+    Complete(Response),
+    /// The answer as it is generated.
+    Stream(EventStream),
+}
+
+/// Why an upstream call failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ProviderError {
+    /// No connection could be made.
+    #[error("cannot connect to the provider: {0}")]
+    Connect(String),
+    /// The provider did not answer in time.
+    #[error("the provider did not answer within {0:?}")]
+    Timeout(Duration),
+    /// The provider answered with an error status.
+    #[error("the provider answered {status}: {message}")]
+    Status {
+        /// HTTP status.
+        status: u16,
+        /// The provider's error message.
+        message: String,
+        /// The provider's `Retry-After`.
+        retry_after: Option<Duration>,
+    },
+    /// The answer could not be understood.
+    #[error("the provider's answer is malformed: {0}")]
+    Malformed(String),
+}
+
+impl ProviderError {
+    /// Whether another attempt (here or on another model) may succeed:
+    /// connection errors, timeouts, 408, 409, 429 and 5xx.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            ProviderError::Connect(_) | ProviderError::Timeout(_) | ProviderError::Malformed(_) => {
+                true
+            }
+            ProviderError::Status { status, .. } => {
+                matches!(status, 408 | 409 | 429) || *status >= 500
+            }
+        }
+    }
+}
+
+/// A configured provider.
+pub enum Provider {
+    /// An HTTP API.
+    Http(http::HttpProvider),
+    /// The built-in simulation.
+    Simulated(simulated::Simulated),
+}
+
+impl Provider {
+    /// Builds provider `name` from its config; the API key is read from the
+    /// named environment variable now, so a missing key fails at start.
+    pub fn from_config(name: &str, config: &ProviderConfig) -> anyhow::Result<Provider> {
+        Ok(match config.kind {
+            ProviderKind::Simulated => Provider::Simulated(simulated::Simulated::new(config)),
+            ProviderKind::Openai | ProviderKind::Anthropic => {
+                Provider::Http(http::HttpProvider::new(name, config)?)
+            }
+        })
+    }
+
+    /// The format the provider speaks.
+    pub fn format(&self) -> Format {
+        match self {
+            Provider::Http(p) => p.format(),
+            Provider::Simulated(_) => Format::OpenAi,
+        }
+    }
+
+    /// Sends `request` (in [`Provider::format`], upstream model set).
+    pub async fn send(&self, request: Request) -> Result<Reply, ProviderError> {
+        match self {
+            Provider::Http(p) => p.send(request).await,
+            Provider::Simulated(p) => p.send(request).await,
+        }
+    }
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
