@@ -13,6 +13,8 @@ use anyhow::{Context, bail};
 use serde::Deserialize;
 
 use crate::policy::types::{ModelInfo, Route, Tier};
+use crate::resilience::balance::Strategy;
+use crate::resilience::breaker::BreakerConfig;
 
 /// The built-in demo configuration.
 pub const DEMO_TOML: &str = include_str!("demo.toml");
@@ -50,6 +52,9 @@ pub struct Config {
     /// `allow_unauthenticated`).
     #[serde(default)]
     pub clients: Vec<ClientConfig>,
+    /// Retries, deadlines, breakers, escalation.
+    #[serde(default)]
+    pub resilience: ResilienceConfig,
     /// Whether this is the built-in demo (not settable from a file).
     #[serde(skip)]
     pub demo: bool,
@@ -149,12 +154,82 @@ pub struct ModelConfig {
     pub cached_usd_per_mtok: Option<f64>,
     /// Context window in tokens.
     pub context_window: u32,
+    /// How traffic is shared between the model's endpoints.
+    #[serde(default)]
+    pub balance: Strategy,
+    /// More endpoints (instances, regions, keys) besides `provider`.
+    #[serde(default)]
+    pub endpoints: Vec<EndpointConfig>,
+}
+
+/// `[[models.endpoints]]`: another place to call a model.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointConfig {
+    /// Provider name.
+    pub provider: String,
+    /// The model's name there; defaults to the model's `upstream`.
+    pub upstream: Option<String>,
+}
+
+/// `[resilience]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ResilienceConfig {
+    /// Total time a request may take, across retries and fallbacks; a route
+    /// or the `x-switchyard-deadline-ms` header may shorten it.
+    pub total_deadline_ms: u64,
+    /// Time a stream may take to produce its first event.
+    pub first_token_timeout_ms: u64,
+    /// Retries on the same model after a retryable failure.
+    pub max_retries: u32,
+    /// Backoff before the first retry (the ceiling of its jitter).
+    pub backoff_base_ms: u64,
+    /// Longest backoff; a longer `Retry-After` moves on to the next model.
+    pub backoff_max_ms: u64,
+    /// Retries allowed per request on average, daemon-wide (0 to 1).
+    pub retry_budget_ratio: f64,
+    /// Retries always allowed, however quiet the daemon.
+    pub retry_budget_reserve: u32,
+    /// Tried once every model of a route has failed (the seed's premium
+    /// fallback); none disables escalation.
+    pub escalation_model: Option<String>,
+    /// Circuit breakers, per endpoint.
+    pub breaker: BreakerConfig,
+}
+
+impl Default for ResilienceConfig {
+    fn default() -> Self {
+        ResilienceConfig {
+            total_deadline_ms: 300_000,
+            first_token_timeout_ms: 60_000,
+            max_retries: 2,
+            backoff_base_ms: 100,
+            backoff_max_ms: 5_000,
+            retry_budget_ratio: 0.2,
+            retry_budget_reserve: 10,
+            escalation_model: None,
+            breaker: BreakerConfig::default(),
+        }
+    }
 }
 
 impl ModelConfig {
     /// The upstream model name.
     pub fn upstream(&self) -> &str {
         self.upstream.as_deref().unwrap_or(&self.id)
+    }
+
+    /// Every endpoint as (provider, upstream model name), the main one first.
+    pub fn endpoint_list(&self) -> Vec<(&str, &str)> {
+        std::iter::once((self.provider.as_str(), self.upstream()))
+            .chain(self.endpoints.iter().map(|e| {
+                (
+                    e.provider.as_str(),
+                    e.upstream.as_deref().unwrap_or(self.upstream()),
+                )
+            }))
+            .collect()
     }
 }
 
@@ -261,6 +336,14 @@ impl Config {
                     bail!("{at}.{key}: must be a price of zero or more");
                 }
             }
+            for (j, endpoint) in model.endpoints.iter().enumerate() {
+                if !self.providers.contains_key(&endpoint.provider) {
+                    bail!(
+                        "{at}.endpoints[{j}].provider: no provider named {:?} in [providers]",
+                        endpoint.provider
+                    );
+                }
+            }
             if model.context_window == 0 {
                 bail!("{at}.context_window: must be more than zero");
             }
@@ -276,6 +359,19 @@ impl Config {
             }
         };
         known("baseline_model", &self.baseline_model)?;
+        if let Some(id) = &self.resilience.escalation_model {
+            known("resilience.escalation_model", id)?;
+        }
+        let r = &self.resilience;
+        if !(0.0..=1.0).contains(&r.retry_budget_ratio) {
+            bail!("resilience.retry_budget_ratio: must be between 0 and 1");
+        }
+        if !(0.0..=1.0).contains(&r.breaker.failure_rate) || r.breaker.failure_rate == 0.0 {
+            bail!("resilience.breaker.failure_rate: must be more than 0 and at most 1");
+        }
+        if r.total_deadline_ms == 0 || r.first_token_timeout_ms == 0 {
+            bail!("resilience: deadlines must be more than zero");
+        }
         known("safe_route.executor", &self.safe_route.executor)?;
         for (i, id) in self.safe_route.fallbacks.iter().enumerate() {
             known(&format!("safe_route.fallbacks[{i}]"), id)?;

@@ -12,3 +12,4 @@ pub mod ledger;
 pub mod metrics;
 pub mod policy;
 pub mod provider;
+pub mod resilience;

@@ -80,3 +80,19 @@ pub fn upstream_failure(model: &str) {
     metrics::counter!("switchyard_upstream_failures_total", "model" => model.to_string())
         .increment(1);
 }
+
+/// The route's models all failed and the escalation model is tried.
+pub fn escalation(model: &str) {
+    metrics::counter!("switchyard_escalations_total", "model" => model.to_string()).increment(1);
+}
+
+/// An endpoint's circuit breaker changed state.
+pub fn breaker_state(model: &str, provider: &str, state: crate::resilience::breaker::State) {
+    let value = match state {
+        crate::resilience::breaker::State::Closed => 0.0,
+        crate::resilience::breaker::State::HalfOpen => 1.0,
+        crate::resilience::breaker::State::Open => 2.0,
+    };
+    metrics::gauge!("switchyard_breaker_state", "model" => model.to_string(), "provider" => provider.to_string())
+        .set(value);
+}

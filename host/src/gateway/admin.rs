@@ -48,6 +48,36 @@ pub async fn policies(State(state): State<Arc<AppState>>) -> Json<serde_json::Va
     }))
 }
 
+/// `GET /v1/providers`: every model's endpoints with breaker state,
+/// success rate, median latency and requests in flight.
+pub async fn providers(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
+    let models: Vec<serde_json::Value> = state
+        .config
+        .models
+        .iter()
+        .filter_map(|m| state.resilience.pool(&m.id).map(|pool| (m, pool)))
+        .map(|(m, pool)| {
+            let endpoints: Vec<serde_json::Value> = pool
+                .endpoints()
+                .iter()
+                .map(|e| {
+                    json!({
+                        "provider": e.provider,
+                        "upstream": e.upstream,
+                        "breaker": e.breaker.state(),
+                        "trips": e.breaker.trips(),
+                        "success_rate": e.breaker.success_rate(),
+                        "p50_latency_ms": e.p50().map(|d| d.as_millis() as u64),
+                        "in_flight": e.in_flight(),
+                    })
+                })
+                .collect();
+            json!({"model": m.id, "balance": m.balance, "available": pool.available(), "endpoints": endpoints})
+        })
+        .collect();
+    Json(json!({"models": models}))
+}
+
 /// `GET /healthz`.
 pub async fn healthz(State(state): State<Arc<AppState>>) -> Response {
     let router = state.policies.router().is_some();

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -60,6 +61,8 @@ struct Plan {
     id: String,
     decision: Decision,
     candidates: Vec<Arc<ModelConfig>>,
+    /// Tokens the request needs from a context window.
+    needed: u64,
     format: Format,
 }
 
@@ -100,13 +103,15 @@ async fn serve(
     let (features, request) = parse(format, value, ctx)?;
     let decision = route(state, &features).await?;
     let candidates = candidates(state, &decision.route, &features)?;
+    let deadline = deadline(state, &decision.route, headers);
     let plan = Plan {
         id,
         decision,
         candidates,
+        needed: needed(&features),
         format,
     };
-    call(state, plan, request).await
+    call(state, plan, request, deadline).await
 }
 
 /// Typed request and features; wrong types and missing fields are 400s
@@ -183,6 +188,30 @@ async fn route(state: &AppState, features: &Features) -> Result<Decision, ApiErr
     Ok(state.policies.decide(features, &catalog).await)
 }
 
+/// Tokens a context window must hold for `features`.
+fn needed(features: &Features) -> u64 {
+    features.input_tokens as u64 + features.max_output_tokens.unwrap_or(0) as u64
+}
+
+/// The request's total deadline: the config's, shortened by the route's and
+/// by an `x-switchyard-deadline-ms` header.
+fn deadline(state: &AppState, route: &Route, headers: &HeaderMap) -> Instant {
+    let header = headers
+        .get("x-switchyard-deadline-ms")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let ms = [
+        Some(state.config.resilience.total_deadline_ms),
+        route.deadline_ms.map(u64::from),
+        header,
+    ]
+    .into_iter()
+    .flatten()
+    .min()
+    .unwrap_or(state.config.resilience.total_deadline_ms);
+    Instant::now() + Duration::from_millis(ms)
+}
+
 /// The route's models that can hold the request; none is the API's own
 /// context-length error.
 fn candidates(
@@ -190,7 +219,7 @@ fn candidates(
     route: &Route,
     features: &Features,
 ) -> Result<Vec<Arc<ModelConfig>>, ApiError> {
-    let needed = features.input_tokens as u64 + features.max_output_tokens.unwrap_or(0) as u64;
+    let needed = needed(features);
     let mut out: Vec<Arc<ModelConfig>> = Vec::new();
     let mut largest = 0;
     for id in std::iter::once(&route.executor).chain(&route.fallbacks) {
@@ -215,46 +244,81 @@ fn candidates(
     Ok(out)
 }
 
-/// Tries each candidate until one answers.
-async fn call(state: &AppState, plan: Plan, request: Request) -> Result<Response, ApiError> {
-    let stream = request.is_stream();
-    let mut last_error = None;
-    let mut attempts = 0u32;
-    for model in &plan.candidates {
-        let provider = state.provider(&model.provider);
-        let mut upstream = request
-            .clone()
-            .into_format(provider.format())
-            .map_err(|e| ApiError::invalid(e.to_string()))?;
-        upstream.set_model(model.upstream());
-        upstream.request_usage();
-        attempts += 1;
-        match provider.send(upstream).await {
-            Ok(Reply::Complete(answer)) => {
-                return complete(state, &plan, model, answer, attempts);
-            }
-            Ok(Reply::Stream(events)) if stream => {
-                return Ok(streamed(state, &plan, model, events, &request, attempts));
-            }
-            Ok(Reply::Stream(_)) => {
-                return Err(ApiError::new(
-                    ErrorKind::Upstream,
-                    "the provider streamed an answer that was not asked to stream",
-                ));
-            }
-            Err(error) => {
-                tracing::warn!(request = %plan.id, model = %model.id, "attempt failed: {error}");
-                crate::metrics::upstream_failure(&model.id);
-                let retryable = error.is_retryable();
-                last_error = Some(error);
-                if !retryable {
-                    break;
+/// What the first successful attempt produced.
+enum Served {
+    Complete(Arc<ModelConfig>, Answer),
+    Stream(Arc<ModelConfig>, EventStream),
+}
+
+/// Calls the route's models through the resilience layer. A stream counts
+/// as answered once its first event arrives: until then a failure falls
+/// back to the next candidate, after it the client gets an error event.
+async fn call(
+    state: &AppState,
+    plan: Plan,
+    request: Request,
+    deadline: Instant,
+) -> Result<Response, ApiError> {
+    let first_token = Duration::from_millis(state.config.resilience.first_token_timeout_ms);
+    let escalation = state.escalation(&plan.needed);
+    let outcome = state
+        .resilience
+        .run(
+            &plan.candidates,
+            escalation,
+            deadline,
+            |model, endpoint, left| {
+                let request = request.clone();
+                async move {
+                    let provider = state.provider(&endpoint.provider);
+                    let mut upstream = request.into_format(provider.format()).map_err(|e| {
+                        ProviderError::Status {
+                            status: 400,
+                            message: e.to_string(),
+                            retry_after: None,
+                        }
+                    })?;
+                    upstream.set_model(&endpoint.upstream);
+                    upstream.request_usage();
+                    match provider.send(upstream).await? {
+                        Reply::Complete(answer) => Ok(Served::Complete(model, answer)),
+                        Reply::Stream(mut events) => {
+                            let wait = first_token.min(left);
+                            match tokio::time::timeout(wait, events.next()).await {
+                                Err(_) => Err(ProviderError::Timeout(wait)),
+                                Ok(None) => Err(ProviderError::Malformed(
+                                    "the stream ended before its first event".into(),
+                                )),
+                                Ok(Some(Err(e))) => Err(e),
+                                Ok(Some(Ok(first))) => {
+                                    let rest: EventStream = Box::pin(
+                                        futures::stream::once(async { Ok(first) }).chain(events),
+                                    );
+                                    Ok(Served::Stream(model, rest))
+                                }
+                            }
+                        }
+                    }
                 }
-            }
+            },
+        )
+        .await;
+    let attempts = outcome.attempts.len() as u32;
+    match outcome.result {
+        Ok(Served::Complete(model, answer)) => complete(state, &plan, &model, answer, attempts),
+        Ok(Served::Stream(model, events)) if request.is_stream() => Ok(streamed(
+            state, &plan, &model, events, &request, attempts, deadline,
+        )),
+        Ok(Served::Stream(..)) => Err(ApiError::new(
+            ErrorKind::Upstream,
+            "the provider streamed an answer that was not asked to stream",
+        )),
+        Err(error) => {
+            let mut response_error = ApiError::from_upstream(&error);
+            response_error.attempts = Some(attempts);
+            Err(response_error)
         }
     }
-    let error = last_error.unwrap_or(ProviderError::Connect("no model to call".into()));
-    Err(ApiError::from_upstream(&error))
 }
 
 fn complete(
@@ -329,6 +393,7 @@ fn streamed(
     mut events: EventStream,
     request: &Request,
     attempts: u32,
+    deadline: Instant,
 ) -> Response {
     let client_format = plan.format;
     let include_usage = match request {
@@ -346,7 +411,15 @@ fn streamed(
             async move { tx.send(Ok::<_, std::io::Error>(bytes)).await.is_ok() }
         };
         let mut failure = None;
-        while let Some(event) = events.next().await {
+        loop {
+            let event = match tokio::time::timeout_at(deadline.into(), events.next()).await {
+                Ok(Some(event)) => event,
+                Ok(None) => break,
+                Err(_) => {
+                    failure = Some("the request's deadline passed".to_string());
+                    break;
+                }
+            };
             match event.map_err(|e| e.to_string()).and_then(|e| relay.feed(e)) {
                 Ok(out) => {
                     for bytes in out {

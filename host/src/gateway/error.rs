@@ -37,6 +37,8 @@ pub struct ApiError {
     pub kind: ErrorKind,
     /// Message for the client; never contains credentials.
     pub message: String,
+    /// Upstream attempts made before giving up, if any.
+    pub attempts: Option<u32>,
 }
 
 impl ApiError {
@@ -45,6 +47,7 @@ impl ApiError {
         ApiError {
             kind,
             message: message.into(),
+            attempts: None,
         }
     }
 
@@ -127,11 +130,17 @@ impl ApiError {
             Format::Anthropic => serde_json::to_vec(&self.anthropic_body()),
         }
         .unwrap_or_default();
-        (
+        let mut response = (
             status,
             [(axum::http::header::CONTENT_TYPE, "application/json")],
             body,
         )
-            .into_response()
+            .into_response();
+        if let Some(attempts) = self.attempts {
+            response
+                .headers_mut()
+                .insert("x-switchyard-attempts", attempts.into());
+        }
+        response
     }
 }

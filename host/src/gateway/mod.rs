@@ -27,6 +27,7 @@ use crate::ledger::{Cost, Prices};
 use crate::policy::ActivePolicies;
 use crate::policy::types::ModelInfo;
 use crate::provider::{Format, Provider, Usage};
+use crate::resilience::Resilience;
 
 /// What every request handler shares.
 pub struct AppState {
@@ -38,6 +39,8 @@ pub struct AppState {
     pub auth: auth::Auth,
     /// Catalog entries by id.
     pub models: HashMap<String, Arc<ModelConfig>>,
+    /// Breakers, balancers, retry budget.
+    pub resilience: Resilience,
     providers: HashMap<String, Provider>,
     baseline: Prices,
     metrics: metrics_exporter_prometheus::PrometheusHandle,
@@ -60,6 +63,7 @@ impl AppState {
         let policies = ActivePolicies::start(&config).await?;
         Ok(AppState {
             auth: auth::Auth::new(&config),
+            resilience: Resilience::new(&config),
             policies,
             models,
             providers,
@@ -74,9 +78,26 @@ impl AppState {
         &self.providers[name]
     }
 
-    /// The catalog with live health.
+    /// The catalog with live health from the breakers.
     pub fn catalog(&self) -> Vec<ModelInfo> {
-        self.config.catalog()
+        let mut catalog = self.config.catalog();
+        for model in &mut catalog {
+            let (available, success_rate, p50) = self.resilience.health(&model.id);
+            model.available = available;
+            model.success_rate = success_rate;
+            model.p50_latency_ms = p50.map_or(0, |d| d.as_millis().min(u32::MAX as u128) as u32);
+        }
+        catalog
+    }
+
+    /// The escalation model, if configured and large enough for a request
+    /// needing `needed` tokens.
+    pub fn escalation(&self, needed: &u64) -> Option<Arc<ModelConfig>> {
+        let id = self.config.resilience.escalation_model.as_ref()?;
+        self.models
+            .get(id)
+            .filter(|m| m.context_window as u64 >= *needed)
+            .cloned()
     }
 
     /// Prices of the baseline model.
@@ -116,6 +137,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/v1/models", get(admin::models))
         .route("/v1/policies", get(admin::policies))
+        .route("/v1/providers", get(admin::providers))
         .route("/healthz", get(admin::healthz))
         .route("/metrics", get(admin::metrics))
         .fallback(admin::not_found)

@@ -1,0 +1,341 @@
+//! A circuit breaker per endpoint.
+//!
+//! - **Closed**: calls flow; outcomes go into a sliding window of the last
+//!   [`BreakerConfig::window`]. When the window holds at least `min_calls`
+//!   and the failure rate reaches `failure_rate`, the breaker trips.
+//! - **Open**: calls are refused for a cool-down that doubles with each
+//!   consecutive trip (up to `max_cooldown`), so a flapping endpoint is
+//!   left alone longer, and a recovered one is tried again soon.
+//! - **Half-open**: after the cool-down, at most `half_open_probes` calls
+//!   go through. A success closes the breaker (and forgets the trips); a
+//!   failure opens it again with a longer cool-down.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+/// Breaker settings (`[resilience.breaker]`).
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BreakerConfig {
+    /// How far back outcomes count.
+    #[serde(with = "millis", rename = "window_ms")]
+    pub window: Duration,
+    /// Fewest calls in the window before the rate can trip the breaker.
+    pub min_calls: u32,
+    /// Failure rate (0 to 1) that trips the breaker.
+    pub failure_rate: f64,
+    /// First cool-down.
+    #[serde(with = "millis", rename = "cooldown_ms")]
+    pub cooldown: Duration,
+    /// Longest cool-down.
+    #[serde(with = "millis", rename = "max_cooldown_ms")]
+    pub max_cooldown: Duration,
+    /// Calls let through while half-open.
+    pub half_open_probes: u32,
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        BreakerConfig {
+            window: Duration::from_secs(30),
+            min_calls: 5,
+            failure_rate: 0.5,
+            cooldown: Duration::from_secs(5),
+            max_cooldown: Duration::from_secs(300),
+            half_open_probes: 1,
+        }
+    }
+}
+
+/// Durations as integer milliseconds in config.
+pub(crate) mod millis {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        Ok(Duration::from_millis(u64::deserialize(d)?))
+    }
+}
+
+/// The state as reported to policies and `/v1/providers`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum State {
+    /// Calls flow.
+    Closed,
+    /// Calls are refused.
+    Open,
+    /// A few probes are let through.
+    HalfOpen,
+}
+
+#[derive(Debug)]
+enum Inner {
+    Closed,
+    Open { until: Instant },
+    HalfOpen { in_flight: u32 },
+}
+
+#[derive(Debug)]
+struct Breaker {
+    inner: Inner,
+    /// Consecutive trips without a close in between.
+    trips: u32,
+    window: VecDeque<(Instant, bool)>,
+}
+
+/// A thread-safe breaker.
+#[derive(Debug)]
+pub struct CircuitBreaker {
+    config: BreakerConfig,
+    state: Mutex<Breaker>,
+}
+
+/// Permission to make one call; report its outcome with
+/// [`CircuitBreaker::record`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Permit {
+    /// A normal call.
+    Call,
+    /// A half-open probe.
+    Probe,
+}
+
+impl CircuitBreaker {
+    /// A closed breaker.
+    pub fn new(config: BreakerConfig) -> Self {
+        CircuitBreaker {
+            config,
+            state: Mutex::new(Breaker {
+                inner: Inner::Closed,
+                trips: 0,
+                window: VecDeque::new(),
+            }),
+        }
+    }
+
+    /// The current state (an open breaker whose cool-down has passed reports
+    /// half-open).
+    pub fn state(&self) -> State {
+        let b = self.lock();
+        match b.inner {
+            Inner::Closed => State::Closed,
+            Inner::Open { until } if Instant::now() < until => State::Open,
+            Inner::Open { .. } | Inner::HalfOpen { .. } => State::HalfOpen,
+        }
+    }
+
+    /// Whether a call would be allowed now, without taking a permit.
+    pub fn would_allow(&self) -> bool {
+        let b = self.lock();
+        match b.inner {
+            Inner::Closed => true,
+            Inner::Open { until } => Instant::now() >= until,
+            Inner::HalfOpen { in_flight } => in_flight < self.config.half_open_probes,
+        }
+    }
+
+    /// Asks to make a call.
+    pub fn try_acquire(&self) -> Option<Permit> {
+        let mut b = self.lock();
+        match b.inner {
+            Inner::Closed => Some(Permit::Call),
+            Inner::Open { until } => {
+                if Instant::now() < until {
+                    return None;
+                }
+                b.inner = Inner::HalfOpen { in_flight: 1 };
+                Some(Permit::Probe)
+            }
+            Inner::HalfOpen { ref mut in_flight } => {
+                if *in_flight < self.config.half_open_probes {
+                    *in_flight += 1;
+                    Some(Permit::Probe)
+                } else {
+                    None
+                }
+            }
+        }
+    }
+
+    /// Gives back a permit whose call was never made (the request ended
+    /// first), so a probe slot is not lost.
+    pub fn release(&self, permit: Permit) {
+        let mut b = self.lock();
+        if let (Permit::Probe, Inner::HalfOpen { in_flight }) = (permit, &mut b.inner) {
+            *in_flight = in_flight.saturating_sub(1);
+        }
+    }
+
+    /// Records the outcome of a permitted call. Returns the new state when
+    /// it changed.
+    pub fn record(&self, permit: Permit, success: bool) -> Option<State> {
+        let now = Instant::now();
+        let mut b = self.lock();
+        let window = self.config.window;
+        while b
+            .window
+            .front()
+            .is_some_and(|(t, _)| now.duration_since(*t) > window)
+        {
+            b.window.pop_front();
+        }
+        b.window.push_back((now, success));
+        if b.window.len() > 10_000 {
+            b.window.pop_front();
+        }
+        match (&b.inner, permit) {
+            (Inner::HalfOpen { .. }, Permit::Probe) => {
+                if success {
+                    b.inner = Inner::Closed;
+                    b.trips = 0;
+                    b.window.clear();
+                    Some(State::Closed)
+                } else {
+                    Some(self.trip(&mut b, now))
+                }
+            }
+            (Inner::Closed, _) if !success => {
+                let calls = b.window.len() as u32;
+                let failures = b.window.iter().filter(|(_, ok)| !ok).count() as f64;
+                if calls >= self.config.min_calls
+                    && failures / calls as f64 >= self.config.failure_rate
+                {
+                    Some(self.trip(&mut b, now))
+                } else {
+                    None
+                }
+            }
+            // Late outcomes of calls made before a trip change nothing.
+            _ => None,
+        }
+    }
+
+    fn trip(&self, b: &mut Breaker, now: Instant) -> State {
+        let factor = 1u32.checked_shl(b.trips.min(16)).unwrap_or(u32::MAX);
+        let cooldown = self
+            .config
+            .cooldown
+            .saturating_mul(factor)
+            .min(self.config.max_cooldown);
+        b.trips += 1;
+        b.inner = Inner::Open {
+            until: now + cooldown,
+        };
+        State::Open
+    }
+
+    /// Share of calls in the window that succeeded (1.0 when none).
+    pub fn success_rate(&self) -> f64 {
+        let now = Instant::now();
+        let b = self.lock();
+        let recent: Vec<bool> = b
+            .window
+            .iter()
+            .filter(|(t, _)| now.duration_since(*t) <= self.config.window)
+            .map(|(_, ok)| *ok)
+            .collect();
+        if recent.is_empty() {
+            1.0
+        } else {
+            recent.iter().filter(|ok| **ok).count() as f64 / recent.len() as f64
+        }
+    }
+
+    /// Consecutive trips so far.
+    pub fn trips(&self) -> u32 {
+        self.lock().trips
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Breaker> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> BreakerConfig {
+        BreakerConfig {
+            window: Duration::from_secs(60),
+            min_calls: 4,
+            failure_rate: 0.5,
+            cooldown: Duration::from_millis(40),
+            max_cooldown: Duration::from_millis(200),
+            half_open_probes: 1,
+        }
+    }
+
+    fn fail(b: &CircuitBreaker) -> Option<State> {
+        let permit = b.try_acquire().expect("allowed");
+        b.record(permit, false)
+    }
+
+    #[test]
+    fn trips_on_failure_rate_after_min_calls() {
+        let b = CircuitBreaker::new(config());
+        assert_eq!(fail(&b), None);
+        assert_eq!(fail(&b), None);
+        assert_eq!(fail(&b), None, "three calls are under min_calls");
+        assert_eq!(fail(&b), Some(State::Open));
+        assert_eq!(b.state(), State::Open);
+        assert!(b.try_acquire().is_none());
+    }
+
+    #[test]
+    fn a_rate_under_the_threshold_keeps_it_closed() {
+        let b = CircuitBreaker::new(BreakerConfig {
+            failure_rate: 0.6,
+            ..config()
+        });
+        for _ in 0..10 {
+            let p = b.try_acquire().unwrap();
+            assert_eq!(b.record(p, true), None);
+            let p = b.try_acquire().unwrap();
+            assert_eq!(b.record(p, false), None);
+        }
+        assert_eq!(b.state(), State::Closed);
+        assert!((b.success_rate() - 0.5).abs() < 1e-9);
+    }
+
+    #[test]
+    fn half_open_probe_closes_or_reopens_with_longer_cooldown() {
+        let b = CircuitBreaker::new(config());
+        for _ in 0..4 {
+            fail(&b);
+        }
+        assert_eq!(b.state(), State::Open);
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(b.state(), State::HalfOpen);
+        let probe = b.try_acquire().unwrap();
+        assert_eq!(probe, Permit::Probe);
+        assert!(b.try_acquire().is_none(), "one probe at a time");
+        assert_eq!(b.record(probe, false), Some(State::Open));
+        assert_eq!(b.trips(), 2);
+        // The second cool-down is twice the first: still open after 50 ms.
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(b.state(), State::Open);
+        std::thread::sleep(Duration::from_millis(40));
+        let probe = b.try_acquire().unwrap();
+        assert_eq!(b.record(probe, true), Some(State::Closed));
+        assert_eq!(b.trips(), 0);
+        assert!(b.try_acquire().is_some());
+    }
+
+    #[test]
+    fn released_probe_frees_the_slot() {
+        let b = CircuitBreaker::new(config());
+        for _ in 0..4 {
+            fail(&b);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        let probe = b.try_acquire().unwrap();
+        b.release(probe);
+        assert!(b.try_acquire().is_some());
+    }
+}

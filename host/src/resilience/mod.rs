@@ -1,0 +1,264 @@
+//! Getting an answer despite failing upstreams: load balancing across a
+//! model's endpoints, circuit breakers, retries with backoff under a
+//! budget, deadlines, and the fallback chain ending in the escalation
+//! model.
+//!
+//! - [`breaker`]: one circuit breaker per endpoint.
+//! - [`balance`]: endpoints of a model, round-robin or least-latency.
+//! - [`retry`]: backoff with full jitter, and the daemon-wide retry budget.
+//!
+//! [`Resilience::run`] drives one request: for each model of the chain (the
+//! route's executor, its fallbacks, then the escalation model), pick an
+//! endpoint whose breaker allows a call, try, retry retryable failures with
+//! backoff while the budget and the deadline allow, then move on. Every
+//! attempt is reported back, successful or not.
+
+pub mod balance;
+pub mod breaker;
+pub mod retry;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::config::{Config, ModelConfig, ResilienceConfig};
+use crate::provider::ProviderError;
+use balance::{Balancer, Endpoint};
+use breaker::State;
+use retry::RetryBudget;
+
+/// One call to one endpoint, as the ledger and the headers report it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Attempt {
+    /// Catalog id.
+    pub model: String,
+    /// Provider name.
+    pub provider: String,
+    /// `ok`, or why it failed.
+    pub outcome: String,
+    /// HTTP status from the upstream, when it sent one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// How long it took, in milliseconds.
+    pub elapsed_ms: u64,
+}
+
+/// The outcome of [`Resilience::run`].
+pub struct Outcome<T> {
+    /// The answer, or the error that ended the request.
+    pub result: Result<T, ProviderError>,
+    /// Every attempt made, in order.
+    pub attempts: Vec<Attempt>,
+}
+
+/// The pools of every model, and the shared retry budget.
+pub struct Resilience {
+    config: ResilienceConfig,
+    pools: HashMap<String, Balancer>,
+    budget: RetryBudget,
+    jitter: AtomicU64,
+}
+
+impl Resilience {
+    /// One pool per model, one breaker per endpoint.
+    pub fn new(config: &Config) -> Self {
+        let r = &config.resilience;
+        let pools = config
+            .models
+            .iter()
+            .map(|m| {
+                let endpoints = m
+                    .endpoint_list()
+                    .into_iter()
+                    .map(|(provider, upstream)| Endpoint::new(provider, upstream, r.breaker))
+                    .collect();
+                (m.id.clone(), Balancer::new(m.balance, endpoints))
+            })
+            .collect();
+        Resilience {
+            config: r.clone(),
+            pools,
+            budget: RetryBudget::new(r.retry_budget_ratio, r.retry_budget_reserve),
+            jitter: AtomicU64::new(0x9E37_79B9_7F4A_7C15),
+        }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &ResilienceConfig {
+        &self.config
+    }
+
+    /// The pool of model `id`.
+    pub fn pool(&self, id: &str) -> Option<&Balancer> {
+        self.pools.get(id)
+    }
+
+    /// Live health of model `id`: available (some breaker would allow a
+    /// call), the worst success rate of its endpoints, the best median
+    /// latency.
+    pub fn health(&self, id: &str) -> (bool, f64, Option<Duration>) {
+        let Some(pool) = self.pools.get(id) else {
+            return (false, 0.0, None);
+        };
+        let endpoints = pool.endpoints();
+        let available = pool.available();
+        let success = endpoints
+            .iter()
+            .map(|e| e.breaker.success_rate())
+            .fold(1.0, f64::min);
+        let p50 = endpoints.iter().filter_map(|e| e.p50()).min();
+        (available, success, p50)
+    }
+
+    /// Runs `call` on the chain `models` until an answer, a non-retryable
+    /// error, or the deadline. `call` gets the model, the endpoint and the
+    /// time left.
+    pub async fn run<T, F, Fut>(
+        &self,
+        models: &[Arc<ModelConfig>],
+        escalation: Option<Arc<ModelConfig>>,
+        deadline: Instant,
+        mut call: F,
+    ) -> Outcome<T>
+    where
+        F: FnMut(Arc<ModelConfig>, Arc<Endpoint>, Duration) -> Fut,
+        Fut: Future<Output = Result<T, ProviderError>>,
+    {
+        self.budget.deposit();
+        let mut attempts = Vec::new();
+        let mut last_error = None;
+        let total = deadline.saturating_duration_since(Instant::now());
+        let chain = models
+            .iter()
+            .cloned()
+            .chain(escalation.filter(|e| !models.iter().any(|m| m.id == e.id)));
+        for (position, model) in chain.enumerate() {
+            let Some(pool) = self.pools.get(&model.id) else {
+                continue;
+            };
+            if position == models.len() {
+                tracing::warn!(model = %model.id, "every model of the route failed: escalating");
+                crate::metrics::escalation(&model.id);
+            }
+            let mut retries = 0;
+            loop {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Outcome {
+                        result: Err(ProviderError::Timeout(total)),
+                        attempts,
+                    };
+                }
+                let Some(lease) = pool.pick() else {
+                    attempts.push(Attempt {
+                        model: model.id.clone(),
+                        provider: String::new(),
+                        outcome: "skipped: every endpoint's circuit breaker is open".into(),
+                        status: None,
+                        elapsed_ms: 0,
+                    });
+                    last_error.get_or_insert(ProviderError::Status {
+                        status: 503,
+                        message: format!("{} is unavailable (circuit open)", model.id),
+                        retry_after: None,
+                    });
+                    break;
+                };
+                let endpoint = lease.endpoint.clone();
+                let started = Instant::now();
+                let result =
+                    match tokio::time::timeout(left, call(model.clone(), endpoint.clone(), left))
+                        .await
+                    {
+                        Ok(result) => result,
+                        Err(_) => Err(ProviderError::Timeout(left)),
+                    };
+                let elapsed_ms = started.elapsed().as_millis() as u64;
+                let error = match result {
+                    Ok(answer) => {
+                        report(&model.id, &endpoint, lease.finish(true));
+                        attempts.push(Attempt {
+                            model: model.id.clone(),
+                            provider: endpoint.provider.clone(),
+                            outcome: "ok".into(),
+                            status: Some(200),
+                            elapsed_ms,
+                        });
+                        return Outcome {
+                            result: Ok(answer),
+                            attempts,
+                        };
+                    }
+                    Err(error) => error,
+                };
+                // A client error says nothing about the endpoint's health.
+                let retryable = error.is_retryable();
+                report(&model.id, &endpoint, lease.finish(!retryable));
+                crate::metrics::upstream_failure(&model.id);
+                tracing::warn!(model = %model.id, provider = %endpoint.provider, "attempt failed: {error}");
+                attempts.push(Attempt {
+                    model: model.id.clone(),
+                    provider: endpoint.provider.clone(),
+                    outcome: error.to_string(),
+                    status: match &error {
+                        ProviderError::Status { status, .. } => Some(*status),
+                        _ => None,
+                    },
+                    elapsed_ms,
+                });
+                if !retryable {
+                    return Outcome {
+                        result: Err(error),
+                        attempts,
+                    };
+                }
+                let wait = self.wait_before_retry(&error, retries + 1);
+                last_error = Some(error);
+                let Some(wait) = wait else { break };
+                if retries >= self.config.max_retries
+                    || Instant::now() + wait >= deadline
+                    || !self.budget.try_withdraw()
+                {
+                    break;
+                }
+                retries += 1;
+                tokio::time::sleep(wait).await;
+            }
+        }
+        Outcome {
+            result: Err(last_error.unwrap_or(ProviderError::Connect("no model to call".into()))),
+            attempts,
+        }
+    }
+
+    /// The pause before retry `attempt`: the upstream's `Retry-After` when
+    /// it sent one (none, meaning "move on", when that is longer than the
+    /// longest backoff), otherwise exponential backoff with full jitter.
+    fn wait_before_retry(&self, error: &ProviderError, attempt: u32) -> Option<Duration> {
+        let max = Duration::from_millis(self.config.backoff_max_ms);
+        if let ProviderError::Status {
+            retry_after: Some(after),
+            ..
+        } = error
+        {
+            return (*after <= max).then_some(*after);
+        }
+        Some(retry::backoff(
+            attempt,
+            Duration::from_millis(self.config.backoff_base_ms),
+            max,
+            &self.jitter,
+        ))
+    }
+}
+
+fn report(model: &str, endpoint: &Endpoint, change: Option<State>) {
+    if let Some(state) = change {
+        tracing::warn!(model, provider = %endpoint.provider, upstream = %endpoint.upstream, ?state, "circuit breaker changed state");
+        crate::metrics::breaker_state(model, &endpoint.provider, state);
+    }
+}
