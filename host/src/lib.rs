@@ -10,6 +10,7 @@ pub mod config;
 pub mod gateway;
 pub mod ledger;
 pub mod metrics;
+pub mod orchestrator;
 pub mod policy;
 pub mod provider;
 pub mod resilience;

@@ -96,3 +96,22 @@ pub fn breaker_state(model: &str, provider: &str, state: crate::resilience::brea
     metrics::gauge!("switchyard_breaker_state", "model" => model.to_string(), "provider" => provider.to_string())
         .set(value);
 }
+
+/// A task ended.
+pub fn task_finished(
+    status: crate::orchestrator::task::Status,
+    record: &crate::orchestrator::task::TaskRecord,
+) {
+    let status = serde_json::to_value(status)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default();
+    metrics::counter!("switchyard_tasks_total", "status" => status).increment(1);
+    metrics::counter!("switchyard_subtasks_total").increment(record.subtasks.len() as u64);
+    metrics::gauge!("switchyard_task_spent_usd").increment(record.spent_usd);
+}
+
+/// A subtask was done by the escalation model (the seed expects about 1%).
+pub fn subtask_escalated() {
+    metrics::counter!("switchyard_subtasks_escalated_total").increment(1);
+}

@@ -13,6 +13,7 @@ pub mod chat;
 pub mod error;
 pub mod features;
 pub mod relay;
+pub mod tasks;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -41,6 +42,8 @@ pub struct AppState {
     pub models: HashMap<String, Arc<ModelConfig>>,
     /// Breakers, balancers, retry budget.
     pub resilience: Resilience,
+    /// Tasks submitted to `/v1/tasks`.
+    pub tasks: crate::orchestrator::store::Tasks,
     providers: HashMap<String, Provider>,
     baseline: Prices,
     metrics: metrics_exporter_prometheus::PrometheusHandle,
@@ -64,6 +67,7 @@ impl AppState {
         Ok(AppState {
             auth: auth::Auth::new(&config),
             resilience: Resilience::new(&config),
+            tasks: Default::default(),
             policies,
             models,
             providers,
@@ -135,6 +139,9 @@ pub fn router(state: Arc<AppState>) -> Router {
                 },
             ),
         )
+        .route("/v1/tasks", post(tasks::submit))
+        .route("/v1/tasks/{id}", get(tasks::get).delete(tasks::cancel))
+        .route("/v1/tasks/{id}/events", get(tasks::events))
         .route("/v1/models", get(admin::models))
         .route("/v1/policies", get(admin::policies))
         .route("/v1/providers", get(admin::providers))

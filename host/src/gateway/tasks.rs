@@ -1,0 +1,135 @@
+//! The task API: `POST /v1/tasks`, `GET /v1/tasks/{id}`,
+//! `GET /v1/tasks/{id}/events` (SSE), `DELETE /v1/tasks/{id}`.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use futures::StreamExt;
+
+use super::AppState;
+use super::error::{ApiError, ErrorKind};
+use crate::orchestrator::task::{TaskEvent, TaskInput};
+use crate::provider::Format;
+use crate::provider::http::async_stream;
+
+/// `POST /v1/tasks`: accepts a task and starts it; 202 with its record.
+pub async fn submit(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let result = async {
+        state.auth.check(&headers)?;
+        let bytes = axum::body::to_bytes(body, state.config.max_body_bytes)
+            .await
+            .map_err(|_| {
+                ApiError::new(ErrorKind::TooLarge, "the task is over the body size limit")
+            })?;
+        let input: TaskInput = serde_json::from_slice(&bytes)
+            .map_err(|e| ApiError::invalid(format!("invalid task: {e}")))?;
+        if input.description.trim().is_empty() {
+            return Err(ApiError::invalid("`description` must not be empty"));
+        }
+        let handle = state.tasks.submit(state.clone(), input);
+        Ok((StatusCode::ACCEPTED, Json(handle.record())).into_response())
+    }
+    .await;
+    result.unwrap_or_else(|e| e.into_response(Format::OpenAi))
+}
+
+/// `GET /v1/tasks/{id}`.
+pub async fn get(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    match find(&state, &headers, &id) {
+        Ok(handle) => Json(handle.record()).into_response(),
+        Err(e) => e.into_response(Format::OpenAi),
+    }
+}
+
+/// `DELETE /v1/tasks/{id}`: cancels the task and its calls in flight.
+pub async fn cancel(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    match find(&state, &headers, &id) {
+        Ok(handle) => {
+            handle.cancel.cancel();
+            Json(handle.record()).into_response()
+        }
+        Err(e) => e.into_response(Format::OpenAi),
+    }
+}
+
+/// `GET /v1/tasks/{id}/events`: past events, then live ones, as SSE; the
+/// stream ends when the task does.
+pub async fn events(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let handle = match find(&state, &headers, &id) {
+        Ok(handle) => handle,
+        Err(e) => return e.into_response(Format::OpenAi),
+    };
+    let (past, mut live) = handle.subscribe();
+    let done = handle.record().status.is_final();
+    let body = async_stream(move |tx| async move {
+        let send = |event: TaskEvent| {
+            let tx = tx.clone();
+            async move {
+                let data = serde_json::to_string(&event.data).unwrap_or_default();
+                let bytes = Bytes::from(format!("event: {}\ndata: {data}\n\n", event.kind));
+                tx.send(Ok::<_, Infallible>(bytes)).await.is_ok()
+            }
+        };
+        let mut finished = done;
+        for event in past {
+            if !send(event).await {
+                return;
+            }
+        }
+        while !finished {
+            match live.recv().await {
+                Ok(event) => {
+                    finished = event.kind == "status"
+                        && event.data["status"]
+                            .as_str()
+                            .is_some_and(|s| !matches!(s, "queued" | "planning" | "running"));
+                    if !send(event).await {
+                        return;
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    });
+    let mut response = Response::new(Body::from_stream(body.map(|b| b)));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    response
+}
+
+fn find(
+    state: &AppState,
+    headers: &HeaderMap,
+    id: &str,
+) -> Result<Arc<crate::orchestrator::task::TaskHandle>, ApiError> {
+    state.auth.check(headers)?;
+    state
+        .tasks
+        .get(id)
+        .ok_or_else(|| ApiError::new(ErrorKind::NotFound, format!("no task {id:?}")))
+}

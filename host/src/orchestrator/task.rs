@@ -1,0 +1,942 @@
+//! Running a task through its tier: direct; plan → execute the DAG; plan →
+//! execute → verify, with escalation.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+use super::call::{self, Called, Failed};
+use super::context;
+use crate::config::ModelConfig;
+use crate::gateway::AppState;
+use crate::gateway::features::count_tokens;
+use crate::policy::types::{
+    ChatRequest, Features, Message, Plan, Review, Route, Subtask, Task, Tier, WireApi,
+};
+use crate::resilience::Attempt;
+
+/// Subtasks run at once, at most.
+pub const PARALLEL_SUBTASKS: usize = 4;
+/// Output tokens assumed for a call when checking the budget.
+pub const EXPECTED_OUTPUT_TOKENS: u32 = 2048;
+
+/// What a client submits to `POST /v1/tasks`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskInput {
+    /// Short title.
+    pub title: String,
+    /// What to do.
+    pub description: String,
+    /// Context files.
+    #[serde(default)]
+    pub context: Vec<ContextFile>,
+    /// Labels for the policy.
+    #[serde(default)]
+    pub labels: HashMap<String, String>,
+    /// Spending limits.
+    #[serde(default)]
+    pub budget: Budget,
+    /// Total time the task may take, in milliseconds.
+    pub deadline_ms: Option<u64>,
+}
+
+/// A context file.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct ContextFile {
+    /// Path, for reference.
+    pub path: String,
+    /// Contents.
+    pub text: String,
+}
+
+/// Limits on what a task may spend.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize)]
+pub struct Budget {
+    /// USD.
+    pub usd: Option<f64>,
+    /// Tokens, input and output together.
+    pub tokens: Option<u64>,
+}
+
+/// Where a task is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Accepted, not started.
+    Queued,
+    /// Asking the planner.
+    Planning,
+    /// Running subtasks.
+    Running,
+    /// Done.
+    Succeeded,
+    /// A subtask could not be done by any model.
+    Failed,
+    /// The next call would have exceeded the budget.
+    BudgetExceeded,
+    /// Cancelled by the client.
+    Cancelled,
+}
+
+impl Status {
+    /// Whether the task has ended.
+    pub fn is_final(self) -> bool {
+        !matches!(self, Status::Queued | Status::Planning | Status::Running)
+    }
+}
+
+/// One model call of a task, for the cost breakdown.
+#[derive(Debug, Clone, Serialize)]
+pub struct CallRecord {
+    /// `plan`, `direct`, `subtask:<id>` or `review:<id>`.
+    pub purpose: String,
+    /// The model that answered, if any did.
+    pub model: Option<String>,
+    /// Input tokens.
+    pub input_tokens: u64,
+    /// Output tokens.
+    pub output_tokens: u64,
+    /// USD.
+    pub cost_usd: f64,
+    /// What the baseline model would have cost.
+    pub baseline_cost_usd: f64,
+    /// Every attempt, failed ones included.
+    pub attempts: Vec<Attempt>,
+}
+
+/// A subtask's record.
+#[derive(Debug, Clone, Serialize)]
+pub struct SubtaskRecord {
+    /// The planned subtask.
+    #[serde(flatten)]
+    pub subtask: Subtask,
+    /// `pending`, `running`, `done`, `failed` or `skipped`.
+    pub status: &'static str,
+    /// The model whose output was kept.
+    pub served_by: Option<String>,
+    /// Attempts over all its calls.
+    pub attempts: u32,
+    /// Tokens over all its calls, reviews included.
+    pub tokens: u64,
+    /// USD over all its calls, reviews included.
+    pub cost_usd: f64,
+    /// Milliseconds after the task started.
+    pub started_ms: Option<u64>,
+    /// Milliseconds after the task started.
+    pub finished_ms: Option<u64>,
+    /// The output.
+    pub output: Option<String>,
+    /// `accept`, `retry`, `escalate`, or none when not reviewed.
+    pub review: Option<String>,
+    /// Whether the escalation model did it.
+    pub escalated: bool,
+    /// How the prompt was fitted to the context window, if it had to be.
+    pub context_note: Option<String>,
+}
+
+/// Everything known about a task, as `GET /v1/tasks/{id}` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskRecord {
+    /// Task id.
+    pub id: String,
+    /// Title.
+    pub title: String,
+    /// Where it is.
+    pub status: Status,
+    /// The router's decision.
+    pub route: Option<Route>,
+    /// The router policy that decided.
+    pub policy: Option<String>,
+    /// The plan, for planned tiers.
+    pub plan: Option<Plan>,
+    /// Per subtask, in plan order.
+    pub subtasks: Vec<SubtaskRecord>,
+    /// Every call, in order.
+    pub calls: Vec<CallRecord>,
+    /// What happened that a reader should know (re-planned, fell back...).
+    pub notes: Vec<String>,
+    /// The joined outputs.
+    pub result: Option<String>,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// The limits.
+    pub budget: Budget,
+    /// USD spent, all calls.
+    pub spent_usd: f64,
+    /// Tokens spent, all calls.
+    pub spent_tokens: u64,
+    /// What the baseline model would have cost.
+    pub baseline_usd: f64,
+    /// Subtasks done by the escalation model.
+    pub escalated_subtasks: u32,
+    /// Their share of all subtasks (the seed expects about 1%).
+    pub escalation_share: f64,
+    /// Milliseconds the task took.
+    pub elapsed_ms: Option<u64>,
+}
+
+/// A progress event, as `GET /v1/tasks/{id}/events` streams it.
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskEvent {
+    /// `status`, `plan`, `subtask`, `call`, `note`.
+    pub kind: &'static str,
+    /// Details.
+    pub data: serde_json::Value,
+}
+
+/// A task in the store: its record, its events, its cancellation.
+pub struct TaskHandle {
+    record: Mutex<TaskRecord>,
+    log: Mutex<Vec<TaskEvent>>,
+    events: broadcast::Sender<TaskEvent>,
+    /// Cancels the task and its calls in flight.
+    pub cancel: CancellationToken,
+    started: Instant,
+}
+
+impl TaskHandle {
+    /// A queued task.
+    pub fn new(id: String, input: &TaskInput) -> Arc<Self> {
+        Arc::new(TaskHandle {
+            record: Mutex::new(TaskRecord {
+                id,
+                title: input.title.clone(),
+                status: Status::Queued,
+                route: None,
+                policy: None,
+                plan: None,
+                subtasks: Vec::new(),
+                calls: Vec::new(),
+                notes: Vec::new(),
+                result: None,
+                error: None,
+                budget: input.budget,
+                spent_usd: 0.0,
+                spent_tokens: 0,
+                baseline_usd: 0.0,
+                escalated_subtasks: 0,
+                escalation_share: 0.0,
+                elapsed_ms: None,
+            }),
+            log: Mutex::new(Vec::new()),
+            events: broadcast::channel(256).0,
+            cancel: CancellationToken::new(),
+            started: Instant::now(),
+        })
+    }
+
+    /// A copy of the record.
+    pub fn record(&self) -> TaskRecord {
+        self.lock().clone()
+    }
+
+    /// Past events, and a receiver for the next ones.
+    pub fn subscribe(&self) -> (Vec<TaskEvent>, broadcast::Receiver<TaskEvent>) {
+        let log = self.log.lock().unwrap_or_else(|p| p.into_inner());
+        (log.clone(), self.events.subscribe())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, TaskRecord> {
+        self.record.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn emit(&self, kind: &'static str, data: serde_json::Value) {
+        let event = TaskEvent { kind, data };
+        let mut log = self.log.lock().unwrap_or_else(|p| p.into_inner());
+        log.push(event.clone());
+        let _ = self.events.send(event);
+    }
+
+    fn set_status(&self, status: Status) {
+        self.lock().status = status;
+        self.emit("status", serde_json::json!({"status": status}));
+    }
+
+    fn note(&self, note: String) {
+        tracing::info!(task = %self.lock().id, "{note}");
+        self.lock().notes.push(note.clone());
+        self.emit("note", serde_json::json!({"note": note}));
+    }
+
+    fn elapsed_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    /// Records a call's usage and cost.
+    fn account(&self, purpose: String, result: &Result<Called, Failed>) {
+        let (model, input, output, cost, baseline, attempts) = match result {
+            Ok(c) => (
+                Some(c.model.clone()),
+                c.usage.input_tokens,
+                c.usage.output_tokens,
+                c.cost.usd,
+                c.cost.baseline_usd,
+                c.attempts.clone(),
+            ),
+            Err(f) => (None, 0, 0, 0.0, 0.0, f.attempts.clone()),
+        };
+        let record = CallRecord {
+            purpose,
+            model,
+            input_tokens: input,
+            output_tokens: output,
+            cost_usd: cost,
+            baseline_cost_usd: baseline,
+            attempts,
+        };
+        {
+            let mut r = self.lock();
+            r.spent_usd += cost;
+            r.spent_tokens += input + output;
+            r.baseline_usd += baseline;
+            r.calls.push(record.clone());
+        }
+        self.emit("call", serde_json::to_value(&record).unwrap_or_default());
+    }
+
+    /// Whether a call expected to use `tokens` and cost `usd` fits the
+    /// budget.
+    fn affordable(&self, tokens: u64, usd: f64) -> bool {
+        let r = self.lock();
+        let tokens_ok = r.budget.tokens.is_none_or(|b| r.spent_tokens + tokens <= b);
+        let usd_ok = r.budget.usd.is_none_or(|b| r.spent_usd + usd <= b + 1e-12);
+        tokens_ok && usd_ok
+    }
+
+    fn update_subtask(&self, id: &str, f: impl FnOnce(&mut SubtaskRecord)) {
+        let snapshot = {
+            let mut r = self.lock();
+            let Some(s) = r.subtasks.iter_mut().find(|s| s.subtask.id == id) else {
+                return;
+            };
+            f(s);
+            serde_json::json!({
+                "id": s.subtask.id, "status": s.status, "model": s.served_by,
+                "review": s.review, "escalated": s.escalated, "cost_usd": s.cost_usd,
+            })
+        };
+        self.emit("subtask", snapshot);
+    }
+}
+
+/// Why a task stopped early.
+enum Stop {
+    Budget(String),
+    Failed(String),
+}
+
+/// Runs a task to its end (or until cancelled).
+pub async fn run(state: Arc<AppState>, task: Arc<TaskHandle>, input: TaskInput) {
+    let deadline = Instant::now()
+        + Duration::from_millis(
+            input
+                .deadline_ms
+                .unwrap_or(state.config.resilience.total_deadline_ms),
+        );
+    let outcome = tokio::select! {
+        _ = task.cancel.cancelled() => None,
+        outcome = execute(&state, &task, &input, deadline) => Some(outcome),
+    };
+    let status = match outcome {
+        None => Status::Cancelled,
+        Some(Ok(result)) => {
+            task.lock().result = Some(result);
+            Status::Succeeded
+        }
+        Some(Err(Stop::Budget(why))) => {
+            task.lock().error = Some(why);
+            Status::BudgetExceeded
+        }
+        Some(Err(Stop::Failed(why))) => {
+            task.lock().error = Some(why);
+            Status::Failed
+        }
+    };
+    {
+        let mut r = task.lock();
+        r.elapsed_ms = Some(task.started.elapsed().as_millis() as u64);
+        let total = r.subtasks.len().max(1) as f64;
+        r.escalation_share = r.escalated_subtasks as f64 / total;
+        // Whatever finished before the stop is kept.
+        if r.result.is_none() {
+            let partial = join_outputs(&r.subtasks);
+            if !partial.is_empty() {
+                r.result = Some(partial);
+            }
+        }
+        for s in &mut r.subtasks {
+            if s.status == "pending" || s.status == "running" {
+                s.status = "skipped";
+            }
+        }
+    }
+    crate::metrics::task_finished(status, &task.record());
+    task.set_status(status);
+}
+
+async fn execute(
+    state: &AppState,
+    task: &TaskHandle,
+    input: &TaskInput,
+    deadline: Instant,
+) -> Result<String, Stop> {
+    let features = features(task, input);
+    let decision = state.policies.decide(&features, &state.catalog()).await;
+    let route = decision.route.clone();
+    {
+        let mut r = task.lock();
+        r.route = Some(route.clone());
+        r.policy = Some(decision.policy.clone());
+    }
+    let policy_task = Task {
+        id: task.lock().id.clone(),
+        title: input.title.clone(),
+        description: input.description.clone(),
+        context: input
+            .context
+            .iter()
+            .map(|c| (c.path.clone(), c.text.clone()))
+            .collect(),
+        labels: features.labels.clone(),
+        route: route.clone(),
+    };
+    if route.tier == Tier::Direct {
+        task.set_status(Status::Running);
+        return direct(state, task, &policy_task, deadline).await;
+    }
+    task.set_status(Status::Planning);
+    let plan = match plan(state, task, &policy_task, deadline).await? {
+        Some(plan) => plan,
+        None => {
+            task.set_status(Status::Running);
+            return direct(state, task, &policy_task, deadline).await;
+        }
+    };
+    task.set_status(Status::Running);
+    execute_plan(state, task, &policy_task, plan, deadline).await
+}
+
+fn features(task: &TaskHandle, input: &TaskInput) -> Features {
+    let mut messages = vec![Message {
+        role: "user".into(),
+        content: format!("{}\n\n{}", input.title, input.description),
+    }];
+    messages.extend(input.context.iter().map(|c| Message {
+        role: "user".into(),
+        content: format!("{}\n{}", c.path, c.text),
+    }));
+    let input_tokens = messages.iter().map(|m| count_tokens(&m.content) + 4).sum();
+    let mut labels: Vec<(String, String)> = input.labels.clone().into_iter().collect();
+    labels.sort();
+    Features {
+        id: task.lock().id.clone(),
+        api: WireApi::Task,
+        requested_model: "auto".into(),
+        message_count: messages.len() as u32,
+        messages,
+        input_tokens,
+        max_output_tokens: None,
+        tool_count: 0,
+        labels,
+        session: None,
+    }
+}
+
+/// Chain of models for a call: `first`, then the route's executor and
+/// fallbacks, each once, each known to the catalog.
+fn chain(state: &AppState, first: &str, route: &Route) -> Vec<Arc<ModelConfig>> {
+    let mut out: Vec<Arc<ModelConfig>> = Vec::new();
+    for id in std::iter::once(first)
+        .chain(std::iter::once(route.executor.as_str()))
+        .chain(route.fallbacks.iter().map(String::as_str))
+    {
+        if let Some(m) = state.models.get(id)
+            && !out.iter().any(|o| o.id == m.id)
+        {
+            out.push(m.clone());
+        }
+    }
+    out
+}
+
+/// Checks the budget, then makes the call and accounts for it.
+async fn budgeted_call(
+    state: &AppState,
+    task: &TaskHandle,
+    purpose: String,
+    chain: &[Arc<ModelConfig>],
+    escalate: bool,
+    request: &ChatRequest,
+    deadline: Instant,
+) -> Result<Result<Called, Failed>, Stop> {
+    let Some(first) = chain.first() else {
+        return Ok(Err(Failed {
+            error: crate::provider::ProviderError::Connect("no model for this call".into()),
+            attempts: Vec::new(),
+        }));
+    };
+    let input = count_tokens(&call::prompt_text(request)) as u64;
+    let output = request.max_output_tokens.unwrap_or(EXPECTED_OUTPUT_TOKENS) as u64;
+    let usd =
+        (input as f64 * first.input_usd_per_mtok + output as f64 * first.output_usd_per_mtok) / 1e6;
+    if !task.affordable(input + output, usd) {
+        return Err(Stop::Budget(format!(
+            "the next call ({purpose} on {}, about {} tokens, ${usd:.6}) would exceed the budget",
+            first.id,
+            input + output
+        )));
+    }
+    let result = call::complete(state, chain, escalate, request, deadline).await;
+    task.account(purpose, &result);
+    Ok(result)
+}
+
+async fn direct(
+    state: &AppState,
+    task: &TaskHandle,
+    policy_task: &Task,
+    deadline: Instant,
+) -> Result<String, Stop> {
+    let route = &policy_task.route;
+    let request = ChatRequest {
+        model: route.executor.clone(),
+        messages: vec![
+            Message {
+                role: "system".into(),
+                content: "You are a careful software engineer. Do the task completely.".into(),
+            },
+            Message {
+                role: "user".into(),
+                content: task_prompt(policy_task),
+            },
+        ],
+        max_output_tokens: None,
+        temperature: None,
+    };
+    let chain = chain(state, &route.executor, route);
+    match budgeted_call(
+        state,
+        task,
+        "direct".into(),
+        &chain,
+        true,
+        &request,
+        deadline,
+    )
+    .await?
+    {
+        Ok(called) => Ok(called.text),
+        Err(failed) => Err(Stop::Failed(format!("no model answered: {}", failed.error))),
+    }
+}
+
+fn task_prompt(task: &Task) -> String {
+    let mut prompt = format!("# Task: {}\n\n{}\n", task.title, task.description);
+    for (path, text) in &task.context {
+        prompt.push_str(&format!("\n## {path}\n```\n{text}\n```\n"));
+    }
+    prompt
+}
+
+/// Asks the planner for a plan; re-asks once with the parse error; `None`
+/// means the task falls back to direct.
+async fn plan(
+    state: &AppState,
+    task: &TaskHandle,
+    policy_task: &Task,
+    deadline: Instant,
+) -> Result<Option<Plan>, Stop> {
+    let Some(planner) = state.policies.planner() else {
+        task.note("no planner policy is loaded: serving direct".into());
+        return Ok(None);
+    };
+    let catalog = state.catalog();
+    let mut request = match planner.plan_request(policy_task, &catalog).await {
+        Ok(r) => r,
+        Err(e) => {
+            task.note(format!("the planner policy failed ({e}): serving direct"));
+            return Ok(None);
+        }
+    };
+    for round in 0..2 {
+        let chain = chain(state, &request.model, &policy_task.route);
+        let called =
+            match budgeted_call(state, task, "plan".into(), &chain, true, &request, deadline)
+                .await?
+            {
+                Ok(called) => called,
+                Err(failed) => {
+                    task.note(format!(
+                        "the planner model failed ({}): serving direct",
+                        failed.error
+                    ));
+                    return Ok(None);
+                }
+            };
+        match planner
+            .parse_plan(policy_task, &called.text, &catalog)
+            .await
+        {
+            Ok(plan) => {
+                let records = plan
+                    .subtasks
+                    .iter()
+                    .map(|s| SubtaskRecord {
+                        subtask: s.clone(),
+                        status: "pending",
+                        served_by: None,
+                        attempts: 0,
+                        tokens: 0,
+                        cost_usd: 0.0,
+                        started_ms: None,
+                        finished_ms: None,
+                        output: None,
+                        review: None,
+                        escalated: false,
+                        context_note: None,
+                    })
+                    .collect();
+                {
+                    let mut r = task.lock();
+                    r.plan = Some(plan.clone());
+                    r.subtasks = records;
+                }
+                task.emit("plan", serde_json::to_value(&plan).unwrap_or_default());
+                return Ok(Some(plan));
+            }
+            Err(e) if round == 0 => {
+                task.note(format!(
+                    "the plan was rejected ({e}): asking the planner again"
+                ));
+                request.messages.push(Message {
+                    role: "assistant".into(),
+                    content: called.text,
+                });
+                request.messages.push(Message {
+                    role: "user".into(),
+                    content: format!(
+                        "That plan cannot be used: {e}. Answer again with one valid JSON plan."
+                    ),
+                });
+            }
+            Err(e) => {
+                task.note(format!(
+                    "the plan was rejected again ({e}): serving direct on the executor"
+                ));
+            }
+        }
+    }
+    Ok(None)
+}
+
+async fn execute_plan(
+    state: &AppState,
+    task: &TaskHandle,
+    policy_task: &Task,
+    plan: Plan,
+    deadline: Instant,
+) -> Result<String, Stop> {
+    let mut outputs: HashMap<String, String> = HashMap::new();
+    let mut pending: Vec<Subtask> = plan.subtasks.clone();
+    let plan = &plan;
+    let mut running = FuturesUnordered::new();
+    let mut stop = None;
+    loop {
+        if stop.is_none() {
+            while running.len() < PARALLEL_SUBTASKS {
+                let Some(i) = pending
+                    .iter()
+                    .position(|s| s.depends_on.iter().all(|d| outputs.contains_key(d)))
+                else {
+                    break;
+                };
+                let subtask = pending.remove(i);
+                let deps: Vec<(String, String)> = subtask
+                    .depends_on
+                    .iter()
+                    .map(|d| (d.clone(), outputs[d].clone()))
+                    .collect();
+                let id = subtask.id.clone();
+                let started = task.elapsed_ms();
+                task.update_subtask(&id, |s| {
+                    s.status = "running";
+                    s.started_ms = Some(started);
+                });
+                running.push(async move {
+                    let result =
+                        run_subtask(state, task, policy_task, plan, &subtask, deps, deadline).await;
+                    (subtask, result)
+                });
+            }
+        }
+        let Some((subtask, result)) = running.next().await else {
+            break;
+        };
+        let finished = task.elapsed_ms();
+        match result {
+            Ok(output) => {
+                task.update_subtask(&subtask.id, |s| {
+                    s.status = "done";
+                    s.output = Some(output.clone());
+                    s.finished_ms = Some(finished);
+                });
+                outputs.insert(subtask.id.clone(), output);
+            }
+            Err(e) => {
+                task.update_subtask(&subtask.id, |s| {
+                    s.status = "failed";
+                    s.finished_ms = Some(finished);
+                });
+                stop.get_or_insert(e);
+            }
+        }
+    }
+    if let Some(stop) = stop {
+        return Err(stop);
+    }
+    Ok(join_outputs(&task.lock().subtasks))
+}
+
+/// The outputs of finished subtasks in plan order.
+fn join_outputs(subtasks: &[SubtaskRecord]) -> String {
+    subtasks
+        .iter()
+        .filter_map(|s| {
+            s.output
+                .as_ref()
+                .map(|o| format!("## {} ({})\n\n{}", s.subtask.title, s.subtask.id, o))
+        })
+        .collect::<Vec<_>>()
+        .join("\n\n")
+}
+
+async fn run_subtask(
+    state: &AppState,
+    task: &TaskHandle,
+    policy_task: &Task,
+    plan: &Plan,
+    subtask: &Subtask,
+    deps: Vec<(String, String)>,
+    deadline: Instant,
+) -> Result<String, Stop> {
+    let route = &policy_task.route;
+    let mut model_id = subtask.model.clone();
+    let mut feedback: Option<String> = None;
+    let planner = state.policies.planner();
+    let catalog = state.catalog();
+    // At most: the first run, one retry on review, one escalation.
+    for round in 0..3 {
+        let escalating = round > 0 && feedback.is_some() && model_id.is_empty();
+        let mut chain = if escalating {
+            state.escalation(&0).into_iter().collect()
+        } else {
+            chain(state, &model_id, route)
+        };
+        // The first model whose window holds the prompt goes first.
+        let fits = chain.iter().position(|m| {
+            !context::fit(policy_task, plan, subtask, &deps, feedback.as_deref(), m).overflow
+        });
+        let Some(fits) = fits else {
+            return Err(Stop::Failed(format!(
+                "subtask {}'s prompt fits no model's context window",
+                subtask.id
+            )));
+        };
+        if fits > 0 {
+            task.note(format!(
+                "subtask {} moved from {} to {}, whose context window holds its prompt",
+                subtask.id, chain[0].id, chain[fits].id
+            ));
+            chain.drain(..fits);
+        }
+        let model = chain[0].clone();
+        let fitted = context::fit(
+            policy_task,
+            plan,
+            subtask,
+            &deps,
+            feedback.as_deref(),
+            &model,
+        );
+        if let Some(note) = &fitted.note {
+            let note = note.clone();
+            task.update_subtask(&subtask.id, |s| s.context_note = Some(note));
+        }
+        let request = ChatRequest {
+            model: model.id.clone(),
+            messages: fitted.messages,
+            max_output_tokens: None,
+            temperature: None,
+        };
+        let result = budgeted_call(
+            state,
+            task,
+            format!("subtask:{}", subtask.id),
+            &chain,
+            true,
+            &request,
+            deadline,
+        )
+        .await?;
+        let called = match result {
+            Ok(c) => c,
+            Err(failed) => {
+                return Err(Stop::Failed(format!(
+                    "subtask {} failed on every model: {}",
+                    subtask.id, failed.error
+                )));
+            }
+        };
+        let escalated = state
+            .config
+            .resilience
+            .escalation_model
+            .as_deref()
+            .is_some_and(|e| e == called.model && !chain.is_empty() && chain[0].id != e)
+            || escalating;
+        let tokens = called.usage.input_tokens + called.usage.output_tokens;
+        task.update_subtask(&subtask.id, |s| {
+            s.served_by = Some(called.model.clone());
+            s.attempts += called.attempts.len() as u32;
+            s.tokens += tokens;
+            s.cost_usd += called.cost.usd;
+            s.escalated |= escalated;
+        });
+        if escalated {
+            task.lock().escalated_subtasks += 1;
+            crate::metrics::subtask_escalated();
+        }
+        // Only critical subtasks of plan-and-verify are reviewed, and the
+        // escalation model's work is final.
+        let review = match (&planner, route.tier, escalated) {
+            (Some(planner), Tier::PlanAndVerify, false) if subtask.critical => {
+                review(
+                    state,
+                    task,
+                    planner,
+                    policy_task,
+                    subtask,
+                    &called.text,
+                    &catalog,
+                    deadline,
+                )
+                .await?
+            }
+            _ => None,
+        };
+        match review {
+            None | Some(Review::Accept) => {
+                if review.is_some() {
+                    task.update_subtask(&subtask.id, |s| s.review = Some("accept".into()));
+                }
+                return Ok(called.text);
+            }
+            Some(Review::Retry {
+                model,
+                feedback: why,
+            }) if round == 0 => {
+                task.update_subtask(&subtask.id, |s| s.review = Some("retry".into()));
+                task.note(format!(
+                    "subtask {} rejected in review, retrying on {model}: {why}",
+                    subtask.id
+                ));
+                model_id = model;
+                feedback = Some(why);
+            }
+            Some(Review::Retry { feedback: why, .. } | Review::Escalate { reason: why }) => {
+                task.update_subtask(&subtask.id, |s| s.review = Some("escalate".into()));
+                task.note(format!(
+                    "subtask {} rejected in review, escalating: {why}",
+                    subtask.id
+                ));
+                if state.escalation(&0).is_none() {
+                    return Err(Stop::Failed(format!(
+                        "subtask {} was rejected and no escalation model is configured",
+                        subtask.id
+                    )));
+                }
+                model_id = String::new();
+                feedback = Some(why);
+            }
+        }
+    }
+    Err(Stop::Failed(format!(
+        "subtask {} was never accepted",
+        subtask.id
+    )))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn review(
+    state: &AppState,
+    task: &TaskHandle,
+    planner: &crate::policy::PolicyModule,
+    policy_task: &Task,
+    subtask: &Subtask,
+    output: &str,
+    catalog: &[crate::policy::types::ModelInfo],
+    deadline: Instant,
+) -> Result<Option<Review>, Stop> {
+    let request = match planner
+        .review_request(policy_task, subtask, output, catalog)
+        .await
+    {
+        Ok(Some(r)) => r,
+        Ok(None) => return Ok(None),
+        Err(e) => {
+            task.note(format!(
+                "the planner policy could not review {} ({e}): accepted unreviewed",
+                subtask.id
+            ));
+            return Ok(None);
+        }
+    };
+    let chain = chain(state, &request.model, &policy_task.route);
+    let reply = match budgeted_call(
+        state,
+        task,
+        format!("review:{}", subtask.id),
+        &chain,
+        false,
+        &request,
+        deadline,
+    )
+    .await?
+    {
+        Ok(c) => c,
+        Err(f) => {
+            task.note(format!(
+                "the reviewer failed on {} ({}): accepted unreviewed",
+                subtask.id, f.error
+            ));
+            return Ok(None);
+        }
+    };
+    let tokens = reply.usage.input_tokens + reply.usage.output_tokens;
+    task.update_subtask(&subtask.id, |s| {
+        s.tokens += tokens;
+        s.cost_usd += reply.cost.usd;
+    });
+    match planner
+        .review(policy_task, subtask, output, &reply.text, catalog)
+        .await
+    {
+        Ok(verdict) => Ok(Some(verdict)),
+        Err(e) => {
+            task.note(format!(
+                "the review of {} could not be read ({e}): escalating",
+                subtask.id
+            ));
+            Ok(Some(Review::Escalate {
+                reason: e.to_string(),
+            }))
+        }
+    }
+}
