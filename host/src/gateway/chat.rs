@@ -18,6 +18,7 @@ use super::features::{self, RequestContext};
 use super::relay::Relay;
 use crate::config::ModelConfig;
 use crate::ledger::{Cost, Prices, cost::format_usd};
+use crate::orchestrator::transparent::{self, PlanSource};
 use crate::policy::Decision;
 use crate::policy::types::{Features, Route, Tier};
 use crate::provider::http::async_stream;
@@ -64,6 +65,10 @@ struct Plan {
     /// Tokens the request needs from a context window.
     needed: u64,
     format: Format,
+    /// The planner's share, when this request made the plan.
+    planner_cost: Cost,
+    /// Where the plan came from, in plan mode.
+    plan: Option<PlanSource>,
 }
 
 async fn serve(
@@ -100,16 +105,31 @@ async fn serve(
             .and_then(|v| v.to_str().ok())
             .map(str::to_string),
     };
-    let (features, request) = parse(format, value, ctx)?;
+    let (features, mut request) = parse(format, value, ctx)?;
     let decision = route(state, &features).await?;
     let candidates = candidates(state, &decision.route, &features)?;
     let deadline = deadline(state, &decision.route, headers);
+    let (mut planner_cost, mut plan_source) = (Cost::default(), None);
+    if decision.route.tier != Tier::Direct {
+        match transparent::plan_for(state, &features, &decision.route, deadline).await {
+            Ok((plan, source)) => {
+                transparent::add_plan(&mut request, &plan.text);
+                if source == PlanSource::New {
+                    planner_cost = plan.cost;
+                }
+                plan_source = Some(source);
+            }
+            Err(why) => tracing::warn!(request = %id, "serving without a plan: {why}"),
+        }
+    }
     let plan = Plan {
         id,
         decision,
         candidates,
         needed: needed(&features),
         format,
+        planner_cost,
+        plan: plan_source,
     };
     call(state, plan, request, deadline).await
 }
@@ -333,7 +353,8 @@ fn complete(
         .into_format(plan.format)
         .map_err(|e| ApiError::new(ErrorKind::Upstream, e.to_string()))?;
     answer.set_model(&model.id);
-    let cost = state.price(model, &usage);
+    let mut cost = state.price(model, &usage);
+    cost.add(plan.planner_cost);
     let body = match &answer {
         Answer::OpenAi(r) => serde_json::to_vec(r),
         Answer::Anthropic(r) => serde_json::to_vec(r),
@@ -348,6 +369,11 @@ fn complete(
     );
     routing_headers(headers, plan, model, attempts);
     insert(headers, "x-switchyard-cost-usd", &format_usd(cost.usd));
+    insert(
+        headers,
+        "x-switchyard-planner-cost-usd",
+        &format_usd(plan.planner_cost.usd),
+    );
     insert(
         headers,
         "x-switchyard-baseline-cost-usd",
@@ -366,6 +392,9 @@ fn routing_headers(headers: &mut HeaderMap, plan: &Plan, model: &ModelConfig, at
     );
     insert(headers, "x-switchyard-policy", &plan.decision.policy);
     insert(headers, "x-switchyard-attempts", &attempts.to_string());
+    if let Some(source) = plan.plan {
+        insert(headers, "x-switchyard-plan", source.as_str());
+    }
     let reason: String = plan
         .decision
         .route
@@ -405,6 +434,7 @@ fn streamed(
     let baseline = state.baseline_prices();
     let route = plan.decision.route.clone();
     let served = model.clone();
+    let planner_cost = plan.planner_cost;
     let body = async_stream(move |tx| async move {
         let send = |bytes: Bytes| {
             let tx = tx.clone();
@@ -438,7 +468,8 @@ fn streamed(
             failure = Some("the provider's stream ended before the answer was complete".into());
         }
         let usage = relay.usage();
-        let cost = Cost::of(&usage, prices, baseline);
+        let mut cost = Cost::of(&usage, prices, baseline);
+        cost.add(planner_cost);
         crate::metrics::request_served(client_format, &served.id, &route, &usage, cost);
         let tail = match failure {
             Some(message) => {

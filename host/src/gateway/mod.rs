@@ -44,6 +44,8 @@ pub struct AppState {
     pub resilience: Resilience,
     /// Tasks submitted to `/v1/tasks`.
     pub tasks: crate::orchestrator::store::Tasks,
+    /// Plans of agent sessions in transparent plan mode.
+    pub plans: crate::orchestrator::transparent::PlanCache,
     providers: HashMap<String, Provider>,
     baseline: Prices,
     metrics: metrics_exporter_prometheus::PrometheusHandle,
@@ -68,6 +70,7 @@ impl AppState {
             auth: auth::Auth::new(&config),
             resilience: Resilience::new(&config),
             tasks: Default::default(),
+            plans: Default::default(),
             policies,
             models,
             providers,

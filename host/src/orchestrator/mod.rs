@@ -7,8 +7,10 @@
 //! - [`context`]: fitting a subtask's prompt to its model's window.
 //! - [`call`]: one model call through the resilience layer.
 //! - [`store`]: tasks by id.
+//! - [`transparent`]: plan mode for unmodified agents on the chat APIs.
 
 pub mod call;
 pub mod context;
 pub mod store;
 pub mod task;
+pub mod transparent;

@@ -3,8 +3,15 @@
 //! The build script compiles every policy of the workspace; the constants
 //! below are the paths of the resulting components, so tests always run
 //! against the current sources.
+//!
+//! [`upstream`] is a scriptable local LLM provider speaking the OpenAI and
+//! Anthropic wire formats; [`sdk`] runs the official Python SDKs (the scripts
+//! in `tests/sdk`) against a gateway or an upstream.
 
 use std::path::Path;
+
+pub mod sdk;
+pub mod upstream;
 
 macro_rules! component {
     ($(#[$doc:meta])* $name:ident, $file:literal) => {
