@@ -1,0 +1,464 @@
+//! The two tiers end to end: the task API and transparent plan mode, with a
+//! scripted upstream playing planner, executors and reviewer.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use switchyard::config::Config;
+use switchyard_test_support::upstream::{
+    OPENAI_KEY, RecordedRequest, Reply, Upstream, UpstreamConfig,
+};
+
+use common::Daemon;
+
+/// The seed catalog, every model on the scripted upstream.
+fn config(upstream: &Upstream) -> Config {
+    // SAFETY: set before any daemon of this test binary reads it, to the
+    // same value by every test.
+    unsafe { std::env::set_var("SWITCHYARD_TEST_OPENAI_KEY", OPENAI_KEY) };
+    let text = switchyard::config::DEMO_TOML.replace(
+        "[providers.simulated]\nkind = \"simulated\"\nlatency_ms = 20\ntokens_per_second = 400",
+        &format!(
+            "[providers.simulated]\nkind = \"openai\"\nbase_url = \"{}\"\napi_key_env = \"SWITCHYARD_TEST_OPENAI_KEY\"\ntimeout_ms = 10000",
+            upstream.openai_url()
+        ),
+    );
+    assert!(
+        text.contains("kind = \"openai\""),
+        "the demo config changed shape"
+    );
+    Config::parse(&text).unwrap()
+}
+
+fn system_text(r: &RecordedRequest) -> String {
+    r.messages()
+        .iter()
+        .filter(|m| m["role"] == "system")
+        .filter_map(|m| m["content"].as_str())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn is_plan_request(r: &RecordedRequest) -> bool {
+    system_text(r).contains("\"subtasks\"")
+}
+
+fn is_review_request(r: &RecordedRequest) -> bool {
+    system_text(r).contains("\"verdict\"")
+}
+
+/// The subtask an executor request is for.
+fn subtask_of(r: &RecordedRequest) -> Option<String> {
+    let text = r.last_user_text()?;
+    let line = text.lines().find(|l| l.starts_with("# Your subtask: "))?;
+    let id = line.rsplit_once('(')?.1.trim_end_matches(')');
+    Some(id.to_string())
+}
+
+const DIAMOND: &str = r#"{"summary": "design, then code and tests in parallel, then docs",
+ "subtasks": [
+  {"id": "design", "title": "Design", "kind": "design", "instructions": "Design it.", "depends_on": []},
+  {"id": "code", "title": "Code", "kind": "code", "instructions": "Write it.", "depends_on": ["design"]},
+  {"id": "tests", "title": "Tests", "kind": "tests", "instructions": "Test it.", "depends_on": ["design"]},
+  {"id": "docs", "title": "Docs", "kind": "docs", "instructions": "Document it.", "depends_on": ["code", "tests"]}
+ ]}"#;
+
+/// Planner answers with `plans` in turn (the last one repeats), reviewers
+/// with `verdict`, executors with "output of <id>" after `work`.
+fn script(upstream: &Upstream, plans: Vec<String>, verdict: &'static str, work: Duration) {
+    let plans = Arc::new(Mutex::new(plans));
+    upstream.on(move |r| {
+        if is_plan_request(r) {
+            let mut plans = plans.lock().unwrap();
+            let plan = if plans.len() > 1 {
+                plans.remove(0)
+            } else {
+                plans[0].clone()
+            };
+            return Some(Reply::text(plan));
+        }
+        if is_review_request(r) {
+            return Some(Reply::text(verdict));
+        }
+        let id = subtask_of(r).unwrap_or_else(|| "direct".into());
+        Some(Reply::text(format!("output of {id} by {}", r.model().unwrap_or("?"))).delay(work))
+    });
+}
+
+async fn submit(daemon: &Daemon, task: Value) -> String {
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/tasks", daemon.url))
+        .json(&task)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let record: Value = response.json().await.unwrap();
+    record["id"].as_str().unwrap().to_string()
+}
+
+async fn wait(daemon: &Daemon, id: &str) -> Value {
+    let started = Instant::now();
+    loop {
+        let record: Value = reqwest::get(format!("{}/v1/tasks/{id}", daemon.url))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if !matches!(
+            record["status"].as_str(),
+            Some("queued" | "planning" | "running")
+        ) {
+            return record;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "{record}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn subtask<'a>(record: &'a Value, id: &str) -> &'a Value {
+    record["subtasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == id)
+        .unwrap_or_else(|| panic!("no subtask {id}: {record}"))
+}
+
+/// The cost breakdown adds up: the task's spend is the sum of its calls.
+fn check_accounts(record: &Value) {
+    let calls = record["calls"].as_array().unwrap();
+    let sum: f64 = calls.iter().map(|c| c["cost_usd"].as_f64().unwrap()).sum();
+    let spent = record["spent_usd"].as_f64().unwrap();
+    assert!((sum - spent).abs() < 1e-12, "{sum} vs {spent}");
+    let tokens: u64 = calls
+        .iter()
+        .map(|c| c["input_tokens"].as_u64().unwrap() + c["output_tokens"].as_u64().unwrap())
+        .sum();
+    assert_eq!(tokens, record["spent_tokens"].as_u64().unwrap());
+    let by_subtask: f64 = record["subtasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["cost_usd"].as_f64().unwrap())
+        .sum();
+    let outside: f64 = calls
+        .iter()
+        .filter(|c| {
+            let p = c["purpose"].as_str().unwrap();
+            !p.starts_with("subtask:") && !p.starts_with("review:")
+        })
+        .map(|c| c["cost_usd"].as_f64().unwrap())
+        .sum();
+    assert!((by_subtask + outside - spent).abs() < 1e-12, "{record}");
+}
+
+const HIGH: &str = "Design the architecture of a plugin system across multiple modules";
+const CRITICAL: &str = "Rotate the production credentials of the payment service";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_diamond_plan_runs_its_middle_subtasks_in_parallel() {
+    let upstream = Upstream::start(UpstreamConfig::default()).await;
+    script(
+        &upstream,
+        vec![DIAMOND.into()],
+        "",
+        Duration::from_millis(300),
+    );
+    let daemon = Daemon::start(config(&upstream)).await;
+    let id = submit(&daemon, json!({"title": "Plugins", "description": HIGH})).await;
+    let record = wait(&daemon, &id).await;
+    assert_eq!(record["status"], "succeeded", "{record}");
+    assert_eq!(record["route"]["tier"], "plan");
+    let (code, tests) = (subtask(&record, "code"), subtask(&record, "tests"));
+    // Both started before either finished.
+    assert!(
+        code["started_ms"].as_u64() < tests["finished_ms"].as_u64(),
+        "{record}"
+    );
+    assert!(
+        tests["started_ms"].as_u64() < code["finished_ms"].as_u64(),
+        "{record}"
+    );
+    let docs = subtask(&record, "docs");
+    assert!(docs["started_ms"].as_u64() >= code["finished_ms"].as_u64());
+    assert!(docs["started_ms"].as_u64() >= tests["finished_ms"].as_u64());
+    // Models by kind: design on the planner, the rest on the executor.
+    assert_eq!(subtask(&record, "design")["served_by"], "deepseek-v3.2");
+    assert_eq!(code["served_by"], "glm-4.7");
+    // The result joins the outputs in plan order.
+    let result = record["result"].as_str().unwrap();
+    let order: Vec<usize> = [
+        "output of design",
+        "output of code",
+        "output of tests",
+        "output of docs",
+    ]
+    .iter()
+    .map(|s| {
+        result
+            .find(s)
+            .unwrap_or_else(|| panic!("{s} missing: {result}"))
+    })
+    .collect();
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "{result}");
+    // Each executor saw its dependencies' outputs.
+    let docs_request = upstream
+        .requests()
+        .into_iter()
+        .find(|r| subtask_of(r).as_deref() == Some("docs"))
+        .unwrap();
+    let prompt = docs_request.last_user_text().unwrap();
+    assert!(
+        prompt.contains("output of code") && prompt.contains("output of tests"),
+        "{prompt}"
+    );
+    check_accounts(&record);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cyclic_plan_is_requested_again() {
+    let upstream = Upstream::start(UpstreamConfig::default()).await;
+    let cyclic =
+        r#"{"subtasks": [{"id": "a", "depends_on": ["b"]}, {"id": "b", "depends_on": ["a"]}]}"#;
+    script(
+        &upstream,
+        vec![cyclic.into(), DIAMOND.into()],
+        "",
+        Duration::ZERO,
+    );
+    let daemon = Daemon::start(config(&upstream)).await;
+    let record = wait(
+        &daemon,
+        &submit(&daemon, json!({"title": "P", "description": HIGH})).await,
+    )
+    .await;
+    assert_eq!(record["status"], "succeeded", "{record}");
+    assert_eq!(record["subtasks"].as_array().unwrap().len(), 4);
+    let notes = record["notes"].to_string();
+    assert!(
+        notes.contains("cycle") && notes.contains("asking the planner again"),
+        "{notes}"
+    );
+    let plan_calls = record["calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["purpose"] == "plan")
+        .count();
+    assert_eq!(plan_calls, 2);
+    check_accounts(&record);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unparsable_plan_twice_falls_back_to_direct() {
+    let upstream = Upstream::start(UpstreamConfig::default()).await;
+    script(
+        &upstream,
+        vec!["I would rather not plan.".into()],
+        "",
+        Duration::ZERO,
+    );
+    let daemon = Daemon::start(config(&upstream)).await;
+    let record = wait(
+        &daemon,
+        &submit(&daemon, json!({"title": "P", "description": HIGH})).await,
+    )
+    .await;
+    assert_eq!(record["status"], "succeeded", "{record}");
+    let notes = record["notes"].to_string();
+    assert!(notes.contains("serving direct on the executor"), "{notes}");
+    let purposes: Vec<&str> = record["calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["purpose"].as_str().unwrap())
+        .collect();
+    assert_eq!(purposes, ["plan", "plan", "direct"]);
+    assert!(
+        record["result"]
+            .as_str()
+            .unwrap()
+            .contains("output of direct by glm-4.7")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subtask_rejected_in_review_escalates() {
+    let upstream = Upstream::start(UpstreamConfig::default()).await;
+    script(
+        &upstream,
+        vec![DIAMOND.into()],
+        r#"{"verdict": "escalate", "feedback": "this leaks the secret"}"#,
+        Duration::ZERO,
+    );
+    let daemon = Daemon::start(config(&upstream)).await;
+    let record = wait(
+        &daemon,
+        &submit(&daemon, json!({"title": "Keys", "description": CRITICAL})).await,
+    )
+    .await;
+    assert_eq!(record["status"], "succeeded", "{record}");
+    assert_eq!(record["route"]["tier"], "plan-and-verify");
+    let code = subtask(&record, "code");
+    assert_eq!(code["critical"], true);
+    assert_eq!(code["review"], "escalate");
+    assert_eq!(code["served_by"], "claude-opus-4.5");
+    assert_eq!(code["escalated"], true);
+    assert_eq!(record["escalated_subtasks"], 1);
+    assert_eq!(record["escalation_share"], 0.25);
+    // Non-critical subtasks were not reviewed.
+    assert!(subtask(&record, "docs")["review"].is_null());
+    check_accounts(&record);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_budget_stops_the_task_with_partial_results() {
+    let upstream = Upstream::start(UpstreamConfig::default()).await;
+    script(&upstream, vec![DIAMOND.into()], "", Duration::ZERO);
+    let daemon = Daemon::start(config(&upstream)).await;
+    // The plan and the design fit; the executors' calls (estimated with
+    // 2048 output tokens at $2/M on glm-4.7) do not.
+    let task = json!({"title": "P", "description": HIGH, "budget": {"usd": 0.003}});
+    let record = wait(&daemon, &submit(&daemon, task).await).await;
+    assert_eq!(record["status"], "budget_exceeded", "{record}");
+    assert!(
+        record["error"]
+            .as_str()
+            .unwrap()
+            .contains("would exceed the budget")
+    );
+    assert_eq!(subtask(&record, "design")["status"], "done");
+    assert!(
+        record["result"]
+            .as_str()
+            .unwrap()
+            .contains("output of design")
+    );
+    assert!(record["spent_usd"].as_f64().unwrap() <= 0.003);
+    check_accounts(&record);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_task_stops_its_calls() {
+    let upstream = Upstream::start(UpstreamConfig::default()).await;
+    script(&upstream, vec![DIAMOND.into()], "", Duration::from_secs(20));
+    let daemon = Daemon::start(config(&upstream)).await;
+    let id = submit(&daemon, json!({"title": "P", "description": HIGH})).await;
+    // Wait for the plan, then for the design call to be in flight.
+    let started = Instant::now();
+    while upstream.requests().len() < 2 {
+        assert!(started.elapsed() < Duration::from_secs(10));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let response = reqwest::Client::new()
+        .delete(format!("{}/v1/tasks/{id}", daemon.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let record = wait(&daemon, &id).await;
+    assert_eq!(record["status"], "cancelled", "{record}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "cancelling waited for the call"
+    );
+    let seen = upstream.requests().len();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(upstream.requests().len(), seen, "no call after the cancel");
+    assert_eq!(subtask(&record, "design")["status"], "skipped");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn task_events_stream_progress_until_the_end() {
+    let upstream = Upstream::start(UpstreamConfig::default()).await;
+    script(
+        &upstream,
+        vec![DIAMOND.into()],
+        "",
+        Duration::from_millis(50),
+    );
+    let daemon = Daemon::start(config(&upstream)).await;
+    let id = submit(&daemon, json!({"title": "P", "description": HIGH})).await;
+    let body = reqwest::get(format!("{}/v1/tasks/{id}/events", daemon.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(body.contains("event: plan"), "{body}");
+    assert!(body.contains("event: subtask"), "{body}");
+    assert!(body.contains("\"status\":\"succeeded\""), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_plan_mode_plans_once_per_session() {
+    let upstream = Upstream::start(UpstreamConfig::default()).await;
+    script(&upstream, vec![DIAMOND.into()], "", Duration::ZERO);
+    let daemon = Daemon::start(config(&upstream)).await;
+    let client = reqwest::Client::new();
+    let mut planner_costs = Vec::new();
+    for turn in 0..3 {
+        let response = client
+            .post(format!("{}/v1/chat/completions", daemon.url))
+            .header("x-switchyard-session", "agent-session-1")
+            .json(&json!({"model": "auto", "messages": [{"role": "user", "content": format!("{HIGH} (turn {turn})")}]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let header = |name: &str| response.headers()[name].to_str().unwrap().to_string();
+        assert_eq!(header("x-switchyard-tier"), "plan");
+        assert_eq!(
+            header("x-switchyard-plan"),
+            if turn == 0 { "new" } else { "cached" }
+        );
+        let planner: f64 = header("x-switchyard-planner-cost-usd").parse().unwrap();
+        let total: f64 = header("x-switchyard-cost-usd").parse().unwrap();
+        assert!(total >= planner);
+        planner_costs.push(planner);
+    }
+    assert!(planner_costs[0] > 0.0 && planner_costs[1] == 0.0 && planner_costs[2] == 0.0);
+    let requests = upstream.requests();
+    assert_eq!(
+        requests.iter().filter(|r| is_plan_request(r)).count(),
+        1,
+        "one plan per session"
+    );
+    let executor_calls: Vec<&RecordedRequest> =
+        requests.iter().filter(|r| !is_plan_request(r)).collect();
+    assert_eq!(executor_calls.len(), 3);
+    for call in executor_calls {
+        assert_eq!(call.model(), Some("glm-4.7"));
+        assert!(
+            system_text(call).contains("A planner model has broken this task down"),
+            "{:?}",
+            call.body
+        );
+        assert!(system_text(call).contains("Design it."));
+    }
+
+    // Another session gets its own plan; streaming works in plan mode.
+    let response = client
+        .post(format!("{}/v1/messages", daemon.url))
+        .json(&json!({"model": "auto", "max_tokens": 100, "stream": true, "metadata": {"user_id": "agent-session-2"},
+                      "messages": [{"role": "user", "content": HIGH}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["x-switchyard-plan"], "new");
+    let body = response.text().await.unwrap();
+    assert!(body.contains("event: message_stop"), "{body}");
+    assert_eq!(
+        upstream
+            .requests()
+            .iter()
+            .filter(|r| is_plan_request(r))
+            .count(),
+        2
+    );
+}
