@@ -266,7 +266,7 @@ fn candidates(
 
 /// What the first successful attempt produced.
 enum Served {
-    Complete(Arc<ModelConfig>, Answer),
+    Complete(Arc<ModelConfig>, Box<Answer>),
     Stream(Arc<ModelConfig>, EventStream),
 }
 
@@ -325,7 +325,7 @@ async fn call(
         .await;
     let attempts = outcome.attempts.len() as u32;
     match outcome.result {
-        Ok(Served::Complete(model, answer)) => complete(state, &plan, &model, answer, attempts),
+        Ok(Served::Complete(model, answer)) => complete(state, &plan, &model, *answer, attempts),
         Ok(Served::Stream(model, events)) if request.is_stream() => Ok(streamed(
             state, &plan, &model, events, &request, attempts, deadline,
         )),

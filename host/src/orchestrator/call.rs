@@ -71,7 +71,7 @@ pub async fn complete(
                     })?;
                 upstream.set_model(&endpoint.upstream);
                 match provider.send(upstream).await? {
-                    Reply::Complete(answer) => Ok((model, answer)),
+                    Reply::Complete(answer) => Ok((model, *answer)),
                     Reply::Stream(_) => Err(ProviderError::Malformed(
                         "the provider streamed an unrequested stream".into(),
                     )),

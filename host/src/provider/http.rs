@@ -123,7 +123,7 @@ impl HttpProvider {
             Format::Anthropic => serde_json::from_slice(&bytes).map(Response::Anthropic),
         };
         parsed
-            .map(Reply::Complete)
+            .map(|r| Reply::Complete(Box::new(r)))
             .map_err(|e| ProviderError::Malformed(self.redact(&format!("{e}"))))
     }
 

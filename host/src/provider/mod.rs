@@ -148,8 +148,8 @@ pub type EventStream = Pin<Box<dyn Stream<Item = Result<Event, ProviderError>> +
 
 /// What a provider answers.
 pub enum Reply {
-    /// The whole answer.
-    Complete(Response),
+    /// The whole answer (boxed: it is far larger than a stream handle).
+    Complete(Box<Response>),
     /// The answer as it is generated.
     Stream(EventStream),
 }

@@ -81,7 +81,7 @@ impl Simulated {
             ),
             None => (Some(answer.text), Vec::new(), FinishReason::Stop),
         };
-        Ok(Reply::Complete(Response::OpenAi(ChatCompletion {
+        Ok(Reply::Complete(Box::new(Response::OpenAi(ChatCompletion {
             id,
             object: openai::OBJECT_COMPLETION.into(),
             created: unix_now(),
@@ -100,7 +100,7 @@ impl Simulated {
             usage: Some(usage(answer.prompt_tokens, completion_tokens)),
             system_fingerprint: None,
             extra: Default::default(),
-        })))
+        }))))
     }
 
     fn stream(
@@ -147,7 +147,6 @@ impl Simulated {
                         function: Some(FunctionCallDelta {
                             name: Some(name.clone()),
                             arguments: Some(arguments.clone()),
-                            ..Default::default()
                         }),
                         ..Default::default()
                     }],
@@ -402,10 +401,13 @@ mod tests {
         let sim = Simulated::new(&config(0.0));
         let mut texts = Vec::new();
         for _ in 0..2 {
-            let Ok(Reply::Complete(Response::OpenAi(r))) =
+            let Ok(Reply::Complete(answer)) =
                 sim.send(request("", "fix the bug", false)).await
             else {
                 panic!("expected a completion");
+            };
+            let Response::OpenAi(r) = *answer else {
+                panic!("expected the OpenAI format");
             };
             assert!(r.usage.as_ref().unwrap().completion_tokens > 10);
             texts.push(r.choices[0].message.content.clone().unwrap());
@@ -417,10 +419,13 @@ mod tests {
     async fn plans_when_asked_for_one() {
         let sim = Simulated::new(&config(0.0));
         let system = crate::policy::types::Tier::Plan.as_str().to_string() + " \"subtasks\"";
-        let Ok(Reply::Complete(Response::OpenAi(r))) =
+        let Ok(Reply::Complete(answer)) =
             sim.send(request(&system, "# Task: add login", false)).await
         else {
             panic!("expected a completion");
+        };
+        let Response::OpenAi(r) = *answer else {
+            panic!("expected the OpenAI format");
         };
         let plan: serde_json::Value =
             serde_json::from_str(r.choices[0].message.content.as_deref().unwrap()).unwrap();

@@ -7,7 +7,7 @@
 
 use switchyard_sdk::{Model, Request, Route, Router};
 
-struct Hostile;
+pub struct Hostile;
 
 impl Router for Hostile {
     fn route(request: &Request, models: &[Model]) -> Result<Route, String> {
