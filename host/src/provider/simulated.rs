@@ -81,26 +81,28 @@ impl Simulated {
             ),
             None => (Some(answer.text), Vec::new(), FinishReason::Stop),
         };
-        Ok(Reply::Complete(Box::new(Response::OpenAi(ChatCompletion {
-            id,
-            object: openai::OBJECT_COMPLETION.into(),
-            created: unix_now(),
-            model: request.model,
-            choices: vec![Choice {
-                index: 0,
-                message: ResponseMessage {
-                    role: "assistant".into(),
-                    content,
-                    tool_calls,
-                    ..Default::default()
-                },
-                finish_reason: Some(finish),
+        Ok(Reply::Complete(Box::new(Response::OpenAi(
+            ChatCompletion {
+                id,
+                object: openai::OBJECT_COMPLETION.into(),
+                created: unix_now(),
+                model: request.model,
+                choices: vec![Choice {
+                    index: 0,
+                    message: ResponseMessage {
+                        role: "assistant".into(),
+                        content,
+                        tool_calls,
+                        ..Default::default()
+                    },
+                    finish_reason: Some(finish),
+                    extra: Default::default(),
+                }],
+                usage: Some(usage(answer.prompt_tokens, completion_tokens)),
+                system_fingerprint: None,
                 extra: Default::default(),
-            }],
-            usage: Some(usage(answer.prompt_tokens, completion_tokens)),
-            system_fingerprint: None,
-            extra: Default::default(),
-        }))))
+            },
+        ))))
     }
 
     fn stream(
@@ -401,8 +403,7 @@ mod tests {
         let sim = Simulated::new(&config(0.0));
         let mut texts = Vec::new();
         for _ in 0..2 {
-            let Ok(Reply::Complete(answer)) =
-                sim.send(request("", "fix the bug", false)).await
+            let Ok(Reply::Complete(answer)) = sim.send(request("", "fix the bug", false)).await
             else {
                 panic!("expected a completion");
             };
