@@ -369,11 +369,13 @@ fn complete(
     );
     routing_headers(headers, plan, model, attempts);
     insert(headers, "x-switchyard-cost-usd", &format_usd(cost.usd));
-    insert(
-        headers,
-        "x-switchyard-planner-cost-usd",
-        &format_usd(plan.planner_cost.usd),
-    );
+    if plan.plan.is_some() {
+        insert(
+            headers,
+            "x-switchyard-planner-cost-usd",
+            &format_usd(plan.planner_cost.usd),
+        );
+    }
     insert(
         headers,
         "x-switchyard-baseline-cost-usd",
