@@ -46,9 +46,9 @@
 //! in order: the FIFO queue ([`Upstream::push`]), the matchers
 //! ([`Upstream::on`], first `Some` wins), then the default. A [`Reply`] can be
 //! a custom text, tool calls, an error status (with a body in the API's error
-//! format, or an exact body), or a raw body, and can add a delay before the
-//! answer, a delay between stream chunks, a cut-off connection, headers and
-//! exact usage numbers.
+//! format, or an exact body), a raw body, or a reset connection, and can add a
+//! delay before the answer, a delay between stream chunks, a cut-off or a
+//! stalled connection, headers and exact usage numbers.
 //!
 //! ```no_run
 //! # async fn demo() {
@@ -73,15 +73,19 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::connect_info::Connected;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::Response;
+use axum::serve::{IncomingStream, Listener};
 use futures::StreamExt;
 use serde_json::{Map, Value, json};
 
@@ -251,6 +255,18 @@ enum ReplyKind {
         content_type: String,
         body: String,
     },
+    Reset,
+}
+
+/// How a partly sent answer ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Ending {
+    /// Everything was sent.
+    Complete,
+    /// The connection is dropped.
+    Cut,
+    /// Nothing more is sent, and the connection stays open.
+    Stall,
 }
 
 /// A scripted answer to one request (see the module docs).
@@ -259,7 +275,8 @@ pub struct Reply {
     kind: ReplyKind,
     delay: Duration,
     chunk_delay: Option<Duration>,
-    truncate_after: Option<usize>,
+    /// Send only the first `n` SSE events (or bytes), then end so.
+    partial: Option<(usize, Ending)>,
     usage: Option<Usage>,
     headers: Vec<(String, String)>,
 }
@@ -271,7 +288,7 @@ impl Default for Reply {
             kind: ReplyKind::Default,
             delay: Duration::ZERO,
             chunk_delay: None,
-            truncate_after: None,
+            partial: None,
             usage: None,
             headers: Vec::new(),
         }
@@ -343,6 +360,13 @@ impl Reply {
         })
     }
 
+    /// Resets the connection (a TCP RST, with no HTTP answer at all) instead
+    /// of answering, after the [`Reply::delay`] if any. The request's
+    /// [`RecordedRequest::status`] stays `None`.
+    pub fn reset() -> Self {
+        Reply::of(ReplyKind::Reset)
+    }
+
     /// Waits this long before answering (headers included).
     pub fn delay(mut self, delay: Duration) -> Self {
         self.delay = delay;
@@ -358,7 +382,16 @@ impl Reply {
     /// Sends only the first `n` SSE events (or, for a non-streamed answer,
     /// the first `n` bytes of the body), then drops the connection.
     pub fn truncate_after(mut self, n: usize) -> Self {
-        self.truncate_after = Some(n);
+        self.partial = Some((n, Ending::Cut));
+        self
+    }
+
+    /// Sends only the first `n` SSE events (or, for a non-streamed answer,
+    /// the first `n` bytes of the body), then nothing more while keeping the
+    /// connection open, until the client gives up: a stalled stream.
+    /// `stall_after(0)` sends the status and headers only.
+    pub fn stall_after(mut self, n: usize) -> Self {
+        self.partial = Some((n, Ending::Stall));
         self
     }
 
@@ -391,7 +424,8 @@ pub struct RecordedRequest {
     /// The API the path belongs to (`None` for an unknown path).
     pub api: Option<Api>,
     pub received_at: Instant,
-    /// The status answered; `None` while a delayed answer is pending.
+    /// The status answered; `None` while a delayed answer is pending, and
+    /// for a [`Reply::reset`].
     pub status: Option<u16>,
     /// The usage reported by a successful answer.
     pub usage: Option<Usage>,
@@ -526,12 +560,14 @@ impl Upstream {
                     .build()
                     .expect("the upstream's runtime");
                 runtime.block_on(async move {
-                    let listener =
-                        tokio::net::TcpListener::from_std(listener).expect("a Tokio listener");
+                    let listener = Resettable(
+                        tokio::net::TcpListener::from_std(listener).expect("a Tokio listener"),
+                    );
                     let app = Router::new()
                         .fallback(handle)
                         .layer(DefaultBodyLimit::disable())
-                        .with_state(state);
+                        .with_state(state)
+                        .into_make_service_with_connect_info::<ResetSwitch>();
                     tokio::select! {
                         result = axum::serve(listener, app) => {
                             if let Err(e) = result {
@@ -659,10 +695,112 @@ impl Upstream {
 }
 
 // ---------------------------------------------------------------------------
+// Connections a reply can reset
+
+/// The upstream's listener: plain TCP, but each connection comes with a
+/// [`ResetSwitch`] its requests can reach.
+struct Resettable(tokio::net::TcpListener);
+
+/// A connection that fails every read and write once its switch is thrown,
+/// and then closes with a TCP reset (`SO_LINGER` 0) rather than a FIN.
+struct ResettableStream {
+    tcp: tokio::net::TcpStream,
+    reset: Arc<AtomicBool>,
+}
+
+/// Throws a connection's reset switch (a request's [`ConnectInfo`]).
+#[derive(Clone)]
+struct ResetSwitch(Arc<AtomicBool>);
+
+impl ResetSwitch {
+    fn reset(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+impl Listener for Resettable {
+    type Io = ResettableStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        let (tcp, addr) = Listener::accept(&mut self.0).await;
+        let reset = Arc::new(AtomicBool::new(false));
+        (ResettableStream { tcp, reset }, addr)
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.0.local_addr()
+    }
+}
+
+impl Connected<IncomingStream<'_, Resettable>> for ResetSwitch {
+    fn connect_info(stream: IncomingStream<'_, Resettable>) -> Self {
+        ResetSwitch(stream.io().reset.clone())
+    }
+}
+
+impl ResettableStream {
+    /// `Some(error)` once the switch is thrown; the socket then closes with
+    /// a reset when hyper drops it.
+    fn check(&self) -> Option<std::io::Error> {
+        if !self.reset.load(Ordering::SeqCst) {
+            return None;
+        }
+        let _ = self.tcp.set_zero_linger();
+        Some(std::io::ErrorKind::ConnectionReset.into())
+    }
+}
+
+impl tokio::io::AsyncRead for ResettableStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        match this.check() {
+            Some(e) => Poll::Ready(Err(e)),
+            None => Pin::new(&mut this.tcp).poll_read(cx, buf),
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for ResettableStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        match this.check() {
+            Some(e) => Poll::Ready(Err(e)),
+            None => Pin::new(&mut this.tcp).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        match this.check() {
+            Some(e) => Poll::Ready(Err(e)),
+            None => Pin::new(&mut this.tcp).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        match this.check() {
+            Some(e) => Poll::Ready(Err(e)),
+            None => Pin::new(&mut this.tcp).poll_shutdown(cx),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
 // Request handling
 
 async fn handle(
     State(shared): State<Arc<Shared>>,
+    ConnectInfo(connection): ConnectInfo<ResetSwitch>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -776,15 +914,23 @@ async fn handle(
         })
     });
     let status = match &reply.kind {
-        ReplyKind::Default | ReplyKind::Answer(_) => 200,
+        ReplyKind::Default | ReplyKind::Answer(_) => Some(200),
         ReplyKind::Error { status, .. }
         | ReplyKind::ErrorBody { status, .. }
-        | ReplyKind::Raw { status, .. } => *status,
+        | ReplyKind::Raw { status, .. } => Some(*status),
+        ReplyKind::Reset => None,
     };
-    finish(status, usage);
+    if let Some(status) = status {
+        finish(status, usage);
+    }
 
     if !reply.delay.is_zero() {
         tokio::time::sleep(reply.delay).await;
+    }
+    if let ReplyKind::Reset = reply.kind {
+        connection.reset();
+        // Writing this fails, and the connection closes with a reset.
+        return json_response(500, json!({}), seq, Some(api), &[]);
     }
     let chunk_delay = reply.chunk_delay.unwrap_or(config.chunk_delay);
     let model = body
@@ -805,21 +951,14 @@ async fn handle(
                 }
                 Api::Anthropic => anthropic_stream(seq, &model, answer, usage),
             };
-            return sse_response(
-                events,
-                chunk_delay,
-                reply.truncate_after,
-                seq,
-                api,
-                &reply.headers,
-            );
+            return sse_response(events, chunk_delay, reply.partial, seq, api, &reply.headers);
         }
         let json = match api {
             Api::OpenAi => openai_completion(seq, &model, answer, usage),
             Api::Anthropic => anthropic_message(seq, &model, answer, usage),
         };
-        return match reply.truncate_after {
-            Some(n) => {
+        return match reply.partial {
+            Some((n, ending)) => {
                 let mut bytes = json.to_string().into_bytes();
                 bytes.truncate(n);
                 let content_type = "application/json";
@@ -828,7 +967,7 @@ async fn handle(
                     content_type,
                     vec![bytes],
                     Duration::ZERO,
-                    true,
+                    ending,
                     seq,
                     Some(api),
                     &reply.headers,
@@ -857,12 +996,14 @@ async fn handle(
             &content_type,
             vec![body.into_bytes()],
             Duration::ZERO,
-            false,
+            Ending::Complete,
             seq,
             Some(api),
             &reply.headers,
         ),
-        ReplyKind::Default | ReplyKind::Answer(_) => unreachable!("answered above"),
+        ReplyKind::Default | ReplyKind::Answer(_) | ReplyKind::Reset => {
+            unreachable!("answered above")
+        }
     }
 }
 
@@ -995,39 +1136,33 @@ fn json_response(
 fn sse_response(
     events: Vec<String>,
     chunk_delay: Duration,
-    truncate_after: Option<usize>,
+    partial: Option<(usize, Ending)>,
     seq: u64,
     api: Api,
     extra: &[(String, String)],
 ) -> Response {
-    let (chunks, cut): (Vec<Vec<u8>>, bool) = match truncate_after {
-        Some(n) => (
-            events.into_iter().take(n).map(String::into_bytes).collect(),
-            true,
-        ),
-        None => (events.into_iter().map(String::into_bytes).collect(), false),
-    };
+    let (n, ending) = partial.unwrap_or((usize::MAX, Ending::Complete));
+    let chunks = events.into_iter().take(n).map(String::into_bytes).collect();
     streamed_response(
         200,
         "text/event-stream; charset=utf-8",
         chunks,
         chunk_delay,
-        cut,
+        ending,
         seq,
         Some(api),
         extra,
     )
 }
 
-/// A body sent chunk by chunk, `delay` apart, ending in an aborted
-/// connection when `cut`.
+/// A body sent chunk by chunk, `delay` apart, ending as `ending` says.
 #[allow(clippy::too_many_arguments)]
 fn streamed_response(
     status: u16,
     content_type: &str,
     chunks: Vec<Vec<u8>>,
     delay: Duration,
-    cut: bool,
+    ending: Ending,
     seq: u64,
     api: Option<Api>,
     extra: &[(String, String)],
@@ -1040,10 +1175,20 @@ fn streamed_response(
             Ok::<Bytes, std::io::Error>(Bytes::from(chunk))
         });
     // The pause lets hyper flush what was sent before the connection drops.
-    let tail = futures::stream::iter(cut.then_some(())).then(|()| async {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        Err::<Bytes, std::io::Error>(std::io::Error::other("upstream: connection cut by script"))
+    let tail = futures::stream::iter([ending]).then(|ending| async move {
+        match ending {
+            Ending::Complete => None,
+            Ending::Cut => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                Some(Err::<Bytes, std::io::Error>(std::io::Error::other(
+                    "upstream: connection cut by script",
+                )))
+            }
+            // Until the client goes away and hyper drops the body.
+            Ending::Stall => std::future::pending().await,
+        }
     });
+    let tail = tail.filter_map(std::future::ready);
     let builder = Response::builder()
         .status(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
         .header(header::CONTENT_TYPE, content_type)

@@ -850,6 +850,78 @@ async fn truncated_streams_drop_the_connection() {
 }
 
 #[tokio::test]
+async fn stalled_answers_keep_the_connection_open() {
+    let up = Upstream::start(UpstreamConfig::default()).await;
+    let stream = json!({"model": "m", "stream": true,
+                        "messages": [{"role": "user", "content": "a b c"}]});
+    // Headers only: the status arrives, the body never does.
+    up.push(Reply::default().stall_after(0));
+    let res = openai(&up, stream.clone()).await;
+    assert_eq!(res.status(), 200);
+    let mut body = res.bytes_stream();
+    let next = tokio::time::timeout(Duration::from_millis(300), body.next()).await;
+    assert!(next.is_err(), "a stalled body sent {next:?}");
+
+    // Two events, then silence.
+    up.push(Reply::default().stall_after(2));
+    let res = anthropic(
+        &up,
+        json!({"model": "c", "max_tokens": 50, "stream": true,
+               "messages": [{"role": "user", "content": "a b c"}]}),
+    )
+    .await;
+    let mut body = res.bytes_stream();
+    let mut received = Vec::new();
+    while let Ok(Some(chunk)) = tokio::time::timeout(Duration::from_millis(300), body.next()).await
+    {
+        received.extend_from_slice(&chunk.unwrap());
+    }
+    let received = String::from_utf8(received).unwrap();
+    assert_eq!(anthropic_events(&received).len(), 2, "{received}");
+
+    // A non-streamed answer stalls after `n` bytes.
+    up.push(Reply::default().stall_after(5));
+    let res = openai(
+        &up,
+        json!({"model": "m", "messages": [{"role": "user", "content": "a"}]}),
+    )
+    .await;
+    let mut body = res.bytes_stream();
+    let first = body.next().await.unwrap().unwrap();
+    assert_eq!(first.len(), 5, "{first:?}");
+    assert!(first.starts_with(b"{\""), "{first:?}");
+    let next = tokio::time::timeout(Duration::from_millis(300), body.next()).await;
+    assert!(next.is_err(), "a stalled body sent {next:?}");
+}
+
+#[tokio::test]
+async fn resets_answer_nothing() {
+    let up = Upstream::start(UpstreamConfig::default()).await;
+    let body = json!({"model": "m", "messages": [{"role": "user", "content": "a"}]});
+    up.push(Reply::reset());
+    up.push(Reply::reset().delay(Duration::from_millis(100)));
+    for _ in 0..2 {
+        let error = client()
+            .post(format!("{}/chat/completions", up.openai_url()))
+            .bearer_auth(OPENAI_KEY)
+            .json(&body)
+            .send()
+            .await
+            .expect_err("a reset connection has no answer");
+        let text = format!("{error:?}");
+        assert!(
+            text.contains("reset") || text.contains("ConnectionReset"),
+            "{text}"
+        );
+    }
+    let log = up.requests();
+    assert_eq!(log.len(), 2);
+    assert!(log.iter().all(|r| r.status.is_none()), "{log:?}");
+    // Other connections are unaffected.
+    assert_eq!(openai(&up, body).await.status(), 200);
+}
+
+#[tokio::test]
 async fn unknown_paths_and_methods_are_logged() {
     let up = Upstream::start(UpstreamConfig::default()).await;
     let res = client()

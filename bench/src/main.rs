@@ -1,0 +1,32 @@
+//! `switchyard-bench`: the gateway load benchmark.
+//!
+//! - `switchyard-bench upstream [--listen ADDR] [--threads N]` runs the fast
+//!   local OpenAI-compatible upstream (see `upstream.rs`).
+//! - `switchyard-bench config --port P --upstream ADDR` prints the
+//!   benchmark's Switchyard config (for `bench/profile`).
+//! - `switchyard-bench [OPTIONS]` runs the benchmark: the upstream, then for
+//!   each target (the upstream directly, Switchyard, optionally LiteLLM), each
+//!   mode (plain, stream) and each concurrency, a fixed-duration `oha` run;
+//!   prints one table and writes it as JSON. `--help` lists the options.
+
+mod proc;
+mod run;
+mod upstream;
+
+/// Any error.
+pub type Error = Box<dyn std::error::Error + Send + Sync>;
+/// A result with any error.
+pub type Result<T> = std::result::Result<T, Error>;
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("upstream") => upstream::main(&args[1..]),
+        Some("config") => run::print_config(&args[1..]),
+        _ => run::main(&args),
+    };
+    if let Err(e) = result {
+        eprintln!("switchyard-bench: error: {e}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,224 @@
+//! A fast local upstream speaking the OpenAI chat-completions wire format.
+//!
+//! `POST /v1/chat/completions` (or `/chat/completions`) answers a fixed small
+//! completion with `usage`; with `"stream": true` it answers the same text as
+//! server-sent events, ending with a usage chunk when
+//! `stream_options.include_usage` is true, then `data: [DONE]`. The model name
+//! is echoed back. Accepted sockets set TCP_NODELAY; the runtime is tokio's
+//! multi-threaded one with one worker per core.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Frame, SizeHint};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde::Deserialize;
+
+/// The answer, split into the content deltas of a stream.
+const PIECES: [&str; 6] = [
+    "Fixed",
+    ": the loop",
+    " now stops",
+    " at `len - 1`",
+    ", and a test",
+    " covers it.",
+];
+const PROMPT_TOKENS: u32 = 18;
+const COMPLETION_TOKENS: u32 = 12;
+const CREATED: u64 = 1_700_000_000;
+
+/// `switchyard-bench upstream [--listen ADDR] [--threads N]`: prints
+/// `listening <addr>` on standard output once bound, then serves forever.
+pub fn main(args: &[String]) -> crate::Result<()> {
+    let mut listen = "127.0.0.1:0".to_string();
+    let mut threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--listen" => listen = it.next().ok_or("--listen needs a value")?.clone(),
+            "--threads" => threads = it.next().ok_or("--threads needs a value")?.parse()?,
+            other => return Err(format!("upstream: unknown argument {other}").into()),
+        }
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads.max(1))
+        .enable_io()
+        .build()?;
+    runtime.block_on(serve(&listen))
+}
+
+async fn serve(listen: &str) -> crate::Result<()> {
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    println!("listening {}", listener.local_addr()?);
+    use std::io::Write;
+    std::io::stdout().flush()?;
+    loop {
+        let (stream, _) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Out of file descriptors and the like: keep serving.
+                eprintln!("accept: {e}");
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        tokio::spawn(async move {
+            let _ = http1::Builder::new()
+                .keep_alive(true)
+                .serve_connection(TokioIo::new(stream), service_fn(handle))
+                .await;
+        });
+    }
+}
+
+#[derive(Deserialize)]
+struct ChatRequest<'a> {
+    #[serde(borrow, default)]
+    model: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default)]
+    stream: bool,
+    #[serde(default)]
+    stream_options: Option<StreamOptions>,
+}
+
+#[derive(Deserialize)]
+struct StreamOptions {
+    #[serde(default)]
+    include_usage: Option<bool>,
+}
+
+async fn handle(request: Request<Incoming>) -> Result<Response<Chunks>, Infallible> {
+    let path = request.uri().path();
+    let chat = path == "/v1/chat/completions" || path == "/chat/completions";
+    if request.method() == Method::GET && (path == "/v1/models" || path == "/models") {
+        return Ok(json(StatusCode::OK, Bytes::from_static(MODELS)));
+    }
+    if request.method() != Method::POST || !chat {
+        return Ok(error(StatusCode::NOT_FOUND, "no such endpoint"));
+    }
+    let body = match request.into_body().collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => return Ok(error(StatusCode::BAD_REQUEST, "cannot read the body")),
+    };
+    let parsed: ChatRequest = match serde_json::from_slice(&body) {
+        Ok(parsed) => parsed,
+        Err(_) => {
+            return Ok(error(
+                StatusCode::BAD_REQUEST,
+                "the body is not a chat request",
+            ));
+        }
+    };
+    // A JSON string literal, quotes included.
+    let model = serde_json::to_string(parsed.model.as_deref().unwrap_or("bench-model"))
+        .unwrap_or_else(|_| "\"bench-model\"".into());
+    if !parsed.stream {
+        let text: String = PIECES.concat();
+        let body = format!(
+            r#"{{"id":"chatcmpl-bench","object":"chat.completion","created":{CREATED},"model":{model},"choices":[{{"index":0,"message":{{"role":"assistant","content":"{text}"}},"finish_reason":"stop"}}],"usage":{{"prompt_tokens":{PROMPT_TOKENS},"completion_tokens":{COMPLETION_TOKENS},"total_tokens":{}}}}}"#,
+            PROMPT_TOKENS + COMPLETION_TOKENS
+        );
+        return Ok(json(StatusCode::OK, Bytes::from(body)));
+    }
+    let include_usage = parsed
+        .stream_options
+        .and_then(|o| o.include_usage)
+        .unwrap_or(false);
+    let head = format!(
+        r#"data: {{"id":"chatcmpl-bench","object":"chat.completion.chunk","created":{CREATED},"model":{model},"choices":"#
+    );
+    let mut chunks = VecDeque::with_capacity(PIECES.len() + 4);
+    chunks.push_back(Bytes::from(format!(
+        r#"{head}[{{"index":0,"delta":{{"role":"assistant","content":""}},"finish_reason":null}}]}}
+
+"#
+    )));
+    for piece in PIECES {
+        chunks.push_back(Bytes::from(format!(
+            r#"{head}[{{"index":0,"delta":{{"content":"{piece}"}},"finish_reason":null}}]}}
+
+"#
+        )));
+    }
+    chunks.push_back(Bytes::from(format!(
+        r#"{head}[{{"index":0,"delta":{{}},"finish_reason":"stop"}}]}}
+
+"#
+    )));
+    if include_usage {
+        chunks.push_back(Bytes::from(format!(
+            r#"{head}[],"usage":{{"prompt_tokens":{PROMPT_TOKENS},"completion_tokens":{COMPLETION_TOKENS},"total_tokens":{}}}}}
+
+"#,
+            PROMPT_TOKENS + COMPLETION_TOKENS
+        )));
+    }
+    chunks.push_back(Bytes::from_static(b"data: [DONE]\n\n"));
+    let mut response = Response::new(Chunks {
+        chunks,
+        exact: false,
+    });
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    Ok(response)
+}
+
+const MODELS: &[u8] = br#"{"object":"list","data":[{"id":"bench-model","object":"model","created":1700000000,"owned_by":"bench"}]}"#;
+
+fn json(status: StatusCode, body: Bytes) -> Response<Chunks> {
+    let mut response = Response::new(Chunks {
+        chunks: VecDeque::from([body]),
+        exact: true,
+    });
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+fn error(status: StatusCode, message: &str) -> Response<Chunks> {
+    let body = format!(r#"{{"error":{{"message":"{message}","type":"invalid_request_error"}}}}"#);
+    json(status, Bytes::from(body))
+}
+
+/// A body of ready chunks: one frame each (chunked encoding, as a provider
+/// streams), or one exact-length body.
+pub struct Chunks {
+    chunks: VecDeque<Bytes>,
+    exact: bool,
+}
+
+impl http_body::Body for Chunks {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        Poll::Ready(self.chunks.pop_front().map(|c| Ok(Frame::data(c))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.chunks.is_empty()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        if self.exact {
+            SizeHint::with_exact(self.chunks.iter().map(|c| c.len() as u64).sum())
+        } else {
+            SizeHint::default()
+        }
+    }
+}
