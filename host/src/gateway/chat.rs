@@ -323,11 +323,15 @@ async fn call(
             },
         )
         .await;
-    let attempts = outcome.attempts.len() as u32;
+    let attempts = outcome.calls();
+    let lease = outcome.lease;
     match outcome.result {
-        Ok(Served::Complete(model, answer)) => complete(state, &plan, &model, *answer, attempts),
+        Ok(Served::Complete(model, answer)) => {
+            crate::resilience::settle(lease, true);
+            complete(state, &plan, &model, *answer, attempts)
+        }
         Ok(Served::Stream(model, events)) if request.is_stream() => Ok(streamed(
-            state, &plan, &model, events, &request, attempts, deadline,
+            state, &plan, &model, events, &request, attempts, deadline, lease,
         )),
         Ok(Served::Stream(..)) => Err(ApiError::new(
             ErrorKind::Upstream,
@@ -417,6 +421,7 @@ fn insert(headers: &mut HeaderMap, name: &'static str, value: &str) {
 /// Relays a stream, translating it to the client's format, holding back
 /// the final usage event to add the cost, and ending with an error event
 /// (never a clean end) if the upstream breaks.
+#[allow(clippy::too_many_arguments)]
 fn streamed(
     state: &AppState,
     plan: &Plan,
@@ -425,6 +430,7 @@ fn streamed(
     request: &Request,
     attempts: u32,
     deadline: Instant,
+    lease: Option<(String, crate::resilience::balance::Lease)>,
 ) -> Response {
     let client_format = plan.format;
     let include_usage = match request {
@@ -473,6 +479,9 @@ fn streamed(
         let mut cost = Cost::of(&usage, prices, baseline);
         cost.add(planner_cost);
         crate::metrics::request_served(client_format, &served.id, &route, &usage, cost);
+        // Only now is the call's outcome known: a stream that broke counts
+        // against its endpoint's breaker.
+        crate::resilience::settle(lease, failure.is_none());
         let tail = match failure {
             Some(message) => {
                 tracing::warn!(model = %served.id, "stream broke: {message}");

@@ -79,6 +79,7 @@ pub async fn complete(
             }
         })
         .await;
+    crate::resilience::settle(outcome.lease, outcome.result.is_ok());
     match outcome.result {
         Ok((model, answer)) => {
             let usage = answer.usage();

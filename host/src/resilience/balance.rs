@@ -119,6 +119,7 @@ pub struct Lease {
     /// The breaker's permit.
     pub permit: Permit,
     started: Instant,
+    answered: Option<Duration>,
     recorded: bool,
 }
 
@@ -129,15 +130,23 @@ impl Lease {
             endpoint,
             permit,
             started: Instant::now(),
+            answered: None,
             recorded: false,
         }
+    }
+
+    /// Notes that the answer has started (a stream's first event): its
+    /// latency is the time to here, whatever the stream's length. The
+    /// outcome is recorded later, by [`Lease::finish`].
+    pub fn mark_answered(&mut self) {
+        self.answered = Some(self.started.elapsed());
     }
 
     /// Records the outcome; successes also feed the latency estimate.
     /// Returns the breaker's new state if it changed.
     pub fn finish(mut self, success: bool) -> Option<super::breaker::State> {
         self.recorded = true;
-        let elapsed = self.started.elapsed();
+        let elapsed = self.answered.unwrap_or_else(|| self.started.elapsed());
         if success {
             self.endpoint.observe(elapsed);
         } else {

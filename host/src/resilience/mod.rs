@@ -27,7 +27,7 @@ use serde::Serialize;
 
 use crate::config::{Config, ModelConfig, ResilienceConfig};
 use crate::provider::ProviderError;
-use balance::{Balancer, Endpoint};
+use balance::{Balancer, Endpoint, Lease};
 use breaker::State;
 use retry::RetryBudget;
 
@@ -45,6 +45,9 @@ pub struct Attempt {
     pub status: Option<u16>,
     /// How long it took, in milliseconds.
     pub elapsed_ms: u64,
+    /// The model was skipped without a call (every breaker open).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub skipped: bool,
 }
 
 /// The outcome of [`Resilience::run`].
@@ -53,6 +56,25 @@ pub struct Outcome<T> {
     pub result: Result<T, ProviderError>,
     /// Every attempt made, in order.
     pub attempts: Vec<Attempt>,
+    /// The successful call's endpoint, whose outcome is not recorded yet:
+    /// a stream is only a success once it has ended well. Settle it with
+    /// [`settle`]; dropping it records nothing.
+    pub lease: Option<(String, Lease)>,
+}
+
+impl<T> Outcome<T> {
+    /// Upstream calls made (models skipped for open breakers aside).
+    pub fn calls(&self) -> u32 {
+        self.attempts.iter().filter(|a| !a.skipped).count() as u32
+    }
+}
+
+/// Records how the successful call of an [`Outcome`] ended.
+pub fn settle(lease: Option<(String, Lease)>, success: bool) {
+    if let Some((model, lease)) = lease {
+        let endpoint = lease.endpoint.clone();
+        report(&model, &endpoint, lease.finish(success));
+    }
 }
 
 /// The pools of every model, and the shared retry budget.
@@ -151,15 +173,17 @@ impl Resilience {
                     return Outcome {
                         result: Err(ProviderError::Timeout(total)),
                         attempts,
+                        lease: None,
                     };
                 }
-                let Some(lease) = pool.pick() else {
+                let Some(mut lease) = pool.pick() else {
                     attempts.push(Attempt {
                         model: model.id.clone(),
                         provider: String::new(),
                         outcome: "skipped: every endpoint's circuit breaker is open".into(),
                         status: None,
                         elapsed_ms: 0,
+                        skipped: true,
                     });
                     last_error.get_or_insert(ProviderError::Status {
                         status: 503,
@@ -180,17 +204,19 @@ impl Resilience {
                 let elapsed_ms = started.elapsed().as_millis() as u64;
                 let error = match result {
                     Ok(answer) => {
-                        report(&model.id, &endpoint, lease.finish(true));
+                        lease.mark_answered();
                         attempts.push(Attempt {
                             model: model.id.clone(),
                             provider: endpoint.provider.clone(),
                             outcome: "ok".into(),
                             status: Some(200),
                             elapsed_ms,
+                            skipped: false,
                         });
                         return Outcome {
                             result: Ok(answer),
                             attempts,
+                            lease: Some((model.id.clone(), lease)),
                         };
                     }
                     Err(error) => error,
@@ -209,11 +235,13 @@ impl Resilience {
                         _ => None,
                     },
                     elapsed_ms,
+                    skipped: false,
                 });
                 if !retryable {
                     return Outcome {
                         result: Err(error),
                         attempts,
+                        lease: None,
                     };
                 }
                 let wait = self.wait_before_retry(&error, retries + 1);
@@ -232,6 +260,7 @@ impl Resilience {
         Outcome {
             result: Err(last_error.unwrap_or(ProviderError::Connect("no model to call".into()))),
             attempts,
+            lease: None,
         }
     }
 
