@@ -178,7 +178,9 @@ impl HttpProvider {
         if e.is_timeout() {
             return ProviderError::Timeout(self.timeout);
         }
-        // reqwest's messages name the URL, never the headers.
+        // Without the URL: it can name internal hosts the client has no
+        // business knowing.
+        let e = e.without_url();
         let mut text = e.to_string();
         let mut source = std::error::Error::source(&e);
         while let Some(s) = source {
