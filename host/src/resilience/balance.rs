@@ -53,6 +53,9 @@ struct Latency {
     ewma: f64,
     updated: Instant,
     samples: VecDeque<Duration>,
+    /// Median of `samples`, recomputed on each observation (reads are far
+    /// more frequent: every routed request reads every model's health).
+    p50: Option<Duration>,
 }
 
 impl Endpoint {
@@ -67,6 +70,7 @@ impl Endpoint {
                 ewma: 0.0,
                 updated: Instant::now(),
                 samples: VecDeque::new(),
+                p50: None,
             }),
         }
     }
@@ -90,14 +94,14 @@ impl Endpoint {
         if l.samples.len() > SAMPLES {
             l.samples.pop_front();
         }
+        let mut sorted: Vec<Duration> = l.samples.iter().copied().collect();
+        sorted.sort_unstable();
+        l.p50 = sorted.get(sorted.len() / 2).copied();
     }
 
     /// Median of recent latencies.
     pub fn p50(&self) -> Option<Duration> {
-        let l = self.latency.lock().unwrap_or_else(|p| p.into_inner());
-        let mut sorted: Vec<Duration> = l.samples.iter().copied().collect();
-        sorted.sort();
-        sorted.get(sorted.len() / 2).copied()
+        self.latency.lock().unwrap_or_else(|p| p.into_inner()).p50
     }
 
     /// Requests in flight.

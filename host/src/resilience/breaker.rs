@@ -86,7 +86,35 @@ struct Breaker {
     /// Consecutive trips without a close in between.
     trips: u32,
     window: VecDeque<(Instant, bool)>,
+    /// Failures in `window`, kept so that rates cost nothing to read.
+    failures: u32,
 }
+
+impl Breaker {
+    fn push(&mut self, at: Instant, success: bool) {
+        self.window.push_back((at, success));
+        self.failures += u32::from(!success);
+    }
+
+    /// Drops outcomes older than `window` (and past the cap).
+    fn prune(&mut self, now: Instant, window: Duration) {
+        while let Some((t, ok)) = self.window.front().copied() {
+            if now.duration_since(t) <= window && self.window.len() <= MAX_WINDOW {
+                break;
+            }
+            self.window.pop_front();
+            self.failures -= u32::from(!ok);
+        }
+    }
+
+    fn clear(&mut self) {
+        self.window.clear();
+        self.failures = 0;
+    }
+}
+
+/// Most outcomes kept per endpoint.
+const MAX_WINDOW: usize = 10_000;
 
 /// A thread-safe breaker.
 #[derive(Debug)]
@@ -114,6 +142,7 @@ impl CircuitBreaker {
                 inner: Inner::Closed,
                 trips: 0,
                 window: VecDeque::new(),
+                failures: 0,
             }),
         }
     }
@@ -176,24 +205,14 @@ impl CircuitBreaker {
     pub fn record(&self, permit: Permit, success: bool) -> Option<State> {
         let now = Instant::now();
         let mut b = self.lock();
-        let window = self.config.window;
-        while b
-            .window
-            .front()
-            .is_some_and(|(t, _)| now.duration_since(*t) > window)
-        {
-            b.window.pop_front();
-        }
-        b.window.push_back((now, success));
-        if b.window.len() > 10_000 {
-            b.window.pop_front();
-        }
+        b.push(now, success);
+        b.prune(now, self.config.window);
         match (&b.inner, permit) {
             (Inner::HalfOpen { .. }, Permit::Probe) => {
                 if success {
                     b.inner = Inner::Closed;
                     b.trips = 0;
-                    b.window.clear();
+                    b.clear();
                     Some(State::Closed)
                 } else {
                     Some(self.trip(&mut b, now))
@@ -201,9 +220,8 @@ impl CircuitBreaker {
             }
             (Inner::Closed, _) if !success => {
                 let calls = b.window.len() as u32;
-                let failures = b.window.iter().filter(|(_, ok)| !ok).count() as f64;
                 if calls >= self.config.min_calls
-                    && failures / calls as f64 >= self.config.failure_rate
+                    && b.failures as f64 / calls as f64 >= self.config.failure_rate
                 {
                     Some(self.trip(&mut b, now))
                 } else {
@@ -231,18 +249,12 @@ impl CircuitBreaker {
 
     /// Share of calls in the window that succeeded (1.0 when none).
     pub fn success_rate(&self) -> f64 {
-        let now = Instant::now();
-        let b = self.lock();
-        let recent: Vec<bool> = b
-            .window
-            .iter()
-            .filter(|(t, _)| now.duration_since(*t) <= self.config.window)
-            .map(|(_, ok)| *ok)
-            .collect();
-        if recent.is_empty() {
+        let mut b = self.lock();
+        b.prune(Instant::now(), self.config.window);
+        if b.window.is_empty() {
             1.0
         } else {
-            recent.iter().filter(|ok| **ok).count() as f64 / recent.len() as f64
+            1.0 - b.failures as f64 / b.window.len() as f64
         }
     }
 
