@@ -66,6 +66,8 @@ impl AppState {
             .collect();
         let baseline = Prices::from(&*models[&config.baseline_model]);
         let policies = ActivePolicies::start(&config).await?;
+        // Build the tokenizer's tables now, not on the first request.
+        features::count_tokens("warm up");
         Ok(AppState {
             auth: auth::Auth::new(&config),
             resilience: Resilience::new(&config),
