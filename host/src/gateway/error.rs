@@ -39,6 +39,8 @@ pub struct ApiError {
     pub message: String,
     /// Upstream attempts made before giving up, if any.
     pub attempts: Option<u32>,
+    /// Passed on to the client as `Retry-After`, in seconds.
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -48,6 +50,7 @@ impl ApiError {
             kind,
             message: message.into(),
             attempts: None,
+            retry_after: None,
         }
     }
 
@@ -87,7 +90,15 @@ impl ApiError {
                 _ => ErrorKind::Upstream,
             },
         };
-        Self::new(kind, error.to_string())
+        let mut api = Self::new(kind, error.to_string());
+        if let ProviderError::Status {
+            retry_after: Some(after),
+            ..
+        } = error
+        {
+            api.retry_after = Some(after.as_secs_f64().ceil() as u64);
+        }
+        api
     }
 
     /// The OpenAI error body.
@@ -136,6 +147,11 @@ impl ApiError {
             body,
         )
             .into_response();
+        if let Some(after) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, after.into());
+        }
         if let Some(attempts) = self.attempts {
             response
                 .headers_mut()
