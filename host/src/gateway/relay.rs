@@ -39,7 +39,6 @@ pub struct Relay {
     upstream_done: bool,
     held_usage_chunk: Option<ChatCompletionChunk>,
     held_delta: Option<StreamEvent>,
-    held_stop: bool,
 }
 
 impl Relay {
@@ -55,7 +54,6 @@ impl Relay {
             upstream_done: false,
             held_usage_chunk: None,
             held_delta: None,
-            held_stop: false,
         }
     }
 
@@ -253,10 +251,8 @@ impl Relay {
                 self.held_delta = Some(event);
                 return Ok(());
             }
-            StreamEvent::MessageStop => {
-                self.held_stop = true;
-                return Ok(());
-            }
+            // Sent by `finish`, after the held usage event.
+            StreamEvent::MessageStop => return Ok(()),
             _ => {}
         }
         let name = event.event_type().to_string();

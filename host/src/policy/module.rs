@@ -275,11 +275,17 @@ impl ModuleInfo {
     }
 }
 
-mod unix_seconds {
+/// Times as Unix seconds in JSON.
+pub(crate) mod unix_seconds {
     use std::time::{SystemTime, UNIX_EPOCH};
 
+    /// Seconds since the Unix epoch (0 before it).
+    pub fn of(t: &SystemTime) -> u64 {
+        t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    }
+
     pub fn serialize<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_u64(t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()))
+        s.serialize_u64(of(t))
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::SystemTime;
 use arc_swap::ArcSwap;
 use serde::Serialize;
 
-use super::module::{PolicyEngine, PolicyModule, World};
+use super::module::{PolicyEngine, PolicyModule, World, unix_seconds};
 use super::types::{Features, Message, ModelInfo, Route, Task, Tier, WireApi};
 
 /// Loaded modules by name. Readers take a snapshot (`get`) without locking;
@@ -53,14 +53,6 @@ pub struct ModuleStatus {
     pub last_error: Option<LoadFailure>,
 }
 
-mod unix_seconds {
-    use std::time::{SystemTime, UNIX_EPOCH};
-
-    pub fn serialize<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_u64(t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()))
-    }
-}
-
 impl Registry {
     /// An empty registry on `engine`.
     pub fn new(engine: Arc<PolicyEngine>) -> Self {
@@ -99,11 +91,7 @@ impl Registry {
                     world: info.map(|i| i.world),
                     version: info.map(|i| i.version.clone()),
                     hash: info.map(|i| i.hash.clone()),
-                    loaded_at: info.map(|i| {
-                        i.loaded_at
-                            .duration_since(SystemTime::UNIX_EPOCH)
-                            .map_or(0, |d| d.as_secs())
-                    }),
+                    loaded_at: info.map(|i| unix_seconds::of(&i.loaded_at)),
                     last_error: failures.get(name).cloned(),
                 }
             })
