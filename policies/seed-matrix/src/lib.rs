@@ -172,14 +172,11 @@ switchyard_sdk::register_policy!(router: SeedMatrix);
 
 /// Classifies `request`, returning the signals that decided.
 pub fn classify(request: &Request) -> (Complexity, Vec<String>) {
-    let words = task_words(request);
-    let critical: Vec<String> = stems_in(&words, CRITICAL_STEMS)
-        .chain(
-            CRITICAL_WORDS
-                .iter()
-                .filter(|w| words.iter().any(|word| word == *w))
-                .copied(),
-        )
+    let found = scan(request);
+    let critical: Vec<String> = found
+        .critical
+        .iter(CRITICAL_STEMS)
+        .chain(found.critical_words.iter(CRITICAL_WORDS))
         .map(|k| format!("keyword:{k}"))
         .collect();
     if !critical.is_empty() {
@@ -204,33 +201,41 @@ pub fn classify(request: &Request) -> (Complexity, Vec<String>) {
         score += 1;
         signals.push("tools>=5".to_string());
     }
-    let dependencies: Vec<&str> = stems_in(&words, DEPENDENCY_STEMS).collect();
-    score += dependencies.len().min(2) as i32;
-    signals.extend(dependencies.iter().map(|s| format!("dependency:{s}")));
-    let phrase_text = format!(" {} ", words.join(" "));
-    let novelty: Vec<&str> = stems_in(&words, NOVELTY_STEMS)
-        .chain(
-            NOVELTY_PHRASES
-                .iter()
-                .filter(|p| phrase_text.contains(&format!(" {p} ")))
-                .copied(),
-        )
-        .collect();
-    if !novelty.is_empty() {
+    score += found.dependency.count().min(2) as i32;
+    signals.extend(
+        found
+            .dependency
+            .iter(DEPENDENCY_STEMS)
+            .map(|s| format!("dependency:{s}")),
+    );
+    let novelty = found
+        .novelty
+        .iter(NOVELTY_STEMS)
+        .chain(found.novelty_phrases.iter(NOVELTY_PHRASES));
+    let before = signals.len();
+    signals.extend(novelty.map(|s| format!("novelty:{s}")));
+    if signals.len() > before {
         score += 2;
     }
-    signals.extend(novelty.iter().map(|s| format!("novelty:{s}")));
-    let simple: Vec<&str> = stems_in(&words, SIMPLE_STEMS).collect();
-    if !simple.is_empty() {
+    if !found.simple.is_empty() {
         score -= 1;
     }
-    signals.extend(simple.iter().map(|s| format!("simple:{s}")));
-    let change: Vec<&str> = stems_in(&words, CHANGE_STEMS).collect();
-    signals.extend(change.iter().map(|s| format!("change:{s}")));
+    signals.extend(
+        found
+            .simple
+            .iter(SIMPLE_STEMS)
+            .map(|s| format!("simple:{s}")),
+    );
+    signals.extend(
+        found
+            .change
+            .iter(CHANGE_STEMS)
+            .map(|s| format!("change:{s}")),
+    );
 
     let complexity = if score >= 3 {
         Complexity::High
-    } else if score >= 1 || (!change.is_empty() && simple.is_empty()) {
+    } else if score >= 1 || (!found.change.is_empty() && found.simple.is_empty()) {
         Complexity::Medium
     } else {
         Complexity::Low
@@ -246,24 +251,100 @@ fn describe(signals: &[String]) -> String {
     }
 }
 
-/// The lower-cased ASCII words of every user message.
-fn task_words(request: &Request) -> Vec<String> {
-    request
-        .messages
-        .iter()
-        .filter(|m| m.role == "user")
-        .flat_map(|m| m.content.split(|c: char| !c.is_ascii_alphanumeric()))
-        .filter(|w| !w.is_empty())
-        .map(|w| w.to_ascii_lowercase())
-        .collect()
+/// Which entries of one keyword list matched: bit `i` is entry `i`.
+#[derive(Default, Clone, Copy)]
+struct Hits(u32);
+
+impl Hits {
+    /// Marks the stems of `stems` that `word` starts with.
+    fn stems(&mut self, word: &[u8], stems: &[&str]) {
+        for (i, stem) in stems.iter().enumerate() {
+            // The first byte rules out nearly every stem without a call to
+            // `memcmp`, which is not inlined in WebAssembly.
+            let stem = stem.as_bytes();
+            if word[0] == stem[0] && word.starts_with(stem) {
+                self.0 |= 1 << i;
+            }
+        }
+    }
+
+    /// Marks the entries of `words` equal to `word`.
+    fn words(&mut self, word: &[u8], words: &[&str]) {
+        for (i, w) in words.iter().enumerate() {
+            if word[0] == w.as_bytes()[0] && word == w.as_bytes() {
+                self.0 |= 1 << i;
+            }
+        }
+    }
+
+    fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    fn count(self) -> u32 {
+        self.0.count_ones()
+    }
+
+    /// The matched entries of `list`, in list order.
+    fn iter<'a>(self, list: &'a [&'a str]) -> impl Iterator<Item = &'a str> + 'a {
+        list.iter()
+            .enumerate()
+            .filter(move |(i, _)| self.0 & (1 << i) != 0)
+            .map(|(_, entry)| *entry)
+    }
 }
 
-/// The stems of `stems` that start some word of `words`, in list order.
-fn stems_in<'a>(words: &'a [String], stems: &'a [&'a str]) -> impl Iterator<Item = &'a str> + 'a {
-    stems
+/// Every keyword list's matches in the task text.
+#[derive(Default)]
+struct Found {
+    critical: Hits,
+    critical_words: Hits,
+    dependency: Hits,
+    novelty: Hits,
+    novelty_phrases: Hits,
+    simple: Hits,
+    change: Hits,
+}
+
+/// Matches the keyword lists against the task text in one pass over its
+/// words, without allocating per word: the largest request a policy sees is
+/// 32 KB of text, and this runs on every routed request.
+fn scan(request: &Request) -> Found {
+    let mut found = Found::default();
+    let phrases: Vec<(&str, &str)> = NOVELTY_PHRASES
         .iter()
-        .filter(|stem| words.iter().any(|w| w.starts_with(*stem)))
-        .copied()
+        .map(|p| p.split_once(' ').expect("a two-word phrase"))
+        .collect();
+    let mut word = Vec::with_capacity(64);
+    // The previous word, for two-word phrases. A phrase may span two
+    // messages: the task text is every user message's words in order.
+    let mut previous = Vec::with_capacity(64);
+    for message in request.messages.iter().filter(|m| m.role == "user") {
+        for raw in message
+            .content
+            .as_bytes()
+            .split(|b| !b.is_ascii_alphanumeric())
+        {
+            if raw.is_empty() {
+                continue;
+            }
+            word.clear();
+            word.extend(raw.iter().map(u8::to_ascii_lowercase));
+            found.critical.stems(&word, CRITICAL_STEMS);
+            found.critical_words.words(&word, CRITICAL_WORDS);
+            found.dependency.stems(&word, DEPENDENCY_STEMS);
+            found.novelty.stems(&word, NOVELTY_STEMS);
+            found.simple.stems(&word, SIMPLE_STEMS);
+            found.change.stems(&word, CHANGE_STEMS);
+            for (i, (first, second)) in phrases.iter().enumerate() {
+                if word == second.as_bytes() && previous == first.as_bytes() {
+                    found.novelty_phrases.0 |= 1 << i;
+                }
+            }
+            std::mem::swap(&mut word, &mut previous);
+        }
+    }
+    found
 }
 
 /// The models of `preference` that the catalog has, available and large
