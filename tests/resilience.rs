@@ -600,8 +600,8 @@ impl Fault {
             Fault::Status(status) | Fault::Refused(status) => {
                 Reply::error(status, "injected fault")
             }
-            // As real providers word them, the key quoted in full: the
-            // daemon must not pass it on.
+            // Worded as real providers word them, but quoting the key in
+            // full (they mask most of it), so that a leak would show.
             Fault::Denied(status) => Reply::error(
                 status,
                 match status {
