@@ -1,7 +1,9 @@
 //! Fault injection: the real daemon against local upstreams that, on
-//! command, answer 5xx, 408, 409, 429 with and without `Retry-After`, a 4xx
-//! that must not be retried, hang, reset the connection, send malformed JSON,
-//! stall or cut a stream before or after its first event, or are slow.
+//! command, answer 5xx, 408, 409, 429 with and without `Retry-After`, a 400
+//! or 422 that must not be retried, a 401, 403 or 404 that refuses the
+//! gateway's key or model (not retried on that endpoint, but the next one
+//! is tried), hang, reset the connection, send malformed JSON, stall or cut
+//! a stream before or after its first event, or are slow.
 //!
 //! The fault matrix crosses every fault with both client APIs, streaming or
 //! not, both upstream formats, and three chains: the safe route (`"model":
@@ -9,15 +11,17 @@
 //! escalation), and a chain whose every model is faulty. For each case it
 //! checks who answered (or the error, in the client's format), the attempts
 //! per upstream against the retry limits, and that `x-switchyard-attempts`
-//! equals the requests the upstreams received. Further tests cover the
-//! breakers (open, skipped, half-open probe, closed) for every fault, the
-//! retry budget, `Retry-After`, deadlines and the two balancing strategies.
+//! equals the requests the upstreams received, and that no answer quotes a
+//! provider key. Further tests cover the breakers (open, skipped, half-open
+//! probe, closed) for every fault, the retry budget, `Retry-After` (seconds
+//! and HTTP-dates), deadlines, the two balancing strategies, and a pool
+//! whose one endpoint has a wrong key.
 
 mod common;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Once};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use futures::StreamExt;
 use serde_json::{Value, json};
@@ -375,6 +379,17 @@ fn check_broken(api: Api, answer: &Answer) -> Result<(), String> {
     Ok(())
 }
 
+/// Checks that no provider key reached the client, in the body or a header.
+fn check_no_key(answer: &Answer) -> Result<(), String> {
+    let headers = format!("{:?}", answer.headers);
+    for key in [OPENAI_KEY, ANTHROPIC_KEY] {
+        if answer.body.contains(key) || headers.contains(key) {
+            return Err(format!("a provider key reached the client: {answer:?}"));
+        }
+    }
+    Ok(())
+}
+
 /// The error a client should get: status, OpenAI type and code, Anthropic
 /// type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -451,8 +466,11 @@ enum Fault {
     /// 429 with a `Retry-After` over `backoff_max_ms`: the next model, no
     /// wait.
     RateLimitedRetryLater,
-    /// A 4xx other than 408/409/429: the request's fault, not retried.
+    /// 400 or 422: the request's fault, not retried anywhere.
     Refused(u16),
+    /// 401, 403 or 404: the provider refuses the gateway's key or model
+    /// name. The endpoint's fault: not asked again, the next one is.
+    Denied(u16),
     /// No answer before the provider's timeout.
     Hang,
     /// A TCP reset instead of an answer.
@@ -484,8 +502,10 @@ const FAULTS: &[Fault] = &[
     Fault::RateLimitedRetryNow,
     Fault::RateLimitedRetryLater,
     Fault::Refused(400),
-    Fault::Refused(401),
     Fault::Refused(422),
+    Fault::Denied(401),
+    Fault::Denied(403),
+    Fault::Denied(404),
     Fault::Hang,
     Fault::Reset,
     Fault::Malformed,
@@ -545,7 +565,7 @@ impl Fault {
         match self {
             Fault::Slow => Treatment::Answers,
             Fault::Refused(_) => Treatment::Final,
-            Fault::RateLimitedRetryLater => Treatment::MovedOn,
+            Fault::RateLimitedRetryLater | Fault::Denied(_) => Treatment::MovedOn,
             Fault::MalformedMidStream | Fault::StallMidway | Fault::CutMidway if stream => {
                 Treatment::Broken
             }
@@ -557,13 +577,16 @@ impl Fault {
     fn error(self) -> ErrorShape {
         match self {
             Fault::Status(503) => UNAVAILABLE,
-            Fault::Status(_) | Fault::Refused(401) => BAD_GATEWAY,
+            Fault::Status(_) | Fault::Denied(_) => BAD_GATEWAY,
             Fault::Refused(_) => INVALID,
             Fault::RateLimited | Fault::RateLimitedRetryNow | Fault::RateLimitedRetryLater => {
                 RATE_LIMITED
             }
             Fault::Hang | Fault::StallBeforeFirst | Fault::StallMidway => TIMED_OUT,
-            Fault::Reset | Fault::CutBeforeFirst | Fault::CutMidway => UNAVAILABLE,
+            // Nothing answered.
+            Fault::Reset => UNAVAILABLE,
+            // It answered 200, then broke its answer.
+            Fault::CutBeforeFirst | Fault::CutMidway => BAD_GATEWAY,
             Fault::Malformed | Fault::MalformedMidStream => BAD_GATEWAY,
             Fault::Slow => unreachable!("a slow upstream answers"),
         }
@@ -577,6 +600,25 @@ impl Fault {
             Fault::Status(status) | Fault::Refused(status) => {
                 Reply::error(status, "injected fault")
             }
+            // Worded as real providers word them, but quoting the key in
+            // full (they mask most of it), so that a leak would show.
+            Fault::Denied(status) => Reply::error(
+                status,
+                match status {
+                    401 => format!(
+                        "Incorrect API key provided: {}",
+                        request.api_key().unwrap_or_default()
+                    ),
+                    403 => format!(
+                        "the key {} has no access to this model",
+                        request.api_key().unwrap_or_default()
+                    ),
+                    _ => format!(
+                        "The model `{}` does not exist",
+                        request.model().unwrap_or_default()
+                    ),
+                },
+            ),
             Fault::RateLimited => Reply::error(429, "slow down"),
             Fault::RateLimitedRetryNow => Reply::error(429, "slow down").header("retry-after", "0"),
             Fault::RateLimitedRetryLater => {
@@ -749,8 +791,18 @@ async fn run_case(
             check_broken(case.api, &answer)?;
             served_by(model)?;
         }
-        Outcome::Failed(shape) => check_error(case.api, &answer, shape)?,
+        Outcome::Failed(shape) => {
+            check_error(case.api, &answer, shape)?;
+            if matches!(case.fault, Fault::Denied(_))
+                && !answer
+                    .body
+                    .contains("refused the gateway's credentials or model")
+            {
+                return Err(format!("not said to be the gateway's: {}", answer.body));
+            }
+        }
     }
+    check_no_key(&answer)?;
     let mut received = [0u32; 3];
     for (model, upstream) in upstreams.iter().enumerate() {
         received[model] = upstream
@@ -916,9 +968,9 @@ fn received(upstream: &Upstream, id: &str) -> usize {
 
 /// For every fault, streaming or not: enough failures open the breaker
 /// (visible in `/v1/providers`), requests then skip the endpoint, and after
-/// the cool-down a probe to the recovered upstream closes it. Faults that
-/// say nothing about the endpoint's health (a refused request, a slow
-/// answer) leave it closed.
+/// the cool-down a probe to the recovered upstream closes it. A refused key
+/// or model is such a failure; faults that say nothing about the endpoint's
+/// health (a bad request, a slow answer) leave it closed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn breakers_open_skip_and_close_for_every_fault() {
     let wire = Wire::OpenAi;
@@ -1142,6 +1194,60 @@ async fn retry_after_is_honoured_or_skipped() {
     assert_eq!((upstreams[0].total(), upstreams[1].total()), (3, 1));
 }
 
+/// `Retry-After` as an HTTP-date: a date within `backoff_max_ms` is waited
+/// for, a past one means retry now, and a later one moves on (here to no
+/// other model, so the client gets the 429 and the wait in its own
+/// `Retry-After`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_after_as_an_http_date() {
+    let upstream = Upstream::start(UpstreamConfig::default()).await;
+    let knobs = Knobs {
+        max_retries: 1,
+        backoff_max_ms: 3_000,
+        ..Knobs::default()
+    };
+    let daemon = single_model_daemon(&upstream, &knobs).await;
+    let gateway = Gateway::new(&daemon);
+    let seconds = |t: SystemTime| t.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs();
+
+    // HTTP-dates have whole seconds: the next whole second plus one is
+    // between one and two seconds away.
+    let at = SystemTime::UNIX_EPOCH + Duration::from_secs(seconds(SystemTime::now()) + 2);
+    upstream.push(Reply::error(429, "wait").header("retry-after", httpdate::fmt_http_date(at)));
+    let answer = gateway
+        .ask(Api::OpenAi, "primary", "date", false, &[])
+        .await;
+    check_answer(Api::OpenAi, false, &answer, "date").unwrap();
+    assert_eq!(answer.attempts().unwrap(), 2);
+    assert!(SystemTime::now() >= at, "the retry came before the date");
+    let log = upstream.requests();
+    let waited = log[1].received_at - log[0].received_at;
+    assert!(waited >= Duration::from_millis(900), "{waited:?}");
+
+    upstream.push(Reply::error(429, "wait").header("retry-after", "Wed, 21 Oct 2015 07:28:00 GMT"));
+    let answer = gateway
+        .ask(Api::Anthropic, "primary", "past", true, &[])
+        .await;
+    check_answer(Api::Anthropic, true, &answer, "past").unwrap();
+    assert_eq!(answer.attempts().unwrap(), 2);
+    assert!(
+        answer.elapsed < Duration::from_millis(500),
+        "{:?}",
+        answer.elapsed
+    );
+
+    let at = SystemTime::now() + Duration::from_secs(60);
+    upstream.push(Reply::error(429, "later").header("retry-after", httpdate::fmt_http_date(at)));
+    let answer = gateway
+        .ask(Api::OpenAi, "primary", "later", false, &[])
+        .await;
+    check_error(Api::OpenAi, &answer, RATE_LIMITED).unwrap();
+    assert_eq!(answer.attempts().unwrap(), 1);
+    let after: u64 = answer.header("retry-after").unwrap().parse().unwrap();
+    assert!((58..=60).contains(&after), "Retry-After: {after}");
+    assert_eq!(upstream.total(), 5);
+}
+
 /// The total deadline (or a shorter `x-switchyard-deadline-ms`) ends a
 /// request whose upstreams hang with a 504, however many retries and models
 /// are left; a stream that outlives it ends with an error event.
@@ -1254,6 +1360,42 @@ async fn least_latency_prefers_the_fast_endpoint_and_round_robin_splits() {
             _ => assert_eq!((fast, slow), (15, 15), "{balance}"),
         }
     }
+}
+
+/// An endpoint whose provider refuses the gateway's key is not asked again
+/// for the request: the pool's other endpoint answers at once, and after
+/// `min_calls` refusals the breaker keeps the bad endpoint out of the way.
+/// A key the provider quotes back never reaches the client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_key_moves_on_to_the_next_endpoint() {
+    let upstreams = [
+        Upstream::start(UpstreamConfig::default().openai_key("sk-the-key-it-expects")).await,
+        Upstream::start(UpstreamConfig::default()).await,
+    ];
+    let knobs = Knobs {
+        min_calls: 3,
+        cooldown_ms: 60_000,
+        ..Knobs::default()
+    };
+    let daemon = pool_daemon(&upstreams, "round-robin", &knobs).await;
+    let gateway = Gateway::new(&daemon);
+    let mut attempts = Vec::new();
+    for i in 0..8usize {
+        let (api, stream) = (API[i % 2], i % 3 == 0);
+        let answer = gateway.ask(api, "pool", "x", stream, &[]).await;
+        check_answer(api, stream, &answer, "x").unwrap();
+        check_no_key(&answer).unwrap();
+        attempts.push(answer.attempts().unwrap());
+    }
+    // Round-robin starts every request on the bad endpoint until its breaker
+    // opens; the backoff and the retries are not spent on it.
+    assert_eq!(attempts, [2, 2, 2, 1, 1, 1, 1, 1]);
+    let refused = upstreams[0].requests();
+    assert_eq!(refused.len(), 3);
+    assert!(refused.iter().all(|r| r.status == Some(401)), "{refused:?}");
+    assert_eq!(upstreams[1].total(), 8);
+    assert_eq!(gateway.breaker("pool", 0).await.0, "open");
+    assert_eq!(gateway.breaker("pool", 1).await.0, "closed");
 }
 
 /// When one endpoint of a pool fails, its breaker opens and the pool's

@@ -1,11 +1,13 @@
 //! `switchyard-bench`: the gateway load benchmark.
 //!
-//! - `switchyard-bench upstream [--listen ADDR] [--threads N]` runs the fast
-//!   local OpenAI-compatible upstream (see `upstream.rs`).
+//! - `switchyard-bench upstream [--listen ADDR] [--threads N] [--fail-every N
+//!   [--fail-status S]]` runs the fast local OpenAI-compatible upstream, or
+//!   with `--fail-every` a failing one (see `upstream.rs`).
 //! - `switchyard-bench config --port P --upstream ADDR` prints the
 //!   benchmark's Switchyard config (for `bench/profile`).
 //! - `switchyard-bench [OPTIONS]` runs the benchmark: the upstream, then for
-//!   each target (the upstream directly, Switchyard, optionally LiteLLM), each
+//!   each target (the upstream directly, Switchyard, Switchyard with one of
+//!   glm-4.7's two endpoints failing, optionally LiteLLM), each
 //!   mode (plain, stream) and each concurrency, a fixed-duration `oha` run;
 //!   prints one table and writes it as JSON. `--help` lists the options.
 

@@ -177,12 +177,27 @@ pub fn post(
     body: &str,
     timeout: Duration,
 ) -> std::io::Result<Answer> {
+    request(addr, "POST", path, body, timeout)
+}
+
+/// One `GET` on a fresh connection, read to the end.
+pub fn get(addr: SocketAddr, path: &str, timeout: Duration) -> std::io::Result<Answer> {
+    request(addr, "GET", path, "", timeout)
+}
+
+fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: &str,
+    timeout: Duration,
+) -> std::io::Result<Answer> {
     let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
     stream.set_nodelay(true)?;
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
     let request = format!(
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nAuthorization: Bearer {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nAuthorization: Bearer {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         crate::run::API_KEY,
         body.len()
     );

@@ -21,8 +21,12 @@ Runs the gateway load benchmark and prints one table; writes it as JSON too.
   --warmup SECS         unmeasured load before each run (default 1)
   --concurrency LIST    comma-separated (default 1,16,64)
   --modes LIST          plain,stream (default both)
-  --targets LIST        direct,switchyard,litellm (default direct,switchyard)
+  --targets LIST        direct,switchyard,switchyard-faulty,litellm
+                        (default direct,switchyard,switchyard-faulty)
   --litellm             add the litellm target (needs bench/.venv, see bench/run)
+  --fault-every N       switchyard-faulty: glm-4.7's second endpoint fails every
+                        Nth request it gets (default 5: 20%)
+  --fault-status S      the status of those failures (default 500)
   --message TEXT        the user message (default: one the seed matrix routes `direct`)
   --switchyard PATH     the daemon binary (default <repo>/target/release/switchyard)
   --oha PATH            the load generator (default bench/.tools/bin/oha, then PATH)
@@ -59,6 +63,8 @@ struct Options {
     upstream_threads: Option<usize>,
     model: String,
     breaker_window_ms: Option<u64>,
+    fault_every: u64,
+    fault_status: u16,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -73,6 +79,10 @@ enum Mode {
 enum Target {
     Direct,
     Switchyard,
+    /// Switchyard with glm-4.7 on two endpoints, one of which fails every
+    /// `fault_every`th request it gets.
+    #[serde(rename = "switchyard-faulty")]
+    Faulty,
     Litellm,
 }
 
@@ -81,8 +91,13 @@ impl Target {
         match self {
             Target::Direct => "direct",
             Target::Switchyard => "switchyard",
+            Target::Faulty => "switchyard-faulty",
             Target::Litellm => "litellm",
         }
+    }
+
+    fn is_switchyard(self) -> bool {
+        matches!(self, Target::Switchyard | Target::Faulty)
     }
 }
 
@@ -115,7 +130,7 @@ fn parse_options(args: &[String]) -> crate::Result<Options> {
         warmup: 1,
         concurrency: vec![1, 16, 64],
         modes: vec![Mode::Plain, Mode::Stream],
-        targets: vec![Target::Direct, Target::Switchyard],
+        targets: vec![Target::Direct, Target::Switchyard, Target::Faulty],
         message: DEFAULT_MESSAGE.into(),
         switchyard: target_dir.join("release/switchyard"),
         oha: bench_dir().join(".tools/bin/oha"),
@@ -124,6 +139,8 @@ fn parse_options(args: &[String]) -> crate::Result<Options> {
         upstream_threads: None,
         model: "auto".into(),
         breaker_window_ms: None,
+        fault_every: 5,
+        fault_status: 500,
     };
     let mut it = args.iter();
     while let Some(arg) = it.next() {
@@ -161,6 +178,7 @@ fn parse_options(args: &[String]) -> crate::Result<Options> {
                     .map(|t| match t.trim() {
                         "direct" => Ok(Target::Direct),
                         "switchyard" => Ok(Target::Switchyard),
+                        "switchyard-faulty" => Ok(Target::Faulty),
                         "litellm" => Ok(Target::Litellm),
                         other => Err(format!("unknown target {other}")),
                     })
@@ -179,6 +197,8 @@ fn parse_options(args: &[String]) -> crate::Result<Options> {
             "--upstream-threads" => o.upstream_threads = Some(value()?.parse()?),
             "--model" => o.model = value()?,
             "--breaker-window-ms" => o.breaker_window_ms = Some(value()?.parse()?),
+            "--fault-every" => o.fault_every = value()?.parse()?,
+            "--fault-status" => o.fault_status = value()?.parse()?,
             other => return Err(format!("unknown argument {other}\n\n{USAGE}").into()),
         }
     }
@@ -188,6 +208,9 @@ fn parse_options(args: &[String]) -> crate::Result<Options> {
     }
     if o.duration == 0 || o.concurrency.is_empty() || o.modes.is_empty() || o.targets.is_empty() {
         return Err("nothing to run".into());
+    }
+    if o.targets.contains(&Target::Faulty) && (o.fault_every < 2 || o.fault_status < 400) {
+        return Err("--fault-every must be at least 2 and --fault-status an error status".into());
     }
     Ok(o)
 }
@@ -212,7 +235,8 @@ struct Row {
     /// CPU time (user + system) of the measured process per successful
     /// answer; for `direct` that process is the upstream itself.
     cpu_us_per_req: f64,
-    /// The upstream's CPU per answer in the same run.
+    /// The upstream's CPU per answer in the same run (both upstreams for
+    /// `switchyard-faulty`).
     upstream_cpu_us_per_req: f64,
     /// oha's CPU per answer in the same run.
     loadgen_cpu_us_per_req: f64,
@@ -223,6 +247,15 @@ struct Row {
     /// From the probe: the route's tier and model (Switchyard only).
     tier: Option<String>,
     model: Option<String>,
+    /// `switchyard-faulty`: requests the failing endpoint received during
+    /// the measured run, and how many of them it failed (each one an
+    /// attempt the gateway had to make again, on a retry or a fallback).
+    faulty_endpoint_requests: Option<u64>,
+    failed_attempts: Option<u64>,
+    /// The failing endpoint's share of all upstream attempts (successful
+    /// answers plus failed attempts): about half with round-robin, less
+    /// while its breaker is open.
+    faulty_endpoint_share: Option<f64>,
     wall_s: f64,
 }
 
@@ -233,7 +266,7 @@ pub fn main(args: &[String]) -> crate::Result<()> {
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(work.join("logs"))?;
     check_tools(&o)?;
-    if o.targets.contains(&Target::Switchyard) {
+    if o.targets.iter().any(|t| t.is_switchyard()) {
         // Every row runs the same binary, even if the workspace is rebuilt
         // meanwhile: a hard link keeps this build's file.
         let pinned = work.join("switchyard");
@@ -252,41 +285,30 @@ pub fn main(args: &[String]) -> crate::Result<()> {
         o.warmup
     );
 
-    // The upstream runs for the whole benchmark.
-    let spawned = Instant::now();
-    let mut upstream_cmd = Command::new(std::env::current_exe()?);
-    upstream_cmd
-        .arg("upstream")
-        .arg("--listen")
-        .arg("127.0.0.1:0");
-    if let Some(n) = o.upstream_threads {
-        upstream_cmd.arg("--threads").arg(n.to_string());
-    }
-    let mut upstream_child =
-        proc::spawn(upstream_cmd.stdout(Stdio::piped()).stderr(Stdio::inherit()))?;
-    let mut line = String::new();
-    std::io::BufReader::new(upstream_child.stdout.take().ok_or("no stdout")?)
-        .read_line(&mut line)?;
-    let upstream = Guard {
-        child: upstream_child,
-        name: "upstream".into(),
-    };
-    let upstream_addr: SocketAddr = line
-        .trim()
-        .strip_prefix("listening ")
-        .ok_or_else(|| format!("the upstream said {line:?}"))?
-        .parse()?;
-    let upstream_startup = wait_ready(
-        None,
-        upstream_addr,
-        &body(&o, Mode::Plain),
-        Duration::from_secs(10),
-    )
-    .map(|_| spawned.elapsed())?;
+    // The upstreams run for the whole benchmark.
+    let (upstream, upstream_addr, upstream_startup) = start_upstream(&o, &[], "upstream")?;
     eprintln!(
         "upstream on {upstream_addr} (ready in {:.1} ms)",
         ms(upstream_startup)
     );
+    let faulty_upstream = match o.targets.contains(&Target::Faulty) {
+        true => {
+            let args = [
+                "--fail-every".to_string(),
+                o.fault_every.to_string(),
+                "--fail-status".to_string(),
+                o.fault_status.to_string(),
+            ];
+            let (guard, addr, _) = start_upstream(&o, &args, "faulty upstream")?;
+            eprintln!(
+                "faulty upstream on {addr} (fails 1 in {} with HTTP {})",
+                o.fault_every, o.fault_status
+            );
+            Some((guard, addr))
+        }
+        false => None,
+    };
+    let faulty = faulty_upstream.as_ref().map(|(guard, addr)| (guard, *addr));
 
     let mut rows = Vec::new();
     let mut cold_start_ms = None;
@@ -294,7 +316,7 @@ pub fn main(args: &[String]) -> crate::Result<()> {
         if target == Target::Switchyard {
             // First start with an empty compile cache: Cranelift compiles the
             // built-in policies. The rows below start with a warm cache.
-            let cold = start_switchyard(&o, &work, upstream_addr, "cold-start")?;
+            let cold = start_switchyard(&o, &work, upstream_addr, None, "cold-start")?;
             eprintln!(
                 "switchyard cold start (empty policy cache): {:.0} ms",
                 ms(cold.startup)
@@ -312,15 +334,17 @@ pub fn main(args: &[String]) -> crate::Result<()> {
                     &upstream,
                     upstream_addr,
                     upstream_startup,
+                    faulty,
                 )?;
                 eprintln!("{}", format_row(&row));
                 rows.push(row);
             }
         }
     }
+    drop(faulty_upstream);
     drop(upstream);
 
-    let checks = checks(&rows);
+    let checks = checks(&rows, o.fault_every);
     println!();
     println!("{}", header_line());
     for row in &rows {
@@ -361,6 +385,8 @@ pub fn main(args: &[String]) -> crate::Result<()> {
             "message": o.message,
             "model": o.model,
             "breaker_window_ms": o.breaker_window_ms,
+            "fault_every": o.fault_every,
+            "fault_status": o.fault_status,
             "request_plain": body(&o, Mode::Plain),
             "request_stream": body(&o, Mode::Stream),
         },
@@ -377,6 +403,49 @@ pub fn main(args: &[String]) -> crate::Result<()> {
     Ok(())
 }
 
+/// Starts `switchyard-bench upstream` with `extra` arguments; returns it,
+/// its address and its start-up time (spawn to the first 200).
+fn start_upstream(
+    o: &Options,
+    extra: &[String],
+    name: &str,
+) -> crate::Result<(Guard, SocketAddr, Duration)> {
+    let spawned = Instant::now();
+    let mut command = Command::new(std::env::current_exe()?);
+    command
+        .arg("upstream")
+        .arg("--listen")
+        .arg("127.0.0.1:0")
+        .args(extra);
+    if let Some(n) = o.upstream_threads {
+        command.arg("--threads").arg(n.to_string());
+    }
+    let mut child = proc::spawn(command.stdout(Stdio::piped()).stderr(Stdio::inherit()))?;
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().ok_or("no stdout")?).read_line(&mut line)?;
+    let guard = Guard {
+        child,
+        name: name.into(),
+    };
+    let addr: SocketAddr = line
+        .trim()
+        .strip_prefix("listening ")
+        .ok_or_else(|| format!("the {name} said {line:?}"))?
+        .parse()?;
+    wait_ready(None, addr, &body(o, Mode::Plain), Duration::from_secs(10))?;
+    Ok((guard, addr, spawned.elapsed()))
+}
+
+/// `(requests, failed)` so far, from a failing upstream's `GET /stats`.
+fn upstream_stats(addr: SocketAddr) -> crate::Result<(u64, u64)> {
+    let answer = proc::get(addr, "/stats", Duration::from_secs(10))?;
+    let stats: Value = serde_json::from_str(&answer.body)?;
+    match (stats["requests"].as_u64(), stats["failed"].as_u64()) {
+        (Some(requests), Some(failed)) => Ok((requests, failed)),
+        _ => Err(format!("bad /stats answer: {}", answer.body).into()),
+    }
+}
+
 fn check_tools(o: &Options) -> crate::Result<()> {
     let oha = Command::new(&o.oha).arg("--version").output();
     if !matches!(&oha, Ok(out) if out.status.success()) {
@@ -386,7 +455,7 @@ fn check_tools(o: &Options) -> crate::Result<()> {
         )
         .into());
     }
-    if o.targets.contains(&Target::Switchyard) && !o.switchyard.exists() {
+    if o.targets.iter().any(|t| t.is_switchyard()) && !o.switchyard.exists() {
         return Err(format!(
             "no daemon at {}: run `cargo build --release -p switchyard` (bench/run does)",
             o.switchyard.display()
@@ -432,6 +501,7 @@ pub fn print_config(args: &[String]) -> crate::Result<()> {
     let mut text = switchyard_config(
         port.ok_or("config: --port is required")?,
         upstream.ok_or("config: --upstream is required")?,
+        None,
     );
     if let Some(ms) = window {
         text.push_str(&format!("\n[resilience.breaker]\nwindow_ms = {ms}\n"));
@@ -483,15 +553,18 @@ fn wait_ready(
     Err(format!("not ready on {addr} after {timeout:?}: {last}").into())
 }
 
+/// Starts the daemon on `upstream`; with `faulty`, glm-4.7 gets a second
+/// endpoint there.
 fn start_switchyard(
     o: &Options,
     work: &Path,
     upstream: SocketAddr,
+    faulty: Option<SocketAddr>,
     label: &str,
 ) -> crate::Result<Started> {
     let port = free_port()?;
     let config = work.join("switchyard.toml");
-    let mut text = switchyard_config(port, upstream);
+    let mut text = switchyard_config(port, upstream, faulty);
     if let Some(ms) = o.breaker_window_ms {
         text.push_str(&format!("\n[resilience.breaker]\nwindow_ms = {ms}\n"));
     }
@@ -535,8 +608,19 @@ fn start_switchyard(
 }
 
 /// The seed catalog (host/src/demo.toml, examples/seed.toml) with every
-/// provider pointed at the local upstream.
-fn switchyard_config(port: u16, upstream: SocketAddr) -> String {
+/// provider pointed at the local upstream. With `faulty`, glm-4.7 has a
+/// second endpoint, provider `zhipu-faulty` on that address, shared
+/// round-robin (the default strategy) with the healthy one.
+fn switchyard_config(port: u16, upstream: SocketAddr, faulty: Option<SocketAddr>) -> String {
+    let (faulty_provider, faulty_endpoint) = match faulty {
+        Some(addr) => (
+            format!(
+                "\n[providers.zhipu-faulty]\nkind = \"openai\"\nbase_url = \"http://{addr}/v1\"\n"
+            ),
+            "\n[[models.endpoints]]\nprovider = \"zhipu-faulty\"\n".to_string(),
+        ),
+        None => (String::new(), String::new()),
+    };
     format!(
         r#"# Written by switchyard-bench: the seed catalog on the local upstream.
 listen = "127.0.0.1:{port}"
@@ -565,7 +649,7 @@ base_url = "http://{upstream}/v1"
 [providers.zhipu]
 kind = "openai"
 base_url = "http://{upstream}/v1"
-
+{faulty_provider}
 [[models]]
 id = "claude-opus-4.5"
 provider = "anthropic"
@@ -605,7 +689,7 @@ input_usd_per_mtok = 1.0
 output_usd_per_mtok = 2.0
 cached_usd_per_mtok = 0.2
 context_window = 128000
-"#
+{faulty_endpoint}"#
     )
 }
 
@@ -680,13 +764,22 @@ fn run_row(
     upstream: &Guard,
     upstream_addr: SocketAddr,
     upstream_startup: Duration,
+    faulty: Option<(&Guard, SocketAddr)>,
 ) -> crate::Result<Row> {
-    let label = format!("{}-c{c}", mode.name());
+    let label = match target {
+        Target::Faulty => format!("faulty-{}-c{c}", mode.name()),
+        _ => format!("{}-c{c}", mode.name()),
+    };
+    let faulty = faulty.filter(|_| target == Target::Faulty);
     // Each gateway row gets a fresh process: its peak RSS and start-up are
     // its own.
     let started = match target {
         Target::Direct => None,
-        Target::Switchyard => Some(start_switchyard(o, work, upstream_addr, &label)?),
+        Target::Switchyard => Some(start_switchyard(o, work, upstream_addr, None, &label)?),
+        Target::Faulty => {
+            let addr = faulty.map(|(_, addr)| addr);
+            Some(start_switchyard(o, work, upstream_addr, addr, &label)?)
+        }
         Target::Litellm => Some(start_litellm(o, work, upstream_addr, &label)?),
     };
     let (addr, pid, startup) = match &started {
@@ -718,16 +811,24 @@ fn run_row(
     if o.warmup > 0 {
         oha(o, &url, &body, c, o.warmup)?;
     }
+    let upstreams_cpu = || {
+        proc::cpu_seconds(upstream.pid())
+            + faulty.map_or(0.0, |(guard, _)| proc::cpu_seconds(guard.pid()))
+    };
+    let stats = || faulty.map(|(_, addr)| upstream_stats(addr)).transpose();
+    let stats0 = stats()?;
     let cpu0 = proc::cpu_seconds(pid);
-    let up0 = proc::cpu_seconds(upstream.pid());
+    let up0 = upstreams_cpu();
     let gen0 = proc::children_cpu_seconds();
     let t0 = Instant::now();
     let report = oha(o, &url, &body, c, o.duration)?;
     let wall = t0.elapsed().as_secs_f64();
     let gen1 = proc::children_cpu_seconds();
     let cpu1 = proc::cpu_seconds(pid);
-    let up1 = proc::cpu_seconds(upstream.pid());
+    let up1 = upstreams_cpu();
     let peak = proc::peak_rss_bytes(pid);
+    let stats1 = stats()?;
+    let faulty_delta = stats0.zip(stats1).map(|(a, b)| (b.0 - a.0, b.1 - a.1));
 
     let codes = report["statusCodeDistribution"]
         .as_object()
@@ -782,8 +883,23 @@ fn run_row(
         model: started
             .as_ref()
             .and_then(|s| s.probe.header("x-switchyard-model").map(str::to_string)),
+        faulty_endpoint_requests: faulty_delta.map(|d| d.0),
+        failed_attempts: faulty_delta.map(|d| d.1),
+        faulty_endpoint_share: faulty_delta
+            .filter(|_| ok > 0)
+            .map(|(requests, failed)| requests as f64 / (ok + failed) as f64),
         wall_s: wall,
     };
+    if let Some(share) = row.faulty_endpoint_share
+        && share < 0.25
+    {
+        eprintln!(
+            "  warning: the failing endpoint got only {:.1}% of the attempts: its circuit \
+             breaker was open for part of the run (bench/.work/logs/switchyard-{label}.log \
+             says when)",
+            share * 100.0
+        );
+    }
     drop(started);
     Ok(row)
 }
@@ -821,7 +937,7 @@ fn ms(d: Duration) -> f64 {
 
 fn header_line() -> String {
     format!(
-        "{:<10} {:<6} {:>4} {:>9} {:>8} {:>8} {:>6} {:>10} {:>8} {:>9}",
+        "{:<17} {:<6} {:>4} {:>9} {:>8} {:>8} {:>6} {:>7} {:>10} {:>8} {:>9}",
         "target",
         "mode",
         "conc",
@@ -829,6 +945,7 @@ fn header_line() -> String {
         "p50 ms",
         "p99 ms",
         "errors",
+        "retries",
         "CPU µs/req",
         "peak MiB",
         "start ms"
@@ -836,8 +953,9 @@ fn header_line() -> String {
 }
 
 fn format_row(r: &Row) -> String {
+    let retries = r.failed_attempts.map_or("-".to_string(), |n| n.to_string());
     format!(
-        "{:<10} {:<6} {:>4} {:>9.0} {:>8.3} {:>8.3} {:>6} {:>10.1} {:>8.1} {:>9.1}",
+        "{:<17} {:<6} {:>4} {:>9.0} {:>8.3} {:>8.3} {:>6} {:>7} {:>10.1} {:>8.1} {:>9.1}",
         r.target.name(),
         r.mode.name(),
         r.concurrency,
@@ -845,6 +963,7 @@ fn format_row(r: &Row) -> String {
         r.p50_ms,
         r.p99_ms,
         r.errors,
+        retries,
         r.cpu_us_per_req,
         r.peak_rss_mib,
         r.startup_ms
@@ -852,8 +971,9 @@ fn format_row(r: &Row) -> String {
 }
 
 /// The issue's targets, checked on this run's Switchyard rows against the
-/// direct rows; streaming gets twice the slack.
-fn checks(rows: &[Row]) -> Vec<Value> {
+/// direct rows; streaming gets twice the slack. With one endpoint failing,
+/// the client must still see no errors.
+fn checks(rows: &[Row], fault_every: u64) -> Vec<Value> {
     let find = |t: Target, m: Mode, c: u32| {
         rows.iter()
             .find(|r| r.target == t && r.mode == m && r.concurrency == c)
@@ -922,6 +1042,31 @@ fn checks(rows: &[Row]) -> Vec<Value> {
         push(
             rss < 100.0,
             format!("{m}: peak RSS under load < 100 MB ({rss:.1} MiB)"),
+        );
+    }
+    for mode in [Mode::Plain, Mode::Stream] {
+        let faulty: Vec<&Row> = rows
+            .iter()
+            .filter(|r| r.target == Target::Faulty && r.mode == mode)
+            .collect();
+        if faulty.is_empty() {
+            continue;
+        }
+        let errors: u64 = faulty.iter().map(|r| r.errors).sum();
+        let failed: u64 = faulty.iter().filter_map(|r| r.failed_attempts).sum();
+        let sent: u64 = faulty
+            .iter()
+            .filter_map(|r| r.faulty_endpoint_requests)
+            .sum();
+        // Without failures injected, the rows would prove nothing.
+        push(
+            errors == 0 && failed > 0,
+            format!(
+                "{}: no errors with one of glm-4.7's two endpoints failing 1 in {fault_every} \
+                 ({errors} errors; {failed} of the {sent} requests it got failed, every one \
+                 absorbed by a retry or fallback)",
+                mode.name()
+            ),
         );
     }
     out

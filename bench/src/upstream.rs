@@ -6,10 +6,18 @@
 //! `stream_options.include_usage` is true, then `data: [DONE]`. The model name
 //! is echoed back. Accepted sockets set TCP_NODELAY; the runtime is tokio's
 //! multi-threaded one with one worker per core.
+//!
+//! With `--fail-every N` it is a failing endpoint: every Nth chat request
+//! (counted across connections, so exactly 1 in N) gets `--fail-status`
+//! (default 500) and an OpenAI error body instead. `GET /stats` answers
+//! `{"requests": R, "failed": F}`, the chat requests so far and how many of
+//! them failed, so the driver can count the failures a gateway absorbed.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::pin::Pin;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -36,18 +44,34 @@ const PROMPT_TOKENS: u32 = 18;
 const COMPLETION_TOKENS: u32 = 12;
 const CREATED: u64 = 1_700_000_000;
 
-/// `switchyard-bench upstream [--listen ADDR] [--threads N]`: prints
-/// `listening <addr>` on standard output once bound, then serves forever.
+/// Chat requests received.
+static REQUESTS: AtomicU64 = AtomicU64::new(0);
+/// Chat requests answered with the injected failure.
+static FAILED: AtomicU64 = AtomicU64::new(0);
+/// `(every, status)`: fail every `every`th chat request with `status`.
+static FAULT: OnceLock<(u64, StatusCode)> = OnceLock::new();
+
+/// `switchyard-bench upstream [--listen ADDR] [--threads N] [--fail-every N
+/// [--fail-status S]]`: prints `listening <addr>` on standard output once
+/// bound, then serves forever.
 pub fn main(args: &[String]) -> crate::Result<()> {
     let mut listen = "127.0.0.1:0".to_string();
     let mut threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let mut fail_every = 0u64;
+    let mut fail_status = StatusCode::INTERNAL_SERVER_ERROR;
     let mut it = args.iter();
     while let Some(arg) = it.next() {
+        let mut value = || it.next().ok_or_else(|| format!("{arg} needs a value"));
         match arg.as_str() {
-            "--listen" => listen = it.next().ok_or("--listen needs a value")?.clone(),
-            "--threads" => threads = it.next().ok_or("--threads needs a value")?.parse()?,
+            "--listen" => listen = value()?.clone(),
+            "--threads" => threads = value()?.parse()?,
+            "--fail-every" => fail_every = value()?.parse()?,
+            "--fail-status" => fail_status = StatusCode::from_u16(value()?.parse()?)?,
             other => return Err(format!("upstream: unknown argument {other}").into()),
         }
+    }
+    if fail_every > 0 {
+        let _ = FAULT.set((fail_every, fail_status));
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads.max(1))
@@ -102,6 +126,14 @@ async fn handle(request: Request<Incoming>) -> Result<Response<Chunks>, Infallib
     if request.method() == Method::GET && (path == "/v1/models" || path == "/models") {
         return Ok(json(StatusCode::OK, Bytes::from_static(MODELS)));
     }
+    if request.method() == Method::GET && path == "/stats" {
+        let stats = format!(
+            r#"{{"requests":{},"failed":{}}}"#,
+            REQUESTS.load(Ordering::Relaxed),
+            FAILED.load(Ordering::Relaxed)
+        );
+        return Ok(json(StatusCode::OK, Bytes::from(stats)));
+    }
     if request.method() != Method::POST || !chat {
         return Ok(error(StatusCode::NOT_FOUND, "no such endpoint"));
     }
@@ -109,6 +141,13 @@ async fn handle(request: Request<Incoming>) -> Result<Response<Chunks>, Infallib
         Ok(collected) => collected.to_bytes(),
         Err(_) => return Ok(error(StatusCode::BAD_REQUEST, "cannot read the body")),
     };
+    let n = REQUESTS.fetch_add(1, Ordering::Relaxed) + 1;
+    if let Some(&(every, status)) = FAULT.get()
+        && n.is_multiple_of(every)
+    {
+        FAILED.fetch_add(1, Ordering::Relaxed);
+        return Ok(failure(status));
+    }
     let parsed: ChatRequest = match serde_json::from_slice(&body) {
         Ok(parsed) => parsed,
         Err(_) => {
@@ -185,6 +224,15 @@ fn json(status: StatusCode, body: Bytes) -> Response<Chunks> {
         .headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
+}
+
+/// The injected failure, worded as OpenAI words a server error.
+fn failure(status: StatusCode) -> Response<Chunks> {
+    let body = format!(
+        r#"{{"error":{{"message":"injected fault: HTTP {}","type":"server_error","param":null,"code":null}}}}"#,
+        status.as_u16()
+    );
+    json(status, Bytes::from(body))
 }
 
 fn error(status: StatusCode, message: &str) -> Response<Chunks> {

@@ -5,7 +5,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::provider::wire::anthropic::{self, ErrorType};
 use crate::provider::wire::openai;
-use crate::provider::{Format, ProviderError};
+use crate::provider::{Blame, Format, ProviderError};
 
 /// What went wrong, in terms both APIs can express.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,14 +75,28 @@ impl ApiError {
 
     /// The error an upstream failure becomes for the client.
     pub fn from_upstream(error: &ProviderError) -> Self {
+        if let ProviderError::Status { status, .. } = error
+            && error.blame() == Blame::Endpoint
+        {
+            // The client's key is Switchyard's: a provider refusing the
+            // gateway's key or model is the gateway's fault. The provider's
+            // own message is left out, as it may quote part of the key.
+            return Self::new(
+                ErrorKind::Upstream,
+                format!(
+                    "the upstream refused the gateway's credentials or model (it answered {status}); \
+                     the gateway's provider configuration needs fixing, not this request"
+                ),
+            );
+        }
         let kind = match error {
             ProviderError::Timeout(_) => ErrorKind::Timeout,
+            // Nothing answered: the upstream is unavailable.
             ProviderError::Connect(_) => ErrorKind::Overloaded,
-            ProviderError::Malformed(_) => ErrorKind::Upstream,
+            // It answered, then broke its answer.
+            ProviderError::Broken(_) | ProviderError::Malformed(_) => ErrorKind::Upstream,
             ProviderError::Status { status, .. } => match status {
                 400 | 422 => ErrorKind::InvalidRequest,
-                401 | 403 => ErrorKind::Upstream,
-                404 => ErrorKind::NotFound,
                 413 => ErrorKind::TooLarge,
                 429 => ErrorKind::RateLimited,
                 503 | 529 => ErrorKind::Overloaded,
@@ -158,5 +172,57 @@ impl ApiError {
                 .insert("x-switchyard-attempts", attempts.into());
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn status(status: u16, message: &str) -> ProviderError {
+        ProviderError::Status {
+            status,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    #[test]
+    fn an_answer_that_broke_off_is_a_bad_gateway_and_no_answer_is_unavailable() {
+        let broken = ApiError::from_upstream(&ProviderError::Broken("connection closed".into()));
+        assert_eq!(broken.status(), StatusCode::BAD_GATEWAY);
+        assert_eq!(broken.anthropic_body().error.kind, ErrorType::ApiError);
+        let body = broken.openai_body().error;
+        assert_eq!(
+            (body.kind.as_str(), body.code),
+            ("api_error", Some("upstream_error".into()))
+        );
+        let refused = ApiError::from_upstream(&ProviderError::Connect("refused".into()));
+        assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let late = ApiError::from_upstream(&ProviderError::Timeout(Duration::from_secs(1)));
+        assert_eq!(late.status(), StatusCode::GATEWAY_TIMEOUT);
+    }
+
+    #[test]
+    fn a_refused_key_or_model_is_the_gateways_fault_and_quotes_nothing() {
+        for code in [401, 403, 404] {
+            let error = ApiError::from_upstream(&status(code, "Incorrect API key sk-abc...wxyz"));
+            assert_eq!(error.status(), StatusCode::BAD_GATEWAY, "{code}");
+            assert!(
+                error
+                    .message
+                    .contains("refused the gateway's credentials or model"),
+                "{}",
+                error.message
+            );
+            assert!(!error.message.contains("sk-"), "{}", error.message);
+        }
+        for code in [400, 422] {
+            let error = ApiError::from_upstream(&status(code, "messages: required"));
+            assert_eq!(error.status(), StatusCode::BAD_REQUEST, "{code}");
+            assert!(error.message.contains("messages: required"));
+        }
     }
 }

@@ -1,6 +1,6 @@
 //! Providers reached over HTTP: any OpenAI-compatible API, and Anthropic's.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, bail};
 use bytes::Bytes;
@@ -124,7 +124,7 @@ impl HttpProvider {
         let bytes = tokio::time::timeout(self.timeout, response.bytes())
             .await
             .map_err(|_| ProviderError::Timeout(self.timeout))?
-            .map_err(|e| self.transport_error(e))?;
+            .map_err(|e| body_error(e, self.timeout, self.key.as_deref()))?;
         let parsed = match self.format {
             Format::OpenAi => serde_json::from_slice(&bytes).map(Response::OpenAi),
             Format::Anthropic => serde_json::from_slice(&bytes).map(Response::Anthropic),
@@ -137,6 +137,7 @@ impl HttpProvider {
     fn events(&self, response: reqwest::Response) -> super::EventStream {
         let format = self.format;
         let key = self.key.clone();
+        let timeout = self.timeout;
         let mut parser = SseParser::new();
         let mut bytes = response.bytes_stream();
         let stream = async_stream(move |tx| async move {
@@ -144,8 +145,7 @@ impl HttpProvider {
                 let chunk: Bytes = match bytes.next().await {
                     Some(Ok(chunk)) => chunk,
                     Some(Err(e)) => {
-                        let message = redact(key.as_deref(), &format!("{e}"));
-                        let _ = tx.send(Err(ProviderError::Connect(message))).await;
+                        let _ = tx.send(Err(body_error(e, timeout, key.as_deref()))).await;
                         return;
                     }
                     None => break,
@@ -181,20 +181,13 @@ impl HttpProvider {
         Box::pin(stream)
     }
 
+    /// An error of the request before any response: the upstream is
+    /// unreachable (503 to the client).
     fn transport_error(&self, e: reqwest::Error) -> ProviderError {
         if e.is_timeout() {
             return ProviderError::Timeout(self.timeout);
         }
-        // Without the URL: it can name internal hosts the client has no
-        // business knowing.
-        let e = e.without_url();
-        let mut text = e.to_string();
-        let mut source = std::error::Error::source(&e);
-        while let Some(s) = source {
-            text = format!("{text}: {s}");
-            source = s.source();
-        }
-        ProviderError::Connect(self.redact(&text))
+        ProviderError::Connect(error_text(e, self.key.as_deref()))
     }
 
     async fn status_error(&self, response: reqwest::Response) -> ProviderError {
@@ -203,15 +196,25 @@ impl HttpProvider {
             .headers()
             .get("retry-after")
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .filter(|s| s.is_finite() && *s >= 0.0)
-            .map(Duration::from_secs_f64);
+            .and_then(|v| retry_after(v, SystemTime::now()));
         let body = response.bytes().await.unwrap_or_default();
-        let message = error_message(&body);
-        tracing::debug!(provider = %self.name, status, "upstream error: {message}");
+        let message = self.redact(&error_message(&body));
+        let message = match status {
+            // A provider's words about a refused key may quote part of it
+            // (OpenAI echoes a masked key): they go to the operator's log
+            // only, attempts and errors say what happened in fixed words.
+            401 | 403 => {
+                tracing::warn!(provider = %self.name, status, "the provider refused the gateway's credentials: {message}");
+                "the provider refused the gateway's credentials".to_string()
+            }
+            _ => {
+                tracing::debug!(provider = %self.name, status, "upstream error: {message}");
+                message
+            }
+        };
         ProviderError::Status {
             status,
-            message: self.redact(&message),
+            message,
             retry_after,
         }
     }
@@ -219,6 +222,42 @@ impl HttpProvider {
     fn redact(&self, text: &str) -> String {
         redact(self.key.as_deref(), text)
     }
+}
+
+/// An error reading a body after the upstream answered 200: the answer
+/// broke off (502 to the client), unless it is a read timeout.
+fn body_error(e: reqwest::Error, timeout: Duration, key: Option<&str>) -> ProviderError {
+    if e.is_timeout() {
+        return ProviderError::Timeout(timeout);
+    }
+    ProviderError::Broken(error_text(e, key))
+}
+
+/// An error's message with its causes, without the URL (it can name
+/// internal hosts the client has no business knowing) or the key.
+fn error_text(e: reqwest::Error, key: Option<&str>) -> String {
+    let e = e.without_url();
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        text = format!("{text}: {s}");
+        source = s.source();
+    }
+    redact(key, &text)
+}
+
+/// A `Retry-After` value as the wait it asks for: delay-seconds, or an
+/// HTTP-date (RFC 9110 §10.2.3), of which a past one means "now". `None`
+/// when it is neither.
+pub fn retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<f64>() {
+        // `try_`: a negative, infinite or absurdly large value is ignored
+        // rather than a panic.
+        return Duration::try_from_secs_f64(seconds).ok();
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
 /// `text` without the provider key, should an upstream echo it back.
@@ -298,4 +337,36 @@ where
     let (tx, mut rx) = tokio::sync::mpsc::channel(16);
     tokio::spawn(producer(tx));
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_takes_seconds_or_an_http_date() {
+        let now = httpdate::parse_http_date("Wed, 21 Oct 2015 07:28:00 GMT").unwrap();
+        let secs = Duration::from_secs;
+        assert_eq!(retry_after("120", now), Some(secs(120)));
+        assert_eq!(retry_after(" 0 ", now), Some(Duration::ZERO));
+        assert_eq!(retry_after("1.5", now), Some(Duration::from_millis(1500)));
+        assert_eq!(
+            retry_after("Wed, 21 Oct 2015 07:28:30 GMT", now),
+            Some(secs(30))
+        );
+        // The two obsolete date formats RFC 9110 says recipients must accept.
+        assert_eq!(
+            retry_after("Wednesday, 21-Oct-15 07:29:00 GMT", now),
+            Some(secs(60))
+        );
+        assert_eq!(retry_after("Wed Oct 21 07:28:10 2015", now), Some(secs(10)));
+        // A date already past: retry now.
+        assert_eq!(
+            retry_after("Wed, 21 Oct 2015 07:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        for ignored in ["-1", "NaN", "inf", "1e300", "soon", "", "21 Oct 2015"] {
+            assert_eq!(retry_after(ignored, now), None, "{ignored:?}");
+        }
+    }
 }

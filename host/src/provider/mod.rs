@@ -157,7 +157,8 @@ pub enum Reply {
 /// Why an upstream call failed.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ProviderError {
-    /// No connection could be made.
+    /// No connection could be made, or it failed before the upstream
+    /// answered (refused, reset): the upstream is unavailable.
     #[error("cannot connect to the provider: {0}")]
     Connect(String),
     /// The provider did not answer in time.
@@ -173,23 +174,55 @@ pub enum ProviderError {
         /// The provider's `Retry-After`.
         retry_after: Option<Duration>,
     },
+    /// The provider answered 200, then its body or stream broke off (the
+    /// connection dropped, or the body could not be decoded).
+    #[error("the provider's answer broke off: {0}")]
+    Broken(String),
     /// The answer could not be understood.
     #[error("the provider's answer is malformed: {0}")]
     Malformed(String),
 }
 
+/// Where the fault of a failed call lies, which decides what is tried next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Blame {
+    /// The upstream failed this time (no connection, a timeout, 408, 409,
+    /// 429, 5xx, a broken or malformed answer): the same endpoint may
+    /// answer if asked again, after a backoff.
+    Upstream,
+    /// The upstream refused the gateway's credentials or model name (401,
+    /// 403, 404): the endpoint's configuration is wrong, so asking it again
+    /// is pointless, but another endpoint or model may answer.
+    Endpoint,
+    /// The request itself is bad (400, 422 and the other 4xx): no endpoint
+    /// would take it.
+    Request,
+}
+
 impl ProviderError {
-    /// Whether another attempt (here or on another model) may succeed:
-    /// connection errors, timeouts, 408, 409, 429 and 5xx.
-    pub fn is_retryable(&self) -> bool {
+    /// Whose fault the failure is. The client's credentials are
+    /// Switchyard's, never the provider's, so a provider's 401, 403 or 404
+    /// is about the gateway's configuration of that endpoint, not about the
+    /// request.
+    pub fn blame(&self) -> Blame {
         match self {
-            ProviderError::Connect(_) | ProviderError::Timeout(_) | ProviderError::Malformed(_) => {
-                true
-            }
-            ProviderError::Status { status, .. } => {
-                matches!(status, 408 | 409 | 429) || *status >= 500
-            }
+            ProviderError::Connect(_)
+            | ProviderError::Timeout(_)
+            | ProviderError::Broken(_)
+            | ProviderError::Malformed(_) => Blame::Upstream,
+            ProviderError::Status { status, .. } => match status {
+                408 | 409 | 429 => Blame::Upstream,
+                401 | 403 | 404 => Blame::Endpoint,
+                s if *s >= 500 => Blame::Upstream,
+                _ => Blame::Request,
+            },
         }
+    }
+
+    /// Whether asking the same endpoint again may succeed
+    /// ([`Blame::Upstream`]).
+    pub fn is_retryable(&self) -> bool {
+        self.blame() == Blame::Upstream
     }
 }
 
@@ -235,4 +268,39 @@ pub fn unix_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(status: u16) -> ProviderError {
+        ProviderError::Status {
+            status,
+            message: String::new(),
+            retry_after: None,
+        }
+    }
+
+    #[test]
+    fn blame_decides_what_is_tried_next() {
+        for upstream in [408, 409, 429, 500, 502, 503, 504, 529] {
+            assert_eq!(status(upstream).blame(), Blame::Upstream, "{upstream}");
+        }
+        for endpoint in [401, 403, 404] {
+            assert_eq!(status(endpoint).blame(), Blame::Endpoint, "{endpoint}");
+            assert!(!status(endpoint).is_retryable());
+        }
+        for request in [400, 413, 422] {
+            assert_eq!(status(request).blame(), Blame::Request, "{request}");
+        }
+        for error in [
+            ProviderError::Connect(String::new()),
+            ProviderError::Timeout(Duration::from_secs(1)),
+            ProviderError::Broken(String::new()),
+            ProviderError::Malformed(String::new()),
+        ] {
+            assert!(error.is_retryable(), "{error}");
+        }
+    }
 }

@@ -203,17 +203,28 @@ impl Balancer {
 
     /// Picks an endpoint whose breaker allows a call, or none.
     pub fn pick(&self) -> Option<Lease> {
+        self.pick_except(&[])
+    }
+
+    /// Picks an endpoint whose breaker allows a call, other than those of
+    /// `except`, or none.
+    pub fn pick_except(&self, except: &[Arc<Endpoint>]) -> Option<Lease> {
         match self.strategy {
-            Strategy::RoundRobin => self.round_robin(),
-            Strategy::LeastLatency => self.least_latency().or_else(|| self.round_robin()),
+            Strategy::RoundRobin => self.round_robin(except),
+            Strategy::LeastLatency => self
+                .least_latency(except)
+                .or_else(|| self.round_robin(except)),
         }
     }
 
-    fn round_robin(&self) -> Option<Lease> {
+    fn round_robin(&self, except: &[Arc<Endpoint>]) -> Option<Lease> {
         let n = self.endpoints.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         (0..n).find_map(|i| {
             let endpoint = &self.endpoints[(start + i) % n];
+            if excluded(endpoint, except) {
+                return None;
+            }
             endpoint
                 .breaker
                 .try_acquire()
@@ -221,11 +232,11 @@ impl Balancer {
         })
     }
 
-    fn least_latency(&self) -> Option<Lease> {
+    fn least_latency(&self, except: &[Arc<Endpoint>]) -> Option<Lease> {
         let open: Vec<&Arc<Endpoint>> = self
             .endpoints
             .iter()
-            .filter(|e| e.breaker.would_allow())
+            .filter(|e| !excluded(e, except) && e.breaker.would_allow())
             .collect();
         let chosen = match open.len() {
             0 => return None,
@@ -256,6 +267,10 @@ impl Balancer {
         self.rng.store(x, Ordering::Relaxed);
         x
     }
+}
+
+fn excluded(endpoint: &Arc<Endpoint>, except: &[Arc<Endpoint>]) -> bool {
+    except.iter().any(|e| Arc::ptr_eq(e, endpoint))
 }
 
 #[cfg(test)]
@@ -298,6 +313,20 @@ mod tests {
         // p1's load: once, then p1 (15 ms), then p0 again (20 ms < 30 ms).
         let providers: Vec<&str> = held.iter().map(|l| l.endpoint.provider.as_str()).collect();
         assert_eq!(providers, ["p0", "p1", "p0"]);
+    }
+
+    #[test]
+    fn excluded_endpoints_are_never_picked() {
+        for strategy in [Strategy::RoundRobin, Strategy::LeastLatency] {
+            let b = Balancer::new(strategy, endpoints(3));
+            let except = [b.endpoints()[0].clone(), b.endpoints()[2].clone()];
+            assert!(
+                (0..20).all(|_| b.pick_except(&except).unwrap().endpoint.provider == "p1"),
+                "{strategy:?}"
+            );
+            let all: Vec<Arc<Endpoint>> = b.endpoints().to_vec();
+            assert!(b.pick_except(&all).is_none(), "{strategy:?}");
+        }
     }
 
     #[test]

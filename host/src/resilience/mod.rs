@@ -12,6 +12,36 @@
 //! endpoint whose breaker allows a call, try, retry retryable failures with
 //! backoff while the budget and the deadline allow, then move on. Every
 //! attempt is reported back, successful or not.
+//!
+//! What a failed attempt leads to depends on whose fault it is
+//! ([`ProviderError::blame`]):
+//!
+//! - **The upstream's, this time** ([`Blame::Upstream`]): no connection, a
+//!   timeout, 408, 409, 429, 5xx, or an answer that started (200) and then
+//!   broke off or could not be decoded. Retried on the model after a
+//!   backoff with full jitter, within `max_retries`, the retry budget and
+//!   the deadline; then the next model. An upstream's `Retry-After` (seconds
+//!   or an HTTP-date, a past date meaning now) replaces the backoff, or
+//!   moves on to the next model at once when it is longer than
+//!   `backoff_max_ms`. Counts against the endpoint's breaker.
+//! - **The endpoint's configuration** ([`Blame::Endpoint`]): the provider
+//!   answered 401, 403 or 404. Clients authenticate to Switchyard, not to
+//!   the provider, so this is the gateway's key or upstream model name being
+//!   wrong there. The endpoint is not asked again for this request; the
+//!   model's other endpoints are tried at once (no backoff, no retry from
+//!   the budget), then the next model and the escalation model. Counts
+//!   against the endpoint's breaker, so a misconfigured endpoint is soon
+//!   skipped. If it is the last failure of the chain, the client gets a 502
+//!   saying the upstream refused the gateway's credentials or model, without
+//!   the provider's own words (they can quote part of the key).
+//! - **The request's** ([`Blame::Request`]): 400, 422 and the other 4xx (or
+//!   a request that cannot be translated to the provider's format). No
+//!   endpoint would take it: the request ends at once with the client-format
+//!   error, and the endpoint's breaker counts it as a success.
+//!
+//! A stream counts as answered at its first event. A failure before it is
+//! treated as above; after it the client already has the start of the
+//! answer, so the stream ends with an error event instead of falling back.
 
 pub mod balance;
 pub mod breaker;
@@ -26,7 +56,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::config::{Config, ModelConfig, ResilienceConfig};
-use crate::provider::ProviderError;
+use crate::provider::{Blame, ProviderError};
 use balance::{Balancer, Endpoint, Lease};
 use breaker::State;
 use retry::RetryBudget;
@@ -167,6 +197,9 @@ impl Resilience {
                 crate::metrics::escalation(&model.id);
             }
             let mut retries = 0;
+            // Endpoints of this model that refused the gateway's credentials
+            // or model: asking them again cannot help.
+            let mut refused: Vec<Arc<Endpoint>> = Vec::new();
             loop {
                 let left = deadline.saturating_duration_since(Instant::now());
                 if left.is_zero() {
@@ -176,7 +209,11 @@ impl Resilience {
                         lease: None,
                     };
                 }
-                let Some(mut lease) = pool.pick() else {
+                let Some(mut lease) = pool.pick_except(&refused) else {
+                    if refused.len() == pool.endpoints().len() {
+                        // Every endpoint was tried and refused: not a skip.
+                        break;
+                    }
                     attempts.push(Attempt {
                         model: model.id.clone(),
                         provider: String::new(),
@@ -221,9 +258,10 @@ impl Resilience {
                     }
                     Err(error) => error,
                 };
-                // A client error says nothing about the endpoint's health.
-                let retryable = error.is_retryable();
-                report(&model.id, &endpoint, lease.finish(!retryable));
+                let blame = error.blame();
+                // A bad request says nothing about the endpoint's health; a
+                // refused key or model does: the endpoint cannot serve.
+                report(&model.id, &endpoint, lease.finish(blame == Blame::Request));
                 crate::metrics::upstream_failure(&model.id);
                 tracing::warn!(model = %model.id, provider = %endpoint.provider, "attempt failed: {error}");
                 attempts.push(Attempt {
@@ -237,12 +275,24 @@ impl Resilience {
                     elapsed_ms,
                     skipped: false,
                 });
-                if !retryable {
-                    return Outcome {
-                        result: Err(error),
-                        attempts,
-                        lease: None,
-                    };
+                match blame {
+                    Blame::Request => {
+                        return Outcome {
+                            result: Err(error),
+                            attempts,
+                            lease: None,
+                        };
+                    }
+                    Blame::Endpoint => {
+                        // Another endpoint of the model (another key, region
+                        // or name) may take it, at once: nothing here is
+                        // overloaded, so neither a backoff nor a retry from
+                        // the budget is due.
+                        refused.push(endpoint);
+                        last_error = Some(error);
+                        continue;
+                    }
+                    Blame::Upstream => {}
                 }
                 let wait = self.wait_before_retry(&error, retries + 1);
                 last_error = Some(error);
