@@ -59,6 +59,7 @@ enum Wire {
 struct Knobs {
     total_deadline_ms: u64,
     max_retries: u32,
+    backoff_base_ms: u64,
     backoff_max_ms: u64,
     budget_ratio: f64,
     budget_reserve: u32,
@@ -72,6 +73,7 @@ impl Default for Knobs {
         Knobs {
             total_deadline_ms: 20_000,
             max_retries: MAX_RETRIES,
+            backoff_base_ms: 5,
             backoff_max_ms: 50,
             // Every request may retry: the matrix counts exact attempts.
             budget_ratio: 1.0,
@@ -92,12 +94,13 @@ impl Knobs {
             .unwrap_or_default();
         format!(
             "[resilience]\ntotal_deadline_ms = {}\nfirst_token_timeout_ms = {FIRST_TOKEN_MS}\n\
-             max_retries = {}\nbackoff_base_ms = 5\nbackoff_max_ms = {}\n\
+             max_retries = {}\nbackoff_base_ms = {}\nbackoff_max_ms = {}\n\
              retry_budget_ratio = {}\nretry_budget_reserve = {}\n{escalation}\n\
              [resilience.breaker]\nwindow_ms = 60000\nmin_calls = {}\nfailure_rate = 0.5\n\
              cooldown_ms = {}\nmax_cooldown_ms = 5000\nhalf_open_probes = 1\n",
             self.total_deadline_ms,
             self.max_retries,
+            self.backoff_base_ms,
             self.backoff_max_ms,
             self.budget_ratio,
             self.budget_reserve,
@@ -1396,6 +1399,43 @@ async fn a_refused_key_moves_on_to_the_next_endpoint() {
     assert_eq!(upstreams[1].total(), 8);
     assert_eq!(gateway.breaker("pool", 0).await.0, "open");
     assert_eq!(gateway.breaker("pool", 1).await.0, "closed");
+}
+
+/// A retry goes at once to another endpoint of the model: the backoff
+/// spares the endpoint that failed, not its siblings.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_moves_to_another_endpoint_without_backoff() {
+    let upstreams: [Upstream; 2] =
+        std::array::from_fn(|_| Upstream::start_blocking(UpstreamConfig::default()));
+    upstreams[0].on(|_| Some(Reply::error(500, "broken")));
+    // Every backoff would be a uniform draw from 0 to 10 s.
+    let knobs = Knobs {
+        backoff_base_ms: 10_000,
+        backoff_max_ms: 10_000,
+        ..Knobs::default()
+    };
+    let daemon = pool_daemon(&upstreams, "round-robin", &knobs).await;
+    let gateway = Gateway::new(&daemon);
+    let started = std::time::Instant::now();
+    for i in 0..6usize {
+        let (api, stream) = (API[i % 2], i % 3 == 0);
+        let answer = gateway.ask(api, "pool", "x", stream, &[]).await;
+        check_answer(api, stream, &answer, "x").unwrap();
+        assert!(answer.attempts().unwrap() <= 2, "request {i}");
+    }
+    let failed = upstreams[0].total();
+    assert!(
+        failed >= 1,
+        "round-robin sent no request to the failing endpoint"
+    );
+    assert_eq!(upstreams[1].total(), 6);
+    // With a backoff before each of those retries, the odds of six requests
+    // within 5 s would be about (1/2)^failed.
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{failed} retries took {:?}",
+        started.elapsed()
+    );
 }
 
 /// When one endpoint of a pool fails, its breaker opens and the pool's

@@ -123,7 +123,8 @@ pub struct Lease {
     /// The breaker's permit.
     pub permit: Permit,
     started: Instant,
-    answered: Option<Duration>,
+    /// When the answer started and its success was recorded.
+    answered: Option<Instant>,
     recorded: bool,
 }
 
@@ -139,18 +140,37 @@ impl Lease {
         }
     }
 
-    /// Notes that the answer has started (a stream's first event): its
-    /// latency is the time to here, whatever the stream's length. The
-    /// outcome is recorded later, by [`Lease::finish`].
-    pub fn mark_answered(&mut self) {
-        self.answered = Some(self.started.elapsed());
+    /// Notes that the answer has started (a stream's first event) and
+    /// records the success: the endpoint has answered. Its latency is the
+    /// time to here, whatever the stream's length.
+    ///
+    /// Recording at the first event rather than at the stream's end keeps
+    /// the breaker's window fair: failures arrive fast and would otherwise
+    /// fill a fresh window before the successes of long streams land.
+    /// Returns the breaker's new state if it changed.
+    pub fn mark_answered(&mut self) -> Option<super::breaker::State> {
+        if self.recorded {
+            return None;
+        }
+        self.recorded = true;
+        let now = Instant::now();
+        self.answered = Some(now);
+        self.endpoint.observe(now.duration_since(self.started));
+        self.endpoint.breaker.record_at(self.permit, true, now)
     }
 
-    /// Records the outcome; successes also feed the latency estimate.
-    /// Returns the breaker's new state if it changed.
+    /// Records the outcome; successes also feed the latency estimate. After
+    /// [`Lease::mark_answered`] only a failure (a stream broken midway) is
+    /// recorded, by turning that success into a failure. Returns the
+    /// breaker's new state if it changed.
     pub fn finish(mut self, success: bool) -> Option<super::breaker::State> {
+        if let Some(at) = self.answered {
+            return (!success)
+                .then(|| self.endpoint.breaker.amend_to_failure(at))
+                .flatten();
+        }
         self.recorded = true;
-        let elapsed = self.answered.unwrap_or_else(|| self.started.elapsed());
+        let elapsed = self.started.elapsed();
         if success {
             self.endpoint.observe(elapsed);
         } else {
@@ -199,6 +219,14 @@ impl Balancer {
     /// Whether any endpoint's breaker would let a call through.
     pub fn available(&self) -> bool {
         self.endpoints.iter().any(|e| e.breaker.would_allow())
+    }
+
+    /// Whether an endpoint other than those of `except` would let a call
+    /// through.
+    pub fn available_except(&self, except: &[Arc<Endpoint>]) -> bool {
+        self.endpoints
+            .iter()
+            .any(|e| !excluded(e, except) && e.breaker.would_allow())
     }
 
     /// Picks an endpoint whose breaker allows a call, or none.

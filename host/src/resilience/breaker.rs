@@ -203,7 +203,12 @@ impl CircuitBreaker {
     /// Records the outcome of a permitted call. Returns the new state when
     /// it changed.
     pub fn record(&self, permit: Permit, success: bool) -> Option<State> {
-        let now = Instant::now();
+        self.record_at(permit, success, Instant::now())
+    }
+
+    /// [`CircuitBreaker::record`] with the outcome's time, to be named
+    /// again by [`CircuitBreaker::amend_to_failure`].
+    pub fn record_at(&self, permit: Permit, success: bool, now: Instant) -> Option<State> {
         let mut b = self.lock();
         b.push(now, success);
         b.prune(now, self.config.window);
@@ -218,19 +223,38 @@ impl CircuitBreaker {
                     Some(self.trip(&mut b, now))
                 }
             }
-            (Inner::Closed, _) if !success => {
-                let calls = b.window.len() as u32;
-                if calls >= self.config.min_calls
-                    && b.failures as f64 / calls as f64 >= self.config.failure_rate
-                {
-                    Some(self.trip(&mut b, now))
-                } else {
-                    None
-                }
-            }
+            (Inner::Closed, _) if !success => self.trip_on_rate(&mut b, now),
             // Late outcomes of calls made before a trip change nothing.
             _ => None,
         }
+    }
+
+    /// Turns the success recorded at `at` into a failure: the call it stood
+    /// for (a stream, counted as a success at its first event) broke off.
+    /// Records a new failure if that success has left the window. Returns
+    /// the new state when it changed.
+    pub fn amend_to_failure(&self, at: Instant) -> Option<State> {
+        let now = Instant::now();
+        let mut b = self.lock();
+        b.prune(now, self.config.window);
+        match b.window.iter_mut().rev().find(|(t, ok)| *t == at && *ok) {
+            Some(entry) => {
+                entry.1 = false;
+                b.failures += 1;
+            }
+            None => b.push(now, false),
+        }
+        match b.inner {
+            Inner::Closed => self.trip_on_rate(&mut b, now),
+            _ => None,
+        }
+    }
+
+    fn trip_on_rate(&self, b: &mut Breaker, now: Instant) -> Option<State> {
+        let calls = b.window.len() as u32;
+        (calls >= self.config.min_calls
+            && b.failures as f64 / calls as f64 >= self.config.failure_rate)
+            .then(|| self.trip(b, now))
     }
 
     fn trip(&self, b: &mut Breaker, now: Instant) -> State {
@@ -297,6 +321,26 @@ mod tests {
         assert_eq!(fail(&b), Some(State::Open));
         assert_eq!(b.state(), State::Open);
         assert!(b.try_acquire().is_none());
+    }
+
+    #[test]
+    fn streams_broken_after_their_first_event_trip_it() {
+        // Each stream is a success at its first event, amended to a failure
+        // when it breaks: the endpoint fails every call, so it trips at
+        // `min_calls` as if each had failed at once.
+        let b = CircuitBreaker::new(config());
+        for i in 1..=4 {
+            let permit = b.try_acquire().expect("allowed");
+            let at = Instant::now();
+            assert_eq!(b.record_at(permit, true, at), None);
+            let change = b.amend_to_failure(at);
+            if i < 4 {
+                assert_eq!(change, None, "stream {i}");
+            } else {
+                assert_eq!(change, Some(State::Open));
+            }
+        }
+        assert!((b.success_rate() - 0.0).abs() < 1e-9);
     }
 
     #[test]

@@ -18,12 +18,13 @@
 //!
 //! - **The upstream's, this time** ([`Blame::Upstream`]): no connection, a
 //!   timeout, 408, 409, 429, 5xx, or an answer that started (200) and then
-//!   broke off or could not be decoded. Retried on the model after a
-//!   backoff with full jitter, within `max_retries`, the retry budget and
-//!   the deadline; then the next model. An upstream's `Retry-After` (seconds
-//!   or an HTTP-date, a past date meaning now) replaces the backoff, or
-//!   moves on to the next model at once when it is longer than
-//!   `backoff_max_ms`. Counts against the endpoint's breaker.
+//!   broke off or could not be decoded. Retried on the model within
+//!   `max_retries`, the retry budget and the deadline; then the next model.
+//!   The retry goes at once to another endpoint of the model when one is
+//!   available; on the same endpoint it waits a backoff with full jitter, or
+//!   the upstream's `Retry-After` (seconds or an HTTP-date, a past date
+//!   meaning now), or moves on to the next model at once when that is longer
+//!   than `backoff_max_ms`. Counts against the endpoint's breaker.
 //! - **The endpoint's configuration** ([`Blame::Endpoint`]): the provider
 //!   answered 401, 403 or 404. Clients authenticate to Switchyard, not to
 //!   the provider, so this is the gateway's key or upstream model name being
@@ -39,9 +40,11 @@
 //!   endpoint would take it: the request ends at once with the client-format
 //!   error, and the endpoint's breaker counts it as a success.
 //!
-//! A stream counts as answered at its first event. A failure before it is
-//! treated as above; after it the client already has the start of the
-//! answer, so the stream ends with an error event instead of falling back.
+//! A stream counts as answered at its first event, and its endpoint's
+//! breaker records the success then. A failure before it is treated as
+//! above; after it the client already has the start of the answer, so the
+//! stream ends with an error event instead of falling back, and the breaker
+//! records one failure more.
 
 pub mod balance;
 pub mod breaker;
@@ -200,6 +203,9 @@ impl Resilience {
             // Endpoints of this model that refused the gateway's credentials
             // or model: asking them again cannot help.
             let mut refused: Vec<Arc<Endpoint>> = Vec::new();
+            // Endpoints of this model that failed this request: a retry
+            // goes to another one if it can.
+            let mut failed: Vec<Arc<Endpoint>> = Vec::new();
             loop {
                 let left = deadline.saturating_duration_since(Instant::now());
                 if left.is_zero() {
@@ -209,7 +215,10 @@ impl Resilience {
                         lease: None,
                     };
                 }
-                let Some(mut lease) = pool.pick_except(&refused) else {
+                let fresh = (!failed.is_empty())
+                    .then(|| pool.pick_except(&[refused.as_slice(), &failed].concat()))
+                    .flatten();
+                let Some(mut lease) = fresh.or_else(|| pool.pick_except(&refused)) else {
                     if refused.len() == pool.endpoints().len() {
                         // Every endpoint was tried and refused: not a skip.
                         break;
@@ -241,7 +250,7 @@ impl Resilience {
                 let elapsed_ms = started.elapsed().as_millis() as u64;
                 let error = match result {
                     Ok(answer) => {
-                        lease.mark_answered();
+                        report(&model.id, &endpoint, lease.mark_answered());
                         attempts.push(Attempt {
                             model: model.id.clone(),
                             provider: endpoint.provider.clone(),
@@ -296,7 +305,18 @@ impl Resilience {
                 }
                 let wait = self.wait_before_retry(&error, retries + 1);
                 last_error = Some(error);
-                let Some(wait) = wait else { break };
+                failed.push(endpoint);
+                // The backoff (or the upstream's Retry-After) spares the
+                // endpoint that failed; another endpoint of the model (another
+                // key, another region) can take the retry at once.
+                let wait = if pool.available_except(&[refused.as_slice(), &failed].concat()) {
+                    Duration::ZERO
+                } else {
+                    match wait {
+                        Some(wait) => wait,
+                        None => break,
+                    }
+                };
                 if retries >= self.config.max_retries
                     || Instant::now() + wait >= deadline
                     || !self.budget.try_withdraw()
