@@ -2,9 +2,14 @@
 //!
 //! Names follow Prometheus conventions (`_total` for counters, base units).
 
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, RwLock};
+
+use metrics::{Counter, Gauge};
+
 use crate::ledger::Cost;
 use crate::policy::PolicyError;
-use crate::policy::types::Route;
+use crate::policy::types::{Route, Tier};
 use crate::provider::{Format, Usage};
 
 /// A policy's answer was replaced by the safe route.
@@ -57,16 +62,59 @@ fn api(format: Format) -> &'static str {
 
 /// A request was answered.
 pub fn request_served(format: Format, model: &str, route: &Route, usage: &Usage, cost: Cost) {
-    let labels = [
-        ("api", api(format).to_string()),
-        ("model", model.to_string()),
-        ("tier", route.tier.as_str().to_string()),
-    ];
-    metrics::counter!("switchyard_requests_total", &labels).increment(1);
-    metrics::counter!("switchyard_input_tokens_total", &labels).increment(usage.input_tokens);
-    metrics::counter!("switchyard_output_tokens_total", &labels).increment(usage.output_tokens);
-    metrics::gauge!("switchyard_spent_usd", &labels).increment(cost.usd);
-    metrics::gauge!("switchyard_baseline_usd", &labels).increment(cost.baseline_usd);
+    let series = served(format, route.tier, model);
+    series.requests.increment(1);
+    series.input_tokens.increment(usage.input_tokens);
+    series.output_tokens.increment(usage.output_tokens);
+    series.spent_usd.increment(cost.usd);
+    series.baseline_usd.increment(cost.baseline_usd);
+}
+
+/// The series a served request updates.
+struct Served {
+    requests: Counter,
+    input_tokens: Counter,
+    output_tokens: Counter,
+    spent_usd: Gauge,
+    baseline_usd: Gauge,
+}
+
+/// [`Served`] series by API and tier, then model. Registered once each:
+/// building the labelled keys and finding them in the registry on every
+/// request cost more than the increments. Models come from the
+/// configuration, so this stays small.
+type ServedSeries = HashMap<(Format, Tier), HashMap<String, Arc<Served>>>;
+
+fn served(format: Format, tier: Tier, model: &str) -> Arc<Served> {
+    static SERIES: LazyLock<RwLock<ServedSeries>> = LazyLock::new(Default::default);
+    let known = SERIES
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&(format, tier))
+        .and_then(|models| models.get(model))
+        .cloned();
+    if let Some(series) = known {
+        return series;
+    }
+    let mut all = SERIES.write().unwrap_or_else(|p| p.into_inner());
+    all.entry((format, tier))
+        .or_default()
+        .entry(model.to_string())
+        .or_insert_with(|| {
+            let labels = [
+                ("api", api(format).to_string()),
+                ("model", model.to_string()),
+                ("tier", tier.as_str().to_string()),
+            ];
+            Arc::new(Served {
+                requests: metrics::counter!("switchyard_requests_total", &labels),
+                input_tokens: metrics::counter!("switchyard_input_tokens_total", &labels),
+                output_tokens: metrics::counter!("switchyard_output_tokens_total", &labels),
+                spent_usd: metrics::gauge!("switchyard_spent_usd", &labels),
+                baseline_usd: metrics::gauge!("switchyard_baseline_usd", &labels),
+            })
+        })
+        .clone()
 }
 
 /// A request got an error response.

@@ -24,7 +24,7 @@ use wire::{anthropic, openai, translate};
 pub const DEFAULT_MAX_TOKENS: u32 = 8192;
 
 /// A wire format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Format {
     /// OpenAI chat completions.
     OpenAi,
