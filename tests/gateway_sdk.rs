@@ -1,6 +1,6 @@
 //! The official OpenAI and Anthropic Python SDKs against the real daemon,
 //! served by local upstreams of the same and of the other format:
-//! non-streaming, streaming and tool calls on both APIs.
+//! non-streaming, streaming and tool calls on both APIs, and plan mode.
 
 mod common;
 
@@ -8,9 +8,11 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use switchyard::config::Config;
 use switchyard_test_support::sdk::run_sdk_script_async;
-use switchyard_test_support::upstream::{ANTHROPIC_KEY, OPENAI_KEY, Upstream, UpstreamConfig};
+use switchyard_test_support::upstream::{
+    ANTHROPIC_KEY, Api, OPENAI_KEY, RecordedRequest, Reply, Upstream, UpstreamConfig, Usage,
+};
 
-use common::Daemon;
+use common::{Daemon, is_plan_request, system_text};
 
 const CLIENT_KEY: &str = "sk-switchyard-client-7f3a";
 
@@ -181,4 +183,155 @@ async fn anthropic_sdk_through_both_formats() {
         let summary = run(&daemon, &upstream, "anthropic_sdk", model).await;
         check_headers(&summary, model);
     }
+}
+
+/// Prompts the seed matrix sends to each planner tier.
+const HIGH: &str = "Design the architecture of a plugin system across multiple modules";
+const CRITICAL: &str = "Rotate the production credentials of the payment service";
+
+/// The planner answers plan requests with a plan named after the request's
+/// sequence number (`[plan N]`); executors answer with the name of the plan
+/// their system prompt carries, so a client's answer tells which plan its
+/// request was served with.
+fn script_plans(upstream: &Upstream) {
+    upstream.on(|r| {
+        if is_plan_request(r) {
+            let plan = format!(
+                r#"{{"summary": "[plan {}]", "subtasks": [
+                    {{"id": "design", "kind": "design", "title": "Design", "instructions": "Sketch the interfaces.", "depends_on": []}},
+                    {{"id": "code", "kind": "code", "title": "Code", "instructions": "Write the loader.", "depends_on": ["design"]}}]}}"#,
+                r.seq
+            );
+            return Some(Reply::text(plan));
+        }
+        let plan = plan_named(&system_text(r)).map_or("no plan".into(), |n| format!("[plan {n}]"));
+        Some(Reply::text(format!("Following {plan}, step by step: done.")))
+    });
+}
+
+/// The `N` of the first `[plan N]` in `text`.
+fn plan_named(text: &str) -> Option<u64> {
+    let rest = &text[text.find("[plan ")? + "[plan ".len()..];
+    rest[..rest.find(']')?].parse().ok()
+}
+
+fn price(daemon: &Daemon, model: &str, usage: &Usage) -> f64 {
+    let m = &daemon.state.models[model];
+    (usage.input as f64 * m.input_usd_per_mtok + usage.output as f64 * m.output_usd_per_mtok) / 1e6
+}
+
+fn usd(value: &Value) -> f64 {
+    value
+        .as_str()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("not an amount: {value}"))
+}
+
+/// Runs `script`'s plan-mode cases (two turns of one session each, non-streamed
+/// and streamed) with `prompt` on the seed policies, executors speaking
+/// `executors`' API, and checks them against what the upstream saw.
+async fn plan_mode(script: &str, prompt: &str, tier: &str, executors: Api) {
+    let upstream = Upstream::start(UpstreamConfig::default()).await;
+    script_plans(&upstream);
+    let daemon = Daemon::start(common::seed_on(&upstream, executors)).await;
+    let env_model = if script == "openai_sdk" {
+        "SWITCHYARD_OPENAI_MODEL"
+    } else {
+        "SWITCHYARD_ANTHROPIC_MODEL"
+    };
+    let summary = run_sdk_script_async(
+        script,
+        &daemon.url,
+        CLIENT_KEY,
+        &[
+            ("SWITCHYARD_CASES", "plan,plan_stream"),
+            (env_model, "auto"),
+            ("SWITCHYARD_PLAN_PROMPT", prompt),
+        ],
+    )
+    .await;
+    let requests = upstream.requests();
+    let (plans, executed): (Vec<&RecordedRequest>, Vec<&RecordedRequest>) =
+        requests.iter().partition(|r| is_plan_request(r));
+    // One plan per session, two turns per session.
+    assert_eq!(plans.len(), 2, "{script}: {summary}");
+    assert_eq!(executed.len(), 4, "{script}: {summary}");
+    for case in ["plan", "plan_stream"] {
+        let turns = summary[case]["turns"].as_array().unwrap();
+        let n = plan_named(turns[0]["text"].as_str().unwrap())
+            .unwrap_or_else(|| panic!("{script} {case}: served without a plan: {summary}"));
+        let planner = plans
+            .iter()
+            .find(|r| r.seq == n)
+            .unwrap_or_else(|| panic!("{script} {case}: no plan request #{n}"));
+        assert_eq!(planner.model(), Some("deepseek-v3.2"));
+        assert!(
+            planner.last_user_text().unwrap().contains(prompt),
+            "{script} {case}: the planner was not told the task: {:?}",
+            planner.body
+        );
+        let planner_usd = price(&daemon, "deepseek-v3.2", planner.usage.as_ref().unwrap());
+        let served: Vec<&&RecordedRequest> = executed
+            .iter()
+            .filter(|r| plan_named(&system_text(r)) == Some(n))
+            .collect();
+        assert_eq!(
+            served.len(),
+            2,
+            "{script} {case}: both turns carry plan {n}"
+        );
+        for (turn, (answer, request)) in turns.iter().zip(served).enumerate() {
+            let context = format!("{script} {case} turn {}: {answer}", turn + 1);
+            assert_eq!(
+                plan_named(answer["text"].as_str().unwrap()),
+                Some(n),
+                "{context}"
+            );
+            assert_eq!(request.api, Some(executors), "{context}");
+            assert_eq!(request.model(), Some("glm-4.7"), "{context}");
+            assert_eq!(request.is_stream(), case == "plan_stream", "{context}");
+            let system = system_text(request);
+            assert!(
+                system.contains("A planner model has broken this task down")
+                    && system.contains("Write the loader."),
+                "{context}: {system}"
+            );
+            let headers = &answer["headers"];
+            assert_eq!(headers["x-switchyard-tier"], tier, "{context}");
+            assert_eq!(headers["x-switchyard-model"], "glm-4.7", "{context}");
+            // The client's usage is the executor's; the cost adds the
+            // planner's share on the turn that made the plan.
+            let usage = request.usage.as_ref().unwrap();
+            let (input, output) = if script == "openai_sdk" {
+                ("prompt_tokens", "completion_tokens")
+            } else {
+                ("input_tokens", "output_tokens")
+            };
+            assert_eq!(answer["usage"][input], usage.input, "{context}");
+            assert_eq!(answer["usage"][output], usage.output, "{context}");
+            let share = if turn == 0 { planner_usd } else { 0.0 };
+            let cost = &answer["cost"];
+            assert!(
+                (usd(&cost["planner_cost_usd"]) - share).abs() < 1e-8,
+                "{context}: planner share {share}"
+            );
+            let executor_usd = price(&daemon, "glm-4.7", usage);
+            assert!(
+                (usd(&cost["cost_usd"]) - (executor_usd + share)).abs() < 2e-8,
+                "{context}: executor {executor_usd} + planner {share}"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openai_sdk_in_plan_mode() {
+    plan_mode("openai_sdk", HIGH, "plan", Api::OpenAi).await;
+    plan_mode("openai_sdk", CRITICAL, "plan-and-verify", Api::Anthropic).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anthropic_sdk_in_plan_mode() {
+    plan_mode("anthropic_sdk", HIGH, "plan", Api::Anthropic).await;
+    plan_mode("anthropic_sdk", CRITICAL, "plan-and-verify", Api::OpenAi).await;
 }

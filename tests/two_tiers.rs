@@ -8,42 +8,13 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use switchyard::config::Config;
-use switchyard_test_support::upstream::{
-    OPENAI_KEY, RecordedRequest, Reply, Upstream, UpstreamConfig,
-};
+use switchyard_test_support::upstream::{Api, RecordedRequest, Reply, Upstream, UpstreamConfig};
 
-use common::Daemon;
+use common::{Daemon, is_plan_request, system_text};
 
-/// The seed catalog, every model on the scripted upstream.
+/// The seed catalog, every model on the scripted upstream's OpenAI API.
 fn config(upstream: &Upstream) -> Config {
-    // SAFETY: set before any daemon of this test binary reads it, to the
-    // same value by every test.
-    unsafe { std::env::set_var("SWITCHYARD_TEST_OPENAI_KEY", OPENAI_KEY) };
-    let text = switchyard::config::DEMO_TOML.replace(
-        "[providers.simulated]\nkind = \"simulated\"\nlatency_ms = 20\ntokens_per_second = 400",
-        &format!(
-            "[providers.simulated]\nkind = \"openai\"\nbase_url = \"{}\"\napi_key_env = \"SWITCHYARD_TEST_OPENAI_KEY\"\ntimeout_ms = 10000",
-            upstream.openai_url()
-        ),
-    );
-    assert!(
-        text.contains("kind = \"openai\""),
-        "the demo config changed shape"
-    );
-    Config::parse(&text).unwrap()
-}
-
-fn system_text(r: &RecordedRequest) -> String {
-    r.messages()
-        .iter()
-        .filter(|m| m["role"] == "system")
-        .filter_map(|m| m["content"].as_str())
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-fn is_plan_request(r: &RecordedRequest) -> bool {
-    system_text(r).contains("\"subtasks\"")
+    common::seed_on(upstream, Api::OpenAi)
 }
 
 fn is_review_request(r: &RecordedRequest) -> bool {

@@ -5,8 +5,12 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use serde_json::Value;
 use switchyard::config::Config;
 use switchyard::gateway::{AppState, serve_on};
+use switchyard_test_support::upstream::{
+    ANTHROPIC_KEY, Api, OPENAI_KEY, RecordedRequest, Upstream,
+};
 
 /// A daemon serving on a loopback port until dropped.
 pub struct Daemon {
@@ -70,4 +74,82 @@ pub fn demo() -> Config {
         .replace("latency_ms = 20", "latency_ms = 0")
         .replace("tokens_per_second = 400", "tokens_per_second = 0");
     Config::parse(&text).unwrap()
+}
+
+/// The demo's seed catalog and policies with every model on `upstream`:
+/// the executors (`glm-4.7`, `deepseek-v3.2-exp`) speak `executors`' API, the
+/// planner and the premium model OpenAI's.
+pub fn seed_on(upstream: &Upstream, executors: Api) -> Config {
+    // SAFETY: set before any daemon of the test binary reads them, to the
+    // same values by every test; nothing else in the process writes them.
+    unsafe {
+        std::env::set_var("SWITCHYARD_TEST_OPENAI_KEY", OPENAI_KEY);
+        std::env::set_var("SWITCHYARD_TEST_ANTHROPIC_KEY", ANTHROPIC_KEY);
+    }
+    let mut config: toml::Table = switchyard::config::DEMO_TOML.parse().unwrap();
+    let providers: toml::Table = format!(
+        r#"
+[oa]
+kind = "openai"
+base_url = "{openai}"
+api_key_env = "SWITCHYARD_TEST_OPENAI_KEY"
+timeout_ms = 10000
+
+[an]
+kind = "anthropic"
+base_url = "{anthropic}"
+api_key_env = "SWITCHYARD_TEST_ANTHROPIC_KEY"
+timeout_ms = 10000
+"#,
+        openai = upstream.openai_url(),
+        anthropic = upstream.url(),
+    )
+    .parse()
+    .unwrap();
+    config.insert("providers".into(), providers.into());
+    let models = config["models"]
+        .as_array_mut()
+        .expect("the demo has models");
+    for model in models {
+        let model = model.as_table_mut().unwrap();
+        let executor = model["roles"]
+            .as_array()
+            .is_some_and(|roles| roles.iter().any(|r| r.as_str() == Some("executor")));
+        let provider = if executor && executors == Api::Anthropic {
+            "an"
+        } else {
+            "oa"
+        };
+        model.insert("provider".into(), provider.into());
+    }
+    Config::parse(&toml::to_string(&config).unwrap()).unwrap()
+}
+
+/// Every system text of an upstream request: OpenAI `system` messages and
+/// Anthropic's `system` field, strings or text parts.
+pub fn system_text(r: &RecordedRequest) -> String {
+    fn text(content: &Value) -> String {
+        match content {
+            Value::String(s) => s.clone(),
+            Value::Array(parts) => parts
+                .iter()
+                .filter_map(|p| p["text"].as_str())
+                .collect::<Vec<_>>()
+                .join("\n"),
+            _ => String::new(),
+        }
+    }
+    r.messages()
+        .iter()
+        .filter(|m| m["role"] == "system")
+        .map(|m| text(&m["content"]))
+        .chain(std::iter::once(text(&r.body["system"])))
+        .filter(|t| !t.is_empty())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Whether an upstream request is the seed planner's request for a plan.
+pub fn is_plan_request(r: &RecordedRequest) -> bool {
+    system_text(r).contains("\"subtasks\"")
 }

@@ -1,9 +1,10 @@
 """Drives a gateway with the official `anthropic` SDK (messages).
 
 Cases: basic (non-streaming), stream (the SSE event sequence), tools
-(tool-use round trip), stream_tools (the same, streamed). Prints a JSON
-summary on stdout, exits 1 on a failed check. See common.py for the
-environment.
+(tool-use round trip), stream_tools (the same, streamed); and, when named in
+SWITCHYARD_CASES, plan and plan_stream (two turns of one session, sent as
+metadata.user_id, in plan mode). Prints a JSON summary on stdout, exits 1 on
+a failed check. See common.py for the environment.
 """
 
 import anthropic
@@ -18,7 +19,9 @@ from common import (
     check,
     env,
     gateway_headers,
+    header_costs,
     parse_arguments,
+    plan_session,
     run,
     timeout,
 )
@@ -71,7 +74,7 @@ def block_dicts(content):
 def stream(messages, **extra):
     """A streamed message, accumulated."""
     out = {"text": "", "deltas": 0, "events": [], "stop_reason": None, "usage": None,
-           "model": None, "id": None, "blocks": {}}
+           "switchyard": None, "model": None, "id": None, "blocks": {}}
     input_usage = None
     output_tokens = None
     with client.messages.with_streaming_response.create(
@@ -108,6 +111,14 @@ def stream(messages, **extra):
             elif event.type == "message_delta":
                 out["stop_reason"] = event.delta.stop_reason
                 output_tokens = event.usage.output_tokens
+                # Input counts in message_delta are final (message_start may
+                # not know them yet); the SDK's own accumulator does the same.
+                for name in ("input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens"):
+                    value = getattr(event.usage, name, None)
+                    if value is not None and input_usage is not None:
+                        input_usage[name] = value
+                # The gateway's cost rides on message_delta, as an extra field.
+                out["switchyard"] = (event.model_extra or {}).get("switchyard")
     types = out["events"]
     check(types and types[0] == "message_start", f"the stream starts with {types[:1]}")
     check(types[-1] == "message_stop", f"the stream ends with {types[-1:]}")
@@ -221,10 +232,30 @@ def case_stream_tools():
     }
 
 
+def plan_turn(streamed):
+    def turn(messages, session):
+        session_metadata = {"metadata": {"user_id": session}}
+        if streamed:
+            out = stream(messages, **session_metadata)
+            check(out["stop_reason"] == "end_turn", f"stop_reason {out['stop_reason']!r}")
+            check(out["switchyard"] is not None, "message_delta carries no switchyard object")
+            return {"text": out["text"], "deltas": out["deltas"], "headers": out["headers"],
+                    "usage": out["usage"], "cost": out["switchyard"]}
+        message, headers = create(messages, **session_metadata)
+        check(message.stop_reason == "end_turn", f"stop_reason {message.stop_reason!r}")
+        return {"text": "".join(b.text for b in message.content if b.type == "text"),
+                "headers": headers, "usage": usage_of(message.usage),
+                "cost": header_costs(headers)}
+    return turn
+
+
 if __name__ == "__main__":
     run("anthropic", anthropic.__version__, {
         "basic": case_basic,
         "stream": case_stream,
         "tools": case_tools,
         "stream_tools": case_stream_tools,
+    }, plan_cases={
+        "plan": lambda: plan_session("anthropic", "plan", plan_turn(streamed=False)),
+        "plan_stream": lambda: plan_session("anthropic", "plan_stream", plan_turn(streamed=True)),
     })

@@ -6,8 +6,13 @@ Environment:
   SWITCHYARD_KEY            the client's API key
   SWITCHYARD_EXPECT_HEADERS 1 (default) to require the gateway's x-switchyard-*
                             headers, 0 to only report them (e.g. against an upstream)
-  SWITCHYARD_CASES          comma-separated cases to run (default: all of the script's)
+  SWITCHYARD_CASES          comma-separated cases to run (default: the script's
+                            cases that any gateway serves; the plan-mode cases
+                            run only when named here)
   SWITCHYARD_OPENAI_MODEL, SWITCHYARD_ANTHROPIC_MODEL   the models the clients ask for
+  SWITCHYARD_PLAN_PROMPT    the first message of the plan-mode cases (default:
+                            a new feature across modules, which the seed
+                            matrix sends to the `plan` tier)
   SWITCHYARD_TIMEOUT        seconds per request (default 60)
 """
 
@@ -28,6 +33,13 @@ GATEWAY_HEADERS = [
 # not required.
 STREAM_HEADERS = ["x-switchyard-model", "x-switchyard-tier", "x-switchyard-policy"]
 COST_HEADERS = ["x-switchyard-cost-usd", "x-switchyard-baseline-cost-usd"]
+# Only in plan mode; the planner's cost is a header of non-streamed answers
+# and part of a stream's final usage event.
+PLAN_HEADERS = ["x-switchyard-plan", "x-switchyard-planner-cost-usd"]
+PLAN_TIERS = ("plan", "plan-and-verify")
+
+PLAN_PROMPT = "Design the architecture of a plugin system across multiple modules"
+PLAN_FOLLOW_UP = "Now write the plugin loader, with its tests"
 
 TOOL_DESCRIPTION = "Looks up a fact and returns it as text."
 TOOL_SCHEMA = {
@@ -73,10 +85,10 @@ def expect_headers():
     return env("SWITCHYARD_EXPECT_HEADERS", "1") not in ("0", "false", "no")
 
 
-def selected_cases(all_cases):
+def selected_cases(all_cases, default):
     chosen = os.environ.get("SWITCHYARD_CASES", "").strip()
     if not chosen:
-        return list(all_cases)
+        return list(default)
     names = [c.strip() for c in chosen.split(",") if c.strip()]
     unknown = [n for n in names if n not in all_cases]
     check(not unknown, f"unknown case(s) {unknown}; known: {list(all_cases)}")
@@ -85,7 +97,7 @@ def selected_cases(all_cases):
 
 def gateway_headers(headers, streamed=False):
     """The gateway's headers of a response, checked when they are expected."""
-    found = {name: headers.get(name) for name in GATEWAY_HEADERS}
+    found = {name: headers.get(name) for name in GATEWAY_HEADERS + PLAN_HEADERS}
     if expect_headers():
         required = STREAM_HEADERS if streamed else GATEWAY_HEADERS
         missing = [name for name in required if not found.get(name)]
@@ -99,6 +111,15 @@ def gateway_headers(headers, streamed=False):
                 raise CheckFailed(f"{name}: {value!r} is not a number")
             check(cost >= 0, f"{name}: {value!r} is negative")
     return found
+
+
+def header_costs(headers):
+    """The costs of a non-streamed answer, as a stream's usage event has them."""
+    return {
+        "cost_usd": headers.get("x-switchyard-cost-usd"),
+        "planner_cost_usd": headers.get("x-switchyard-planner-cost-usd"),
+        "baseline_cost_usd": headers.get("x-switchyard-baseline-cost-usd"),
+    }
 
 
 def parse_arguments(arguments, where):
@@ -115,11 +136,59 @@ def parse_arguments(arguments, where):
     return parsed
 
 
-def run(sdk, version, cases):
-    """Runs the chosen cases, prints the JSON summary, exits 1 on a failure."""
-    summary = {"sdk": sdk, "sdk_version": version, "url": os.environ.get("SWITCHYARD_URL")}
+def number(value, where):
     try:
-        for name in selected_cases(cases):
+        return float(value)
+    except (TypeError, ValueError):
+        raise CheckFailed(f"{where}: {value!r} is not a number")
+
+
+def plan_session(sdk, case, turn):
+    """Two turns of one agent session that the router sends to a planner
+    tier: the first makes the session's plan, the second reuses it.
+
+    `turn(messages, session)` sends the conversation as `session` and returns
+    a dict with the answer's "text", the gateway "headers", the "usage" and
+    the "cost": {"cost_usd", "planner_cost_usd", "baseline_cost_usd"}, taken
+    from the headers of a non-streamed answer or from the final usage event
+    of a stream.
+    """
+    session = f"{sdk}-{case}-{os.getpid()}"
+    messages = [{"role": "user", "content": env("SWITCHYARD_PLAN_PROMPT", PLAN_PROMPT)}]
+    turns = []
+    for n in range(2):
+        if turns:
+            messages.append({"role": "assistant", "content": turns[-1]["text"]})
+            messages.append({"role": "user", "content": PLAN_FOLLOW_UP})
+        out = turn(messages, session)
+        where = f"turn {n + 1}"
+        check(isinstance(out["text"], str) and out["text"].strip(), f"{where}: no answer text")
+        tier = out["headers"].get("x-switchyard-tier")
+        check(tier in PLAN_TIERS, f"{where}: tier {tier!r}, not a planner tier")
+        source = out["headers"].get("x-switchyard-plan")
+        check(source == ("cached" if turns else "new"), f"{where}: x-switchyard-plan {source!r}")
+        cost = out["cost"]
+        check(cost is not None, f"{where}: no cost reported")
+        total = number(cost.get("cost_usd"), f"{where} cost_usd")
+        planner = number(cost.get("planner_cost_usd"), f"{where} planner_cost_usd")
+        if turns:
+            check(planner == 0, f"{where}: the reused plan was charged again ({planner})")
+        else:
+            check(planner > 0, f"{where}: the new plan cost nothing")
+        check(total > planner, f"{where}: the total {total} does not exceed the planner's {planner}")
+        turns.append(out)
+    return {"session": session, "turns": turns}
+
+
+def run(sdk, version, cases, plan_cases=None):
+    """Runs the chosen cases, prints the JSON summary, exits 1 on a failure.
+    `plan_cases` need a gateway whose router plans: they run only when
+    SWITCHYARD_CASES names them."""
+    summary = {"sdk": sdk, "sdk_version": version, "url": os.environ.get("SWITCHYARD_URL")}
+    default = list(cases)
+    cases = dict(cases, **(plan_cases or {}))
+    try:
+        for name in selected_cases(cases, default):
             try:
                 summary[name] = cases[name]()
             except CheckFailed as e:

@@ -1,8 +1,10 @@
 """Drives a gateway with the official `openai` SDK (chat completions).
 
 Cases: basic (non-streaming), stream (streaming with usage), tools (tool-call
-round trip), stream_tools (the same, streamed). Prints a JSON summary on
-stdout, exits 1 on a failed check. See common.py for the environment.
+round trip), stream_tools (the same, streamed); and, when named in
+SWITCHYARD_CASES, plan and plan_stream (two turns of one session, sent as the
+x-switchyard-session header, in plan mode). Prints a JSON summary on stdout,
+exits 1 on a failed check. See common.py for the environment.
 """
 
 import openai
@@ -17,7 +19,9 @@ from common import (
     check,
     env,
     gateway_headers,
+    header_costs,
     parse_arguments,
+    plan_session,
     run,
     timeout,
 )
@@ -64,7 +68,7 @@ def complete(messages, **extra):
 def stream(messages, **extra):
     """A streamed completion, accumulated."""
     out = {"text": "", "deltas": 0, "chunks": 0, "finish_reason": None, "usage": None,
-           "model": None, "id": None, "tool_calls": {}}
+           "switchyard": None, "model": None, "id": None, "tool_calls": {}}
     with client.chat.completions.with_streaming_response.create(
         model=MODEL,
         messages=messages,
@@ -81,6 +85,8 @@ def stream(messages, **extra):
             out["id"] = out["id"] or chunk.id
             if chunk.usage is not None:
                 out["usage"] = usage_of(chunk.usage)
+                # The gateway's cost rides on the usage chunk, as an extra field.
+                out["switchyard"] = (chunk.model_extra or {}).get("switchyard")
             for choice in chunk.choices:
                 delta = choice.delta
                 if delta.content:
@@ -216,10 +222,32 @@ def case_stream_tools():
     }
 
 
+def plan_turn(streamed):
+    def turn(messages, session):
+        session_header = {"extra_headers": {"x-switchyard-session": session}}
+        if streamed:
+            out = stream(messages, **session_header)
+            check(out["finish_reason"] == "stop", f"finish_reason {out['finish_reason']!r}")
+            check(out["usage"] is not None, "no usage chunk although include_usage was asked")
+            check(out["switchyard"] is not None, "the usage chunk carries no switchyard object")
+            return {"text": out["text"], "deltas": out["deltas"], "headers": out["headers"],
+                    "usage": out["usage"], "cost": out["switchyard"]}
+        completion, headers = complete(messages, **session_header)
+        choice = completion.choices[0]
+        check(choice.finish_reason == "stop", f"finish_reason {choice.finish_reason!r}")
+        return {"text": choice.message.content, "headers": headers,
+                "usage": usage_of(completion.usage),
+                "cost": header_costs(headers)}
+    return turn
+
+
 if __name__ == "__main__":
     run("openai", openai.__version__, {
         "basic": case_basic,
         "stream": case_stream,
         "tools": case_tools,
         "stream_tools": case_stream_tools,
+    }, plan_cases={
+        "plan": lambda: plan_session("openai", "plan", plan_turn(streamed=False)),
+        "plan_stream": lambda: plan_session("openai", "plan_stream", plan_turn(streamed=True)),
     })

@@ -105,13 +105,17 @@ async fn serve(
             .and_then(|v| v.to_str().ok())
             .map(str::to_string),
     };
-    let (features, mut request) = parse(format, value, ctx)?;
+    let (features, mut request) = parse(format, &value, ctx)?;
     let decision = route(state, &features).await?;
     let candidates = candidates(state, &decision.route, &features)?;
     let deadline = deadline(state, &decision.route, headers);
     let (mut planner_cost, mut plan_source) = (Cost::default(), None);
     if decision.route.tier != Tier::Direct {
-        match transparent::plan_for(state, &features, &decision.route, deadline).await {
+        // The planner gets the conversation uncut, not the policy's view.
+        let conversation = features::conversation(format, &value);
+        match transparent::plan_for(state, &features, &conversation, &decision.route, deadline)
+            .await
+        {
             Ok((plan, source)) => {
                 transparent::add_plan(&mut request, &plan.text);
                 if source == PlanSource::New {
@@ -138,14 +142,15 @@ async fn serve(
 /// that name the field.
 fn parse(
     format: Format,
-    value: Value,
+    value: &Value,
     ctx: RequestContext,
 ) -> Result<(Features, Request), ApiError> {
+    use serde::Deserialize;
     let body_error = |e: serde_json::Error| ApiError::invalid(format!("invalid request: {e}"));
     match format {
         Format::OpenAi => {
-            let features = features::from_openai(&value, ctx);
-            let request: openai::ChatRequest = serde_json::from_value(value).map_err(body_error)?;
+            let features = features::from_openai(value, ctx);
+            let request = openai::ChatRequest::deserialize(value).map_err(body_error)?;
             if request.messages.is_empty() {
                 return Err(ApiError::invalid("`messages` must not be empty"));
             }
@@ -155,9 +160,8 @@ fn parse(
             Ok((features, Request::OpenAi(request)))
         }
         Format::Anthropic => {
-            let features = features::from_anthropic(&value, ctx);
-            let request: anthropic::MessagesRequest =
-                serde_json::from_value(value).map_err(body_error)?;
+            let features = features::from_anthropic(value, ctx);
+            let request = anthropic::MessagesRequest::deserialize(value).map_err(body_error)?;
             if request.messages.is_empty() {
                 return Err(ApiError::invalid("`messages` must not be empty"));
             }
@@ -437,7 +441,8 @@ fn streamed(
         Request::OpenAi(r) => r.include_usage(),
         Request::Anthropic(_) => true,
     };
-    let mut relay = Relay::new(client_format, &model.id, include_usage);
+    let mut relay = Relay::new(client_format, &model.id, include_usage)
+        .planner_cost(plan.plan.map(|_| plan.planner_cost));
     let prices = Prices::from(&**model);
     let baseline = state.baseline_prices();
     let route = plan.decision.route.clone();

@@ -10,6 +10,7 @@ use std::sync::LazyLock;
 use serde_json::Value;
 
 use crate::policy::types::{Features, Message, WireApi};
+use crate::provider::Format;
 
 /// Tokens added per message by chat formatting (role markers, separators),
 /// as OpenAI documents for its chat models.
@@ -61,7 +62,37 @@ pub struct RequestContext {
 
 /// Features of an OpenAI chat-completions body.
 pub fn from_openai(body: &Value, ctx: RequestContext) -> Features {
-    let messages: Vec<Message> = body["messages"]
+    let messages = openai_messages(body);
+    let max_output = body["max_completion_tokens"]
+        .as_u64()
+        .or_else(|| body["max_tokens"].as_u64());
+    build(WireApi::OpenaiChat, body, messages, max_output, ctx)
+}
+
+/// Features of an Anthropic messages body.
+pub fn from_anthropic(body: &Value, ctx: RequestContext) -> Features {
+    let messages = anthropic_messages(body, false);
+    let mut ctx = ctx;
+    if ctx.session.is_none() {
+        ctx.session = body["metadata"]["user_id"].as_str().map(str::to_string);
+    }
+    let max_output = body["max_tokens"].as_u64();
+    build(WireApi::AnthropicMessages, body, messages, max_output, ctx)
+}
+
+/// The whole conversation of a `format` body as text, uncut (a policy sees
+/// [`Features::messages`], which are cut short). An Anthropic user message
+/// that only carries tool results is a `tool` message here, as it would be
+/// on OpenAI's API: it answers the model, it asks nothing.
+pub fn conversation(format: Format, body: &Value) -> Vec<Message> {
+    match format {
+        Format::OpenAi => openai_messages(body),
+        Format::Anthropic => anthropic_messages(body, true),
+    }
+}
+
+fn openai_messages(body: &Value) -> Vec<Message> {
+    body["messages"]
         .as_array()
         .map(|ms| {
             ms.iter()
@@ -71,15 +102,12 @@ pub fn from_openai(body: &Value, ctx: RequestContext) -> Features {
                 })
                 .collect()
         })
-        .unwrap_or_default();
-    let max_output = body["max_completion_tokens"]
-        .as_u64()
-        .or_else(|| body["max_tokens"].as_u64());
-    build(WireApi::OpenaiChat, body, messages, max_output, ctx)
+        .unwrap_or_default()
 }
 
-/// Features of an Anthropic messages body.
-pub fn from_anthropic(body: &Value, ctx: RequestContext) -> Features {
+/// Anthropic's top-level system prompt comes first, as a `system` message;
+/// `tool_role` makes user messages of tool results only `tool` messages.
+fn anthropic_messages(body: &Value, tool_role: bool) -> Vec<Message> {
     let mut messages = Vec::new();
     let system = anthropic_text(&body["system"]);
     if !system.is_empty() {
@@ -89,17 +117,21 @@ pub fn from_anthropic(body: &Value, ctx: RequestContext) -> Features {
         });
     }
     if let Some(ms) = body["messages"].as_array() {
-        messages.extend(ms.iter().map(|m| Message {
-            role: m["role"].as_str().unwrap_or("user").to_string(),
-            content: anthropic_text(&m["content"]),
+        messages.extend(ms.iter().map(|m| {
+            let only_results = m["content"].as_array().is_some_and(|blocks| {
+                !blocks.is_empty() && blocks.iter().all(|b| b["type"] == "tool_result")
+            });
+            let role = match m["role"].as_str().unwrap_or("user") {
+                "user" if tool_role && only_results => "tool",
+                role => role,
+            };
+            Message {
+                role: role.to_string(),
+                content: anthropic_text(&m["content"]),
+            }
         }));
     }
-    let mut ctx = ctx;
-    if ctx.session.is_none() {
-        ctx.session = body["metadata"]["user_id"].as_str().map(str::to_string);
-    }
-    let max_output = body["max_tokens"].as_u64();
-    build(WireApi::AnthropicMessages, body, messages, max_output, ctx)
+    messages
 }
 
 fn build(

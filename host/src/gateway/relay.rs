@@ -4,9 +4,10 @@
 //! the model renamed to its catalog id) when they match. The event that
 //! carries the final usage (OpenAI's usage chunk, Anthropic's
 //! `message_delta`) is held back until the stream ends, so that it can carry
-//! the cost too: a `switchyard` object with the model, the cost and the
-//! baseline cost. A stream that breaks ends with an error event in the
-//! client's format, never with a clean end.
+//! the cost too: a `switchyard` object with the model, the cost, the
+//! baseline cost and, in plan mode, the planner's share of the cost. A
+//! stream that breaks ends with an error event in the client's format, never
+//! with a clean end.
 
 use bytes::Bytes;
 use serde::Serialize;
@@ -39,6 +40,7 @@ pub struct Relay {
     upstream_done: bool,
     held_usage_chunk: Option<ChatCompletionChunk>,
     held_delta: Option<StreamEvent>,
+    planner_cost: Option<Cost>,
 }
 
 impl Relay {
@@ -54,7 +56,15 @@ impl Relay {
             upstream_done: false,
             held_usage_chunk: None,
             held_delta: None,
+            planner_cost: None,
         }
+    }
+
+    /// In plan mode: the planner's share of the cost (zero when the plan
+    /// was reused), reported next to the total in the final usage event.
+    pub fn planner_cost(mut self, cost: Option<Cost>) -> Self {
+        self.planner_cost = cost;
+        self
     }
 
     /// The usage reported so far.
@@ -209,14 +219,18 @@ impl Relay {
 
     fn summary(&self, cost: Cost) -> Value {
         let usage = self.usage();
-        json!({
+        let mut summary = json!({
             "model": self.model,
             "cost_usd": format_usd(cost.usd),
             "baseline_cost_usd": format_usd(cost.baseline_usd),
             "input_tokens": usage.input_tokens,
             "output_tokens": usage.output_tokens,
             "cached_input_tokens": usage.cached_input_tokens,
-        })
+        });
+        if let Some(planner) = self.planner_cost {
+            summary["planner_cost_usd"] = format_usd(planner.usd).into();
+        }
+        summary
     }
 
     fn client_chunk(

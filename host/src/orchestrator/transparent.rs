@@ -13,8 +13,9 @@ use std::time::{Duration, Instant};
 
 use super::call;
 use crate::gateway::AppState;
+use crate::gateway::features::count_tokens;
 use crate::ledger::Cost;
-use crate::policy::types::{Features, Plan, Route, Task};
+use crate::policy::types::{Features, Message, Plan, Route, Task};
 use crate::provider::Request;
 use crate::provider::wire::{anthropic, openai};
 
@@ -22,6 +23,9 @@ use crate::provider::wire::{anthropic, openai};
 pub const PLAN_TTL: Duration = Duration::from_secs(3600);
 /// Most sessions remembered; the oldest is forgotten first.
 pub const MAX_SESSIONS: usize = 10_000;
+/// Most tokens of the conversation the planner is shown (and at most half
+/// its context window, leaving room for its instructions and its answer).
+pub const CONVERSATION_TOKENS: usize = 16_000;
 
 /// A plan for a conversation.
 #[derive(Debug, Clone)]
@@ -86,6 +90,7 @@ impl PlanCache {
 pub async fn plan_for(
     state: &AppState,
     features: &Features,
+    conversation: &[Message],
     route: &Route,
     deadline: Instant,
 ) -> Result<(Arc<SessionPlan>, PlanSource), String> {
@@ -98,7 +103,14 @@ pub async fn plan_for(
         .policies
         .planner()
         .ok_or("no planner policy is loaded")?;
-    let task = task_of(features, route);
+    let budget = route
+        .planner
+        .as_deref()
+        .and_then(|id| state.models.get(id))
+        .map_or(CONVERSATION_TOKENS, |m| {
+            CONVERSATION_TOKENS.min(m.context_window as usize / 2)
+        });
+    let task = task_of(features, conversation, route, budget);
     let catalog = state.catalog();
     let request = planner
         .plan_request(&task, &catalog)
@@ -125,32 +137,77 @@ pub async fn plan_for(
     Ok((plan, PlanSource::New))
 }
 
-/// The conversation as a task: its first user message names it, its latest
-/// says what is asked now.
-fn task_of(features: &Features, route: &Route) -> Task {
-    let users: Vec<&str> = features
-        .messages
+/// The conversation as a task, in at most about `budget` tokens. The latest
+/// user message is what is asked now: it names and describes the task. The
+/// earlier user messages are its context: as many of the newest as fit, in
+/// their order. The first user message is not the task's name: agents such
+/// as aider open every conversation with example exchanges, and the files
+/// they edit, as user messages.
+fn task_of(features: &Features, conversation: &[Message], route: &Route, budget: usize) -> Task {
+    let users: Vec<&str> = conversation
         .iter()
-        .filter(|m| m.role == "user")
+        .filter(|m| m.role == "user" && !m.content.trim().is_empty())
         .map(|m| m.content.as_str())
         .collect();
-    let first = users.first().copied().unwrap_or("");
-    let last = users.last().copied().unwrap_or("");
-    let title: String = first
+    let (latest, earlier) = users.split_last().map_or(("", &[][..]), |(l, e)| (*l, e));
+    let description = cut_to_tokens(latest, budget);
+    let title: String = description
         .lines()
-        .next()
+        .find(|l| !l.trim().is_empty())
         .unwrap_or("")
+        .trim()
         .chars()
         .take(120)
         .collect();
+    let mut left = budget.saturating_sub(count_tokens(&description) as usize);
+    let mut kept = Vec::new();
+    for (i, text) in earlier.iter().enumerate().rev() {
+        let tokens = count_tokens(text) as usize;
+        if tokens > left {
+            break;
+        }
+        left -= tokens;
+        kept.push((i, *text));
+    }
+    let mut context = Vec::new();
+    let dropped = earlier.len() - kept.len();
+    if dropped > 0 {
+        context.push((
+            "conversation".to_string(),
+            format!("{dropped} earlier user message(s) left out for length"),
+        ));
+    }
+    context.extend(kept.into_iter().rev().map(|(i, text)| {
+        (
+            format!("earlier user message {} of {}", i + 1, earlier.len()),
+            text.to_string(),
+        )
+    }));
     Task {
         id: features.id.clone(),
         title,
-        description: last.to_string(),
-        context: Vec::new(),
+        description,
+        context,
         labels: features.labels.clone(),
         route: route.clone(),
     }
+}
+
+/// `text` cut to about `max` tokens, keeping its start.
+fn cut_to_tokens(text: &str, max: usize) -> String {
+    let mut tokens = count_tokens(text) as usize;
+    let mut text = text;
+    while tokens > max {
+        // Shrink in proportion, a little more each time, until it fits.
+        let chars = text.chars().count() * max / tokens * 9 / 10;
+        let end = text
+            .char_indices()
+            .nth(chars)
+            .map_or(text.len(), |(i, _)| i);
+        text = &text[..end];
+        tokens = count_tokens(text) as usize;
+    }
+    text.to_string()
 }
 
 fn render(plan: &Plan) -> String {
@@ -210,5 +267,112 @@ pub fn add_plan(request: &mut Request, plan: &str) {
                 }
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gateway::features::{self, RequestContext};
+    use crate::policy::types::Tier;
+    use serde_json::json;
+
+    fn route() -> Route {
+        Route {
+            tier: Tier::Plan,
+            executor: "glm-4.7".into(),
+            fallbacks: Vec::new(),
+            planner: Some("deepseek-v3.2".into()),
+            reasoning: String::new(),
+            deadline_ms: None,
+            max_cost_usd: None,
+        }
+    }
+
+    /// A conversation shaped like aider's: example exchanges and the files
+    /// in chat come before the request, as user messages.
+    fn aider_like() -> serde_json::Value {
+        json!({"model": "auto", "messages": [
+            {"role": "system", "content": "Act as an expert software developer."},
+            {"role": "user", "content": "Change the greeting to be more casual"},
+            {"role": "assistant", "content": "Ok, I will:\n\nshow_greeting.py\n```\nprint('Hey')\n```"},
+            {"role": "user", "content": "I switched to a new code base."},
+            {"role": "assistant", "content": "Ok."},
+            {"role": "user", "content": "I have *added these files to the chat*\n\ngreeting.py\n```\ndef greet():\n    return 'hi'\n```"},
+            {"role": "assistant", "content": "Ok, any changes I propose will be to those files."},
+            {"role": "user", "content": "\nDesign a plugin system across multiple modules\n\nstarting with greeting.py"},
+        ]})
+    }
+
+    #[test]
+    fn the_latest_user_message_is_the_task_and_earlier_ones_its_context() {
+        let body = aider_like();
+        let conversation = features::conversation(crate::provider::Format::OpenAi, &body);
+        let f = features::from_openai(&body, RequestContext::default());
+        let task = task_of(&f, &conversation, &route(), CONVERSATION_TOKENS);
+        assert_eq!(task.title, "Design a plugin system across multiple modules");
+        assert!(task.description.ends_with("starting with greeting.py"));
+        let paths: Vec<&str> = task.context.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "earlier user message 1 of 3",
+                "earlier user message 2 of 3",
+                "earlier user message 3 of 3"
+            ]
+        );
+        assert!(task.context[2].1.contains("def greet()"));
+    }
+
+    #[test]
+    fn the_planner_sees_messages_a_policy_sees_cut_short() {
+        let long = format!(
+            "Design a plugin system. {}",
+            "More detail here. ".repeat(400)
+        );
+        let body = json!({"model": "auto", "messages": [{"role": "user", "content": long}]});
+        let conversation = features::conversation(crate::provider::Format::Anthropic, &body);
+        let f = features::from_anthropic(&body, RequestContext::default());
+        assert!(f.messages[0].content.len() < long.len());
+        let task = task_of(&f, &conversation, &route(), CONVERSATION_TOKENS);
+        assert_eq!(task.description, long);
+    }
+
+    #[test]
+    fn tool_results_are_not_the_task() {
+        let body = json!({"model": "auto", "max_tokens": 100, "messages": [
+            {"role": "user", "content": "Design a plugin system across multiple modules"},
+            {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "read", "input": {"path": "a.rs"}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "fn main() {}"}]},
+        ]});
+        let conversation = features::conversation(crate::provider::Format::Anthropic, &body);
+        let f = features::from_anthropic(&body, RequestContext::default());
+        // Policies still see the tool result as the user's, as before.
+        assert_eq!(f.messages[2].role, "user");
+        let task = task_of(&f, &conversation, &route(), CONVERSATION_TOKENS);
+        assert_eq!(task.title, "Design a plugin system across multiple modules");
+        assert!(task.context.is_empty(), "{:?}", task.context);
+    }
+
+    #[test]
+    fn a_long_conversation_keeps_its_latest_messages_within_the_budget() {
+        let body = aider_like();
+        let conversation = features::conversation(crate::provider::Format::OpenAi, &body);
+        let f = features::from_openai(&body, RequestContext::default());
+        let latest = count_tokens(&conversation.last().unwrap().content) as usize;
+        let files = count_tokens(&conversation[5].content) as usize;
+        // Room for the request and the files, not for the examples.
+        let task = task_of(&f, &conversation, &route(), latest + files + 2);
+        assert_eq!(task.context.len(), 2, "{:?}", task.context);
+        assert_eq!(
+            task.context[0].1,
+            "2 earlier user message(s) left out for length"
+        );
+        assert_eq!(task.context[1].0, "earlier user message 3 of 3");
+        // A request longer than the budget is cut, its start kept.
+        let task = task_of(&f, &conversation, &route(), 5);
+        assert!(count_tokens(&task.description) <= 5);
+        assert!(task.description.contains("Design"), "{}", task.description);
+        assert_eq!(task.context.len(), 1);
     }
 }

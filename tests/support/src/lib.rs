@@ -6,12 +6,17 @@
 //!
 //! [`upstream`] is a scriptable local LLM provider speaking the OpenAI and
 //! Anthropic wire formats; [`sdk`] runs the official Python SDKs (the scripts
-//! in `tests/sdk`) against a gateway or an upstream.
+//! in `tests/sdk`) against a gateway or an upstream; [`aider`] runs the real
+//! aider.
 
 use std::path::Path;
 
+pub mod aider;
+mod python;
 pub mod sdk;
 pub mod upstream;
+
+pub use python::Captured;
 
 macro_rules! component {
     ($(#[$doc:meta])* $name:ident, $file:literal) => {

@@ -11,21 +11,21 @@
 //! whose runtime also serves the gateway, use [`run_sdk_script_async`] (or
 //! `spawn_blocking`), or the gateway would never answer.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::python::{self, Captured};
 use crate::workspace_root;
 
 /// How long one script may run before it is killed.
 pub const SCRIPT_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Variables of the SDKs that would change where or how they connect.
-const SDK_VARIABLES: &[&str] = &[
+pub(crate) const SDK_VARIABLES: &[&str] = &[
     "OPENAI_API_KEY",
     "OPENAI_BASE_URL",
     "OPENAI_ORG_ID",
@@ -58,18 +58,6 @@ pub fn python_env() -> PathBuf {
         .clone()
 }
 
-/// The versions `requirements.txt` pins, as `(package, version)`.
-fn pins(requirements: &Path) -> Result<Vec<(String, String)>, String> {
-    let text = std::fs::read_to_string(requirements)
-        .map_err(|e| format!("{}: {e}", requirements.display()))?;
-    Ok(text
-        .lines()
-        .map(|l| l.split('#').next().unwrap_or("").trim())
-        .filter_map(|l| l.split_once("=="))
-        .map(|(name, version)| (name.trim().to_string(), version.trim().to_string()))
-        .collect())
-}
-
 /// Whether the venv imports the SDKs at the pinned versions.
 fn sdks_ready(python: &Path, pins: &[(String, String)]) -> bool {
     let check = "import openai, anthropic; print(openai.__version__, anthropic.__version__)";
@@ -94,76 +82,11 @@ fn sdks_ready(python: &Path, pins: &[(String, String)]) -> bool {
 }
 
 fn ensure_env() -> Result<PathBuf, String> {
-    let root = workspace_root();
-    let venv = root.join(".venv");
-    let python = venv.join("bin/python");
     let requirements = sdk_dir().join("requirements.txt");
-    let pins = pins(&requirements)?;
-    if python.exists() && sdks_ready(&python, &pins) {
-        return Ok(python);
-    }
-
-    // Another test binary may be installing right now: take the lock, then
-    // look again.
-    let lock_path = std::env::temp_dir().join(format!(
-        "switchyard-venv-{:016x}.lock",
-        fnv1a(root.as_os_str().as_encoded_bytes())
-    ));
-    let lock =
-        std::fs::File::create(&lock_path).map_err(|e| format!("{}: {e}", lock_path.display()))?;
-    lock.lock()
-        .map_err(|e| format!("locking {}: {e}", lock_path.display()))?;
-
-    if !python.exists() {
-        let python3 = std::env::var("PYTHON3").unwrap_or_else(|_| "python3".into());
-        run(
-            Command::new(&python3).args(["-m", "venv"]).arg(&venv),
-            "creating the virtualenv",
-        )?;
-    }
-    if !sdks_ready(&python, &pins) {
-        run(
-            Command::new(&python)
-                .args([
-                    "-m",
-                    "pip",
-                    "install",
-                    "--quiet",
-                    "--disable-pip-version-check",
-                    "-r",
-                ])
-                .arg(&requirements),
-            "installing tests/sdk/requirements.txt",
-        )?;
-        if !sdks_ready(&python, &pins) {
-            return Err(format!(
-                "{} still cannot import the pinned openai and anthropic SDKs",
-                python.display()
-            ));
-        }
-    }
-    drop(lock);
-    Ok(python)
-}
-
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    let pins = python::pins(&requirements)?;
+    python::ensure_venv(&workspace_root().join(".venv"), &requirements, &|python| {
+        sdks_ready(python, &pins)
     })
-}
-
-fn run(command: &mut Command, what: &str) -> Result<(), String> {
-    let out = command.output().map_err(|e| format!("{what}: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{what}: {}\n--- stdout\n{}\n--- stderr\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ))
-    }
 }
 
 /// Runs `tests/sdk/<script>` (`.py` may be left out) against `url` with the
@@ -195,46 +118,18 @@ pub fn run_sdk_script_with(script: &str, url: &str, key: &str, env: &[(&str, &st
         .env("PYTHONDONTWRITEBYTECODE", "1")
         .env("PYTHONUNBUFFERED", "1")
         .env_remove("VIRTUAL_ENV")
-        .env_remove("PYTHONPATH")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        .env_remove("PYTHONPATH");
     for var in SDK_VARIABLES {
         command.env_remove(var);
     }
     for (k, v) in env {
         command.env(k, v);
     }
-    let mut child = command
-        .spawn()
-        .unwrap_or_else(|e| panic!("starting {}: {e}", path.display()));
-    let mut stdout = child.stdout.take().expect("piped stdout");
-    let mut stderr = child.stderr.take().expect("piped stderr");
-    let out_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stdout.read_to_string(&mut s);
-        s
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stderr.read_to_string(&mut s);
-        s
-    });
-    let deadline = Instant::now() + SCRIPT_TIMEOUT;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break Some(status),
-            Ok(None) if Instant::now() >= deadline => {
-                let _ = child.kill();
-                let _ = child.wait();
-                break None;
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
-            Err(e) => panic!("waiting for {name}: {e}"),
-        }
-    };
-    let stdout = out_reader.join().unwrap_or_default();
-    let stderr = err_reader.join().unwrap_or_default();
+    let Captured {
+        status,
+        stdout,
+        stderr,
+    } = python::run_captured(&mut command, "", SCRIPT_TIMEOUT);
     let fail = |why: String| -> ! {
         panic!("SDK script {name} against {url}: {why}\n--- stdout\n{stdout}\n--- stderr\n{stderr}")
     };
