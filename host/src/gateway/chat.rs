@@ -430,7 +430,7 @@ fn streamed(
     state: &AppState,
     plan: &Plan,
     model: &Arc<ModelConfig>,
-    mut events: EventStream,
+    events: EventStream,
     request: &Request,
     attempts: u32,
     deadline: Instant,
@@ -448,33 +448,43 @@ fn streamed(
     let route = plan.decision.route.clone();
     let served = model.clone();
     let planner_cost = plan.planner_cost;
+    // Events that arrive together (one upstream read usually carries
+    // several) leave together: one frame, so one write to the client rather
+    // than a write and a wake-up of the client per event.
+    let mut batches = events.ready_chunks(64);
     let body = async_stream(move |tx| async move {
-        let send = |bytes: Bytes| {
+        let send = |bytes: Vec<u8>| {
             let tx = tx.clone();
-            async move { tx.send(Ok::<_, std::io::Error>(bytes)).await.is_ok() }
+            async move {
+                bytes.is_empty()
+                    || tx
+                        .send(Ok::<_, std::io::Error>(Bytes::from(bytes)))
+                        .await
+                        .is_ok()
+            }
         };
         let mut failure = None;
-        loop {
-            let event = match tokio::time::timeout_at(deadline.into(), events.next()).await {
-                Ok(Some(event)) => event,
+        while failure.is_none() {
+            let batch = match tokio::time::timeout_at(deadline.into(), batches.next()).await {
+                Ok(Some(batch)) => batch,
                 Ok(None) => break,
                 Err(_) => {
                     failure = Some("the request's deadline passed".to_string());
                     break;
                 }
             };
-            match event.map_err(|e| e.to_string()).and_then(|e| relay.feed(e)) {
-                Ok(out) => {
-                    for bytes in out {
-                        if !send(bytes).await {
-                            return; // the client went away; dropping `events` ends the upstream call
-                        }
+            let mut frame = Vec::new();
+            for event in batch {
+                match event.map_err(|e| e.to_string()).and_then(|e| relay.feed(e)) {
+                    Ok(out) => out.iter().for_each(|bytes| frame.extend_from_slice(bytes)),
+                    Err(message) => {
+                        failure = Some(message);
+                        break;
                     }
                 }
-                Err(message) => {
-                    failure = Some(message);
-                    break;
-                }
+            }
+            if !send(frame).await {
+                return; // the client went away; dropping `batches` ends the upstream call
             }
         }
         if failure.is_none() && !relay.finished_upstream() {
@@ -495,11 +505,7 @@ fn streamed(
             }
             None => relay.finish(cost),
         };
-        for bytes in tail {
-            if !send(bytes).await {
-                return;
-            }
-        }
+        send(tail.concat()).await;
     });
     let mut response = Response::new(Body::from_stream(body));
     let headers = response.headers_mut();
