@@ -21,8 +21,8 @@ name (`"plan-and-verify"`). `app.py` turns that into the bindings' types.
 
 Written for speed inside the component, where CPython interprets it: the text
 is handled by built-ins that run as compiled code (`str.translate`,
-`str.split`, sets, `map` with an `itemgetter`) rather than by Python loops
-over words or characters, and everything that does not depend on the request
+`str.split`, sets) rather than by Python loops over characters or over every
+word, and everything that does not depend on the request
 is computed at import, which componentize-py runs at build time and
 snapshots.
 """
@@ -30,7 +30,6 @@ snapshots.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from operator import itemgetter
 from typing import AbstractSet, Dict, List, Optional, Sequence, Set, Tuple
 
 # Words whose presence makes a task critical, matched as stems.
@@ -127,20 +126,21 @@ _LOWER_OR_SPACE = bytes(
     (c | 0x20 if c >= 0x41 else c) if c in _WORD_BYTES else 0x20 for c in range(256)
 )
 
-# The stems' first three characters (every stem has at least three), and the
-# lengths of the stems that start with each: see `_prefixes`.
+# Stems by their first three characters (every stem has at least three): the
+# only stems a word can start with are those filed under its first three.
 _ALL_STEMS = CRITICAL_STEMS + DEPENDENCY_STEMS + NOVELTY_STEMS + SIMPLE_STEMS + CHANGE_STEMS
 if min(map(len, _ALL_STEMS)) < 3:
     raise ValueError("every stem must have at least three characters")
-_START = itemgetter(slice(0, 3))
-_LENGTHS_BY_START: Dict[str, Set[int]] = {}
+_STEMS_BY_START: Dict[str, Tuple[str, ...]] = {}
 for _stem in _ALL_STEMS:
-    _LENGTHS_BY_START.setdefault(_stem[:3], set()).add(len(_stem))
+    _STEMS_BY_START[_stem[:3]] = _STEMS_BY_START.get(_stem[:3], ()) + (_stem,)
 del _stem
-_STEM_STARTS = frozenset(_LENGTHS_BY_START)
-_PREFIX_OF_LENGTH = {n: itemgetter(slice(0, n)) for n in range(3, 1 + max(map(len, _ALL_STEMS)))}
-# Each phrase's words: a phrase is looked for in the text only when they all occur.
-_PHRASE_WORDS = tuple((phrase, frozenset(phrase.split())) for phrase in NOVELTY_PHRASES)
+
+# Each phrase, as searched for in the words joined by spaces, and its words: a
+# phrase is searched for only when they all occur.
+_PHRASES = tuple((phrase, f" {phrase} ", frozenset(phrase.split())) for phrase in NOVELTY_PHRASES)
+# The first word of every phrase: no phrase can occur without one of them.
+_PHRASE_FIRST_WORDS = frozenset(phrase.split()[0] for phrase in NOVELTY_PHRASES)
 
 
 class RouteError(Exception):
@@ -166,35 +166,25 @@ def task_words(request) -> List[str]:
     return text.encode("ascii", "replace").translate(_LOWER_OR_SPACE).decode("ascii").split()
 
 
-def _prefixes(words: AbstractSet[str]) -> AbstractSet[str]:
-    """A set of prefixes of `words` holding every stem that starts one of them:
-    a stem starts some word exactly when it is in this set (anything else in
-    it is no stem, or a stem that starts a word too).
-
-    Built by native passes: `map` with an `itemgetter` slices every word
-    without running Python code per word. First the words' first three
-    characters, which tell which stems may match at all; then the prefixes of
-    just those stems' lengths.
-    """
-    starts = _STEM_STARTS.intersection(map(_START, words))
-    if not starts:
-        return starts
-    lengths = set()
-    for start in starts:
-        lengths.update(_LENGTHS_BY_START[start])
-    prefixes = set(starts) if 3 in lengths else set()
-    lengths.discard(3)
-    for n in lengths:
-        prefixes.update(map(_PREFIX_OF_LENGTH[n], words))
-    return prefixes
+def _stems_found(words: AbstractSet[str]) -> Set[str]:
+    """The stems that start some word of `words`: one dictionary look-up per
+    distinct word."""
+    found = set()
+    stems_by_start = _STEMS_BY_START.get
+    for word in words:
+        stems = stems_by_start(word[:3])
+        if stems:
+            for stem in stems:
+                if word.startswith(stem):
+                    found.add(stem)
+    return found
 
 
-def _found(stems: Sequence[str], prefixes: AbstractSet[str]) -> List[str]:
-    """The stems of `stems` that start some word, in list order; `prefixes`
-    is `_prefixes` of the words."""
-    if prefixes.isdisjoint(stems):
+def _found(stems: Sequence[str], found: AbstractSet[str]) -> List[str]:
+    """The stems of `stems` that are in `found`, in list order."""
+    if found.isdisjoint(stems):
         return []
-    return [stem for stem in stems if stem in prefixes]
+    return [stem for stem in stems if stem in found]
 
 
 def classify(request) -> Tuple[str, List[str]]:
@@ -203,8 +193,8 @@ def classify(request) -> Tuple[str, List[str]]:
     # Each distinct word once: long texts repeat their words, and everything
     # below depends only on which words occur (phrases aside).
     distinct = frozenset(words)
-    prefixes = _prefixes(distinct)
-    critical = _found(CRITICAL_STEMS, prefixes)
+    stems = _stems_found(distinct)
+    critical = _found(CRITICAL_STEMS, stems)
     if not distinct.isdisjoint(CRITICAL_WORDS):
         critical += [word for word in CRITICAL_WORDS if word in distinct]
     if critical:
@@ -228,28 +218,29 @@ def classify(request) -> Tuple[str, List[str]]:
     if request.tool_count >= 5:
         score += 1
         signals.append("tools>=5")
-    dependencies = _found(DEPENDENCY_STEMS, prefixes)
+    dependencies = _found(DEPENDENCY_STEMS, stems)
     if dependencies:
         score += min(len(dependencies), 2)
         signals += [f"dependency:{s}" for s in dependencies]
-    novelty = _found(NOVELTY_STEMS, prefixes)
+    novelty = _found(NOVELTY_STEMS, stems)
     # Phrases are consecutive words: the words, joined, are searched only for
     # a phrase whose words all occur.
-    phrase_text = None
-    for phrase, phrase_words in _PHRASE_WORDS:
-        if phrase_words <= distinct:
-            if phrase_text is None:
-                phrase_text = " " + " ".join(words) + " "
-            if f" {phrase} " in phrase_text:
-                novelty.append(phrase)
+    if not distinct.isdisjoint(_PHRASE_FIRST_WORDS):
+        phrase_text = None
+        for phrase, needle, phrase_words in _PHRASES:
+            if phrase_words <= distinct:
+                if phrase_text is None:
+                    phrase_text = " " + " ".join(words) + " "
+                if needle in phrase_text:
+                    novelty.append(phrase)
     if novelty:
         score += 2
         signals += [f"novelty:{s}" for s in novelty]
-    simple = _found(SIMPLE_STEMS, prefixes)
+    simple = _found(SIMPLE_STEMS, stems)
     if simple:
         score -= 1
         signals += [f"simple:{s}" for s in simple]
-    change = _found(CHANGE_STEMS, prefixes)
+    change = _found(CHANGE_STEMS, stems)
     if change:
         signals += [f"change:{s}" for s in change]
 
