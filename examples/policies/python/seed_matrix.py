@@ -18,13 +18,19 @@ their snake_case attribute names (`input_tokens`, `max_output_tokens`,
 `tool_count`, `context_window`, ...), which is what componentize-py's
 bindings generate, and returns a `Decision` whose `tier` is the WIT enum case
 name (`"plan-and-verify"`). `app.py` turns that into the bindings' types.
+
+Written for speed inside the component, where CPython interprets it: the text
+is handled by built-ins that run as compiled code (`str.translate`,
+`str.split`, sets) rather than by Python loops over characters or over every
+word, and everything that does not depend on the request
+is computed at import, which componentize-py runs at build time and
+snapshots.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
-from typing import List, Optional, Sequence, Tuple
+from typing import AbstractSet, Dict, List, Optional, Sequence, Set, Tuple
 
 # Words whose presence makes a task critical, matched as stems.
 CRITICAL_STEMS = (
@@ -107,9 +113,34 @@ MEDIUM = "medium"
 LOW = "low"
 TIERS = {CRITICAL: "plan-and-verify", HIGH: "plan", MEDIUM: "direct", LOW: "direct"}
 
-# Anything that is not an ASCII letter or digit separates words. (An explicit
-# class: `\W` or `str.isalnum` would treat non-ASCII letters as word chars.)
-_SEPARATOR = re.compile(r"[^A-Za-z0-9]")
+# How the task text becomes words, in native passes only (the interpreter's
+# per-word and per-character costs dominate inside the component): the text is
+# encoded as ASCII with every non-ASCII character replaced by "?", then one
+# byte table lower-cases A-Z and turns every byte that is not an ASCII letter
+# or digit into a space, and `split()` cuts on the spaces. So anything that is
+# not an ASCII letter or digit separates words, every non-ASCII character
+# included (`\W`, `str.isalnum` or `str.lower` would treat some non-ASCII
+# letters as letters, or map them to ASCII ones).
+_WORD_BYTES = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+_LOWER_OR_SPACE = bytes(
+    (c | 0x20 if c >= 0x41 else c) if c in _WORD_BYTES else 0x20 for c in range(256)
+)
+
+# Stems by their first three characters (every stem has at least three): the
+# only stems a word can start with are those filed under its first three.
+_ALL_STEMS = CRITICAL_STEMS + DEPENDENCY_STEMS + NOVELTY_STEMS + SIMPLE_STEMS + CHANGE_STEMS
+if min(map(len, _ALL_STEMS)) < 3:
+    raise ValueError("every stem must have at least three characters")
+_STEMS_BY_START: Dict[str, Tuple[str, ...]] = {}
+for _stem in _ALL_STEMS:
+    _STEMS_BY_START[_stem[:3]] = _STEMS_BY_START.get(_stem[:3], ()) + (_stem,)
+del _stem
+
+# Each phrase, as searched for in the words joined by spaces, and its words: a
+# phrase is searched for only when they all occur.
+_PHRASES = tuple((phrase, f" {phrase} ", frozenset(phrase.split())) for phrase in NOVELTY_PHRASES)
+# The first word of every phrase: no phrase can occur without one of them.
+_PHRASE_FIRST_WORDS = frozenset(phrase.split()[0] for phrase in NOVELTY_PHRASES)
 
 
 class RouteError(Exception):
@@ -130,63 +161,88 @@ class Decision:
 
 
 def task_words(request) -> List[str]:
-    """The lower-cased ASCII words of every user message."""
-    words = []
-    for message in request.messages:
-        if message.role != "user":
-            continue
-        for word in _SEPARATOR.split(message.content):
-            # The word is pure ASCII, so lower() only touches A-Z.
-            if word:
-                words.append(word.lower())
-    return words
+    """The lower-cased ASCII words of every user message, in order."""
+    text = " ".join([m.content for m in request.messages if m.role == "user"])
+    return text.encode("ascii", "replace").translate(_LOWER_OR_SPACE).decode("ascii").split()
 
 
-def stems_in(words: Sequence[str], stems: Sequence[str]) -> List[str]:
-    """The stems of `stems` that start some word of `words`, in list order."""
-    return [stem for stem in stems if any(w.startswith(stem) for w in words)]
+def _stems_found(words: AbstractSet[str]) -> Set[str]:
+    """The stems that start some word of `words`: one dictionary look-up per
+    distinct word."""
+    found = set()
+    stems_by_start = _STEMS_BY_START.get
+    for word in words:
+        stems = stems_by_start(word[:3])
+        if stems:
+            for stem in stems:
+                if word.startswith(stem):
+                    found.add(stem)
+    return found
+
+
+def _found(stems: Sequence[str], found: AbstractSet[str]) -> List[str]:
+    """The stems of `stems` that are in `found`, in list order."""
+    if found.isdisjoint(stems):
+        return []
+    return [stem for stem in stems if stem in found]
 
 
 def classify(request) -> Tuple[str, List[str]]:
     """Classifies `request`, returning the complexity and the signals that decided."""
     words = task_words(request)
-    critical = [
-        f"keyword:{k}"
-        for k in stems_in(words, CRITICAL_STEMS) + [w for w in CRITICAL_WORDS if w in words]
-    ]
+    # Each distinct word once: long texts repeat their words, and everything
+    # below depends only on which words occur (phrases aside).
+    distinct = frozenset(words)
+    stems = _stems_found(distinct)
+    critical = _found(CRITICAL_STEMS, stems)
+    if not distinct.isdisjoint(CRITICAL_WORDS):
+        critical += [word for word in CRITICAL_WORDS if word in distinct]
     if critical:
-        return CRITICAL, critical
+        return CRITICAL, [f"keyword:{k}" for k in critical]
 
     score = 0
     signals: List[str] = []
     tokens = request.input_tokens
-    for threshold, points in ((32_000, 3), (8_000, 2), (2_000, 1)):
-        if tokens >= threshold:
-            score += points
-            signals.append(f"tokens>={threshold}")
-            break
+    if tokens >= 32_000:
+        score += 3
+        signals.append("tokens>=32000")
+    elif tokens >= 8_000:
+        score += 2
+        signals.append("tokens>=8000")
+    elif tokens >= 2_000:
+        score += 1
+        signals.append("tokens>=2000")
     if request.message_count >= 16:
         score += 1
         signals.append("messages>=16")
     if request.tool_count >= 5:
         score += 1
         signals.append("tools>=5")
-    dependencies = stems_in(words, DEPENDENCY_STEMS)
-    score += min(len(dependencies), 2)
-    signals.extend(f"dependency:{s}" for s in dependencies)
-    phrase_text = " " + " ".join(words) + " "
-    novelty = stems_in(words, NOVELTY_STEMS) + [
-        p for p in NOVELTY_PHRASES if f" {p} " in phrase_text
-    ]
+    dependencies = _found(DEPENDENCY_STEMS, stems)
+    if dependencies:
+        score += min(len(dependencies), 2)
+        signals += [f"dependency:{s}" for s in dependencies]
+    novelty = _found(NOVELTY_STEMS, stems)
+    # Phrases are consecutive words: the words, joined, are searched only for
+    # a phrase whose words all occur.
+    if not distinct.isdisjoint(_PHRASE_FIRST_WORDS):
+        phrase_text = None
+        for phrase, needle, phrase_words in _PHRASES:
+            if phrase_words <= distinct:
+                if phrase_text is None:
+                    phrase_text = " " + " ".join(words) + " "
+                if needle in phrase_text:
+                    novelty.append(phrase)
     if novelty:
         score += 2
-    signals.extend(f"novelty:{s}" for s in novelty)
-    simple = stems_in(words, SIMPLE_STEMS)
+        signals += [f"novelty:{s}" for s in novelty]
+    simple = _found(SIMPLE_STEMS, stems)
     if simple:
         score -= 1
-    signals.extend(f"simple:{s}" for s in simple)
-    change = stems_in(words, CHANGE_STEMS)
-    signals.extend(f"change:{s}" for s in change)
+        signals += [f"simple:{s}" for s in simple]
+    change = _found(CHANGE_STEMS, stems)
+    if change:
+        signals += [f"change:{s}" for s in change]
 
     if score >= 3:
         complexity = HIGH
@@ -208,10 +264,11 @@ def _push_once(notes: List[str], note: str) -> None:
 
 def candidates(preference: Sequence[str], models, needed: int, notes: List[str]) -> List[str]:
     """The models of `preference` that the catalog has, available and large
-    enough, in order; notes why others were skipped."""
+    enough, in order; notes why others were skipped. `models` maps ids to
+    catalog entries (the first entry of each id)."""
     out = []
     for model_id in preference:
-        model = next((m for m in models if m.id == model_id), None)
+        model = models.get(model_id)
         if model is None:
             continue
         if not model.available:
@@ -232,14 +289,18 @@ def route(request, models) -> Decision:
     max_output = request.max_output_tokens
     needed = request.input_tokens + (max_output if max_output is not None else 0)
     notes: List[str] = []
-    executors = candidates(EXECUTORS, models, needed, notes)
+    # The first entry of each id, as a lookup by id would find it.
+    by_id = {}
+    for model in models:
+        by_id.setdefault(model.id, model)
+    executors = candidates(EXECUTORS, by_id, needed, notes)
     if not executors:
         raise RouteError(f"no executor fits a request of {needed} tokens ({', '.join(notes)})")
     executor, fallbacks = executors[0], executors[1:]
     tier = TIERS[complexity]
     planner = None
     if tier != "direct":
-        planners = candidates(PLANNERS, models, needed, notes)
+        planners = candidates(PLANNERS, by_id, needed, notes)
         planner = planners[0] if planners else None
         if planner is None:
             tier = "direct"
