@@ -799,7 +799,7 @@ async fn run_case(
             if matches!(case.fault, Fault::Denied(_))
                 && !answer
                     .body
-                    .contains("refused the gateway's credentials or model")
+                    .contains("refused the gateway's credentials, model or address")
             {
                 return Err(format!("not said to be the gateway's: {}", answer.body));
             }

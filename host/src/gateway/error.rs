@@ -84,7 +84,7 @@ impl ApiError {
             return Self::new(
                 ErrorKind::Upstream,
                 format!(
-                    "the upstream refused the gateway's credentials or model (it answered {status}); \
+                    "the upstream refused the gateway's credentials, model or address (it answered {status}); \
                      the gateway's provider configuration needs fixing, not this request"
                 ),
             );
@@ -213,7 +213,7 @@ mod tests {
             assert!(
                 error
                     .message
-                    .contains("refused the gateway's credentials or model"),
+                    .contains("refused the gateway's credentials, model or address"),
                 "{}",
                 error.message
             );

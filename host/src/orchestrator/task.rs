@@ -804,7 +804,7 @@ async fn run_subtask(
         let tokens = called.usage.input_tokens + called.usage.output_tokens;
         task.update_subtask(&subtask.id, |s| {
             s.served_by = Some(called.model.clone());
-            s.attempts += called.attempts.iter().filter(|a| !a.skipped).count() as u32;
+            s.attempts += crate::resilience::calls(&called.attempts);
             s.tokens += tokens;
             s.cost_usd += called.cost.usd;
             s.escalated |= escalated;

@@ -191,8 +191,9 @@ pub enum Blame {
     /// answer if asked again, after a backoff.
     Upstream,
     /// The upstream refused the gateway's credentials or model name (401,
-    /// 403, 404): the endpoint's configuration is wrong, so asking it again
-    /// is pointless, but another endpoint or model may answer.
+    /// 403, 404) or redirected (3xx; redirects are not followed): the
+    /// endpoint's configuration is wrong, so asking it again is pointless,
+    /// but another endpoint or model may answer.
     Endpoint,
     /// The request itself is bad (400, 422 and the other 4xx): no endpoint
     /// would take it.
@@ -212,7 +213,7 @@ impl ProviderError {
             | ProviderError::Malformed(_) => Blame::Upstream,
             ProviderError::Status { status, .. } => match status {
                 408 | 409 | 429 => Blame::Upstream,
-                401 | 403 | 404 => Blame::Endpoint,
+                300..=399 | 401 | 403 | 404 => Blame::Endpoint,
                 s if *s >= 500 => Blame::Upstream,
                 _ => Blame::Request,
             },
@@ -287,7 +288,7 @@ mod tests {
         for upstream in [408, 409, 429, 500, 502, 503, 504, 529] {
             assert_eq!(status(upstream).blame(), Blame::Upstream, "{upstream}");
         }
-        for endpoint in [401, 403, 404] {
+        for endpoint in [301, 308, 401, 403, 404] {
             assert_eq!(status(endpoint).blame(), Blame::Endpoint, "{endpoint}");
             assert!(!status(endpoint).is_retryable());
         }

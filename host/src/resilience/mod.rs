@@ -26,14 +26,15 @@
 //!   meaning now), or moves on to the next model at once when that is longer
 //!   than `backoff_max_ms`. Counts against the endpoint's breaker.
 //! - **The endpoint's configuration** ([`Blame::Endpoint`]): the provider
-//!   answered 401, 403 or 404. Clients authenticate to Switchyard, not to
+//!   answered 401, 403 or 404, or redirected (a provider API that moves is
+//!   misconfigured; redirects are not followed). Clients authenticate to Switchyard, not to
 //!   the provider, so this is the gateway's key or upstream model name being
 //!   wrong there. The endpoint is not asked again for this request; the
 //!   model's other endpoints are tried at once (no backoff, no retry from
 //!   the budget), then the next model and the escalation model. Counts
 //!   against the endpoint's breaker, so a misconfigured endpoint is soon
 //!   skipped. If it is the last failure of the chain, the client gets a 502
-//!   saying the upstream refused the gateway's credentials or model, without
+//!   saying the upstream refused the gateway's credentials, model or address, without
 //!   the provider's own words (they can quote part of the key).
 //! - **The request's** ([`Blame::Request`]): 400, 422 and the other 4xx (or
 //!   a request that cannot be translated to the provider's format). No
@@ -44,7 +45,7 @@
 //! breaker records the success then. A failure before it is treated as
 //! above; after it the client already has the start of the answer, so the
 //! stream ends with an error event instead of falling back, and the breaker
-//! records one failure more.
+//! turns that success into a failure.
 
 pub mod balance;
 pub mod breaker;
@@ -89,17 +90,23 @@ pub struct Outcome<T> {
     pub result: Result<T, ProviderError>,
     /// Every attempt made, in order.
     pub attempts: Vec<Attempt>,
-    /// The successful call's endpoint, whose outcome is not recorded yet:
-    /// a stream is only a success once it has ended well. Settle it with
-    /// [`settle`]; dropping it records nothing.
+    /// The successful call's endpoint, its success already recorded at the
+    /// first byte. A stream can still break: settle the lease with
+    /// [`settle`] when it ends, which turns that success into a failure if
+    /// it did not end well. Dropping it changes nothing.
     pub lease: Option<(String, Lease)>,
 }
 
 impl<T> Outcome<T> {
     /// Upstream calls made (models skipped for open breakers aside).
     pub fn calls(&self) -> u32 {
-        self.attempts.iter().filter(|a| !a.skipped).count() as u32
+        calls(&self.attempts)
     }
+}
+
+/// Upstream calls among `attempts` (models skipped for open breakers aside).
+pub fn calls(attempts: &[Attempt]) -> u32 {
+    attempts.iter().filter(|a| !a.skipped).count() as u32
 }
 
 /// Records how the successful call of an [`Outcome`] ended.
@@ -203,8 +210,8 @@ impl Resilience {
             // Endpoints of this model that refused the gateway's credentials
             // or model: asking them again cannot help.
             let mut refused: Vec<Arc<Endpoint>> = Vec::new();
-            // Endpoints of this model that failed this request: a retry
-            // goes to another one if it can.
+            // Every endpoint of this model that failed this request, the
+            // refused ones included: a retry goes to another one if it can.
             let mut failed: Vec<Arc<Endpoint>> = Vec::new();
             loop {
                 let left = deadline.saturating_duration_since(Instant::now());
@@ -215,10 +222,10 @@ impl Resilience {
                         lease: None,
                     };
                 }
-                let fresh = (!failed.is_empty())
-                    .then(|| pool.pick_except(&[refused.as_slice(), &failed].concat()))
-                    .flatten();
-                let Some(mut lease) = fresh.or_else(|| pool.pick_except(&refused)) else {
+                let picked = pool
+                    .pick_except(&failed)
+                    .or_else(|| pool.pick_except(&refused));
+                let Some(mut lease) = picked else {
                     if refused.len() == pool.endpoints().len() {
                         // Every endpoint was tried and refused: not a skip.
                         break;
@@ -297,7 +304,8 @@ impl Resilience {
                         // or name) may take it, at once: nothing here is
                         // overloaded, so neither a backoff nor a retry from
                         // the budget is due.
-                        refused.push(endpoint);
+                        refused.push(endpoint.clone());
+                        failed.push(endpoint);
                         last_error = Some(error);
                         continue;
                     }
@@ -309,7 +317,7 @@ impl Resilience {
                 // The backoff (or the upstream's Retry-After) spares the
                 // endpoint that failed; another endpoint of the model (another
                 // key, another region) can take the retry at once.
-                let wait = if pool.available_except(&[refused.as_slice(), &failed].concat()) {
+                let wait = if pool.available_except(&failed) {
                     Duration::ZERO
                 } else {
                     match wait {

@@ -131,18 +131,10 @@ pub async fn run_aider_async(
     let dir = dir.to_path_buf();
     let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
     let input = input.to_string();
-    let env: Vec<(String, String)> = env
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    tokio::task::spawn_blocking(move || {
+    let env = python::owned_pairs(env);
+    python::off_runtime("the aider task", move || {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        run_aider(&dir, &args, &input, &env)
+        run_aider(&dir, &args, &input, &python::borrowed_pairs(&env))
     })
     .await
-    .unwrap_or_else(|e| match e.try_into_panic() {
-        Ok(panic) => std::panic::resume_unwind(panic),
-        Err(e) => panic!("the aider task: {e}"),
-    })
 }

@@ -76,6 +76,37 @@ pub(crate) fn ensure_venv(
     Ok(python)
 }
 
+/// Runs `job` on Tokio's blocking pool and returns its result, re-raising
+/// its panic (a failed assertion) in the calling test. Async tests need it:
+/// their runtime also serves the gateway the program talks to.
+pub(crate) async fn off_runtime<T: Send + 'static>(
+    what: &str,
+    job: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    tokio::task::spawn_blocking(job)
+        .await
+        .unwrap_or_else(|e| match e.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            Err(e) => panic!("{what}: {e}"),
+        })
+}
+
+/// Owned copies of `(name, value)` pairs, for a job moved to another thread.
+pub(crate) fn owned_pairs(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// Borrowed views of [`owned_pairs`].
+pub(crate) fn borrowed_pairs(pairs: &[(String, String)]) -> Vec<(&str, &str)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect()
+}
+
 fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)

@@ -152,17 +152,9 @@ pub async fn run_sdk_script_async(
     env: &[(&str, &str)],
 ) -> Value {
     let (script, url, key) = (script.to_string(), url.to_string(), key.to_string());
-    let env: Vec<(String, String)> = env
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    tokio::task::spawn_blocking(move || {
-        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        run_sdk_script_with(&script, &url, &key, &env)
+    let env = python::owned_pairs(env);
+    python::off_runtime("the SDK script's task", move || {
+        run_sdk_script_with(&script, &url, &key, &python::borrowed_pairs(&env))
     })
     .await
-    .unwrap_or_else(|e| match e.try_into_panic() {
-        Ok(panic) => std::panic::resume_unwind(panic),
-        Err(e) => panic!("the SDK script's task: {e}"),
-    })
 }
