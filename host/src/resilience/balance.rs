@@ -218,7 +218,7 @@ impl Balancer {
 
     /// Whether any endpoint's breaker would let a call through.
     pub fn available(&self) -> bool {
-        self.endpoints.iter().any(|e| e.breaker.would_allow())
+        self.available_except(&[])
     }
 
     /// Whether an endpoint other than those of `except` would let a call
