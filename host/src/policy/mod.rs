@@ -5,6 +5,7 @@
 //!   content hash), identifying and calling components under a deadline and
 //!   a memory cap.
 //! - [`sandbox`]: the store every call runs in: WASI with no capabilities.
+//! - [`budget`]: the CPU time a call may use, checked at epoch ticks.
 //! - [`registry`]: loaded modules by name, swapped atomically.
 //! - [`watcher`]: the hot-reload folder.
 //! - [`decide`]: validating a router's answer, or serving the safe route.
@@ -12,6 +13,7 @@
 //!   them to contract 0.1.0.
 
 pub mod active;
+pub mod budget;
 pub mod builtin;
 pub mod decide;
 pub mod module;

@@ -3,7 +3,6 @@
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -12,12 +11,11 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, Store, Trap};
 
+use super::budget::Ticker;
 use super::sandbox::{self, Sandbox};
 use super::types::{ChatRequest, Features, ModelInfo, Plan, Review, Route, Subtask, Task};
 use super::v0_1::{self, planner, router};
 
-/// How often the epoch advances; deadlines are counted in these ticks.
-const TICK: Duration = Duration::from_millis(1);
 /// Instantiation runs a runtime's start-up code, which may take far longer
 /// than a decision; it is bounded separately.
 const INSTANTIATE_DEADLINE: Duration = Duration::from_secs(2);
@@ -97,7 +95,7 @@ pub struct PolicyEngine {
     limits: Limits,
     cache_dir: Option<PathBuf>,
     compat: String,
-    ticker_stop: Arc<AtomicBool>,
+    ticker: Ticker,
 }
 
 impl PolicyEngine {
@@ -113,23 +111,14 @@ impl PolicyEngine {
         engine.precompile_compatibility_hash().hash(&mut hasher);
         let compat = format!("{:016x}", hasher.finish());
 
-        let ticker_stop = Arc::new(AtomicBool::new(false));
-        let (stop, ticking) = (ticker_stop.clone(), engine.clone());
-        std::thread::Builder::new()
-            .name("policy-epoch".into())
-            .spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    std::thread::sleep(TICK);
-                    ticking.increment_epoch();
-                }
-            })?;
+        let ticker = Ticker::start(engine.clone())?;
         Ok(Arc::new(PolicyEngine {
             engine,
             linker,
             limits,
             cache_dir,
             compat,
-            ticker_stop,
+            ticker,
         }))
     }
 
@@ -168,6 +157,7 @@ impl PolicyEngine {
             pre,
             engine: self.clone(),
             warm: Mutex::new(Vec::new()),
+            catalog: v0_1::Catalog::default(),
         })
     }
 
@@ -221,17 +211,6 @@ impl PolicyEngine {
             v0_1::ROUTING_EXPORT,
             v0_1::PLANNING_EXPORT
         )
-    }
-
-    fn ticks(deadline: Duration) -> u64 {
-        // One extra tick: the current one may be about to end.
-        deadline.as_micros().div_ceil(TICK.as_micros()) as u64 + 1
-    }
-}
-
-impl Drop for PolicyEngine {
-    fn drop(&mut self) {
-        self.ticker_stop.store(true, Ordering::Relaxed);
     }
 }
 
@@ -316,6 +295,7 @@ pub struct PolicyModule {
     pre: Pre,
     engine: Arc<PolicyEngine>,
     warm: Mutex<Vec<Warm>>,
+    catalog: v0_1::Catalog,
 }
 
 impl PolicyModule {
@@ -327,7 +307,8 @@ impl PolicyModule {
         models: &[ModelInfo],
     ) -> Result<Route, PolicyError> {
         let request = features.into();
-        let models = v0_1::models(models);
+        let catalog = self.catalog.of(models);
+        let models = &catalog.1;
         let mut warm = self.checkout().await?;
         let Bindings::Router(bindings) = &warm.bindings else {
             return Err(PolicyError::WrongWorld(self.info.world));
@@ -335,7 +316,7 @@ impl PolicyModule {
         let call =
             bindings
                 .switchyard_policy_routing()
-                .call_route(&mut warm.store, &request, &models);
+                .call_route(&mut warm.store, &request, models);
         let result = self.bounded(call).await;
         self.checkin(warm, result).map(Into::into)
     }
@@ -347,16 +328,16 @@ impl PolicyModule {
         models: &[ModelInfo],
     ) -> Result<ChatRequest, PolicyError> {
         let task = task.into();
-        let models = v0_1::models(models);
+        let catalog = self.catalog.of(models);
+        let models = &catalog.1;
         let mut warm = self.checkout().await?;
         let Bindings::Planner(bindings) = &warm.bindings else {
             return Err(PolicyError::WrongWorld(self.info.world));
         };
-        let call = bindings.switchyard_policy_planning().call_plan_request(
-            &mut warm.store,
-            &task,
-            &models,
-        );
+        let call =
+            bindings
+                .switchyard_policy_planning()
+                .call_plan_request(&mut warm.store, &task, models);
         let result = self.bounded(call).await;
         self.checkin(warm, result).map(Into::into)
     }
@@ -369,7 +350,8 @@ impl PolicyModule {
         models: &[ModelInfo],
     ) -> Result<Plan, PolicyError> {
         let task = task.into();
-        let models = v0_1::models(models);
+        let catalog = self.catalog.of(models);
+        let models = &catalog.1;
         let mut warm = self.checkout().await?;
         let Bindings::Planner(bindings) = &warm.bindings else {
             return Err(PolicyError::WrongWorld(self.info.world));
@@ -378,7 +360,7 @@ impl PolicyModule {
             &mut warm.store,
             &task,
             reply,
-            &models,
+            models,
         );
         let result = self.bounded(call).await;
         self.checkin(warm, result).map(Into::into)
@@ -394,7 +376,8 @@ impl PolicyModule {
     ) -> Result<Option<ChatRequest>, PolicyError> {
         let task = task.into();
         let subtask = subtask.into();
-        let models = v0_1::models(models);
+        let catalog = self.catalog.of(models);
+        let models = &catalog.1;
         let mut warm = self.checkout().await?;
         let Bindings::Planner(bindings) = &warm.bindings else {
             return Err(PolicyError::WrongWorld(self.info.world));
@@ -404,7 +387,7 @@ impl PolicyModule {
             &task,
             &subtask,
             output,
-            &models,
+            models,
         );
         let result = self.bounded(call).await;
         self.checkin(warm, result).map(|r| r.map(Into::into))
@@ -421,7 +404,8 @@ impl PolicyModule {
     ) -> Result<Review, PolicyError> {
         let task = task.into();
         let subtask = subtask.into();
-        let models = v0_1::models(models);
+        let catalog = self.catalog.of(models);
+        let models = &catalog.1;
         let mut warm = self.checkout().await?;
         let Bindings::Planner(bindings) = &warm.bindings else {
             return Err(PolicyError::WrongWorld(self.info.world));
@@ -432,7 +416,7 @@ impl PolicyModule {
             &subtask,
             output,
             reviewer_reply,
-            &models,
+            models,
         );
         let result = self.bounded(call).await;
         self.checkin(warm, result).map(Into::into)
@@ -458,20 +442,21 @@ impl PolicyModule {
             Some(warm) => warm,
             None => self.instantiate().await?,
         };
-        let deadline = self.engine.limits.call_deadline;
-        warm.store.data_mut().arm(deadline);
-        warm.store.set_epoch_deadline(PolicyEngine::ticks(deadline));
+        arm(&mut warm.store, self.engine.limits.call_deadline);
         Ok(warm)
     }
 
     async fn instantiate(&self) -> Result<Warm, PolicyError> {
         let started = Instant::now();
-        let sandbox = Sandbox::new(self.label.clone(), self.engine.limits.memory_bytes);
+        let sandbox = Sandbox::new(
+            self.label.clone(),
+            self.engine.limits.memory_bytes,
+            self.engine.ticker.clock(),
+        );
         let mut store = Store::new(&self.engine.engine, sandbox);
         store.limiter(|s| s.limits());
         store.epoch_deadline_callback(sandbox::on_epoch_deadline);
-        store.data_mut().arm(INSTANTIATE_DEADLINE);
-        store.set_epoch_deadline(PolicyEngine::ticks(INSTANTIATE_DEADLINE));
+        arm(&mut store, INSTANTIATE_DEADLINE);
         let bindings = match &self.pre {
             Pre::Router(pre) => pre
                 .instantiate_async(&mut store)
@@ -511,6 +496,14 @@ impl PolicyModule {
             }
         }
     }
+}
+
+/// Starts a call on `store` that may use `cpu` of CPU time.
+fn arm(store: &mut Store<Sandbox>, cpu: Duration) {
+    store.data_mut().arm(cpu);
+    // The budget is checked at every tick the call runs through, starting
+    // with the next one.
+    store.set_epoch_deadline(1);
 }
 
 fn classify(error: wasmtime::Error, deadline: Duration) -> PolicyError {

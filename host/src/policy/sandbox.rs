@@ -17,6 +17,7 @@ use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use super::budget::{Budget, TickClock};
 use super::v0_1;
 
 /// The longest line of guest output that reaches the log; the rest is cut so
@@ -32,22 +33,10 @@ pub struct Sandbox {
     budget: Budget,
 }
 
-/// The CPU time a call may use, measured on the thread that runs it.
-///
-/// Epoch ticks are wall-clock, so on a busy machine a descheduled call would
-/// run out of ticks without having used any CPU. When the ticks run out,
-/// [`on_epoch_deadline`] compares the thread's CPU time with the budget and
-/// grants more ticks while the call is within it.
-#[derive(Debug, Clone, Copy)]
-struct Budget {
-    cpu: Duration,
-    cpu_at_start: Duration,
-}
-
 impl Sandbox {
     /// A sandbox for `module` whose linear memories may not grow past
-    /// `memory_bytes` in total per memory.
-    pub fn new(module: Arc<str>, memory_bytes: usize) -> Self {
+    /// `memory_bytes` in total per memory, whose calls are timed by `clock`.
+    pub fn new(module: Arc<str>, memory_bytes: usize, clock: Arc<TickClock>) -> Self {
         let wasi = WasiCtx::builder()
             .stdout(GuestOutput {
                 module: module.clone(),
@@ -69,19 +58,13 @@ impl Sandbox {
                 .memories(16)
                 .trap_on_grow_failure(true)
                 .build(),
-            budget: Budget {
-                cpu: Duration::ZERO,
-                cpu_at_start: Duration::ZERO,
-            },
+            budget: Budget::new(clock),
         }
     }
 
     /// Starts a call that may use `cpu` of CPU time.
     pub fn arm(&mut self, cpu: Duration) {
-        self.budget = Budget {
-            cpu,
-            cpu_at_start: thread_cpu_time(),
-        };
+        self.budget.arm(cpu);
     }
 
     /// The limiter wasmtime consults when memories and tables grow.
@@ -120,32 +103,16 @@ impl v0_1::Host for Sandbox {
     }
 }
 
-/// Called by wasmtime when a call's epoch deadline passes: more ticks if
-/// the call is still within its CPU budget, a trap otherwise.
-pub fn on_epoch_deadline(store: StoreContextMut<'_, Sandbox>) -> wasmtime::Result<UpdateDeadline> {
-    let budget = store.data().budget;
-    let used = thread_cpu_time().saturating_sub(budget.cpu_at_start);
-    if used < budget.cpu {
+/// Called by wasmtime at each tick a call runs through: one more tick if the
+/// call is still within its CPU budget, a trap otherwise.
+pub fn on_epoch_deadline(
+    mut store: StoreContextMut<'_, Sandbox>,
+) -> wasmtime::Result<UpdateDeadline> {
+    if store.data_mut().budget.within() {
         Ok(UpdateDeadline::Continue(1))
     } else {
         Ok(UpdateDeadline::Interrupt)
     }
-}
-
-/// CPU time used by the calling thread.
-fn thread_cpu_time() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid timespec to write to; this clock exists on
-    // every platform the daemon supports (Linux, macOS).
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    if rc != 0 {
-        // Fall back to wall-clock semantics: a budget that is never extended.
-        return Duration::MAX;
-    }
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
 /// The linker every policy is instantiated with.

@@ -4,6 +4,8 @@
 //! A future `0.2.0` gets a sibling module; the registry picks the module by
 //! the version in a component's export names.
 
+use std::sync::Arc;
+
 use super::types as host;
 
 /// The contract version these bindings speak.
@@ -85,8 +87,31 @@ impl From<&host::Features> for wit::Request {
     }
 }
 
-/// The catalog as the contract sees it.
-pub fn models(models: &[host::ModelInfo]) -> Vec<wit::Model> {
+/// The catalog as the contract sees it, converted once per catalog change.
+///
+/// A route call would otherwise copy every model's strings before lowering
+/// them; the catalog changes only when live health moves, so the last
+/// conversion is kept and reused while the catalog equals it.
+#[derive(Default)]
+pub struct Catalog {
+    last: arc_swap::ArcSwapOption<(Vec<host::ModelInfo>, Vec<wit::Model>)>,
+}
+
+impl Catalog {
+    /// `models` in the contract's types.
+    pub fn of(&self, models: &[host::ModelInfo]) -> Arc<(Vec<host::ModelInfo>, Vec<wit::Model>)> {
+        if let Some(last) = self.last.load_full()
+            && last.0 == models
+        {
+            return last;
+        }
+        let converted = Arc::new((models.to_vec(), convert(models)));
+        self.last.store(Some(converted.clone()));
+        converted
+    }
+}
+
+fn convert(models: &[host::ModelInfo]) -> Vec<wit::Model> {
     models
         .iter()
         .map(|m| wit::Model {
