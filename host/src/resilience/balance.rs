@@ -69,7 +69,7 @@ impl Endpoint {
             latency: Mutex::new(Latency {
                 ewma: 0.0,
                 updated: Instant::now(),
-                samples: VecDeque::new(),
+                samples: VecDeque::with_capacity(SAMPLES + 1),
                 p50: None,
             }),
         }
@@ -94,9 +94,14 @@ impl Endpoint {
         if l.samples.len() > SAMPLES {
             l.samples.pop_front();
         }
-        let mut sorted: Vec<Duration> = l.samples.iter().copied().collect();
-        sorted.sort_unstable();
-        l.p50 = sorted.get(sorted.len() / 2).copied();
+        // A linear-time selection on a stack copy: this runs on every call.
+        let mut window = [Duration::ZERO; SAMPLES];
+        let n = l.samples.len();
+        for (slot, sample) in window.iter_mut().zip(&l.samples) {
+            *slot = *sample;
+        }
+        let (_, median, _) = window[..n].select_nth_unstable(n / 2);
+        l.p50 = Some(*median);
     }
 
     /// Median of recent latencies.
