@@ -219,24 +219,7 @@ impl Gateway {
         stream: bool,
         headers: &[(&str, &str)],
     ) -> Answer {
-        let (path, body) = match api {
-            Api::OpenAi => (
-                "/v1/chat/completions",
-                json!({"model": model, "stream": stream,
-                       "messages": [{"role": "user", "content": text}]}),
-            ),
-            Api::Anthropic => (
-                "/v1/messages",
-                json!({"model": model, "stream": stream, "max_tokens": 64,
-                       "messages": [{"role": "user", "content": text}]}),
-            ),
-        };
-        let mut request = self
-            .http
-            .post(format!("{}{path}", self.url))
-            .header("anthropic-version", "2023-06-01")
-            .bearer_auth("sk-client")
-            .json(&body);
+        let mut request = self.request(api, model, text, stream);
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
@@ -251,6 +234,27 @@ impl Gateway {
             body,
             elapsed: started.elapsed(),
         }
+    }
+
+    /// The request that asks `model` to answer `text` on `api`.
+    fn request(&self, api: Api, model: &str, text: &str, stream: bool) -> reqwest::RequestBuilder {
+        let (path, body) = match api {
+            Api::OpenAi => (
+                "/v1/chat/completions",
+                json!({"model": model, "stream": stream,
+                       "messages": [{"role": "user", "content": text}]}),
+            ),
+            Api::Anthropic => (
+                "/v1/messages",
+                json!({"model": model, "stream": stream, "max_tokens": 64,
+                       "messages": [{"role": "user", "content": text}]}),
+            ),
+        };
+        self.http
+            .post(format!("{}{path}", self.url))
+            .header("anthropic-version", "2023-06-01")
+            .bearer_auth("sk-client")
+            .json(&body)
     }
 
     /// The breaker state and trips of `model`'s endpoint `index`.
@@ -1322,6 +1326,51 @@ async fn deadlines_bound_a_request() {
         .await;
     check_broken(Api::OpenAi, &answer).unwrap();
     assert!(answer.body.contains("deadline"), "{}", answer.body);
+}
+
+/// A stream is relayed as it arrives: the relay batches events that arrive
+/// together into one write, and must not hold back what is already there
+/// while the rest is still coming.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_is_relayed_as_it_arrives() {
+    const GAP: Duration = Duration::from_millis(150);
+    let upstream = Upstream::start(UpstreamConfig::default()).await;
+    let daemon = single_model_daemon(&upstream, &Knobs::default()).await;
+    let gateway = Gateway::new(&daemon);
+    for api in [Api::OpenAi, Api::Anthropic] {
+        upstream.push(Reply::echo().chunk_delay(GAP));
+        let started = Instant::now();
+        let response = gateway
+            .request(api, "primary", "alpha bravo charlie", true)
+            .send()
+            .await
+            .expect("the daemon answers");
+        assert_eq!(response.status(), 200);
+        let mut chunks = response.bytes_stream();
+        let (mut text, mut first_text, mut last) = (String::new(), None, Duration::ZERO);
+        while let Some(chunk) = chunks.next().await {
+            let chunk = chunk.expect("the stream ends cleanly");
+            last = started.elapsed();
+            text.push_str(&String::from_utf8_lossy(&chunk));
+            if first_text.is_none() && text.contains("echo") {
+                first_text = Some(last);
+            }
+        }
+        let first_text = first_text.unwrap_or_else(|| panic!("{api:?}: no answer text in {text}"));
+        // The echo's words and the closing events are several gaps apart
+        // upstream; the first words must not wait for them.
+        assert!(
+            last >= first_text + 2 * GAP,
+            "{api:?}: the first text arrived at {first_text:?}, the stream ended at {last:?}"
+        );
+        let answer = Answer {
+            status: 200,
+            headers: Default::default(),
+            body: text,
+            elapsed: last,
+        };
+        check_answer(api, true, &answer, "alpha bravo charlie").unwrap();
+    }
 }
 
 // ---------------------------------------------------------------------------

@@ -7,6 +7,7 @@
 //! (`bench/profile`). The pool keeps HTTP/1.1 connections alive and speaks
 //! HTTP/2 where the provider offers it over TLS (ALPN).
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -159,61 +160,24 @@ impl HttpProvider {
             .map_err(|e| ProviderError::Malformed(self.redact(&format!("{e}"))))
     }
 
-    /// The events of a streamed answer. A stream that goes quiet for the
-    /// provider's timeout counts as timed out.
-    fn events(&self, mut body: Incoming) -> super::EventStream {
-        let format = self.format;
-        let key = self.key.clone();
-        let timeout = self.timeout;
-        let mut parser = SseParser::new();
-        let stream = async_stream(move |tx| async move {
-            loop {
-                let frame = match tokio::time::timeout(timeout, body.frame()).await {
-                    Ok(Some(Ok(frame))) => frame,
-                    Ok(Some(Err(e))) => {
-                        let error = ProviderError::Broken(error_text(&e, key.as_deref()));
-                        let _ = tx.send(Err(error)).await;
-                        return;
-                    }
-                    Ok(None) => break,
-                    Err(_) => {
-                        let _ = tx.send(Err(ProviderError::Timeout(timeout))).await;
-                        return;
-                    }
-                };
-                // Trailers carry nothing an SSE reader needs.
-                let Ok(chunk) = frame.into_data() else {
-                    continue;
-                };
-                let events = match parser.feed(&chunk) {
-                    Ok(events) => events,
-                    Err(e) => {
-                        let _ = tx.send(Err(ProviderError::Malformed(e.to_string()))).await;
-                        return;
-                    }
-                };
-                for event in events {
-                    match parse_event(format, &event.data) {
-                        Ok(Some(event)) => {
-                            if tx.send(Ok(event)).await.is_err() {
-                                return;
-                            }
-                        }
-                        Ok(None) => {}
-                        Err(e) => {
-                            let _ = tx.send(Err(e)).await;
-                            return;
-                        }
-                    }
-                }
-            }
-            if let Some(event) = parser.finish()
-                && let Ok(Some(event)) = parse_event(format, &event.data)
-            {
-                let _ = tx.send(Ok(event)).await;
-            }
-        });
-        Box::pin(stream)
+    /// The events of a streamed answer, read and parsed on the task that
+    /// consumes them (no task in between to hand each event across). A
+    /// stream that goes quiet for the provider's timeout counts as timed
+    /// out; the first error ends it.
+    fn events(&self, body: Incoming) -> super::EventStream {
+        let reader = EventReader {
+            body,
+            parser: SseParser::new(),
+            ready: VecDeque::new(),
+            ended: false,
+            format: self.format,
+            key: self.key.clone(),
+            timeout: self.timeout,
+        };
+        Box::pin(futures::stream::unfold(reader, |mut reader| async move {
+            let next = reader.next().await?;
+            Some((next, reader))
+        }))
     }
 
     async fn status_error(&self, response: http::Response<Incoming>) -> ProviderError {
@@ -253,6 +217,79 @@ impl HttpProvider {
 
     fn redact(&self, text: &str) -> String {
         redact(self.key.as_deref(), text)
+    }
+}
+
+/// A streamed answer's body being turned into events.
+struct EventReader {
+    body: Incoming,
+    parser: SseParser,
+    /// Parsed from the last chunk and not yet handed out.
+    ready: VecDeque<Result<Event, ProviderError>>,
+    ended: bool,
+    format: Format,
+    key: Option<String>,
+    timeout: Duration,
+}
+
+impl EventReader {
+    async fn next(&mut self) -> Option<Result<Event, ProviderError>> {
+        loop {
+            if let Some(next) = self.ready.pop_front() {
+                if next.is_err() {
+                    self.ended = true;
+                    self.ready.clear();
+                }
+                return Some(next);
+            }
+            if self.ended {
+                return None;
+            }
+            match tokio::time::timeout(self.timeout, self.body.frame()).await {
+                Ok(Some(Ok(frame))) => {
+                    // Trailers carry nothing an SSE reader needs.
+                    if let Ok(chunk) = frame.into_data() {
+                        self.parse(&chunk);
+                    }
+                }
+                Ok(Some(Err(e))) => {
+                    let error = ProviderError::Broken(error_text(&e, self.key.as_deref()));
+                    self.ready.push_back(Err(error));
+                }
+                Ok(None) => {
+                    self.ended = true;
+                    if let Some(event) = self.parser.finish()
+                        && let Ok(Some(event)) = parse_event(self.format, &event.data)
+                    {
+                        self.ready.push_back(Ok(event));
+                    }
+                }
+                Err(_) => self
+                    .ready
+                    .push_back(Err(ProviderError::Timeout(self.timeout))),
+            }
+        }
+    }
+
+    fn parse(&mut self, chunk: &[u8]) {
+        let events = match self.parser.feed(chunk) {
+            Ok(events) => events,
+            Err(e) => {
+                self.ready
+                    .push_back(Err(ProviderError::Malformed(e.to_string())));
+                return;
+            }
+        };
+        for event in events {
+            match parse_event(self.format, &event.data) {
+                Ok(Some(event)) => self.ready.push_back(Ok(event)),
+                Ok(None) => {}
+                Err(e) => {
+                    self.ready.push_back(Err(e));
+                    return;
+                }
+            }
+        }
     }
 }
 

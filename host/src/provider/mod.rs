@@ -230,7 +230,7 @@ impl ProviderError {
 /// A configured provider.
 pub enum Provider {
     /// An HTTP API.
-    Http(http::HttpProvider),
+    Http(Box<http::HttpProvider>),
     /// The built-in simulation.
     Simulated(simulated::Simulated),
 }
@@ -242,7 +242,7 @@ impl Provider {
         Ok(match config.kind {
             ProviderKind::Simulated => Provider::Simulated(simulated::Simulated::new(config)),
             ProviderKind::Openai | ProviderKind::Anthropic => {
-                Provider::Http(http::HttpProvider::new(name, config)?)
+                Provider::Http(Box::new(http::HttpProvider::new(name, config)?))
             }
         })
     }
