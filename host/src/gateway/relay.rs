@@ -11,7 +11,6 @@
 
 use bytes::Bytes;
 use serde::Serialize;
-use serde_json::{Value, json};
 
 use crate::ledger::Cost;
 use crate::ledger::cost::format_usd;
@@ -217,20 +216,31 @@ impl Relay {
         }
     }
 
-    fn summary(&self, cost: Cost) -> Value {
+    /// The stream's cost summary as JSON text.
+    fn summary(&self, cost: Cost) -> String {
         let usage = self.usage();
-        let mut summary = json!({
-            "model": self.model,
-            "cost_usd": format_usd(cost.usd),
-            "baseline_cost_usd": format_usd(cost.baseline_usd),
-            "input_tokens": usage.input_tokens,
-            "output_tokens": usage.output_tokens,
-            "cached_input_tokens": usage.cached_input_tokens,
-        });
-        if let Some(planner) = self.planner_cost {
-            summary["planner_cost_usd"] = format_usd(planner.usd).into();
+        // Fields in alphabetical order, as clients have always seen them.
+        #[derive(Serialize)]
+        struct Summary<'a> {
+            baseline_cost_usd: String,
+            cached_input_tokens: u64,
+            cost_usd: String,
+            input_tokens: u64,
+            model: &'a str,
+            output_tokens: u64,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            planner_cost_usd: Option<String>,
         }
-        summary
+        let summary = Summary {
+            baseline_cost_usd: format_usd(cost.baseline_usd),
+            cached_input_tokens: usage.cached_input_tokens,
+            cost_usd: format_usd(cost.usd),
+            input_tokens: usage.input_tokens,
+            model: &self.model,
+            output_tokens: usage.output_tokens,
+            planner_cost_usd: self.planner_cost.map(|p| format_usd(p.usd)),
+        };
+        serde_json::to_string(&summary).unwrap_or_else(|_| "{}".into())
     }
 
     fn client_chunk(
@@ -280,16 +290,24 @@ fn encode<T: Serialize>(event: Option<&str>, value: &T) -> Bytes {
     sse::encode_event(event, &data)
 }
 
-/// `value` with a `switchyard` field added.
-fn with_summary<T: Serialize>(event: Option<&str>, value: &T, summary: &Value) -> Bytes {
-    let mut json = serde_json::to_value(value).unwrap_or(Value::Null);
-    if let Some(object) = json.as_object_mut() {
-        object.insert("switchyard".into(), summary.clone());
+/// `value`, a JSON object, with a `switchyard` field added.
+fn with_summary<T: Serialize>(event: Option<&str>, value: &T, summary: &str) -> Bytes {
+    let mut data = serde_json::to_string(value).unwrap_or_else(|_| "{}".into());
+    // Spliced into the text: a round trip through `Value` cost more than
+    // the rest of the stream's tail.
+    if data.ends_with('}') {
+        data.pop();
+        if !data.ends_with('{') {
+            data.push(',');
+        }
+        data.push_str("\"switchyard\":");
+        data.push_str(summary);
+        data.push('}');
     }
-    sse::encode_event(event, &json.to_string())
+    sse::encode_event(event, &data)
 }
 
 /// An SSE comment: ignored by SDKs, readable by people and scripts.
-fn comment(summary: &Value) -> Bytes {
+fn comment(summary: &str) -> Bytes {
     Bytes::from(format!(": switchyard {summary}\n\n"))
 }

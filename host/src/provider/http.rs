@@ -379,6 +379,17 @@ fn parse_event(format: Format, data: &str) -> Result<Option<Event>, ProviderErro
     let malformed = |e: serde_json::Error| ProviderError::Malformed(format!("stream event: {e}"));
     match format {
         Format::OpenAi => {
+            // Straight into the chunk type: going through a `Value` first
+            // parsed every event twice. An error event has no `id`, so it
+            // fails here, or lands in the unmodelled fields.
+            let parsed = serde_json::from_str::<openai::ChatCompletionChunk>(data);
+            if let Ok(chunk) = &parsed
+                && !chunk.extra.contains_key("error")
+            {
+                return parsed
+                    .map(|chunk| Some(Event::OpenAi(chunk)))
+                    .map_err(malformed);
+            }
             let value: serde_json::Value = serde_json::from_str(data).map_err(malformed)?;
             if let Some(error) = value.get("error") {
                 return Err(ProviderError::Status {
@@ -390,9 +401,9 @@ fn parse_event(format: Format, data: &str) -> Result<Option<Event>, ProviderErro
                     retry_after: None,
                 });
             }
-            let chunk: openai::ChatCompletionChunk =
-                serde_json::from_value(value).map_err(malformed)?;
-            Ok(Some(Event::OpenAi(chunk)))
+            parsed
+                .map(|chunk| Some(Event::OpenAi(chunk)))
+                .map_err(malformed)
         }
         Format::Anthropic => {
             let event: anthropic::StreamEvent = serde_json::from_str(data).map_err(malformed)?;
@@ -424,6 +435,40 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn openai_stream_events_are_chunks_or_errors() {
+        let chunk = r#"{"id":"c1","object":"chat.completion.chunk","created":1,"model":"m",
+            "choices":[{"index":0,"delta":{"content":"hi"},"finish_reason":null}]}"#;
+        match parse_event(Format::OpenAi, chunk) {
+            Ok(Some(Event::OpenAi(c))) => assert_eq!(c.choices.len(), 1),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(parse_event(Format::OpenAi, " [DONE] "), Ok(None)));
+        // An error event, alone or next to chunk fields.
+        for error in [
+            r#"{"error":{"message":"overloaded","type":"server_error"}}"#,
+            r#"{"id":"c1","choices":[],"error":{"message":"overloaded"}}"#,
+        ] {
+            match parse_event(Format::OpenAi, error) {
+                Err(ProviderError::Status {
+                    status: 502,
+                    message,
+                    ..
+                }) => assert_eq!(message, "overloaded"),
+                other => panic!("{error}: {other:?}"),
+            }
+        }
+        for malformed in ["{not json", r#"{"choices":[]}"#] {
+            assert!(
+                matches!(
+                    parse_event(Format::OpenAi, malformed),
+                    Err(ProviderError::Malformed(_))
+                ),
+                "{malformed}"
+            );
+        }
+    }
 
     #[test]
     fn retry_after_takes_seconds_or_an_http_date() {
