@@ -180,6 +180,30 @@ async fn hostile_calls_get_the_safe_route_and_the_next_call_works() {
     assert_eq!(printed.route.reasoning, "printed");
 }
 
+/// With no calls for a while the epoch ticker slows down to save CPU; the
+/// next call wakes it, so a runaway guest is still stopped at its deadline.
+#[tokio::test]
+async fn a_runaway_call_is_stopped_after_the_engine_sat_idle() {
+    let config = Config::demo();
+    let catalog = config.catalog();
+    let safe = config.safe_route();
+    let registry = registry(limits());
+    let module = registry
+        .load("hostile", support::read(support::HOSTILE), &catalog)
+        .await
+        .expect("the hostile module behaves on the self-check");
+    for _ in 0..3 {
+        // Well past the ticker's idle threshold (100 ticks of 1 ms).
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let started = Instant::now();
+        let decision = decide(Some(&module), &features("loop"), &catalog, &safe).await;
+        let reason = decision.fallback_reason.unwrap_or_default();
+        assert!(reason.contains("deadline"), "{reason}");
+        // Bounded, not timed: a hung guest must not hang the host.
+        assert!(started.elapsed() < Duration::from_secs(2));
+    }
+}
+
 #[tokio::test]
 async fn invalid_modules_are_refused_at_load() {
     let catalog = Config::demo().catalog();

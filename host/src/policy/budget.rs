@@ -14,9 +14,17 @@
 //! The ticker records when each tick happened, so this bound stays within one
 //! tick of the truth even when the call's thread sat descheduled for many
 //! ticks before it could notice.
+//!
+//! A daemon with no policy calls would still wake the ticker a thousand
+//! times a second (about 2.5% of a core here), so after [`IDLE_AFTER`]
+//! ticks without a call it ticks every [`IDLE_TICK`] instead, and the next
+//! call to start wakes it. Should that wake-up be missed, budgets are still
+//! enforced, only [`IDLE_TICK`] late: a running call's checks count as
+//! activity and bring the fast ticks back.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::thread::Thread;
 use std::time::{Duration, Instant};
 
 use wasmtime::Engine;
@@ -24,7 +32,13 @@ use wasmtime::Engine;
 /// How often the epoch advances.
 pub const TICK: Duration = Duration::from_millis(1);
 
-/// How many recent ticks keep their time (one second's worth); a call whose
+/// The tick of an idle ticker.
+pub const IDLE_TICK: Duration = Duration::from_millis(50);
+
+/// Ticks without a call after which the ticker is idle.
+const IDLE_AFTER: u32 = 100;
+
+/// How many recent ticks keep their time (a second of fast ticks); a call whose
 /// first check comes later than that is charged its wall-clock time.
 const REMEMBERED: u64 = 1024;
 
@@ -41,27 +55,40 @@ pub struct TickClock {
     /// and `count` before the engine's epoch moves.
     count: AtomicU64,
     at: Box<[AtomicU64]>,
+    /// A call started or was checked since the last tick.
+    active: AtomicBool,
+    /// The ticker is idle: it ticks every [`IDLE_TICK`].
+    idle: AtomicBool,
+    ticker: OnceLock<Thread>,
 }
 
 impl Ticker {
     /// Starts ticking `engine` every [`TICK`] until the ticker is dropped.
     pub fn start(engine: Engine) -> std::io::Result<Self> {
-        let clock = Arc::new(TickClock {
-            origin: Instant::now(),
-            count: AtomicU64::new(0),
-            at: (0..REMEMBERED).map(|_| AtomicU64::new(0)).collect(),
-        });
+        let clock = Arc::new(TickClock::new());
         let stop = Arc::new(AtomicBool::new(false));
         let (ticking, stopped) = (clock.clone(), stop.clone());
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("policy-epoch".into())
             .spawn(move || {
+                let mut quiet = 0;
                 while !stopped.load(Ordering::Relaxed) {
-                    std::thread::sleep(TICK);
+                    if quiet >= IDLE_AFTER {
+                        // Woken early by the next call to start.
+                        std::thread::park_timeout(IDLE_TICK);
+                    } else {
+                        std::thread::sleep(TICK);
+                    }
                     ticking.tick();
                     engine.increment_epoch();
+                    quiet = match ticking.active.swap(false, Ordering::Relaxed) {
+                        true => 0,
+                        false => quiet.saturating_add(1),
+                    };
+                    ticking.idle.store(quiet >= IDLE_AFTER, Ordering::Relaxed);
                 }
             })?;
+        let _ = clock.ticker.set(thread.thread().clone());
         Ok(Ticker { clock, stop })
     }
 
@@ -74,10 +101,38 @@ impl Ticker {
 impl Drop for Ticker {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.clock.ticker.get() {
+            thread.unpark();
+        }
     }
 }
 
 impl TickClock {
+    fn new() -> Self {
+        TickClock {
+            origin: Instant::now(),
+            count: AtomicU64::new(0),
+            at: (0..REMEMBERED).map(|_| AtomicU64::new(0)).collect(),
+            active: AtomicBool::new(false),
+            idle: AtomicBool::new(false),
+            ticker: OnceLock::new(),
+        }
+    }
+
+    /// Keeps the ticker ticking fast, and wakes it if it is idle. Costs a
+    /// shared read on nearly every call: the flag is written at most once
+    /// per tick.
+    fn mark_active(&self) {
+        if !self.active.load(Ordering::Relaxed) {
+            self.active.store(true, Ordering::Relaxed);
+            if self.idle.load(Ordering::Relaxed)
+                && let Some(thread) = self.ticker.get()
+            {
+                thread.unpark();
+            }
+        }
+    }
+
     fn now(&self) -> u64 {
         self.origin.elapsed().as_nanos() as u64
     }
@@ -134,6 +189,7 @@ impl Budget {
 
     /// Starts a call that may use `cpu` of CPU time.
     pub fn arm(&mut self, cpu: Duration) {
+        self.clock.mark_active();
         self.cpu = cpu;
         self.count_at_start = self.clock.count.load(Ordering::Acquire);
         self.started = self.clock.now();
@@ -143,6 +199,7 @@ impl Budget {
     /// Whether the call is still within its budget; called at each tick the
     /// call is running through.
     pub fn within(&mut self) -> bool {
+        self.clock.mark_active();
         let cpu_now = thread_cpu_time();
         let (cpu_then, before) = *self.first_check.get_or_insert_with(|| {
             let before = self
@@ -175,11 +232,7 @@ mod tests {
     use super::*;
 
     fn clock() -> Arc<TickClock> {
-        Arc::new(TickClock {
-            origin: Instant::now(),
-            count: AtomicU64::new(0),
-            at: (0..REMEMBERED).map(|_| AtomicU64::new(0)).collect(),
-        })
+        Arc::new(TickClock::new())
     }
 
     fn spin(cpu: Duration) {
