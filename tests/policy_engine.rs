@@ -6,8 +6,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use switchyard::config::Config;
-use switchyard::policy::types::{Features, Message, WireApi};
-use switchyard::policy::{Limits, PolicyEngine, PolicyError, Registry, World, decide};
+use switchyard::policy::types::{Features, Message, ModelInfo, Route, WireApi};
+use switchyard::policy::{
+    Limits, PolicyEngine, PolicyError, PolicyModule, Registry, World, decide,
+};
 use switchyard_test_support as support;
 
 fn switchyard(args: &[&str]) -> std::process::Output {
@@ -143,16 +145,37 @@ fn features(text: &str) -> Features {
     }
 }
 
+/// The hostile test router, loaded under the test limits, with the demo
+/// catalog and safe route.
+struct Hostile {
+    module: Arc<PolicyModule>,
+    catalog: Vec<ModelInfo>,
+    safe: Route,
+}
+
+impl Hostile {
+    async fn load() -> Hostile {
+        let config = Config::demo();
+        let catalog = config.catalog();
+        let module = registry(limits())
+            .load("hostile", support::read(support::HOSTILE), &catalog)
+            .await
+            .expect("the hostile module behaves on the self-check");
+        Hostile {
+            module,
+            catalog,
+            safe: config.safe_route(),
+        }
+    }
+}
+
 #[tokio::test]
 async fn hostile_calls_get_the_safe_route_and_the_next_call_works() {
-    let config = Config::demo();
-    let catalog = config.catalog();
-    let safe = config.safe_route();
-    let registry = registry(limits());
-    let module = registry
-        .load("hostile", support::read(support::HOSTILE), &catalog)
-        .await
-        .expect("the hostile module behaves on the self-check");
+    let Hostile {
+        module,
+        catalog,
+        safe,
+    } = Hostile::load().await;
 
     for (behaviour, expected) in [
         ("trap", "trapped"),
@@ -184,14 +207,11 @@ async fn hostile_calls_get_the_safe_route_and_the_next_call_works() {
 /// next call wakes it, so a runaway guest is still stopped at its deadline.
 #[tokio::test]
 async fn a_runaway_call_is_stopped_after_the_engine_sat_idle() {
-    let config = Config::demo();
-    let catalog = config.catalog();
-    let safe = config.safe_route();
-    let registry = registry(limits());
-    let module = registry
-        .load("hostile", support::read(support::HOSTILE), &catalog)
-        .await
-        .expect("the hostile module behaves on the self-check");
+    let Hostile {
+        module,
+        catalog,
+        safe,
+    } = Hostile::load().await;
     for _ in 0..3 {
         // Well past the ticker's idle threshold (100 ticks of 1 ms).
         tokio::time::sleep(Duration::from_millis(400)).await;

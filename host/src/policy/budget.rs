@@ -231,8 +231,12 @@ fn thread_cpu_time() -> Duration {
 mod tests {
     use super::*;
 
-    fn clock() -> Arc<TickClock> {
-        Arc::new(TickClock::new())
+    /// A budget of `cpu` armed on a clock the test ticks by hand.
+    fn armed(cpu: Duration) -> (Arc<TickClock>, Budget) {
+        let clock = Arc::new(TickClock::new());
+        let mut budget = Budget::new(clock.clone());
+        budget.arm(cpu);
+        (clock, budget)
     }
 
     fn spin(cpu: Duration) {
@@ -242,9 +246,7 @@ mod tests {
 
     #[test]
     fn time_asleep_before_the_first_check_is_not_charged() {
-        let clock = clock();
-        let mut budget = Budget::new(clock.clone());
-        budget.arm(Duration::from_millis(20));
+        let (clock, mut budget) = armed(Duration::from_millis(20));
         clock.tick();
         // Descheduled for longer than the whole budget after the tick.
         std::thread::sleep(Duration::from_millis(40));
@@ -255,9 +257,7 @@ mod tests {
 
     #[test]
     fn cpu_used_after_the_first_check_is_charged() {
-        let clock = clock();
-        let mut budget = Budget::new(clock.clone());
-        budget.arm(Duration::from_millis(20));
+        let (clock, mut budget) = armed(Duration::from_millis(20));
         clock.tick();
         assert!(budget.within());
         spin(Duration::from_millis(25));
@@ -266,9 +266,7 @@ mod tests {
 
     #[test]
     fn time_before_the_first_tick_counts_as_cpu() {
-        let clock = clock();
-        let mut budget = Budget::new(clock.clone());
-        budget.arm(Duration::from_millis(20));
+        let (clock, mut budget) = armed(Duration::from_millis(20));
         spin(Duration::from_millis(25));
         clock.tick();
         assert!(!budget.within());
@@ -276,9 +274,7 @@ mod tests {
 
     #[test]
     fn arming_again_starts_a_fresh_call() {
-        let clock = clock();
-        let mut budget = Budget::new(clock.clone());
-        budget.arm(Duration::from_millis(5));
+        let (clock, mut budget) = armed(Duration::from_millis(5));
         spin(Duration::from_millis(6));
         clock.tick();
         assert!(!budget.within());
