@@ -1374,6 +1374,101 @@ async fn a_stream_is_relayed_as_it_arrives() {
 }
 
 // ---------------------------------------------------------------------------
+// Transport
+
+/// A provider the environment sends through a proxy is called through it.
+/// The provider's own host does not resolve; the proxy, here the test
+/// upstream (which takes absolute-form requests), answers. The daemon runs
+/// as its own process so that the proxy variables reach only it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn providers_are_called_through_the_proxy_the_environment_names() {
+    let proxy = Upstream::start(UpstreamConfig::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("switchyard.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "baseline_model = \"primary\"\n[policies]\nrouter = \"none\"\n\
+             [safe_route]\nexecutor = \"primary\"\n\n\
+             [providers.p]\nkind = \"openai\"\nbase_url = \"http://provider.invalid/v1\"\n\
+             api_key_env = \"SWITCHYARD_TEST_OPENAI_KEY\"\n\n{}",
+            model("primary", "p", "")
+        ),
+    )
+    .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let log = std::fs::File::create(dir.path().join("daemon.log")).unwrap();
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"));
+    command
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--config",
+        ])
+        .arg(&config)
+        .env("SWITCHYARD_TEST_OPENAI_KEY", OPENAI_KEY)
+        .env("HTTP_PROXY", proxy.url());
+    for var in [
+        "NO_PROXY",
+        "no_proxy",
+        "http_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+    ] {
+        command.env_remove(var);
+    }
+    let mut daemon = command
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    struct Kill<'a>(&'a mut std::process::Child);
+    impl Drop for Kill<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _kill = Kill(&mut daemon);
+
+    let gateway = Gateway {
+        url: format!("http://127.0.0.1:{port}"),
+        http: reqwest::Client::new(),
+    };
+    let started = Instant::now();
+    while gateway
+        .http
+        .get(format!("{}/healthz", gateway.url))
+        .send()
+        .await
+        .is_err()
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the daemon did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for stream in [false, true] {
+        let answer = gateway
+            .ask(Api::OpenAi, "primary", "via the proxy", stream, &[])
+            .await;
+        check_answer(Api::OpenAi, stream, &answer, "via the proxy").unwrap();
+    }
+    assert_eq!(proxy.total(), 2, "both calls went through the proxy");
+    let log = std::fs::read_to_string(dir.path().join("daemon.log")).unwrap();
+    assert!(
+        log.contains("calls go through the proxy at 127.0.0.1"),
+        "{log}"
+    );
+}
+
+// ---------------------------------------------------------------------------
 // Balancing
 
 /// A model `pool` with two endpoints: `fast` on `upstreams[0]` and `slow` on
