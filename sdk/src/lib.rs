@@ -31,9 +31,16 @@
 
 #![warn(missing_docs)]
 
+pub mod alloc;
 mod bindings;
 pub mod log;
 pub mod testing;
+
+/// Every Rust policy's heap: see [`alloc`]. A policy cannot pick another
+/// global allocator.
+#[cfg(all(target_arch = "wasm32", not(target_feature = "atomics")))]
+#[global_allocator]
+static HEAP: alloc::PolicyAllocator = alloc::PolicyAllocator::new();
 
 pub use bindings::types::{
     ChatRequest, Message, Model, Plan, Request, Review, Route, Subtask, SubtaskKind, Task, Tier,
