@@ -21,7 +21,7 @@ use crate::ledger::{Cost, Prices, cost::format_usd};
 use crate::orchestrator::transparent::{self, PlanSource};
 use crate::policy::Decision;
 use crate::policy::types::{Features, Route, Tier};
-use crate::provider::http::async_stream;
+use crate::provider::async_stream;
 use crate::provider::wire::{anthropic, openai};
 use crate::provider::{EventStream, Format, ProviderError, Reply, Request, Response as Answer};
 

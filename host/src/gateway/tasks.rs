@@ -16,7 +16,7 @@ use super::AppState;
 use super::error::{ApiError, ErrorKind};
 use crate::orchestrator::task::{TaskEvent, TaskInput};
 use crate::provider::Format;
-use crate::provider::http::async_stream;
+use crate::provider::async_stream;
 
 /// `POST /v1/tasks`: accepts a task and starts it; 202 with its record.
 pub async fn submit(

@@ -308,7 +308,7 @@ impl PolicyModule {
     ) -> Result<Route, PolicyError> {
         let request = features.into();
         let catalog = self.catalog.of(models);
-        let models = &catalog.1;
+        let models = &catalog.models;
         let mut warm = self.checkout().await?;
         let Bindings::Router(bindings) = &warm.bindings else {
             return Err(PolicyError::WrongWorld(self.info.world));
@@ -329,7 +329,7 @@ impl PolicyModule {
     ) -> Result<ChatRequest, PolicyError> {
         let task = task.into();
         let catalog = self.catalog.of(models);
-        let models = &catalog.1;
+        let models = &catalog.models;
         let mut warm = self.checkout().await?;
         let Bindings::Planner(bindings) = &warm.bindings else {
             return Err(PolicyError::WrongWorld(self.info.world));
@@ -351,7 +351,7 @@ impl PolicyModule {
     ) -> Result<Plan, PolicyError> {
         let task = task.into();
         let catalog = self.catalog.of(models);
-        let models = &catalog.1;
+        let models = &catalog.models;
         let mut warm = self.checkout().await?;
         let Bindings::Planner(bindings) = &warm.bindings else {
             return Err(PolicyError::WrongWorld(self.info.world));
@@ -377,7 +377,7 @@ impl PolicyModule {
         let task = task.into();
         let subtask = subtask.into();
         let catalog = self.catalog.of(models);
-        let models = &catalog.1;
+        let models = &catalog.models;
         let mut warm = self.checkout().await?;
         let Bindings::Planner(bindings) = &warm.bindings else {
             return Err(PolicyError::WrongWorld(self.info.world));
@@ -405,7 +405,7 @@ impl PolicyModule {
         let task = task.into();
         let subtask = subtask.into();
         let catalog = self.catalog.of(models);
-        let models = &catalog.1;
+        let models = &catalog.models;
         let mut warm = self.checkout().await?;
         let Bindings::Planner(bindings) = &warm.bindings else {
             return Err(PolicyError::WrongWorld(self.info.world));

@@ -94,18 +94,29 @@ impl From<&host::Features> for wit::Request {
 /// conversion is kept and reused while the catalog equals it.
 #[derive(Default)]
 pub struct Catalog {
-    last: arc_swap::ArcSwapOption<(Vec<host::ModelInfo>, Vec<wit::Model>)>,
+    last: arc_swap::ArcSwapOption<Converted>,
+}
+
+/// One catalog in both forms.
+pub struct Converted {
+    /// What it was converted from, to tell whether it still applies.
+    from: Vec<host::ModelInfo>,
+    /// The contract's form.
+    pub models: Vec<wit::Model>,
 }
 
 impl Catalog {
     /// `models` in the contract's types.
-    pub fn of(&self, models: &[host::ModelInfo]) -> Arc<(Vec<host::ModelInfo>, Vec<wit::Model>)> {
+    pub fn of(&self, models: &[host::ModelInfo]) -> Arc<Converted> {
         if let Some(last) = self.last.load_full()
-            && last.0 == models
+            && last.from == models
         {
             return last;
         }
-        let converted = Arc::new((models.to_vec(), convert(models)));
+        let converted = Arc::new(Converted {
+            from: models.to_vec(),
+            models: convert(models),
+        });
         self.last.store(Some(converted.clone()));
         converted
     }

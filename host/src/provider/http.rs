@@ -500,19 +500,6 @@ fn parse_event(format: Format, data: &str) -> Result<Option<Event>, ProviderErro
     }
 }
 
-/// A stream fed by an async producer through a small channel; the producer
-/// stops when the consumer goes away.
-pub fn async_stream<T, F, Fut>(producer: F) -> impl futures::Stream<Item = T> + Send
-where
-    T: Send + 'static,
-    F: FnOnce(tokio::sync::mpsc::Sender<T>) -> Fut,
-    Fut: std::future::Future<Output = ()> + Send + 'static,
-{
-    let (tx, mut rx) = tokio::sync::mpsc::channel(16);
-    tokio::spawn(producer(tx));
-    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

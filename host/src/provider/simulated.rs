@@ -11,7 +11,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use super::http::async_stream;
+use super::async_stream;
 use super::wire::openai::{
     self, ChatCompletion, ChatCompletionChunk, ChatMessage, Choice, ChunkChoice, Delta,
     FinishReason, FunctionCallDelta, MessageContent, ResponseMessage, ToolCall, ToolCallDelta,
