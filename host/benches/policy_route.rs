@@ -9,6 +9,10 @@
 //! - `route-floor/rust`: the same call to a router that answers at once
 //!   (the hostile test guest on a benign message): the host's and the
 //!   canonical ABI's share of `route/rust`.
+//! - `route-cold/<rust|floor>`: `route/rust` and `route-floor/rust` with the
+//!   CPU caches refilled with other data before every call, as a gateway's
+//!   own work between two requests' policy calls does: the call as the
+//!   daemon pays it under load.
 //! - `route-max/<lang>`: one call with the largest request view the contract
 //!   allows (16 user messages of 2,000 bytes), on an engine with a 5 s
 //!   deadline so that it is measured rather than cut off.
@@ -203,6 +207,44 @@ fn route(c: &mut Criterion, fx: &Fixture) {
     group.bench_function(TRIVIAL.id, |b| {
         bench_route(b, &fx.rt, &fx.module(TRIVIAL), &features, &fx.catalog)
     });
+    group.finish();
+}
+
+/// Bytes written between two calls of `route-cold`: twice the largest
+/// per-core L2 of current x86 server parts, so that the call finds none of
+/// its code or data in L1 or L2 (a shared L3 may keep some, as under load).
+const EVICT_BYTES: usize = 4 << 20;
+
+/// `route-cold/<rust|floor>`: one call after the caches were refilled with
+/// unrelated data; only the calls are timed.
+fn route_cold(c: &mut Criterion, fx: &Fixture) {
+    let features = features();
+    let mut evict = vec![0u8; EVICT_BYTES];
+    let mut group = c.benchmark_group("route-cold");
+    group.sample_size(20).sampling_mode(SamplingMode::Flat);
+    for (id, lang) in [("rust", RUST), ("floor", TRIVIAL)] {
+        let module = fx.module(lang);
+        group.bench_function(id, |b| {
+            b.iter_custom(|iters| {
+                fx.rt.block_on(async {
+                    let mut spent = Duration::ZERO;
+                    for i in 0..iters {
+                        // A new value each pass, so every line is written.
+                        evict.fill(i as u8);
+                        black_box(&mut evict);
+                        let started = Instant::now();
+                        let route = module
+                            .route(black_box(&features), black_box(&fx.catalog))
+                            .await
+                            .expect("the router answers");
+                        spent += started.elapsed();
+                        black_box(route);
+                    }
+                    spent
+                })
+            })
+        });
+    }
     group.finish();
 }
 
@@ -431,6 +473,7 @@ fn main() {
     let mut c = Criterion::default().configure_from_args();
     let fx = Fixture::new();
     route(&mut c, &fx);
+    route_cold(&mut c, &fx);
     route_max(&mut c, &fx);
     decide_group(&mut c, &fx);
     reload(&mut c, &fx);
