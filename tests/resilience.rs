@@ -20,6 +20,7 @@
 mod common;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Once};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -1466,6 +1467,115 @@ async fn providers_are_called_through_the_proxy_the_environment_names() {
         log.contains("calls go through the proxy at 127.0.0.1"),
         "{log}"
     );
+}
+
+/// Connections to a plain-HTTP provider are kept alive and reused, after
+/// plain and streamed answers alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_connections_are_kept_and_reused() {
+    let upstream = Upstream::start(UpstreamConfig::default()).await;
+    let daemon = single_model_daemon(&upstream, &Knobs::default()).await;
+    let gateway = Gateway::new(&daemon);
+    for stream in [false, true, false, true, false] {
+        let answer = gateway
+            .ask(Api::OpenAi, "primary", "once more", stream, &[])
+            .await;
+        check_answer(Api::OpenAi, stream, &answer, "once more").unwrap();
+    }
+    assert_eq!(upstream.total(), 5);
+    assert_eq!(
+        upstream.connections(),
+        1,
+        "one connection served every call"
+    );
+}
+
+/// An upstream that closes connections it is not using (as servers with a
+/// keep-alive timeout do) costs a new connection, not a failed attempt:
+/// the closed one is noticed before a request is sent on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_the_upstream_closed_are_not_used() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/v1", listener.local_addr().unwrap());
+    let accepted = Arc::new(AtomicUsize::new(0));
+    tokio::spawn({
+        let accepted = accepted.clone();
+        async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                accepted.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(answer_once_then_close(tcp));
+            }
+        }
+    });
+    let providers = format!(
+        "[providers.p]\nkind = \"openai\"\nbase_url = \"{url}\"\n\
+         api_key_env = \"SWITCHYARD_TEST_OPENAI_KEY\"\ntimeout_ms = {TIMEOUT_MS}\n\n"
+    );
+    let models = model("primary", "p", "");
+    let knobs = Knobs::default();
+    let daemon = Daemon::start(config(
+        "executor = \"primary\"",
+        &knobs,
+        &providers,
+        &models,
+    ))
+    .await;
+    let gateway = Gateway::new(&daemon);
+    for _ in 0..3 {
+        let answer = gateway.ask(Api::OpenAi, "primary", "hi", false, &[]).await;
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        assert_eq!(answer.header("x-switchyard-attempts"), Some("1"));
+        // Time for the upstream's closing to reach the daemon's socket.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        3,
+        "a new connection each time"
+    );
+}
+
+/// Reads one HTTP/1.1 request, answers it with a completion that keeps the
+/// connection alive by HTTP's rules, then closes the connection anyway.
+async fn answer_once_then_close(mut tcp: tokio::net::TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut received = Vec::new();
+    let mut buf = [0u8; 4096];
+    let body_len = loop {
+        let Ok(n) = tcp.read(&mut buf).await else {
+            return;
+        };
+        if n == 0 {
+            return;
+        }
+        received.extend_from_slice(&buf[..n]);
+        if let Some(end) = received.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&received[..end]).to_ascii_lowercase();
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map_or(0, |v| v.trim().parse().unwrap());
+            break end + 4 + length;
+        }
+    };
+    while received.len() < body_len {
+        match tcp.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => received.extend_from_slice(&buf[..n]),
+        }
+    }
+    let body = json!({
+        "id": "chatcmpl-1", "object": "chat.completion", "created": 0, "model": "primary",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "hello"},
+                     "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}
+    })
+    .to_string();
+    let answer = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = tcp.write_all(answer.as_bytes()).await;
 }
 
 // ---------------------------------------------------------------------------

@@ -1,11 +1,13 @@
 //! Providers reached over HTTP: any OpenAI-compatible API, and Anthropic's.
 //!
-//! Calls go through hyper's pooled client directly rather than reqwest:
-//! reqwest parsed the URL twice per request (once for its redirect policy,
-//! which cannot be switched off) and stacked tower layers the gateway does
-//! not use; without them a plain request costs the daemon about a fifth less
-//! CPU under load (`bench/profile`). The pool keeps HTTP/1.1 connections
-//! alive and speaks HTTP/2 where the provider offers it over TLS (ALPN).
+//! TLS providers are called through hyper's pooled client directly rather
+//! than reqwest: reqwest parsed the URL twice per request (once for its
+//! redirect policy, which cannot be switched off) and stacked tower layers
+//! the gateway does not use; without them a plain request costs the daemon
+//! about a fifth less CPU under load (`bench/profile`). The pool keeps
+//! HTTP/1.1 connections alive and speaks HTTP/2 where the provider offers it
+//! (ALPN). Plain-HTTP providers get connections the calling task drives
+//! itself (`provider/plain.rs`).
 //!
 //! A provider the environment sends through a proxy (`HTTPS_PROXY`,
 //! `HTTP_PROXY`, `ALL_PROXY`, `NO_PROXY`, read as curl reads them) is called
@@ -28,6 +30,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::proxy::matcher::Matcher;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
+use super::plain::Pool;
 use super::wire::sse::SseParser;
 use super::wire::{anthropic, openai};
 use super::{Event, Format, ProviderError, Reply, Request, Response};
@@ -96,6 +99,13 @@ impl HttpProvider {
         }
         let connect_timeout = Duration::from_millis(config.connect_timeout_ms);
         let transport = match Matcher::from_system().intercept(&endpoint) {
+            None if endpoint.scheme() == Some(&http::uri::Scheme::HTTP) => Transport::Plain(
+                Pool::new(&endpoint, connect_timeout, POOL_IDLE, POOL_MAX_IDLE)
+                    .with_context(|| format!("{at}.base_url: no usable host"))?,
+                endpoint
+                    .path_and_query()
+                    .map_or_else(|| Uri::from_static("/"), |p| Uri::from(p.clone())),
+            ),
             None => Transport::direct(connect_timeout)
                 .with_context(|| format!("{at}: cannot set up TLS"))?,
             Some(proxy) => {
@@ -162,6 +172,14 @@ impl HttpProvider {
     /// Posts `body` to the endpoint; the answer's head, its body to come.
     async fn post(&self, body: Vec<u8>) -> Result<http::Response<Body>, BoxError> {
         match &self.transport {
+            Transport::Plain(pool, path) => {
+                let mut call = http::Request::new(Full::new(Bytes::from(body)));
+                *call.method_mut() = Method::POST;
+                *call.uri_mut() = path.clone();
+                *call.headers_mut() = self.headers.clone();
+                let response = pool.send(call).await?;
+                Ok(response.map(|body| body.map_err(BoxError::from).boxed_unsync()))
+            }
             Transport::Direct(client) => {
                 let mut call = http::Request::new(Full::new(Bytes::from(body)));
                 *call.method_mut() = Method::POST;
@@ -253,7 +271,10 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// How calls reach a provider.
 enum Transport {
-    /// hyper's pooled client.
+    /// Connections of Switchyard's own to a plain-HTTP upstream, and the
+    /// path requests go to.
+    Plain(Arc<Pool>, Uri),
+    /// hyper's pooled client, for TLS upstreams.
     Direct(Box<Client<HttpsConnector<HttpConnector>, Full<Bytes>>>),
     /// reqwest, which reads the proxy settings from the environment itself.
     Proxied(reqwest::Client),

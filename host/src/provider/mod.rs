@@ -7,6 +7,7 @@
 //! happens in [`wire::translate`], called by the gateway.
 
 pub mod http;
+mod plain;
 pub mod simulated;
 pub mod wire;
 

@@ -493,6 +493,8 @@ struct Shared {
     matchers: Mutex<Vec<Matcher>>,
     log: Mutex<Vec<RecordedRequest>>,
     seq: AtomicU64,
+    /// Connections accepted.
+    connections: Arc<AtomicU64>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -549,9 +551,11 @@ impl Upstream {
             matchers: Mutex::new(Vec::new()),
             log: Mutex::new(Vec::new()),
             seq: AtomicU64::new(0),
+            connections: Arc::new(AtomicU64::new(0)),
         });
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let state = shared.clone();
+        let connections = shared.connections.clone();
         std::thread::Builder::new()
             .name(format!("upstream-{}", addr.port()))
             .spawn(move || {
@@ -560,9 +564,10 @@ impl Upstream {
                     .build()
                     .expect("the upstream's runtime");
                 runtime.block_on(async move {
-                    let listener = Resettable(
-                        tokio::net::TcpListener::from_std(listener).expect("a Tokio listener"),
-                    );
+                    let listener = Resettable {
+                        tcp: tokio::net::TcpListener::from_std(listener).expect("a Tokio listener"),
+                        accepted: connections,
+                    };
                     let app = Router::new()
                         .fallback(handle)
                         .layer(DefaultBodyLimit::disable())
@@ -668,6 +673,11 @@ impl Upstream {
         self.shared.seq.load(Ordering::SeqCst)
     }
 
+    /// How many connections were accepted since the start.
+    pub fn connections(&self) -> u64 {
+        self.shared.connections.load(Ordering::SeqCst)
+    }
+
     /// Empties the request log (sequence numbers keep counting).
     pub fn clear_requests(&self) {
         lock(&self.shared.log).clear();
@@ -698,8 +708,11 @@ impl Upstream {
 // Connections a reply can reset
 
 /// The upstream's listener: plain TCP, but each connection comes with a
-/// [`ResetSwitch`] its requests can reach.
-struct Resettable(tokio::net::TcpListener);
+/// [`ResetSwitch`] its requests can reach; it counts what it accepts.
+struct Resettable {
+    tcp: tokio::net::TcpListener,
+    accepted: Arc<AtomicU64>,
+}
 
 /// A connection that fails every read and write once its switch is thrown,
 /// and then closes with a TCP reset (`SO_LINGER` 0) rather than a FIN.
@@ -723,13 +736,14 @@ impl Listener for Resettable {
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        let (tcp, addr) = Listener::accept(&mut self.0).await;
+        let (tcp, addr) = Listener::accept(&mut self.tcp).await;
+        self.accepted.fetch_add(1, Ordering::SeqCst);
         let reset = Arc::new(AtomicBool::new(false));
         (ResettableStream { tcp, reset }, addr)
     }
 
     fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        self.0.local_addr()
+        self.tcp.local_addr()
     }
 }
 

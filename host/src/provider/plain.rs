@@ -1,0 +1,256 @@
+//! HTTP/1.1 connections to a plain-HTTP upstream (a local vLLM, Ollama or
+//! benchmark server), driven by the task of the request that uses them.
+//!
+//! hyper's pooled client runs each connection on a task of its own: a call
+//! hands its request to that task and is woken by it for the answer's head
+//! and again for each piece of the body, and the pool hashes the host on
+//! every checkout and return. Here a connection is leased to one call at a
+//! time, and the call's own polls drive it, so a request wakes nothing but
+//! itself. TLS upstreams stay on hyper's pooled client: there encryption
+//! costs far more than the hand-offs, and HTTP/2 needs a connection task.
+//!
+//! Idle connections are not polled. One the upstream closed meanwhile is
+//! noticed when it is next taken (a poll finds the end of the stream) and
+//! dropped; one that closes in the instant between that check and the
+//! request leaving is caught by hyper, which hands the unsent request back,
+//! and the request goes on a new connection.
+
+use std::collections::VecDeque;
+use std::future::{Future, poll_fn};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, ready};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::{HOST, HeaderValue};
+use http::{Request, Response, Uri};
+use http_body_util::Full;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::client::conn::http1::{self, Connection, SendRequest};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Idle connections to one upstream, most recently used last.
+pub struct Pool {
+    /// `host:port` to connect to.
+    authority: String,
+    /// Sent as `Host` with every request.
+    host: HeaderValue,
+    connect_timeout: Duration,
+    idle_timeout: Duration,
+    max_idle: usize,
+    idle: Mutex<VecDeque<Idle>>,
+}
+
+struct Idle {
+    lease: Lease,
+    since: Instant,
+}
+
+/// A connection, leased to one call.
+struct Lease {
+    sender: SendRequest<Full<Bytes>>,
+    conn: Connection<TokioIo<TcpStream>, Full<Bytes>>,
+}
+
+impl Pool {
+    /// A pool for `endpoint`, an `http://` URL.
+    pub fn new(
+        endpoint: &Uri,
+        connect_timeout: Duration,
+        idle_timeout: Duration,
+        max_idle: usize,
+    ) -> anyhow::Result<Arc<Self>> {
+        let host = endpoint
+            .host()
+            .ok_or_else(|| anyhow::anyhow!("the URL has no host"))?;
+        let port = endpoint.port_u16().unwrap_or(80);
+        let authority = match host.contains(':') && !host.starts_with('[') {
+            true => format!("[{host}]:{port}"),
+            false => format!("{host}:{port}"),
+        };
+        let shown = endpoint
+            .authority()
+            .map_or(authority.as_str(), |a| a.as_str());
+        Ok(Arc::new(Pool {
+            host: HeaderValue::from_str(shown)?,
+            authority,
+            connect_timeout,
+            idle_timeout,
+            max_idle,
+            idle: Mutex::new(VecDeque::new()),
+        }))
+    }
+
+    /// Sends `request` (its URI in origin form, `/path`) and returns the
+    /// answer's head; the body drives the connection as it is read and
+    /// returns it to the pool at its end.
+    pub async fn send(
+        self: &Arc<Self>,
+        mut request: Request<Full<Bytes>>,
+    ) -> Result<Response<PooledBody>, BoxError> {
+        request.headers_mut().insert(HOST, self.host.clone());
+        loop {
+            let (lease, reused) = match self.take().await {
+                Some(lease) => (lease, true),
+                None => (self.connect().await?, false),
+            };
+            match self.exchange(lease, request).await {
+                Ok(response) => return Ok(response),
+                // Not sent: the connection closed just before. Only a reused
+                // connection can be stale; a new one failing is an answer.
+                Err(Unsent::Stale(back)) if reused => request = *back,
+                Err(Unsent::Stale(_)) => {
+                    return Err("the upstream closed a new connection at once".into());
+                }
+                Err(Unsent::Failed(e)) => return Err(e),
+            }
+        }
+    }
+
+    /// The most recently used idle connection that is still open.
+    async fn take(&self) -> Option<Lease> {
+        loop {
+            let idle = self
+                .idle
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .pop_back()?;
+            if idle.since.elapsed() >= self.idle_timeout {
+                // The rest are older still.
+                self.idle.lock().unwrap_or_else(|p| p.into_inner()).clear();
+                return None;
+            }
+            let mut lease = idle.lease;
+            if poll_fn(|cx| Poll::Ready(lease.open(cx))).await {
+                return Some(lease);
+            }
+        }
+    }
+
+    async fn connect(&self) -> Result<Lease, BoxError> {
+        let stream = tokio::time::timeout(
+            self.connect_timeout,
+            TcpStream::connect(self.authority.as_str()),
+        )
+        .await
+        .map_err(|_| format!("connecting timed out after {:?}", self.connect_timeout))??;
+        stream.set_nodelay(true)?;
+        let (sender, conn) = http1::Builder::new()
+            .handshake(TokioIo::new(stream))
+            .await?;
+        Ok(Lease { sender, conn })
+    }
+
+    /// Sends on `lease`, driving it until the answer's head arrives.
+    async fn exchange(
+        self: &Arc<Self>,
+        mut lease: Lease,
+        request: Request<Full<Bytes>>,
+    ) -> Result<Response<PooledBody>, Unsent> {
+        let mut answer = std::pin::pin!(lease.sender.try_send_request(request));
+        let mut closed = false;
+        let head = poll_fn(|cx| {
+            if !closed && let Poll::Ready(_) = Pin::new(&mut lease.conn).poll(cx) {
+                // Closed or failed; the answer future now resolves with why.
+                closed = true;
+            }
+            answer.as_mut().poll(cx)
+        })
+        .await;
+        match head {
+            Ok(response) => Ok(response.map(|body| PooledBody {
+                body,
+                lease: (!closed).then_some(lease),
+                pool: self.clone(),
+            })),
+            Err(mut e) => match e.take_message() {
+                Some(request) => Err(Unsent::Stale(Box::new(request))),
+                None => Err(Unsent::Failed(e.into_error().into())),
+            },
+        }
+    }
+
+    fn give_back(&self, lease: Lease) {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        while idle
+            .front()
+            .is_some_and(|i| i.since.elapsed() >= self.idle_timeout)
+        {
+            idle.pop_front();
+        }
+        if idle.len() < self.max_idle {
+            idle.push_back(Idle {
+                lease,
+                since: Instant::now(),
+            });
+        }
+    }
+}
+
+enum Unsent {
+    /// The request never left; here it is back.
+    Stale(Box<Request<Full<Bytes>>>),
+    Failed(BoxError),
+}
+
+impl Lease {
+    /// Whether the connection is still open and can take a request. Polls
+    /// it once, which reads whatever the upstream sent while it sat idle:
+    /// only its closing, on a healthy connection.
+    fn open(&mut self, cx: &mut Context<'_>) -> bool {
+        if Pin::new(&mut self.conn).poll(cx).is_ready() {
+            return false;
+        }
+        matches!(self.sender.poll_ready(cx), Poll::Ready(Ok(())))
+    }
+}
+
+/// An answer's body that drives its connection while it is read, and hands
+/// the connection back to the pool once the answer has been read whole.
+pub struct PooledBody {
+    body: Incoming,
+    /// `None` once the connection has closed.
+    lease: Option<Lease>,
+    pool: Arc<Pool>,
+}
+
+impl Body for PooledBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = &mut *self;
+        if let Some(lease) = &mut this.lease
+            && Pin::new(&mut lease.conn).poll(cx).is_ready()
+        {
+            // Closed: the body sees the end or the error through its channel.
+            this.lease = None;
+        }
+        let frame = ready!(Pin::new(&mut this.body).poll_frame(cx));
+        // A sized body ends with its last byte, a chunked one with `None`;
+        // an error leaves the connection to be dropped with the body.
+        let whole = frame.is_none() || this.body.is_end_stream();
+        if whole
+            && !matches!(frame, Some(Err(_)))
+            && let Some(lease) = this.lease.take()
+        {
+            this.pool.give_back(lease);
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
