@@ -9,11 +9,13 @@
 //! itself. TLS upstreams stay on hyper's pooled client: there encryption
 //! costs far more than the hand-offs, and HTTP/2 needs a connection task.
 //!
-//! Idle connections are not polled. One the upstream closed meanwhile is
-//! noticed when it is next taken (a poll finds the end of the stream) and
-//! dropped; one that closes in the instant between that check and the
-//! request leaving is caught by hyper, which hands the unsent request back,
-//! and the request goes on a new connection.
+//! Idle connections are not polled as they sit. One the upstream closed
+//! meanwhile is noticed when it is next taken (a poll finds the end of the
+//! stream) and dropped; one that closes in the instant between that check
+//! and the request leaving is caught by hyper, which hands the unsent
+//! request back, and the request goes on a new connection. A sweep every
+//! [`SWEEP`] closes what expired or was closed by the upstream, so that a
+//! pool nobody calls any more does not keep sockets half-closed.
 
 use std::collections::VecDeque;
 use std::future::{Future, poll_fn};
@@ -32,6 +34,9 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// How often idle connections are checked while no call takes them.
+pub const SWEEP: Duration = Duration::from_secs(15);
 
 /// Idle connections to one upstream, most recently used last.
 pub struct Pool {
@@ -68,21 +73,23 @@ impl Pool {
             .host()
             .ok_or_else(|| anyhow::anyhow!("the URL has no host"))?;
         let port = endpoint.port_u16().unwrap_or(80);
-        let authority = match host.contains(':') && !host.starts_with('[') {
-            true => format!("[{host}]:{port}"),
-            false => format!("{host}:{port}"),
-        };
+        // An IPv6 host keeps its brackets here, as a socket address wants.
+        let authority = format!("{host}:{port}");
         let shown = endpoint
             .authority()
             .map_or(authority.as_str(), |a| a.as_str());
-        Ok(Arc::new(Pool {
+        let pool = Arc::new(Pool {
             host: HeaderValue::from_str(shown)?,
             authority,
             connect_timeout,
             idle_timeout,
             max_idle,
             idle: Mutex::new(VecDeque::new()),
-        }))
+        });
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(sweep(Arc::downgrade(&pool)));
+        }
+        Ok(pool)
     }
 
     /// Sends `request` (its URI in origin form, `/path`) and returns the
@@ -188,6 +195,25 @@ impl Pool {
                 since: Instant::now(),
             });
         }
+    }
+}
+
+/// Drops the idle connections of `pool` that expired or that the upstream
+/// closed, until the pool itself is dropped.
+async fn sweep(pool: std::sync::Weak<Pool>) {
+    let mut every = tokio::time::interval(SWEEP);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    every.tick().await;
+    loop {
+        every.tick().await;
+        let Some(pool) = pool.upgrade() else {
+            return;
+        };
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        pool.idle
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain_mut(|i| i.since.elapsed() < pool.idle_timeout && i.lease.open(&mut cx));
     }
 }
 
