@@ -181,6 +181,15 @@ impl Pool {
         }
     }
 
+    /// Drops the idle connections that expired or that the upstream closed.
+    fn drop_unusable(&self) {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        self.idle
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain_mut(|i| i.since.elapsed() < self.idle_timeout && i.lease.open(&mut cx));
+    }
+
     fn give_back(&self, lease: Lease) {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         while idle
@@ -209,11 +218,7 @@ async fn sweep(pool: std::sync::Weak<Pool>) {
         let Some(pool) = pool.upgrade() else {
             return;
         };
-        let mut cx = Context::from_waker(std::task::Waker::noop());
-        pool.idle
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain_mut(|i| i.since.elapsed() < pool.idle_timeout && i.lease.open(&mut cx));
+        pool.drop_unusable();
     }
 }
 
@@ -278,5 +283,65 @@ impl Body for PooledBody {
 
     fn size_hint(&self) -> SizeHint {
         self.body.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use http_body_util::BodyExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    fn idle(pool: &Pool) -> usize {
+        pool.idle.lock().unwrap().len()
+    }
+
+    /// A connection is kept after its answer; once the upstream closes it,
+    /// the sweep lets it go without anyone calling.
+    #[tokio::test]
+    async fn the_sweep_drops_connections_the_upstream_closed() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint: Uri = format!("http://{}/v1", listener.local_addr().unwrap())
+            .parse()
+            .unwrap();
+        let (hang_up, hung_up) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let (mut tcp, _) = listener.accept().await.unwrap();
+            let (mut buf, mut got) = ([0u8; 1024], Vec::new());
+            while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = tcp.read(&mut buf).await.unwrap();
+                got.extend_from_slice(&buf[..n]);
+            }
+            tcp.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                .await
+                .unwrap();
+            let _ = hung_up.await;
+        });
+        let pool = Pool::new(
+            &endpoint,
+            Duration::from_secs(5),
+            Duration::from_secs(90),
+            8,
+        )
+        .unwrap();
+        let request = Request::builder()
+            .uri("/v1")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let answer = pool.send(request).await.unwrap();
+        let body = answer.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], b"ok");
+        assert_eq!(idle(&pool), 1, "kept for the next call");
+        pool.drop_unusable();
+        assert_eq!(idle(&pool), 1, "an open connection survives the sweep");
+
+        hang_up.send(()).unwrap();
+        let started = Instant::now();
+        while idle(&pool) > 0 {
+            assert!(started.elapsed() < Duration::from_secs(5), "never dropped");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            pool.drop_unusable();
+        }
     }
 }
