@@ -113,13 +113,18 @@ impl Knobs {
 
 /// Provider `name` on `upstream`, speaking `wire`.
 fn provider(name: &str, upstream: &Upstream, wire: Wire) -> String {
-    let (kind, url, key) = match wire {
-        Wire::OpenAi => (
-            "openai",
-            upstream.openai_url(),
-            "SWITCHYARD_TEST_OPENAI_KEY",
-        ),
-        Wire::Anthropic => ("anthropic", upstream.url(), "SWITCHYARD_TEST_ANTHROPIC_KEY"),
+    let url = match wire {
+        Wire::OpenAi => upstream.openai_url(),
+        Wire::Anthropic => upstream.url(),
+    };
+    provider_at(name, &url, wire)
+}
+
+/// Provider `name` at base URL `url`, speaking `wire`.
+fn provider_at(name: &str, url: &str, wire: Wire) -> String {
+    let (kind, key) = match wire {
+        Wire::OpenAi => ("openai", "SWITCHYARD_TEST_OPENAI_KEY"),
+        Wire::Anthropic => ("anthropic", "SWITCHYARD_TEST_ANTHROPIC_KEY"),
     };
     format!(
         "[providers.{name}]\nkind = \"{kind}\"\nbase_url = \"{url}\"\napi_key_env = \"{key}\"\n\
@@ -1122,9 +1127,13 @@ async fn skipped_models_are_not_counted_as_attempts() {
 
 /// One model `primary` on `upstream`, nothing to fall back to.
 async fn single_model_daemon(upstream: &Upstream, knobs: &Knobs) -> Daemon {
-    let providers = provider("p", upstream, Wire::OpenAi);
+    single_model_daemon_on(&provider("p", upstream, Wire::OpenAi), knobs).await
+}
+
+/// The same, with provider `p` given as configuration text.
+async fn single_model_daemon_on(provider: &str, knobs: &Knobs) -> Daemon {
     let models = model("primary", "p", "");
-    Daemon::start(config("executor = \"primary\"", knobs, &providers, &models)).await
+    Daemon::start(config("executor = \"primary\"", knobs, provider, &models)).await
 }
 
 /// The retry budget is shared by the daemon: once the reserve is spent and
@@ -1507,19 +1516,8 @@ async fn connections_the_upstream_closed_are_not_used() {
             }
         }
     });
-    let providers = format!(
-        "[providers.p]\nkind = \"openai\"\nbase_url = \"{url}\"\n\
-         api_key_env = \"SWITCHYARD_TEST_OPENAI_KEY\"\ntimeout_ms = {TIMEOUT_MS}\n\n"
-    );
-    let models = model("primary", "p", "");
-    let knobs = Knobs::default();
-    let daemon = Daemon::start(config(
-        "executor = \"primary\"",
-        &knobs,
-        &providers,
-        &models,
-    ))
-    .await;
+    let provider = provider_at("p", &url, Wire::OpenAi);
+    let daemon = single_model_daemon_on(&provider, &Knobs::default()).await;
     let gateway = Gateway::new(&daemon);
     for _ in 0..3 {
         let answer = gateway.ask(Api::OpenAi, "primary", "hi", false, &[]).await;
