@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use switchyard::config::Config;
 use switchyard::policy::types::{Features, Message, ModelInfo, Route, WireApi};
 use switchyard::policy::{
-    Limits, PolicyEngine, PolicyError, PolicyModule, Registry, World, decide,
+    Decision, Limits, PolicyEngine, PolicyError, PolicyModule, Registry, World, decide,
 };
 use switchyard_test_support as support;
 
@@ -167,16 +167,23 @@ impl Hostile {
             safe: config.safe_route(),
         }
     }
+
+    /// Its decision on a request whose message is `text`.
+    async fn decide(&self, text: &str) -> Decision {
+        decide(
+            Some(&self.module),
+            &features(text),
+            &self.catalog,
+            &self.safe,
+        )
+        .await
+    }
 }
 
 #[tokio::test]
 async fn hostile_calls_get_the_safe_route_and_the_next_call_works() {
-    let Hostile {
-        module,
-        catalog,
-        safe,
-    } = Hostile::load().await;
-
+    let hostile = Hostile::load().await;
+    let safe = &hostile.safe;
     for (behaviour, expected) in [
         ("trap", "trapped"),
         ("loop", "deadline"),
@@ -186,7 +193,7 @@ async fn hostile_calls_get_the_safe_route_and_the_next_call_works() {
         ("error", "hostile policy refuses"),
     ] {
         let started = Instant::now();
-        let decision = decide(Some(&module), &features(behaviour), &catalog, &safe).await;
+        let decision = hostile.decide(behaviour).await;
         let reason = decision.fallback_reason.unwrap_or_default();
         assert!(reason.contains(expected), "{behaviour}: {reason}");
         assert_eq!(decision.route.executor, safe.executor, "{behaviour}");
@@ -194,12 +201,12 @@ async fn hostile_calls_get_the_safe_route_and_the_next_call_works() {
         // Bounded, not timed: a hung guest must not hang the host.
         assert!(started.elapsed() < Duration::from_secs(2), "{behaviour}");
 
-        let next = decide(Some(&module), &features("behave"), &catalog, &safe).await;
+        let next = hostile.decide("behave").await;
         assert_eq!(next.fallback_reason, None, "the call after {behaviour}");
         assert_eq!(next.route.reasoning, "hostile policy behaving");
     }
 
-    let printed = decide(Some(&module), &features("print"), &catalog, &safe).await;
+    let printed = hostile.decide("print").await;
     assert_eq!(printed.route.reasoning, "printed");
 }
 
@@ -207,16 +214,12 @@ async fn hostile_calls_get_the_safe_route_and_the_next_call_works() {
 /// next call wakes it, so a runaway guest is still stopped at its deadline.
 #[tokio::test]
 async fn a_runaway_call_is_stopped_after_the_engine_sat_idle() {
-    let Hostile {
-        module,
-        catalog,
-        safe,
-    } = Hostile::load().await;
+    let hostile = Hostile::load().await;
     for _ in 0..3 {
         // Well past the ticker's idle threshold (100 ticks of 1 ms).
         tokio::time::sleep(Duration::from_millis(400)).await;
         let started = Instant::now();
-        let decision = decide(Some(&module), &features("loop"), &catalog, &safe).await;
+        let decision = hostile.decide("loop").await;
         let reason = decision.fallback_reason.unwrap_or_default();
         assert!(reason.contains("deadline"), "{reason}");
         // Bounded, not timed: a hung guest must not hang the host.

@@ -33,7 +33,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use super::plain::Pool;
 use super::wire::sse::SseParser;
 use super::wire::{anthropic, openai};
-use super::{Event, Format, ProviderError, Reply, Request, Response};
+use super::{BoxError, Event, Format, ProviderError, Reply, Request, Response};
 use crate::config::{ProviderConfig, ProviderKind};
 
 /// The Anthropic API version the adapter speaks.
@@ -102,11 +102,8 @@ impl HttpProvider {
             None if endpoint.scheme() == Some(&http::uri::Scheme::HTTP) => Transport::Plain(
                 Pool::new(&endpoint, connect_timeout, POOL_IDLE, POOL_MAX_IDLE)
                     .with_context(|| format!("{at}.base_url: no usable host"))?,
-                endpoint
-                    .path_and_query()
-                    .map_or_else(|| Uri::from_static("/"), |p| Uri::from(p.clone())),
             ),
-            None => Transport::direct(connect_timeout)
+            None => Transport::tls(connect_timeout)
                 .with_context(|| format!("{at}: cannot set up TLS"))?,
             Some(proxy) => {
                 // The host and port only: a proxy URL can carry credentials.
@@ -171,21 +168,20 @@ impl HttpProvider {
 
     /// Posts `body` to the endpoint; the answer's head, its body to come.
     async fn post(&self, body: Vec<u8>) -> Result<http::Response<Body>, BoxError> {
+        let call = |body: Vec<u8>| {
+            let mut call = http::Request::new(Full::new(Bytes::from(body)));
+            *call.method_mut() = Method::POST;
+            *call.uri_mut() = self.endpoint.clone();
+            *call.headers_mut() = self.headers.clone();
+            call
+        };
         match &self.transport {
-            Transport::Plain(pool, path) => {
-                let mut call = http::Request::new(Full::new(Bytes::from(body)));
-                *call.method_mut() = Method::POST;
-                *call.uri_mut() = path.clone();
-                *call.headers_mut() = self.headers.clone();
-                let response = pool.send(call).await?;
+            Transport::Plain(pool) => {
+                let response = pool.send(call(body)).await?;
                 Ok(response.map(|body| body.map_err(BoxError::from).boxed_unsync()))
             }
-            Transport::Direct(client) => {
-                let mut call = http::Request::new(Full::new(Bytes::from(body)));
-                *call.method_mut() = Method::POST;
-                *call.uri_mut() = self.endpoint.clone();
-                *call.headers_mut() = self.headers.clone();
-                let response = client.request(call).await?;
+            Transport::Tls(client) => {
+                let response = client.request(call(body)).await?;
                 Ok(response.map(|body| body.map_err(BoxError::from).boxed_unsync()))
             }
             Transport::Proxied(client) => {
@@ -267,21 +263,18 @@ impl HttpProvider {
 /// An answer's body, from either transport.
 type Body = UnsyncBoxBody<Bytes, BoxError>;
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
 /// How calls reach a provider.
 enum Transport {
-    /// Connections of Switchyard's own to a plain-HTTP upstream, and the
-    /// path requests go to.
-    Plain(Arc<Pool>, Uri),
+    /// Connections of Switchyard's own to a plain-HTTP upstream.
+    Plain(Arc<Pool>),
     /// hyper's pooled client, for TLS upstreams.
-    Direct(Box<Client<HttpsConnector<HttpConnector>, Full<Bytes>>>),
+    Tls(Box<Client<HttpsConnector<HttpConnector>, Full<Bytes>>>),
     /// reqwest, which reads the proxy settings from the environment itself.
     Proxied(reqwest::Client),
 }
 
 impl Transport {
-    fn direct(connect_timeout: Duration) -> anyhow::Result<Self> {
+    fn tls(connect_timeout: Duration) -> anyhow::Result<Self> {
         let mut http = HttpConnector::new();
         // The URL's scheme decides; the TLS layer below refuses nothing.
         http.enforce_http(false);
@@ -301,7 +294,7 @@ impl Transport {
             .pool_idle_timeout(POOL_IDLE)
             .pool_max_idle_per_host(POOL_MAX_IDLE)
             .build(connector);
-        Ok(Transport::Direct(Box::new(client)))
+        Ok(Transport::Tls(Box::new(client)))
     }
 
     fn proxied(connect_timeout: Duration, read_timeout: Duration) -> anyhow::Result<Self> {

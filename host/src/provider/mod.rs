@@ -144,6 +144,9 @@ pub enum Event {
     Anthropic(anthropic::StreamEvent),
 }
 
+/// Any error from the HTTP stack, boxed.
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 /// A stream of events; an error ends it.
 pub type EventStream = Pin<Box<dyn Stream<Item = Result<Event, ProviderError>> + Send>>;
 

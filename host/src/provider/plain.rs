@@ -33,7 +33,7 @@ use hyper::client::conn::http1::{self, Connection, SendRequest};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+use super::BoxError;
 
 /// How often idle connections are checked while no call takes them.
 pub const SWEEP: Duration = Duration::from_secs(15);
@@ -44,6 +44,8 @@ pub struct Pool {
     authority: String,
     /// Sent as `Host` with every request.
     host: HeaderValue,
+    /// Where every request goes, in origin form (`/v1/chat/completions`).
+    path: Uri,
     connect_timeout: Duration,
     idle_timeout: Duration,
     max_idle: usize,
@@ -62,7 +64,7 @@ struct Lease {
 }
 
 impl Pool {
-    /// A pool for `endpoint`, an `http://` URL.
+    /// A pool for `endpoint`, an `http://` URL that every request goes to.
     pub fn new(
         endpoint: &Uri,
         connect_timeout: Duration,
@@ -80,6 +82,9 @@ impl Pool {
             .map_or(authority.as_str(), |a| a.as_str());
         let pool = Arc::new(Pool {
             host: HeaderValue::from_str(shown)?,
+            path: endpoint
+                .path_and_query()
+                .map_or_else(|| Uri::from_static("/"), |p| Uri::from(p.clone())),
             authority,
             connect_timeout,
             idle_timeout,
@@ -92,13 +97,14 @@ impl Pool {
         Ok(pool)
     }
 
-    /// Sends `request` (its URI in origin form, `/path`) and returns the
+    /// Sends `request` to the endpoint (whatever its URI) and returns the
     /// answer's head; the body drives the connection as it is read and
     /// returns it to the pool at its end.
     pub async fn send(
         self: &Arc<Self>,
         mut request: Request<Full<Bytes>>,
     ) -> Result<Response<PooledBody>, BoxError> {
+        *request.uri_mut() = self.path.clone();
         request.headers_mut().insert(HOST, self.host.clone());
         loop {
             let (lease, reused) = match self.take().await {
@@ -190,14 +196,9 @@ impl Pool {
             .retain_mut(|i| i.since.elapsed() < self.idle_timeout && i.lease.open(&mut cx));
     }
 
+    /// Keeps `lease` for the next call; expired ones are the sweep's.
     fn give_back(&self, lease: Lease) {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        while idle
-            .front()
-            .is_some_and(|i| i.since.elapsed() >= self.idle_timeout)
-        {
-            idle.pop_front();
-        }
         if idle.len() < self.max_idle {
             idle.push_back(Idle {
                 lease,
