@@ -8,8 +8,8 @@ mod common;
 use std::path::Path;
 
 use serde_json::json;
-use switchyard_test_support::aider::run_aider_async;
-use switchyard_test_support::upstream::{Api, RecordedRequest, Reply, Upstream, UpstreamConfig};
+use pointsman_test_support::aider::run_aider_async;
+use pointsman_test_support::upstream::{Api, RecordedRequest, Reply, Upstream, UpstreamConfig};
 
 use common::{Daemon, is_plan_request, system_text};
 
@@ -69,7 +69,7 @@ fn write_model_files(dir: &Path, session: &str) {
     let metadata = json!({"openai/auto": info("openai"), "anthropic/auto": info("anthropic")});
     std::fs::write(dir.join("models.json"), metadata.to_string()).unwrap();
     let settings = format!(
-        "- name: openai/auto\n  extra_params:\n    extra_headers:\n      x-switchyard-session: {session}\n\
+        "- name: openai/auto\n  extra_params:\n    extra_headers:\n      x-pointsman-session: {session}\n\
          - name: anthropic/auto\n  extra_params:\n    user: {session}\n"
     );
     std::fs::write(dir.join("models.yml"), settings).unwrap();

@@ -268,7 +268,7 @@ async fn client_keys_are_required_when_configured() {
 async fn non_loopback_without_keys_refuses_to_start() {
     let mut config = demo();
     config.listen = "0.0.0.0:0".parse().unwrap();
-    let err = switchyard::gateway::serve(config).await.unwrap_err();
+    let err = pointsman::gateway::serve(config).await.unwrap_err();
     assert!(err.to_string().contains("without client keys"), "{err}");
 }
 

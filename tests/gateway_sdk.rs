@@ -6,15 +6,15 @@ mod common;
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use switchyard::config::Config;
-use switchyard_test_support::sdk::run_sdk_script_async;
-use switchyard_test_support::upstream::{
+use pointsman::config::Config;
+use pointsman_test_support::sdk::run_sdk_script_async;
+use pointsman_test_support::upstream::{
     ANTHROPIC_KEY, Api, OPENAI_KEY, RecordedRequest, Reply, Upstream, UpstreamConfig, Usage,
 };
 
 use common::{Daemon, is_plan_request, system_text};
 
-const CLIENT_KEY: &str = "sk-switchyard-client-7f3a";
+const CLIENT_KEY: &str = "sk-pointsman-client-7f3a";
 
 /// A catalog with one model on an OpenAI-format upstream and one on an
 /// Anthropic-format upstream; provider keys come from the environment.
@@ -22,8 +22,8 @@ fn config(upstream: &Upstream) -> Config {
     // SAFETY: set before any daemon of this test binary reads them, to the
     // same values by every test; nothing else in the process writes them.
     unsafe {
-        std::env::set_var("SWITCHYARD_TEST_OPENAI_KEY", OPENAI_KEY);
-        std::env::set_var("SWITCHYARD_TEST_ANTHROPIC_KEY", ANTHROPIC_KEY);
+        std::env::set_var("POINTSMAN_TEST_OPENAI_KEY", OPENAI_KEY);
+        std::env::set_var("POINTSMAN_TEST_ANTHROPIC_KEY", ANTHROPIC_KEY);
     }
     let hash: String = Sha256::digest(CLIENT_KEY)
         .iter()
@@ -41,12 +41,12 @@ executor = "oa-model"
 [providers.oa]
 kind = "openai"
 base_url = "{openai}"
-api_key_env = "SWITCHYARD_TEST_OPENAI_KEY"
+api_key_env = "POINTSMAN_TEST_OPENAI_KEY"
 
 [providers.an]
 kind = "anthropic"
 base_url = "{anthropic}"
-api_key_env = "SWITCHYARD_TEST_ANTHROPIC_KEY"
+api_key_env = "POINTSMAN_TEST_ANTHROPIC_KEY"
 
 [[models]]
 id = "oa-model"
@@ -86,9 +86,9 @@ labels = {{ team = "qa" }}
 /// gateway and the upstream saw.
 async fn run(daemon: &Daemon, upstream: &Upstream, script: &str, model: &str) -> Value {
     let env_model = if script == "openai_sdk" {
-        "SWITCHYARD_OPENAI_MODEL"
+        "POINTSMAN_OPENAI_MODEL"
     } else {
-        "SWITCHYARD_ANTHROPIC_MODEL"
+        "POINTSMAN_ANTHROPIC_MODEL"
     };
     let before = upstream.total() + 1;
     let summary =
@@ -144,16 +144,16 @@ fn check_headers(summary: &Value, model: &str) {
 }
 
 fn check_one(name: &str, case: &Value, headers: &Value, model: &str) {
-    assert_eq!(headers["x-switchyard-model"], model, "{name}: {case}");
-    assert_eq!(headers["x-switchyard-tier"], "direct", "{name}: {case}");
-    assert_eq!(headers["x-switchyard-policy"], "client", "{name}: {case}");
+    assert_eq!(headers["x-pointsman-model"], model, "{name}: {case}");
+    assert_eq!(headers["x-pointsman-tier"], "direct", "{name}: {case}");
+    assert_eq!(headers["x-pointsman-policy"], "client", "{name}: {case}");
     if !name.starts_with("stream") {
-        let cost: f64 = headers["x-switchyard-cost-usd"]
+        let cost: f64 = headers["x-pointsman-cost-usd"]
             .as_str()
             .unwrap()
             .parse()
             .unwrap();
-        let baseline: f64 = headers["x-switchyard-baseline-cost-usd"]
+        let baseline: f64 = headers["x-pointsman-baseline-cost-usd"]
             .as_str()
             .unwrap()
             .parse()
@@ -235,18 +235,18 @@ async fn plan_mode(script: &str, prompt: &str, tier: &str, executors: Api) {
     script_plans(&upstream);
     let daemon = Daemon::start(common::seed_on(&upstream, executors)).await;
     let env_model = if script == "openai_sdk" {
-        "SWITCHYARD_OPENAI_MODEL"
+        "POINTSMAN_OPENAI_MODEL"
     } else {
-        "SWITCHYARD_ANTHROPIC_MODEL"
+        "POINTSMAN_ANTHROPIC_MODEL"
     };
     let summary = run_sdk_script_async(
         script,
         &daemon.url,
         CLIENT_KEY,
         &[
-            ("SWITCHYARD_CASES", "plan,plan_stream"),
+            ("POINTSMAN_CASES", "plan,plan_stream"),
             (env_model, "auto"),
-            ("SWITCHYARD_PLAN_PROMPT", prompt),
+            ("POINTSMAN_PLAN_PROMPT", prompt),
         ],
     )
     .await;
@@ -297,8 +297,8 @@ async fn plan_mode(script: &str, prompt: &str, tier: &str, executors: Api) {
                 "{context}: {system}"
             );
             let headers = &answer["headers"];
-            assert_eq!(headers["x-switchyard-tier"], tier, "{context}");
-            assert_eq!(headers["x-switchyard-model"], "glm-4.7", "{context}");
+            assert_eq!(headers["x-pointsman-tier"], tier, "{context}");
+            assert_eq!(headers["x-pointsman-model"], "glm-4.7", "{context}");
             // The client's usage is the executor's; the cost adds the
             // planner's share on the turn that made the plan.
             let usage = request.usage.as_ref().unwrap();

@@ -5,11 +5,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use switchyard::config::Config;
-use switchyard::policy::types::{Features, Message, ModelInfo, WireApi};
-use switchyard::policy::watcher;
-use switchyard::policy::{Limits, PolicyEngine, Registry};
-use switchyard_test_support as support;
+use pointsman::config::Config;
+use pointsman::policy::types::{Features, Message, ModelInfo, WireApi};
+use pointsman::policy::watcher;
+use pointsman::policy::{Limits, PolicyEngine, Registry};
+use pointsman_test_support as support;
 
 /// Generous bound for a swap to take effect; the benchmark measures the
 /// real figure.

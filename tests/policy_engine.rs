@@ -5,19 +5,19 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use switchyard::config::Config;
-use switchyard::policy::types::{Features, Message, ModelInfo, Route, WireApi};
-use switchyard::policy::{
+use pointsman::config::Config;
+use pointsman::policy::types::{Features, Message, ModelInfo, Route, WireApi};
+use pointsman::policy::{
     Decision, Limits, PolicyEngine, PolicyError, PolicyModule, Registry, World, decide,
 };
-use switchyard_test_support as support;
+use pointsman_test_support as support;
 
-fn switchyard(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_switchyard"))
+fn pointsman(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_pointsman"))
         .args(args)
         .current_dir(support::workspace_root())
         .output()
-        .expect("the switchyard binary runs")
+        .expect("the pointsman binary runs")
 }
 
 #[test]
@@ -30,7 +30,7 @@ fn every_language_passes_the_shared_table() {
         support::SEED_MATRIX_JS,
         support::SEED_MATRIX_PY,
     ] {
-        let out = switchyard(&["policy", "test", module, cases.to_str().unwrap()]);
+        let out = pointsman(&["policy", "test", module, cases.to_str().unwrap()]);
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success(), "{module}:\n{stdout}");
         assert!(
@@ -50,7 +50,7 @@ fn policy_test_reports_failures() {
 "#,
     )
     .unwrap();
-    let out = switchyard(&[
+    let out = pointsman(&[
         "policy",
         "test",
         support::SEED_MATRIX,
@@ -68,7 +68,7 @@ fn policy_test_reports_failures() {
 
 #[test]
 fn check_prints_identity_or_one_line_reason() {
-    let out = switchyard(&["policy", "check", support::SEED_PLANNER]);
+    let out = pointsman(&["policy", "check", support::SEED_PLANNER]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");
     assert!(stdout.contains("name:    seed-planner"), "{stdout}");
@@ -78,7 +78,7 @@ fn check_prints_identity_or_one_line_reason() {
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.wasm");
     std::fs::write(&bad, b"\0asm\x01\0\0\0garbage").unwrap();
-    let out = switchyard(&["policy", "check", bad.to_str().unwrap()]);
+    let out = pointsman(&["policy", "check", bad.to_str().unwrap()]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(stdout.lines().count(), 1, "{stdout}");
@@ -94,7 +94,7 @@ fn route_command_prints_the_gateway_route() {
         r#"{"model": "auto", "messages": [{"role": "user", "content": "Rotate the production secrets"}]}"#,
     )
     .unwrap();
-    let out = switchyard(&[
+    let out = pointsman(&[
         "route",
         "--policy",
         support::SEED_MATRIX_JS,
@@ -237,20 +237,29 @@ async fn invalid_modules_are_refused_at_load() {
         (
             "empty-component",
             wat::parse_str("(component)").unwrap(),
-            "not a Switchyard policy",
+            "not a Pointsman policy",
         ),
         (
             "newer-contract",
             wat::parse_str(
-                r#"(component (instance $i) (export "switchyard:policy/routing@9.0.0" (instance $i)))"#,
+                r#"(component (instance $i) (export "pointsman:policy/routing@9.0.0" (instance $i)))"#,
             )
             .unwrap(),
             "built against contract 9.0.0",
         ),
         (
+            "former-name",
+            wat::parse_str(format!(
+                r#"(component (instance $i) (export "{}routing@0.1.0" (instance $i)))"#,
+                pointsman::policy::module::FORMER_PACKAGE
+            ))
+            .unwrap(),
+            "renamed to Pointsman",
+        ),
+        (
             "wrong-shape",
             wat::parse_str(
-                r#"(component (instance $i) (export "switchyard:policy/routing@0.1.0" (instance $i)))"#,
+                r#"(component (instance $i) (export "pointsman:policy/routing@0.1.0" (instance $i)))"#,
             )
             .unwrap(),
             "route",
@@ -261,7 +270,7 @@ async fn invalid_modules_are_refused_at_load() {
                 r#"(component (import "wasi:http/outgoing-handler@0.2.0" (instance)))"#,
             )
             .unwrap(),
-            "not a Switchyard policy",
+            "not a Pointsman policy",
         ),
     ];
     for (name, bytes, expected) in cases {

@@ -10,7 +10,7 @@
 //! "auto"`: primary → backup → escalation), a named model (primary →
 //! escalation), and a chain whose every model is faulty. For each case it
 //! checks who answered (or the error, in the client's format), the attempts
-//! per upstream against the retry limits, and that `x-switchyard-attempts`
+//! per upstream against the retry limits, and that `x-pointsman-attempts`
 //! equals the requests the upstreams received, and that no answer quotes a
 //! provider key. Further tests cover the breakers (open, skipped, half-open
 //! probe, closed) for every fault, the retry budget, `Retry-After` (seconds
@@ -26,8 +26,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use futures::StreamExt;
 use serde_json::{Value, json};
-use switchyard::config::Config;
-use switchyard_test_support::upstream::{
+use pointsman::config::Config;
+use pointsman_test_support::upstream::{
     ANTHROPIC_KEY, OPENAI_KEY, RecordedRequest, Reply, Upstream, UpstreamConfig,
 };
 
@@ -123,8 +123,8 @@ fn provider(name: &str, upstream: &Upstream, wire: Wire) -> String {
 /// Provider `name` at base URL `url`, speaking `wire`.
 fn provider_at(name: &str, url: &str, wire: Wire) -> String {
     let (kind, key) = match wire {
-        Wire::OpenAi => ("openai", "SWITCHYARD_TEST_OPENAI_KEY"),
-        Wire::Anthropic => ("anthropic", "SWITCHYARD_TEST_ANTHROPIC_KEY"),
+        Wire::OpenAi => ("openai", "POINTSMAN_TEST_OPENAI_KEY"),
+        Wire::Anthropic => ("anthropic", "POINTSMAN_TEST_ANTHROPIC_KEY"),
     };
     format!(
         "[providers.{name}]\nkind = \"{kind}\"\nbase_url = \"{url}\"\napi_key_env = \"{key}\"\n\
@@ -147,8 +147,8 @@ fn config(safe_route: &str, knobs: &Knobs, providers: &str, models: &str) -> Con
     // SAFETY: every test calls this before starting anything that reads the
     // environment, and `Once` makes the others wait for the only write.
     KEYS.call_once(|| unsafe {
-        std::env::set_var("SWITCHYARD_TEST_OPENAI_KEY", OPENAI_KEY);
-        std::env::set_var("SWITCHYARD_TEST_ANTHROPIC_KEY", ANTHROPIC_KEY);
+        std::env::set_var("POINTSMAN_TEST_OPENAI_KEY", OPENAI_KEY);
+        std::env::set_var("POINTSMAN_TEST_ANTHROPIC_KEY", ANTHROPIC_KEY);
     });
     let text = format!(
         "baseline_model = \"{baseline}\"\npolicy_overrides_named_models = false\n\n\
@@ -187,11 +187,11 @@ impl Answer {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 
-    /// `x-switchyard-attempts`.
+    /// `x-pointsman-attempts`.
     fn attempts(&self) -> Result<u32, String> {
-        self.header("x-switchyard-attempts")
+        self.header("x-pointsman-attempts")
             .and_then(|v| v.parse().ok())
-            .ok_or_else(|| format!("no x-switchyard-attempts header: {self:?}"))
+            .ok_or_else(|| format!("no x-pointsman-attempts header: {self:?}"))
     }
 
     fn json(&self) -> Result<Value, String> {
@@ -779,9 +779,9 @@ async fn run_case(
             Scenario::Fallback | Scenario::AllDown => "safe-route",
         };
         let route = [
-            "x-switchyard-model",
-            "x-switchyard-tier",
-            "x-switchyard-policy",
+            "x-pointsman-model",
+            "x-pointsman-tier",
+            "x-pointsman-policy",
         ]
         .map(|name| answer.header(name));
         match route == [Some(MODELS[model]), Some("direct"), Some(policy)] {
@@ -832,7 +832,7 @@ async fn run_case(
     let attempts = answer.attempts()?;
     if attempts != received.iter().sum::<u32>() {
         return Err(format!(
-            "x-switchyard-attempts {attempts}, upstreams received {received:?}"
+            "x-pointsman-attempts {attempts}, upstreams received {received:?}"
         ));
     }
     Ok(attempts)
@@ -1014,7 +1014,7 @@ async fn breakers_open_skip_and_close_for_every_fault() {
                 let answer = ask("fail").await;
                 if trips {
                     check_answer(api, stream, &answer, "fail")?;
-                    if answer.header("x-switchyard-model") != Some("backup") {
+                    if answer.header("x-pointsman-model") != Some("backup") {
                         return Err(format!("not escalated: {answer:?}"));
                     }
                 }
@@ -1037,7 +1037,7 @@ async fn breakers_open_skip_and_close_for_every_fault() {
             // Open: the endpoint is skipped, the escalation model answers.
             let answer = ask("skip").await;
             check_answer(api, stream, &answer, "skip")?;
-            if answer.header("x-switchyard-model") != Some("backup") || received(upstream, &id) != 3
+            if answer.header("x-pointsman-model") != Some("backup") || received(upstream, &id) != 3
             {
                 return Err(format!("an open breaker let a call through: {answer:?}"));
             }
@@ -1050,7 +1050,7 @@ async fn breakers_open_skip_and_close_for_every_fault() {
             }
             let answer = ask("probe").await;
             check_answer(api, stream, &answer, "probe")?;
-            if answer.header("x-switchyard-model") != Some(id.as_str()) {
+            if answer.header("x-pointsman-model") != Some(id.as_str()) {
                 return Err(format!("the probe went elsewhere: {answer:?}"));
             }
             let (state, count) = gateway.breaker(&id, 0).await;
@@ -1100,7 +1100,7 @@ async fn a_stream_broken_midway_counts_against_the_breaker() {
     }
 }
 
-/// `x-switchyard-attempts` counts calls to upstreams: a model skipped
+/// `x-pointsman-attempts` counts calls to upstreams: a model skipped
 /// because its breaker is open is not one, or the ledger would not add up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn skipped_models_are_not_counted_as_attempts() {
@@ -1186,7 +1186,7 @@ async fn retry_after_is_honoured_or_skipped() {
     upstreams[0].push(Reply::error(429, "wait a second").header("retry-after", "1"));
     let answer = gateway.ask(Api::OpenAi, "auto", "wait", false, &[]).await;
     check_answer(Api::OpenAi, false, &answer, "wait").unwrap();
-    assert_eq!(answer.header("x-switchyard-model"), Some("primary"));
+    assert_eq!(answer.header("x-pointsman-model"), Some("primary"));
     assert_eq!(answer.attempts().unwrap(), 2);
     assert!(
         answer.elapsed >= Duration::from_secs(1),
@@ -1201,7 +1201,7 @@ async fn retry_after_is_honoured_or_skipped() {
         .ask(Api::Anthropic, "auto", "later", true, &[])
         .await;
     check_answer(Api::Anthropic, true, &answer, "later").unwrap();
-    assert_eq!(answer.header("x-switchyard-model"), Some("backup"));
+    assert_eq!(answer.header("x-pointsman-model"), Some("backup"));
     assert_eq!(answer.attempts().unwrap(), 2);
     assert!(
         answer.elapsed < Duration::from_secs(1),
@@ -1265,7 +1265,7 @@ async fn retry_after_as_an_http_date() {
     assert_eq!(upstream.total(), 5);
 }
 
-/// The total deadline (or a shorter `x-switchyard-deadline-ms`) ends a
+/// The total deadline (or a shorter `x-pointsman-deadline-ms`) ends a
 /// request whose upstreams hang with a 504, however many retries and models
 /// are left; a stream that outlives it ends with an error event.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1312,7 +1312,7 @@ async fn deadlines_bound_a_request() {
             "primary",
             "x",
             false,
-            &[("x-switchyard-deadline-ms", "200")],
+            &[("x-pointsman-deadline-ms", "200")],
         )
         .await;
     check_error(Api::Anthropic, &answer, TIMED_OUT).unwrap();
@@ -1331,7 +1331,7 @@ async fn deadlines_bound_a_request() {
             "primary",
             "slow stream",
             true,
-            &[("x-switchyard-deadline-ms", "250")],
+            &[("x-pointsman-deadline-ms", "250")],
         )
         .await;
     check_broken(Api::OpenAi, &answer).unwrap();
@@ -1394,14 +1394,14 @@ async fn a_stream_is_relayed_as_it_arrives() {
 async fn providers_are_called_through_the_proxy_the_environment_names() {
     let proxy = Upstream::start(UpstreamConfig::default()).await;
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("switchyard.toml");
+    let config = dir.path().join("pointsman.toml");
     std::fs::write(
         &config,
         format!(
             "baseline_model = \"primary\"\n[policies]\nrouter = \"none\"\n\
              [safe_route]\nexecutor = \"primary\"\n\n\
              [providers.p]\nkind = \"openai\"\nbase_url = \"http://provider.invalid/v1\"\n\
-             api_key_env = \"SWITCHYARD_TEST_OPENAI_KEY\"\n\n{}",
+             api_key_env = \"POINTSMAN_TEST_OPENAI_KEY\"\n\n{}",
             model("primary", "p", "")
         ),
     )
@@ -1412,7 +1412,7 @@ async fn providers_are_called_through_the_proxy_the_environment_names() {
         .unwrap()
         .port();
     let log = std::fs::File::create(dir.path().join("daemon.log")).unwrap();
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"));
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_pointsman"));
     command
         .args([
             "serve",
@@ -1421,7 +1421,7 @@ async fn providers_are_called_through_the_proxy_the_environment_names() {
             "--config",
         ])
         .arg(&config)
-        .env("SWITCHYARD_TEST_OPENAI_KEY", OPENAI_KEY)
+        .env("POINTSMAN_TEST_OPENAI_KEY", OPENAI_KEY)
         .env("HTTP_PROXY", proxy.url());
     for var in [
         "NO_PROXY",
@@ -1522,7 +1522,7 @@ async fn connections_the_upstream_closed_are_not_used() {
     for _ in 0..3 {
         let answer = gateway.ask(Api::OpenAi, "primary", "hi", false, &[]).await;
         assert_eq!(answer.status, 200, "{}", answer.body);
-        assert_eq!(answer.header("x-switchyard-attempts"), Some("1"));
+        assert_eq!(answer.header("x-pointsman-attempts"), Some("1"));
         // Time for the upstream's closing to reach the daemon's socket.
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

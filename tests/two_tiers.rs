@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use switchyard::config::Config;
-use switchyard_test_support::upstream::{Api, RecordedRequest, Reply, Upstream, UpstreamConfig};
+use pointsman::config::Config;
+use pointsman_test_support::upstream::{Api, RecordedRequest, Reply, Upstream, UpstreamConfig};
 
 use common::{Daemon, is_plan_request, system_text};
 
@@ -376,20 +376,20 @@ async fn chat_plan_mode_plans_once_per_session() {
     for turn in 0..3 {
         let response = client
             .post(format!("{}/v1/chat/completions", daemon.url))
-            .header("x-switchyard-session", "agent-session-1")
+            .header("x-pointsman-session", "agent-session-1")
             .json(&json!({"model": "auto", "messages": [{"role": "user", "content": format!("{HIGH} (turn {turn})")}]}))
             .send()
             .await
             .unwrap();
         assert_eq!(response.status(), 200);
         let header = |name: &str| response.headers()[name].to_str().unwrap().to_string();
-        assert_eq!(header("x-switchyard-tier"), "plan");
+        assert_eq!(header("x-pointsman-tier"), "plan");
         assert_eq!(
-            header("x-switchyard-plan"),
+            header("x-pointsman-plan"),
             if turn == 0 { "new" } else { "cached" }
         );
-        let planner: f64 = header("x-switchyard-planner-cost-usd").parse().unwrap();
-        let total: f64 = header("x-switchyard-cost-usd").parse().unwrap();
+        let planner: f64 = header("x-pointsman-planner-cost-usd").parse().unwrap();
+        let total: f64 = header("x-pointsman-cost-usd").parse().unwrap();
         assert!(total >= planner);
         planner_costs.push(planner);
     }
@@ -421,7 +421,7 @@ async fn chat_plan_mode_plans_once_per_session() {
         .send()
         .await
         .unwrap();
-    assert_eq!(response.headers()["x-switchyard-plan"], "new");
+    assert_eq!(response.headers()["x-pointsman-plan"], "new");
     let body = response.text().await.unwrap();
     assert!(body.contains("event: message_stop"), "{body}");
     assert_eq!(

@@ -1,12 +1,12 @@
-//! `switchyard-bench`: the gateway load benchmark.
+//! `pointsman-bench`: the gateway load benchmark.
 //!
-//! - `switchyard-bench upstream [--listen ADDR] [--threads N] [--fail-every N
+//! - `pointsman-bench upstream [--listen ADDR] [--threads N] [--fail-every N
 //!   [--fail-status S]]` runs the fast local OpenAI-compatible upstream, or
 //!   with `--fail-every` a failing one (see `upstream.rs`).
-//! - `switchyard-bench config --port P --upstream ADDR` prints the
-//!   benchmark's Switchyard config (for `bench/profile`).
-//! - `switchyard-bench [OPTIONS]` runs the benchmark: the upstream, then for
-//!   each target (the upstream directly, Switchyard, Switchyard with one of
+//! - `pointsman-bench config --port P --upstream ADDR` prints the
+//!   benchmark's Pointsman config (for `bench/profile`).
+//! - `pointsman-bench [OPTIONS]` runs the benchmark: the upstream, then for
+//!   each target (the upstream directly, Pointsman, Pointsman with one of
 //!   glm-4.7's two endpoints failing, optionally LiteLLM), each
 //!   mode (plain, stream) and each concurrency, a fixed-duration `oha` run;
 //!   prints one table and writes it as JSON. `--help` lists the options.
@@ -28,7 +28,7 @@ fn main() {
         _ => run::main(&args),
     };
     if let Err(e) = result {
-        eprintln!("switchyard-bench: error: {e}");
+        eprintln!("pointsman-bench: error: {e}");
         std::process::exit(1);
     }
 }

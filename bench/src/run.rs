@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use crate::proc::{self, Guard};
 
 const USAGE: &str = "\
-usage: switchyard-bench [OPTIONS]
+usage: pointsman-bench [OPTIONS]
 
 Runs the gateway load benchmark and prints one table; writes it as JSON too.
 
@@ -21,14 +21,14 @@ Runs the gateway load benchmark and prints one table; writes it as JSON too.
   --warmup SECS         unmeasured load before each run (default 1)
   --concurrency LIST    comma-separated (default 1,16,64)
   --modes LIST          plain,stream (default both)
-  --targets LIST        direct,switchyard,switchyard-faulty,litellm
-                        (default direct,switchyard,switchyard-faulty)
+  --targets LIST        direct,pointsman,pointsman-faulty,litellm
+                        (default direct,pointsman,pointsman-faulty)
   --litellm             add the litellm target (needs bench/.venv, see bench/run)
-  --fault-every N       switchyard-faulty: glm-4.7's second endpoint fails every
+  --fault-every N       pointsman-faulty: glm-4.7's second endpoint fails every
                         Nth request it gets (default 5: 20%)
   --fault-status S      the status of those failures (default 500)
   --message TEXT        the user message (default: one the seed matrix routes `direct`)
-  --switchyard PATH     the daemon binary (default <repo>/target/release/switchyard)
+  --pointsman PATH     the daemon binary (default <repo>/target/release/pointsman)
   --oha PATH            the load generator (default bench/.tools/bin/oha, then PATH)
   --litellm-bin PATH    default bench/.venv/bin/litellm
   --out PATH            JSON output (default bench/results/latest.json)
@@ -38,13 +38,13 @@ diagnostics (the reported table uses the defaults):
   --model NAME          the request's model (default auto: the policy decides;
                         a catalog id such as glm-4.7 skips the policy and the
                         catalog health it is given)
-  --breaker-window-ms N Switchyard's [resilience.breaker] window_ms (default:
+  --breaker-window-ms N Pointsman's [resilience.breaker] window_ms (default:
                         unset, the daemon's 30000)
 ";
 
-/// The key every request carries: the upstream and Switchyard (no
+/// The key every request carries: the upstream and Pointsman (no
 /// `[[clients]]`) accept any, LiteLLM is started with this as its master key.
-pub const API_KEY: &str = "sk-switchyard-bench-7f3a9c1e5b2d8046";
+pub const API_KEY: &str = "sk-pointsman-bench-7f3a9c1e5b2d8046";
 
 /// Routed `direct` by seed-matrix (`medium: change:bug, change:fix`).
 const DEFAULT_MESSAGE: &str = "Fix the off-by-one bug in the parser";
@@ -56,7 +56,7 @@ struct Options {
     modes: Vec<Mode>,
     targets: Vec<Target>,
     message: String,
-    switchyard: PathBuf,
+    pointsman: PathBuf,
     oha: PathBuf,
     litellm: PathBuf,
     out: PathBuf,
@@ -78,10 +78,10 @@ enum Mode {
 #[serde(rename_all = "lowercase")]
 enum Target {
     Direct,
-    Switchyard,
-    /// Switchyard with glm-4.7 on two endpoints, one of which fails every
+    Pointsman,
+    /// Pointsman with glm-4.7 on two endpoints, one of which fails every
     /// `fault_every`th request it gets.
-    #[serde(rename = "switchyard-faulty")]
+    #[serde(rename = "pointsman-faulty")]
     Faulty,
     Litellm,
 }
@@ -90,14 +90,14 @@ impl Target {
     fn name(self) -> &'static str {
         match self {
             Target::Direct => "direct",
-            Target::Switchyard => "switchyard",
-            Target::Faulty => "switchyard-faulty",
+            Target::Pointsman => "pointsman",
+            Target::Faulty => "pointsman-faulty",
             Target::Litellm => "litellm",
         }
     }
 
-    fn is_switchyard(self) -> bool {
-        matches!(self, Target::Switchyard | Target::Faulty)
+    fn is_pointsman(self) -> bool {
+        matches!(self, Target::Pointsman | Target::Faulty)
     }
 }
 
@@ -122,7 +122,7 @@ fn repo_dir() -> PathBuf {
 }
 
 fn parse_options(args: &[String]) -> crate::Result<Options> {
-    let target_dir = std::env::var_os("SWITCHYARD_TARGET_DIR")
+    let target_dir = std::env::var_os("POINTSMAN_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| repo_dir().join("target"));
     let mut o = Options {
@@ -130,9 +130,9 @@ fn parse_options(args: &[String]) -> crate::Result<Options> {
         warmup: 1,
         concurrency: vec![1, 16, 64],
         modes: vec![Mode::Plain, Mode::Stream],
-        targets: vec![Target::Direct, Target::Switchyard, Target::Faulty],
+        targets: vec![Target::Direct, Target::Pointsman, Target::Faulty],
         message: DEFAULT_MESSAGE.into(),
-        switchyard: target_dir.join("release/switchyard"),
+        pointsman: target_dir.join("release/pointsman"),
         oha: bench_dir().join(".tools/bin/oha"),
         litellm: bench_dir().join(".venv/bin/litellm"),
         out: bench_dir().join("results/latest.json"),
@@ -177,8 +177,8 @@ fn parse_options(args: &[String]) -> crate::Result<Options> {
                     .split(',')
                     .map(|t| match t.trim() {
                         "direct" => Ok(Target::Direct),
-                        "switchyard" => Ok(Target::Switchyard),
-                        "switchyard-faulty" => Ok(Target::Faulty),
+                        "pointsman" => Ok(Target::Pointsman),
+                        "pointsman-faulty" => Ok(Target::Faulty),
                         "litellm" => Ok(Target::Litellm),
                         other => Err(format!("unknown target {other}")),
                     })
@@ -190,7 +190,7 @@ fn parse_options(args: &[String]) -> crate::Result<Options> {
                 }
             }
             "--message" => o.message = value()?,
-            "--switchyard" => o.switchyard = value()?.into(),
+            "--pointsman" => o.pointsman = value()?.into(),
             "--oha" => o.oha = value()?.into(),
             "--litellm-bin" => o.litellm = value()?.into(),
             "--out" => o.out = value()?.into(),
@@ -236,7 +236,7 @@ struct Row {
     /// answer; for `direct` that process is the upstream itself.
     cpu_us_per_req: f64,
     /// The upstream's CPU per answer in the same run (both upstreams for
-    /// `switchyard-faulty`).
+    /// `pointsman-faulty`).
     upstream_cpu_us_per_req: f64,
     /// oha's CPU per answer in the same run.
     loadgen_cpu_us_per_req: f64,
@@ -244,10 +244,10 @@ struct Row {
     peak_rss_mib: f64,
     /// Spawn to the first 200 on a probe request.
     startup_ms: f64,
-    /// From the probe: the route's tier and model (Switchyard only).
+    /// From the probe: the route's tier and model (Pointsman only).
     tier: Option<String>,
     model: Option<String>,
-    /// `switchyard-faulty`: requests the failing endpoint received during
+    /// `pointsman-faulty`: requests the failing endpoint received during
     /// the measured run, and how many of them it failed (each one an
     /// attempt the gateway had to make again, on a retry or a fallback).
     faulty_endpoint_requests: Option<u64>,
@@ -266,14 +266,14 @@ pub fn main(args: &[String]) -> crate::Result<()> {
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(work.join("logs"))?;
     check_tools(&o)?;
-    if o.targets.iter().any(|t| t.is_switchyard()) {
+    if o.targets.iter().any(|t| t.is_pointsman()) {
         // Every row runs the same binary, even if the workspace is rebuilt
         // meanwhile: a hard link keeps this build's file.
-        let pinned = work.join("switchyard");
-        if std::fs::hard_link(&o.switchyard, &pinned).is_err() {
-            std::fs::copy(&o.switchyard, &pinned)?;
+        let pinned = work.join("pointsman");
+        if std::fs::hard_link(&o.pointsman, &pinned).is_err() {
+            std::fs::copy(&o.pointsman, &pinned)?;
         }
-        o.switchyard = pinned;
+        o.pointsman = pinned;
     }
 
     let machine = machine(&o);
@@ -313,12 +313,12 @@ pub fn main(args: &[String]) -> crate::Result<()> {
     let mut rows = Vec::new();
     let mut cold_start_ms = None;
     for &target in &o.targets {
-        if target == Target::Switchyard {
+        if target == Target::Pointsman {
             // First start with an empty compile cache: Cranelift compiles the
             // built-in policies. The rows below start with a warm cache.
-            let cold = start_switchyard(&o, &work, upstream_addr, None, "cold-start")?;
+            let cold = start_pointsman(&o, &work, upstream_addr, None, "cold-start")?;
             eprintln!(
-                "switchyard cold start (empty policy cache): {:.0} ms",
+                "pointsman cold start (empty policy cache): {:.0} ms",
                 ms(cold.startup)
             );
             cold_start_ms = Some(ms(cold.startup));
@@ -351,11 +351,11 @@ pub fn main(args: &[String]) -> crate::Result<()> {
         println!("{}", format_row(row));
     }
     if let Some(cold) = cold_start_ms {
-        println!("switchyard cold start (empty policy compile cache): {cold:.0} ms");
+        println!("pointsman cold start (empty policy compile cache): {cold:.0} ms");
     }
     if !checks.is_empty() {
         println!();
-        println!("issue targets (Switchyard, seed-matrix deciding every request):");
+        println!("issue targets (Pointsman, seed-matrix deciding every request):");
         for check in &checks {
             println!(
                 "  {}  {}",
@@ -390,7 +390,7 @@ pub fn main(args: &[String]) -> crate::Result<()> {
             "request_plain": body(&o, Mode::Plain),
             "request_stream": body(&o, Mode::Stream),
         },
-        "switchyard_cold_start_ms": cold_start_ms,
+        "pointsman_cold_start_ms": cold_start_ms,
         "rows": rows,
         "checks": checks,
         "wall_s": total.as_secs_f64(),
@@ -403,7 +403,7 @@ pub fn main(args: &[String]) -> crate::Result<()> {
     Ok(())
 }
 
-/// Starts `switchyard-bench upstream` with `extra` arguments; returns it,
+/// Starts `pointsman-bench upstream` with `extra` arguments; returns it,
 /// its address and its start-up time (spawn to the first 200).
 fn start_upstream(
     o: &Options,
@@ -455,10 +455,10 @@ fn check_tools(o: &Options) -> crate::Result<()> {
         )
         .into());
     }
-    if o.targets.iter().any(|t| t.is_switchyard()) && !o.switchyard.exists() {
+    if o.targets.iter().any(|t| t.is_pointsman()) && !o.pointsman.exists() {
         return Err(format!(
-            "no daemon at {}: run `cargo build --release -p switchyard` (bench/run does)",
-            o.switchyard.display()
+            "no daemon at {}: run `cargo build --release -p pointsman` (bench/run does)",
+            o.pointsman.display()
         )
         .into());
     }
@@ -484,8 +484,8 @@ fn body(o: &Options, mode: Mode) -> String {
     body.to_string()
 }
 
-/// `switchyard-bench config --port P --upstream ADDR [--breaker-window-ms N]`:
-/// prints the benchmark's Switchyard config (used by bench/profile).
+/// `pointsman-bench config --port P --upstream ADDR [--breaker-window-ms N]`:
+/// prints the benchmark's Pointsman config (used by bench/profile).
 pub fn print_config(args: &[String]) -> crate::Result<()> {
     let (mut port, mut upstream, mut window) = (None, None, None);
     let mut it = args.iter();
@@ -498,7 +498,7 @@ pub fn print_config(args: &[String]) -> crate::Result<()> {
             other => return Err(format!("config: unknown argument {other}").into()),
         }
     }
-    let mut text = switchyard_config(
+    let mut text = pointsman_config(
         port.ok_or("config: --port is required")?,
         upstream.ok_or("config: --upstream is required")?,
         None,
@@ -555,7 +555,7 @@ fn wait_ready(
 
 /// Starts the daemon on `upstream`; with `faulty`, glm-4.7 gets a second
 /// endpoint there.
-fn start_switchyard(
+fn start_pointsman(
     o: &Options,
     work: &Path,
     upstream: SocketAddr,
@@ -563,16 +563,16 @@ fn start_switchyard(
     label: &str,
 ) -> crate::Result<Started> {
     let port = free_port()?;
-    let config = work.join("switchyard.toml");
-    let mut text = switchyard_config(port, upstream, faulty);
+    let config = work.join("pointsman.toml");
+    let mut text = pointsman_config(port, upstream, faulty);
     if let Some(ms) = o.breaker_window_ms {
         text.push_str(&format!("\n[resilience.breaker]\nwindow_ms = {ms}\n"));
     }
     std::fs::write(&config, text)?;
-    let log = std::fs::File::create(work.join("logs").join(format!("switchyard-{label}.log")))?;
+    let log = std::fs::File::create(work.join("logs").join(format!("pointsman-{label}.log")))?;
     let spawned = Instant::now();
     let child = proc::spawn(
-        Command::new(&o.switchyard)
+        Command::new(&o.pointsman)
             .arg("serve")
             .arg("--config")
             .arg(&config)
@@ -582,7 +582,7 @@ fn start_switchyard(
     )?;
     let mut guard = Guard {
         child,
-        name: "switchyard".into(),
+        name: "pointsman".into(),
     };
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let probe = wait_ready(
@@ -592,11 +592,11 @@ fn start_switchyard(
         Duration::from_secs(120),
     )?;
     let startup = spawned.elapsed();
-    if o.model == "auto" && probe.header("x-switchyard-tier") != Some("direct") {
+    if o.model == "auto" && probe.header("x-pointsman-tier") != Some("direct") {
         eprintln!(
             "  warning: the probe was routed {:?} ({:?}), not direct",
-            probe.header("x-switchyard-tier"),
-            probe.header("x-switchyard-reason")
+            probe.header("x-pointsman-tier"),
+            probe.header("x-pointsman-reason")
         );
     }
     Ok(Started {
@@ -611,7 +611,7 @@ fn start_switchyard(
 /// provider pointed at the local upstream. With `faulty`, glm-4.7 has a
 /// second endpoint, provider `zhipu-faulty` on that address, shared
 /// round-robin (the default strategy) with the healthy one.
-fn switchyard_config(port: u16, upstream: SocketAddr, faulty: Option<SocketAddr>) -> String {
+fn pointsman_config(port: u16, upstream: SocketAddr, faulty: Option<SocketAddr>) -> String {
     let (faulty_provider, faulty_endpoint) = match faulty {
         Some(addr) => (
             format!(
@@ -622,7 +622,7 @@ fn switchyard_config(port: u16, upstream: SocketAddr, faulty: Option<SocketAddr>
         None => (String::new(), String::new()),
     };
     format!(
-        r#"# Written by switchyard-bench: the seed catalog on the local upstream.
+        r#"# Written by pointsman-bench: the seed catalog on the local upstream.
 listen = "127.0.0.1:{port}"
 baseline_model = "claude-opus-4.5"
 
@@ -704,7 +704,7 @@ fn start_litellm(
     std::fs::write(
         &config,
         format!(
-            r#"# Written by switchyard-bench: one model on the local upstream.
+            r#"# Written by pointsman-bench: one model on the local upstream.
 model_list:
   - model_name: auto
     litellm_params:
@@ -775,10 +775,10 @@ fn run_row(
     // its own.
     let started = match target {
         Target::Direct => None,
-        Target::Switchyard => Some(start_switchyard(o, work, upstream_addr, None, &label)?),
+        Target::Pointsman => Some(start_pointsman(o, work, upstream_addr, None, &label)?),
         Target::Faulty => {
             let addr = faulty.map(|(_, addr)| addr);
-            Some(start_switchyard(o, work, upstream_addr, addr, &label)?)
+            Some(start_pointsman(o, work, upstream_addr, addr, &label)?)
         }
         Target::Litellm => Some(start_litellm(o, work, upstream_addr, &label)?),
     };
@@ -879,10 +879,10 @@ fn run_row(
         startup_ms: ms(startup),
         tier: started
             .as_ref()
-            .and_then(|s| s.probe.header("x-switchyard-tier").map(str::to_string)),
+            .and_then(|s| s.probe.header("x-pointsman-tier").map(str::to_string)),
         model: started
             .as_ref()
-            .and_then(|s| s.probe.header("x-switchyard-model").map(str::to_string)),
+            .and_then(|s| s.probe.header("x-pointsman-model").map(str::to_string)),
         faulty_endpoint_requests: faulty_delta.map(|d| d.0),
         failed_attempts: faulty_delta.map(|d| d.1),
         faulty_endpoint_share: faulty_delta
@@ -895,7 +895,7 @@ fn run_row(
     {
         eprintln!(
             "  warning: the failing endpoint got only {:.1}% of the attempts: its circuit \
-             breaker was open for part of the run (bench/.work/logs/switchyard-{label}.log \
+             breaker was open for part of the run (bench/.work/logs/pointsman-{label}.log \
              says when)",
             share * 100.0
         );
@@ -970,7 +970,7 @@ fn format_row(r: &Row) -> String {
     )
 }
 
-/// The issue's targets, checked on this run's Switchyard rows against the
+/// The issue's targets, checked on this run's Pointsman rows against the
 /// direct rows; streaming gets twice the slack. With one endpoint failing,
 /// the client must still see no errors.
 fn checks(rows: &[Row], fault_every: u64) -> Vec<Value> {
@@ -983,7 +983,7 @@ fn checks(rows: &[Row], fault_every: u64) -> Vec<Value> {
     for mode in [Mode::Plain, Mode::Stream] {
         let sy: Vec<&Row> = rows
             .iter()
-            .filter(|r| r.target == Target::Switchyard && r.mode == mode)
+            .filter(|r| r.target == Target::Pointsman && r.mode == mode)
             .collect();
         if sy.is_empty() {
             continue;
@@ -1012,7 +1012,7 @@ fn checks(rows: &[Row], fault_every: u64) -> Vec<Value> {
             ),
         );
         if let (Some(s), Some(d)) = (
-            find(Target::Switchyard, mode, 1),
+            find(Target::Pointsman, mode, 1),
             find(Target::Direct, mode, 1),
         ) {
             let added = s.p50_ms - d.p50_ms;
@@ -1034,7 +1034,7 @@ fn checks(rows: &[Row], fault_every: u64) -> Vec<Value> {
             );
         }
         if let (Some(s), Some(d)) = (
-            find(Target::Switchyard, mode, 64),
+            find(Target::Pointsman, mode, 64),
             find(Target::Direct, mode, 64),
         ) {
             let share = s.requests_per_sec / d.requests_per_sec;
@@ -1108,7 +1108,7 @@ fn machine(o: &Options) -> Value {
         "nproc": std::thread::available_parallelism().map_or(0, |n| n.get()),
         "cpu_model": cpu_model,
         "kernel": std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim(),
-        "switchyard": text(Command::new(&o.switchyard).arg("--version")),
+        "pointsman": text(Command::new(&o.pointsman).arg("--version")),
         "oha": text(Command::new(&o.oha).arg("--version")),
         "git_commit": text(Command::new("git").arg("-C").arg(repo_dir()).args(["rev-parse", "--short", "HEAD"])),
         "git_dirty": dirty,

@@ -51,7 +51,7 @@ static FAILED: AtomicU64 = AtomicU64::new(0);
 /// `(every, status)`: fail every `every`th chat request with `status`.
 static FAULT: OnceLock<(u64, StatusCode)> = OnceLock::new();
 
-/// `switchyard-bench upstream [--listen ADDR] [--threads N] [--fail-every N
+/// `pointsman-bench upstream [--listen ADDR] [--threads N] [--fail-every N
 /// [--fail-status S]]`: prints `listening <addr>` on standard output once
 /// bound, then serves forever.
 pub fn main(args: &[String]) -> crate::Result<()> {

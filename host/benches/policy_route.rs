@@ -1,7 +1,7 @@
 //! Policy engine benchmarks: what a routing decision, a hot reload and a
 //! restart cost. Results and targets are kept in `BENCHMARKS.md`.
 //!
-//!     cargo bench -p switchyard --bench policy_route -- --measurement-time 3 --warm-up-time 1
+//!     cargo bench -p pointsman --bench policy_route -- --measurement-time 3 --warm-up-time 1
 //!
 //! Groups:
 //! - `route/<lang>`: one `PolicyModule::route` call on a warm instance, for the
@@ -36,10 +36,10 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, SamplingMode};
 use sha2::{Digest, Sha256};
-use switchyard::config::Config;
-use switchyard::policy::types::{Features, Message, ModelInfo, Route, WireApi};
-use switchyard::policy::{Limits, PolicyEngine, PolicyModule, Registry, decide, watcher};
-use switchyard_test_support as support;
+use pointsman::config::Config;
+use pointsman::policy::types::{Features, Message, ModelInfo, Route, WireApi};
+use pointsman::policy::{Limits, PolicyEngine, PolicyModule, Registry, decide, watcher};
+use pointsman_test_support as support;
 use tokio::runtime::Runtime;
 
 /// A typical small request.

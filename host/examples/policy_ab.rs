@@ -1,7 +1,7 @@
 //! Compares router modules call for call: A/B timing of policy builds on one
 //! engine, in one process, so that a noisy machine affects both alike.
 //!
-//!     cargo run --release -p switchyard --example policy_ab -- \
+//!     cargo run --release -p pointsman --example policy_ab -- \
 //!         old=target/old/seed-matrix-js.wasm new=target/policies/seed-matrix-js.wasm
 //!
 //! Each module routes the two requests of `benches/policy_route.rs`: the
@@ -15,17 +15,17 @@
 //! - `--catalog N`: keep only the first N models of the demo catalog (0 shows
 //!   what lifting the catalog costs a guest, with a router that ignores it).
 //! - `--cases FILE`: instead of timing, route every case of a
-//!   `switchyard policy test` table with each module and print whether the
+//!   `pointsman policy test` table with each module and print whether the
 //!   full answers (reasoning and errors included) are identical.
 
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use serde_json::Value;
-use switchyard::config::Config;
-use switchyard::gateway::features;
-use switchyard::policy::types::{Features, Message, ModelInfo, WireApi};
-use switchyard::policy::{Limits, PolicyEngine, PolicyModule};
+use pointsman::config::Config;
+use pointsman::gateway::features;
+use pointsman::policy::types::{Features, Message, ModelInfo, WireApi};
+use pointsman::policy::{Limits, PolicyEngine, PolicyModule};
 use tokio::runtime::Runtime;
 
 fn request(messages: Vec<Message>, input_tokens: u32) -> Features {
@@ -173,7 +173,7 @@ fn compare_cases(
     let (mut same, mut differ) = (0, 0);
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         let case: Value = serde_json::from_str(line)?;
-        // As `switchyard policy test` adjusts the catalog for a case.
+        // As `pointsman policy test` adjusts the catalog for a case.
         let mut catalog = config.catalog();
         for model in catalog.iter_mut() {
             if let Some(down) = case["unavailable"].as_array()

@@ -1,4 +1,4 @@
-//! The `switchyard` command line.
+//! The `pointsman` command line.
 
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
@@ -14,10 +14,10 @@ use crate::gateway::features::{self, RequestContext};
 use crate::policy::types::{ModelInfo, Route};
 use crate::policy::{PolicyEngine, PolicyModule, Registry, decide, decide::validate};
 
-/// Switchyard: routes coding agents' LLM traffic between planner and executor
+/// Pointsman: routes coding agents' LLM traffic between planner and executor
 /// models, with decisions made by WebAssembly policies.
 #[derive(Debug, Parser)]
-#[command(name = "switchyard", version)]
+#[command(name = "pointsman", version)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -100,7 +100,7 @@ pub fn main() -> ExitCode {
 }
 
 fn init_tracing(default: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SWITCHYARD_LOG")
+    let filter = tracing_subscriber::EnvFilter::try_from_env("POINTSMAN_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -210,7 +210,7 @@ fn read_json(path: &Path) -> anyhow::Result<Value> {
     serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))
 }
 
-/// `switchyard policy test`: each line of `cases` is
+/// `pointsman policy test`: each line of `cases` is
 /// `{"name", "request", "headers"?, "unavailable"?, "context_windows"?, "expect"}`
 /// where `expect` holds any of `tier`, `executor`, `fallbacks`, `planner`
 /// (null for none), `reasoning_contains` (a list) or `error` (a substring of
@@ -264,7 +264,7 @@ async fn run_case(module: &PolicyModule, config: &Config, case: &Value) -> Vec<S
         }
         ctx.labels = features::header_labels(&map);
         ctx.session = map
-            .get("x-switchyard-session")
+            .get("x-pointsman-session")
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
     }

@@ -177,7 +177,7 @@ pub struct EndpointConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct ResilienceConfig {
     /// Total time a request may take, across retries and fallbacks; a route
-    /// or the `x-switchyard-deadline-ms` header may shorten it.
+    /// or the `x-pointsman-deadline-ms` header may shorten it.
     pub total_deadline_ms: u64,
     /// Time a stream may take to produce its first event.
     pub first_token_timeout_ms: u64,
@@ -463,7 +463,7 @@ impl Config {
             .map(PathBuf::from)
             .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
             .unwrap_or_else(std::env::temp_dir);
-        base.join("switchyard").join("components")
+        base.join("pointsman").join("components")
     }
 }
 

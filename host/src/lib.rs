@@ -1,9 +1,9 @@
-//! Switchyard: a gateway daemon between coding agents and LLM providers.
+//! Pointsman: a gateway daemon between coding agents and LLM providers.
 //!
 //! A request's path through the crate:
 //! [`gateway`] (wire formats, features) → [`policy`] (a WebAssembly
 //! component decides the route) → orchestrator → resilience → provider →
-//! ledger. The [`cli`] module wires the pieces into the `switchyard` binary.
+//! ledger. The [`cli`] module wires the pieces into the `pointsman` binary.
 
 pub mod cli;
 pub mod config;

@@ -1,4 +1,4 @@
-//! The `switchyard` binary.
+//! The `pointsman` binary.
 
 // The request path allocates many small, short-lived buffers on every worker
 // thread; under load glibc's malloc and free took about 7% of the daemon's CPU
@@ -7,5 +7,5 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
-    switchyard::cli::main()
+    pointsman::cli::main()
 }

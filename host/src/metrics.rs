@@ -22,18 +22,18 @@ pub fn policy_fallback(module: &str, error: &PolicyError) {
         PolicyError::WrongWorld(_) => "wrong_world",
         PolicyError::Invalid(_) => "invalid",
     };
-    metrics::counter!("switchyard_policy_fallbacks_total", "module" => module.to_string(), "reason" => reason)
+    metrics::counter!("pointsman_policy_fallbacks_total", "module" => module.to_string(), "reason" => reason)
         .increment(1);
 }
 
 /// A module version started serving.
 pub fn policy_loaded(module: &str) {
-    metrics::counter!("switchyard_policy_loads_total", "module" => module.to_string()).increment(1);
+    metrics::counter!("pointsman_policy_loads_total", "module" => module.to_string()).increment(1);
 }
 
 /// A module failed to load; the previous version keeps serving.
 pub fn policy_load_failed(module: &str) {
-    metrics::counter!("switchyard_policy_load_failures_total", "module" => module.to_string())
+    metrics::counter!("pointsman_policy_load_failures_total", "module" => module.to_string())
         .increment(1);
 }
 
@@ -107,11 +107,11 @@ fn served(format: Format, tier: Tier, model: &str) -> Arc<Served> {
                 ("tier", tier.as_str().to_string()),
             ];
             Arc::new(Served {
-                requests: metrics::counter!("switchyard_requests_total", &labels),
-                input_tokens: metrics::counter!("switchyard_input_tokens_total", &labels),
-                output_tokens: metrics::counter!("switchyard_output_tokens_total", &labels),
-                spent_usd: metrics::gauge!("switchyard_spent_usd", &labels),
-                baseline_usd: metrics::gauge!("switchyard_baseline_usd", &labels),
+                requests: metrics::counter!("pointsman_requests_total", &labels),
+                input_tokens: metrics::counter!("pointsman_input_tokens_total", &labels),
+                output_tokens: metrics::counter!("pointsman_output_tokens_total", &labels),
+                spent_usd: metrics::gauge!("pointsman_spent_usd", &labels),
+                baseline_usd: metrics::gauge!("pointsman_baseline_usd", &labels),
             })
         })
         .clone()
@@ -119,19 +119,19 @@ fn served(format: Format, tier: Tier, model: &str) -> Arc<Served> {
 
 /// A request got an error response.
 pub fn request_failed(format: Format, status: u16) {
-    metrics::counter!("switchyard_request_errors_total", "api" => api(format), "status" => status.to_string())
+    metrics::counter!("pointsman_request_errors_total", "api" => api(format), "status" => status.to_string())
         .increment(1);
 }
 
 /// An upstream attempt failed.
 pub fn upstream_failure(model: &str) {
-    metrics::counter!("switchyard_upstream_failures_total", "model" => model.to_string())
+    metrics::counter!("pointsman_upstream_failures_total", "model" => model.to_string())
         .increment(1);
 }
 
 /// The route's models all failed and the escalation model is tried.
 pub fn escalation(model: &str) {
-    metrics::counter!("switchyard_escalations_total", "model" => model.to_string()).increment(1);
+    metrics::counter!("pointsman_escalations_total", "model" => model.to_string()).increment(1);
 }
 
 /// An endpoint's circuit breaker changed state.
@@ -141,7 +141,7 @@ pub fn breaker_state(model: &str, provider: &str, state: crate::resilience::brea
         crate::resilience::breaker::State::HalfOpen => 1.0,
         crate::resilience::breaker::State::Open => 2.0,
     };
-    metrics::gauge!("switchyard_breaker_state", "model" => model.to_string(), "provider" => provider.to_string())
+    metrics::gauge!("pointsman_breaker_state", "model" => model.to_string(), "provider" => provider.to_string())
         .set(value);
 }
 
@@ -154,12 +154,12 @@ pub fn task_finished(
         .ok()
         .and_then(|v| v.as_str().map(str::to_string))
         .unwrap_or_default();
-    metrics::counter!("switchyard_tasks_total", "status" => status).increment(1);
-    metrics::counter!("switchyard_subtasks_total").increment(record.subtasks.len() as u64);
-    metrics::gauge!("switchyard_task_spent_usd").increment(record.spent_usd);
+    metrics::counter!("pointsman_tasks_total", "status" => status).increment(1);
+    metrics::counter!("pointsman_subtasks_total").increment(record.subtasks.len() as u64);
+    metrics::gauge!("pointsman_task_spent_usd").increment(record.spent_usd);
 }
 
 /// A subtask was done by the escalation model (the seed expects about 1%).
 pub fn subtask_escalated() {
-    metrics::counter!("switchyard_subtasks_escalated_total").increment(1);
+    metrics::counter!("pointsman_subtasks_escalated_total").increment(1);
 }

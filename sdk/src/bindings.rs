@@ -12,7 +12,7 @@ pub mod router {
         pub_export_macro: true,
         export_macro_name: "__export_router",
         additional_derives: [PartialEq],
-        default_bindings_module: "switchyard_sdk::__private::router",
+        default_bindings_module: "pointsman_sdk::__private::router",
     });
 }
 
@@ -22,13 +22,13 @@ pub mod planner {
         world: "planner",
         pub_export_macro: true,
         export_macro_name: "__export_planner",
-        default_bindings_module: "switchyard_sdk::__private::planner",
+        default_bindings_module: "pointsman_sdk::__private::planner",
         with: {
-            "switchyard:policy/types@0.1.0": super::router::switchyard::policy::types,
-            "switchyard:policy/host@0.1.0": super::router::switchyard::policy::host,
+            "pointsman:policy/types@0.1.0": super::router::pointsman::policy::types,
+            "pointsman:policy/host@0.1.0": super::router::pointsman::policy::host,
         },
     });
 }
 
-pub use router::switchyard::policy::host;
-pub use router::switchyard::policy::types;
+pub use router::pointsman::policy::host;
+pub use router::pointsman::policy::types;

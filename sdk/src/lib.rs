@@ -1,12 +1,12 @@
-//! Write Switchyard policies in plain Rust.
+//! Write Pointsman policies in plain Rust.
 //!
-//! A policy decides; the Switchyard host does everything else. A *router*
+//! A policy decides; the Pointsman host does everything else. A *router*
 //! picks a [`Route`] for each request, a *planner* turns a [`Task`] into a
 //! [`Plan`] and judges subtask outputs. Implement [`Router`] or [`Planner`] on
 //! a type and register it once:
 //!
 //! ```ignore
-//! use switchyard_sdk::{Model, Request, Route, Router, Tier};
+//! use pointsman_sdk::{Model, Request, Route, Router, Tier};
 //!
 //! struct Cheapest;
 //!
@@ -21,7 +21,7 @@
 //!     }
 //! }
 //!
-//! switchyard_sdk::register_policy!(router: Cheapest);
+//! pointsman_sdk::register_policy!(router: Cheapest);
 //! ```
 //!
 //! Build with `cargo build --target wasm32-wasip2` and drop the `.wasm` into
@@ -146,11 +146,11 @@ macro_rules! register_policy {
         // tests) the exported names are not valid linker symbols.
         #[cfg(target_arch = "wasm32")]
         #[doc(hidden)]
-        mod __switchyard_router {
+        mod __pointsman_router {
         use super::*;
-        struct __SwitchyardRouter;
+        struct __PointsmanRouter;
 
-        impl $crate::__private::RoutingGuest for __SwitchyardRouter {
+        impl $crate::__private::RoutingGuest for __PointsmanRouter {
             fn route(
                 request: $crate::Request,
                 models: ::std::vec::Vec<$crate::Model>,
@@ -159,17 +159,17 @@ macro_rules! register_policy {
             }
         }
 
-        $crate::__private::router::__export_router!(__SwitchyardRouter with_types_in $crate::__private::router);
+        $crate::__private::router::__export_router!(__PointsmanRouter with_types_in $crate::__private::router);
         }
     };
     (planner: $policy:ty) => {
         #[cfg(target_arch = "wasm32")]
         #[doc(hidden)]
-        mod __switchyard_planner {
+        mod __pointsman_planner {
         use super::*;
-        struct __SwitchyardPlanner;
+        struct __PointsmanPlanner;
 
-        impl $crate::__private::PlanningGuest for __SwitchyardPlanner {
+        impl $crate::__private::PlanningGuest for __PointsmanPlanner {
             fn plan_request(
                 task: $crate::Task,
                 models: ::std::vec::Vec<$crate::Model>,
@@ -214,7 +214,7 @@ macro_rules! register_policy {
             }
         }
 
-        $crate::__private::planner::__export_planner!(__SwitchyardPlanner with_types_in $crate::__private::planner);
+        $crate::__private::planner::__export_planner!(__PointsmanPlanner with_types_in $crate::__private::planner);
         }
     };
 }
@@ -223,7 +223,7 @@ macro_rules! register_policy {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::bindings::planner;
-    pub use crate::bindings::planner::exports::switchyard::policy::planning::Guest as PlanningGuest;
+    pub use crate::bindings::planner::exports::pointsman::policy::planning::Guest as PlanningGuest;
     pub use crate::bindings::router;
-    pub use crate::bindings::router::exports::switchyard::policy::routing::Guest as RoutingGuest;
+    pub use crate::bindings::router::exports::pointsman::policy::routing::Guest as RoutingGuest;
 }

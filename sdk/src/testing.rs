@@ -1,7 +1,7 @@
 //! Builders for native unit tests of policies.
 //!
 //! ```
-//! use switchyard_sdk::testing::{request, seed_catalog};
+//! use pointsman_sdk::testing::{request, seed_catalog};
 //!
 //! let req = request("fix the typo in README").tools(2).build();
 //! assert_eq!(req.tool_count, 2);

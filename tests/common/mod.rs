@@ -6,9 +6,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use serde_json::Value;
-use switchyard::config::Config;
-use switchyard::gateway::{AppState, serve_on};
-use switchyard_test_support::upstream::{
+use pointsman::config::Config;
+use pointsman::gateway::{AppState, serve_on};
+use pointsman_test_support::upstream::{
     ANTHROPIC_KEY, Api, OPENAI_KEY, RecordedRequest, Upstream,
 };
 
@@ -70,7 +70,7 @@ impl Drop for Daemon {
 
 /// The demo config with its catalog on the simulated provider, made instant.
 pub fn demo() -> Config {
-    let text = switchyard::config::DEMO_TOML
+    let text = pointsman::config::DEMO_TOML
         .replace("latency_ms = 20", "latency_ms = 0")
         .replace("tokens_per_second = 400", "tokens_per_second = 0");
     Config::parse(&text).unwrap()
@@ -83,22 +83,22 @@ pub fn seed_on(upstream: &Upstream, executors: Api) -> Config {
     // SAFETY: set before any daemon of the test binary reads them, to the
     // same values by every test; nothing else in the process writes them.
     unsafe {
-        std::env::set_var("SWITCHYARD_TEST_OPENAI_KEY", OPENAI_KEY);
-        std::env::set_var("SWITCHYARD_TEST_ANTHROPIC_KEY", ANTHROPIC_KEY);
+        std::env::set_var("POINTSMAN_TEST_OPENAI_KEY", OPENAI_KEY);
+        std::env::set_var("POINTSMAN_TEST_ANTHROPIC_KEY", ANTHROPIC_KEY);
     }
-    let mut config: toml::Table = switchyard::config::DEMO_TOML.parse().unwrap();
+    let mut config: toml::Table = pointsman::config::DEMO_TOML.parse().unwrap();
     let providers: toml::Table = format!(
         r#"
 [oa]
 kind = "openai"
 base_url = "{openai}"
-api_key_env = "SWITCHYARD_TEST_OPENAI_KEY"
+api_key_env = "POINTSMAN_TEST_OPENAI_KEY"
 timeout_ms = 10000
 
 [an]
 kind = "anthropic"
 base_url = "{anthropic}"
-api_key_env = "SWITCHYARD_TEST_ANTHROPIC_KEY"
+api_key_env = "POINTSMAN_TEST_ANTHROPIC_KEY"
 timeout_ms = 10000
 "#,
         openai = upstream.openai_url(),

@@ -2,7 +2,7 @@
 
 Cases: basic (non-streaming), stream (the SSE event sequence), tools
 (tool-use round trip), stream_tools (the same, streamed); and, when named in
-SWITCHYARD_CASES, plan and plan_stream (two turns of one session, sent as
+POINTSMAN_CASES, plan and plan_stream (two turns of one session, sent as
 metadata.user_id, in plan mode). Prints a JSON summary on stdout, exits 1 on
 a failed check. See common.py for the environment.
 """
@@ -26,7 +26,7 @@ from common import (
     timeout,
 )
 
-MODEL = env("SWITCHYARD_ANTHROPIC_MODEL", "claude-sonnet-4-5")
+MODEL = env("POINTSMAN_ANTHROPIC_MODEL", "claude-sonnet-4-5")
 TOOLS = [{"name": "lookup", "description": TOOL_DESCRIPTION, "input_schema": TOOL_SCHEMA}]
 
 client = anthropic.Anthropic(
@@ -74,7 +74,7 @@ def block_dicts(content):
 def stream(messages, **extra):
     """A streamed message, accumulated."""
     out = {"text": "", "deltas": 0, "events": [], "stop_reason": None, "usage": None,
-           "switchyard": None, "model": None, "id": None, "blocks": {}}
+           "pointsman": None, "model": None, "id": None, "blocks": {}}
     input_usage = None
     output_tokens = None
     with client.messages.with_streaming_response.create(
@@ -118,7 +118,7 @@ def stream(messages, **extra):
                     if value is not None and input_usage is not None:
                         input_usage[name] = value
                 # The gateway's cost rides on message_delta, as an extra field.
-                out["switchyard"] = (event.model_extra or {}).get("switchyard")
+                out["pointsman"] = (event.model_extra or {}).get("pointsman")
     types = out["events"]
     check(types and types[0] == "message_start", f"the stream starts with {types[:1]}")
     check(types[-1] == "message_stop", f"the stream ends with {types[-1:]}")
@@ -238,9 +238,9 @@ def plan_turn(streamed):
         if streamed:
             out = stream(messages, **session_metadata)
             check(out["stop_reason"] == "end_turn", f"stop_reason {out['stop_reason']!r}")
-            check(out["switchyard"] is not None, "message_delta carries no switchyard object")
+            check(out["pointsman"] is not None, "message_delta carries no pointsman object")
             return {"text": out["text"], "deltas": out["deltas"], "headers": out["headers"],
-                    "usage": out["usage"], "cost": out["switchyard"]}
+                    "usage": out["usage"], "cost": out["pointsman"]}
         message, headers = create(messages, **session_metadata)
         check(message.stop_reason == "end_turn", f"stop_reason {message.stop_reason!r}")
         return {"text": "".join(b.text for b in message.content if b.type == "text"),

@@ -1,19 +1,19 @@
 """Shared helpers of the SDK scripts in this folder.
 
 Environment:
-  SWITCHYARD_URL            the gateway's root URL (e.g. http://127.0.0.1:8080);
+  POINTSMAN_URL            the gateway's root URL (e.g. http://127.0.0.1:8080);
                             the OpenAI client uses <url>/v1, the Anthropic one <url>
-  SWITCHYARD_KEY            the client's API key
-  SWITCHYARD_EXPECT_HEADERS 1 (default) to require the gateway's x-switchyard-*
+  POINTSMAN_KEY            the client's API key
+  POINTSMAN_EXPECT_HEADERS 1 (default) to require the gateway's x-pointsman-*
                             headers, 0 to only report them (e.g. against an upstream)
-  SWITCHYARD_CASES          comma-separated cases to run (default: the script's
+  POINTSMAN_CASES          comma-separated cases to run (default: the script's
                             cases that any gateway serves; the plan-mode cases
                             run only when named here)
-  SWITCHYARD_OPENAI_MODEL, SWITCHYARD_ANTHROPIC_MODEL   the models the clients ask for
-  SWITCHYARD_PLAN_PROMPT    the first message of the plan-mode cases (default:
+  POINTSMAN_OPENAI_MODEL, POINTSMAN_ANTHROPIC_MODEL   the models the clients ask for
+  POINTSMAN_PLAN_PROMPT    the first message of the plan-mode cases (default:
                             a new feature across modules, which the seed
                             matrix sends to the `plan` tier)
-  SWITCHYARD_TIMEOUT        seconds per request (default 60)
+  POINTSMAN_TIMEOUT        seconds per request (default 60)
 """
 
 import json
@@ -22,20 +22,20 @@ import sys
 import traceback
 
 GATEWAY_HEADERS = [
-    "x-switchyard-model",
-    "x-switchyard-tier",
-    "x-switchyard-policy",
-    "x-switchyard-cost-usd",
-    "x-switchyard-baseline-cost-usd",
+    "x-pointsman-model",
+    "x-pointsman-tier",
+    "x-pointsman-policy",
+    "x-pointsman-cost-usd",
+    "x-pointsman-baseline-cost-usd",
 ]
 # Headers a streamed answer must carry too; the cost of a stream is only known
 # at its end, so its cost headers are reported (and checked when present) but
 # not required.
-STREAM_HEADERS = ["x-switchyard-model", "x-switchyard-tier", "x-switchyard-policy"]
-COST_HEADERS = ["x-switchyard-cost-usd", "x-switchyard-baseline-cost-usd"]
+STREAM_HEADERS = ["x-pointsman-model", "x-pointsman-tier", "x-pointsman-policy"]
+COST_HEADERS = ["x-pointsman-cost-usd", "x-pointsman-baseline-cost-usd"]
 # Only in plan mode; the planner's cost is a header of non-streamed answers
 # and part of a stream's final usage event.
-PLAN_HEADERS = ["x-switchyard-plan", "x-switchyard-planner-cost-usd"]
+PLAN_HEADERS = ["x-pointsman-plan", "x-pointsman-planner-cost-usd"]
 PLAN_TIERS = ("plan", "plan-and-verify")
 
 PLAN_PROMPT = "Design the architecture of a plugin system across multiple modules"
@@ -70,23 +70,23 @@ def env(name, default=None):
 
 
 def base_url():
-    return env("SWITCHYARD_URL").rstrip("/")
+    return env("POINTSMAN_URL").rstrip("/")
 
 
 def api_key():
-    return env("SWITCHYARD_KEY")
+    return env("POINTSMAN_KEY")
 
 
 def timeout():
-    return float(env("SWITCHYARD_TIMEOUT", "60"))
+    return float(env("POINTSMAN_TIMEOUT", "60"))
 
 
 def expect_headers():
-    return env("SWITCHYARD_EXPECT_HEADERS", "1") not in ("0", "false", "no")
+    return env("POINTSMAN_EXPECT_HEADERS", "1") not in ("0", "false", "no")
 
 
 def selected_cases(all_cases, default):
-    chosen = os.environ.get("SWITCHYARD_CASES", "").strip()
+    chosen = os.environ.get("POINTSMAN_CASES", "").strip()
     if not chosen:
         return list(default)
     names = [c.strip() for c in chosen.split(",") if c.strip()]
@@ -116,9 +116,9 @@ def gateway_headers(headers, streamed=False):
 def header_costs(headers):
     """The costs of a non-streamed answer, as a stream's usage event has them."""
     return {
-        "cost_usd": headers.get("x-switchyard-cost-usd"),
-        "planner_cost_usd": headers.get("x-switchyard-planner-cost-usd"),
-        "baseline_cost_usd": headers.get("x-switchyard-baseline-cost-usd"),
+        "cost_usd": headers.get("x-pointsman-cost-usd"),
+        "planner_cost_usd": headers.get("x-pointsman-planner-cost-usd"),
+        "baseline_cost_usd": headers.get("x-pointsman-baseline-cost-usd"),
     }
 
 
@@ -154,7 +154,7 @@ def plan_session(sdk, case, turn):
     of a stream.
     """
     session = f"{sdk}-{case}-{os.getpid()}"
-    messages = [{"role": "user", "content": env("SWITCHYARD_PLAN_PROMPT", PLAN_PROMPT)}]
+    messages = [{"role": "user", "content": env("POINTSMAN_PLAN_PROMPT", PLAN_PROMPT)}]
     turns = []
     for n in range(2):
         if turns:
@@ -163,10 +163,10 @@ def plan_session(sdk, case, turn):
         out = turn(messages, session)
         where = f"turn {n + 1}"
         check(isinstance(out["text"], str) and out["text"].strip(), f"{where}: no answer text")
-        tier = out["headers"].get("x-switchyard-tier")
+        tier = out["headers"].get("x-pointsman-tier")
         check(tier in PLAN_TIERS, f"{where}: tier {tier!r}, not a planner tier")
-        source = out["headers"].get("x-switchyard-plan")
-        check(source == ("cached" if turns else "new"), f"{where}: x-switchyard-plan {source!r}")
+        source = out["headers"].get("x-pointsman-plan")
+        check(source == ("cached" if turns else "new"), f"{where}: x-pointsman-plan {source!r}")
         cost = out["cost"]
         check(cost is not None, f"{where}: no cost reported")
         total = number(cost.get("cost_usd"), f"{where} cost_usd")
@@ -183,8 +183,8 @@ def plan_session(sdk, case, turn):
 def run(sdk, version, cases, plan_cases=None):
     """Runs the chosen cases, prints the JSON summary, exits 1 on a failure.
     `plan_cases` need a gateway whose router plans: they run only when
-    SWITCHYARD_CASES names them."""
-    summary = {"sdk": sdk, "sdk_version": version, "url": os.environ.get("SWITCHYARD_URL")}
+    POINTSMAN_CASES names them."""
+    summary = {"sdk": sdk, "sdk_version": version, "url": os.environ.get("POINTSMAN_URL")}
     default = list(cases)
     cases = dict(cases, **(plan_cases or {}))
     try:

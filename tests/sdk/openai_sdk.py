@@ -2,8 +2,8 @@
 
 Cases: basic (non-streaming), stream (streaming with usage), tools (tool-call
 round trip), stream_tools (the same, streamed); and, when named in
-SWITCHYARD_CASES, plan and plan_stream (two turns of one session, sent as the
-x-switchyard-session header, in plan mode). Prints a JSON summary on stdout,
+POINTSMAN_CASES, plan and plan_stream (two turns of one session, sent as the
+x-pointsman-session header, in plan mode). Prints a JSON summary on stdout,
 exits 1 on a failed check. See common.py for the environment.
 """
 
@@ -26,7 +26,7 @@ from common import (
     timeout,
 )
 
-MODEL = env("SWITCHYARD_OPENAI_MODEL", "gpt-4o-mini")
+MODEL = env("POINTSMAN_OPENAI_MODEL", "gpt-4o-mini")
 TOOLS = [
     {
         "type": "function",
@@ -68,7 +68,7 @@ def complete(messages, **extra):
 def stream(messages, **extra):
     """A streamed completion, accumulated."""
     out = {"text": "", "deltas": 0, "chunks": 0, "finish_reason": None, "usage": None,
-           "switchyard": None, "model": None, "id": None, "tool_calls": {}}
+           "pointsman": None, "model": None, "id": None, "tool_calls": {}}
     with client.chat.completions.with_streaming_response.create(
         model=MODEL,
         messages=messages,
@@ -86,7 +86,7 @@ def stream(messages, **extra):
             if chunk.usage is not None:
                 out["usage"] = usage_of(chunk.usage)
                 # The gateway's cost rides on the usage chunk, as an extra field.
-                out["switchyard"] = (chunk.model_extra or {}).get("switchyard")
+                out["pointsman"] = (chunk.model_extra or {}).get("pointsman")
             for choice in chunk.choices:
                 delta = choice.delta
                 if delta.content:
@@ -224,14 +224,14 @@ def case_stream_tools():
 
 def plan_turn(streamed):
     def turn(messages, session):
-        session_header = {"extra_headers": {"x-switchyard-session": session}}
+        session_header = {"extra_headers": {"x-pointsman-session": session}}
         if streamed:
             out = stream(messages, **session_header)
             check(out["finish_reason"] == "stop", f"finish_reason {out['finish_reason']!r}")
             check(out["usage"] is not None, "no usage chunk although include_usage was asked")
-            check(out["switchyard"] is not None, "the usage chunk carries no switchyard object")
+            check(out["pointsman"] is not None, "the usage chunk carries no pointsman object")
             return {"text": out["text"], "deltas": out["deltas"], "headers": out["headers"],
-                    "usage": out["usage"], "cost": out["switchyard"]}
+                    "usage": out["usage"], "cost": out["pointsman"]}
         completion, headers = complete(messages, **session_header)
         choice = completion.choices[0]
         check(choice.finish_reason == "stop", f"finish_reason {choice.finish_reason!r}")

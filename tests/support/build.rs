@@ -21,7 +21,7 @@ fn main() {
         println!("cargo::rerun-if-changed={}", root.join(dir).display());
     }
     // Ahead-of-time compilation of the JavaScript policy (see its build.sh).
-    for var in ["SWITCHYARD_JS_AOT", "SWITCHYARD_WEVAL"] {
+    for var in ["POINTSMAN_JS_AOT", "POINTSMAN_WEVAL"] {
         println!("cargo::rerun-if-env-changed={var}");
     }
     let out = PathBuf::from(std::env::var("OUT_DIR").unwrap());

@@ -1,7 +1,7 @@
-//! Building Switchyard's policies into WebAssembly components.
+//! Building Pointsman's policies into WebAssembly components.
 //!
-//! Used by `cargo xtask policies` and by the build scripts of `switchyard`
-//! (which embeds the seed policies) and `switchyard-tests` (which tests every
+//! Used by `cargo xtask policies` and by the build scripts of `pointsman`
+//! (which embeds the seed policies) and `pointsman-tests` (which tests every
 //! policy), so that all three always build the current policy sources the
 //! same way.
 

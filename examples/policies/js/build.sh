@@ -9,9 +9,9 @@
 # is kept, so that console output reaches the host; `random`, `clocks`, `http`
 # and `fetch-event` are dropped (the policy reads no clock and no randomness).
 #
-# SWITCHYARD_JS_AOT=1 compiles the JavaScript ahead of time (componentize-js
+# POINTSMAN_JS_AOT=1 compiles the JavaScript ahead of time (componentize-js
 # `--aot`, which partially evaluates SpiderMonkey's interpreter with weval).
-# The weval binary comes from SWITCHYARD_WEVAL (a path; `cargo install weval
+# The weval binary comes from POINTSMAN_WEVAL (a path; `cargo install weval
 # --version 0.5.0 --locked` builds one) or, without it, componentize-js
 # downloads a release from GitHub. Off by default: it needs that binary, the
 # component grows from 12 to 15 MiB (compiled: 37 to 44 MiB), and a route
@@ -34,10 +34,10 @@ if [ ! -x node_modules/.bin/componentize-js ] ||
     npm ci --no-audit --no-fund --loglevel=error >/dev/null
 fi
 aot=()
-if [ "${SWITCHYARD_JS_AOT:-}" = 1 ]; then
+if [ "${POINTSMAN_JS_AOT:-}" = 1 ]; then
     aot=(--aot)
-    if [ -n "${SWITCHYARD_WEVAL:-}" ]; then
-        aot+=(--weval-bin "$SWITCHYARD_WEVAL")
+    if [ -n "${POINTSMAN_WEVAL:-}" ]; then
+        aot+=(--weval-bin "$POINTSMAN_WEVAL")
     fi
 fi
 mkdir -p "$(dirname "$out")"

@@ -301,7 +301,7 @@ function route(request, models) {
   };
 }
 
-/** The `switchyard:policy/routing@0.1.0` export. */
+/** The `pointsman:policy/routing@0.1.0` export. */
 export const routing = {
   route(request, models) {
     try {

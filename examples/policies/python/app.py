@@ -1,7 +1,7 @@
 """The seed-matrix router policy as a componentize-py app.
 
 Implements the `routing` export of the `router` world
-(`switchyard:policy/routing@0.1.0`) on top of `seed_matrix`, which holds the
+(`pointsman:policy/routing@0.1.0`) on top of `seed_matrix`, which holds the
 rules and imports no bindings. componentize-py generates the `wit_world` and
 `componentize_py_types` modules at build time (see `build.sh`); they are not
 committed.

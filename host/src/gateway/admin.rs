@@ -19,14 +19,14 @@ pub async fn models(State(state): State<Arc<AppState>>) -> Json<serde_json::Valu
         .config
         .aliases
         .iter()
-        .map(|alias| json!({"id": alias, "object": "model", "created": created, "owned_by": "switchyard"}))
+        .map(|alias| json!({"id": alias, "object": "model", "created": created, "owned_by": "pointsman"}))
         .collect();
     data.extend(state.catalog().into_iter().map(|m| {
         json!({
             "id": m.id,
             "object": "model",
             "created": created,
-            "owned_by": "switchyard",
+            "owned_by": "pointsman",
             "context_window": m.context_window,
             "roles": m.roles,
             "input_usd_per_mtok": m.input_usd_per_mtok,

@@ -25,7 +25,7 @@ use crate::provider::async_stream;
 use crate::provider::wire::{anthropic, openai};
 use crate::provider::{EventStream, Format, ProviderError, Reply, Request, Response as Answer};
 
-/// Longest reasoning echoed in the `x-switchyard-reason` header.
+/// Longest reasoning echoed in the `x-pointsman-reason` header.
 const MAX_REASON_HEADER: usize = 256;
 
 /// Handles `POST /v1/chat/completions` (`format` OpenAI) or `POST
@@ -54,7 +54,7 @@ fn request_id() -> String {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_micros() as u64)
     });
-    format!("sy-{start:x}-{:x}", NEXT.fetch_add(1, Ordering::Relaxed))
+    format!("pm-{start:x}-{:x}", NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
 /// Everything decided before the first upstream call.
@@ -101,7 +101,7 @@ async fn serve(
         id: id.clone(),
         labels,
         session: headers
-            .get("x-switchyard-session")
+            .get("x-pointsman-session")
             .and_then(|v| v.to_str().ok())
             .map(str::to_string),
     };
@@ -218,10 +218,10 @@ fn needed(features: &Features) -> u64 {
 }
 
 /// The request's total deadline: the config's, shortened by the route's and
-/// by an `x-switchyard-deadline-ms` header.
+/// by an `x-pointsman-deadline-ms` header.
 fn deadline(state: &AppState, route: &Route, headers: &HeaderMap) -> Instant {
     let header = headers
-        .get("x-switchyard-deadline-ms")
+        .get("x-pointsman-deadline-ms")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
     let ms = [
@@ -377,34 +377,34 @@ fn complete(
         HeaderValue::from_static("application/json"),
     );
     routing_headers(headers, plan, model, attempts);
-    insert(headers, "x-switchyard-cost-usd", &format_usd(cost.usd));
+    insert(headers, "x-pointsman-cost-usd", &format_usd(cost.usd));
     if plan.plan.is_some() {
         insert(
             headers,
-            "x-switchyard-planner-cost-usd",
+            "x-pointsman-planner-cost-usd",
             &format_usd(plan.planner_cost.usd),
         );
     }
     insert(
         headers,
-        "x-switchyard-baseline-cost-usd",
+        "x-pointsman-baseline-cost-usd",
         &format_usd(cost.baseline_usd),
     );
     Ok(response)
 }
 
 fn routing_headers(headers: &mut HeaderMap, plan: &Plan, model: &ModelConfig, attempts: u32) {
-    insert(headers, "x-switchyard-request-id", &plan.id);
-    insert(headers, "x-switchyard-model", &model.id);
+    insert(headers, "x-pointsman-request-id", &plan.id);
+    insert(headers, "x-pointsman-model", &model.id);
     insert(
         headers,
-        "x-switchyard-tier",
+        "x-pointsman-tier",
         plan.decision.route.tier.as_str(),
     );
-    insert(headers, "x-switchyard-policy", &plan.decision.policy);
-    insert(headers, "x-switchyard-attempts", &attempts.to_string());
+    insert(headers, "x-pointsman-policy", &plan.decision.policy);
+    insert(headers, "x-pointsman-attempts", &attempts.to_string());
     if let Some(source) = plan.plan {
-        insert(headers, "x-switchyard-plan", source.as_str());
+        insert(headers, "x-pointsman-plan", source.as_str());
     }
     let reason: String = plan
         .decision
@@ -414,7 +414,7 @@ fn routing_headers(headers: &mut HeaderMap, plan: &Plan, model: &ModelConfig, at
         .filter(|c| c.is_ascii_graphic() || *c == ' ')
         .take(MAX_REASON_HEADER)
         .collect();
-    insert(headers, "x-switchyard-reason", &reason);
+    insert(headers, "x-pointsman-reason", &reason);
 }
 
 fn insert(headers: &mut HeaderMap, name: &'static str, value: &str) {

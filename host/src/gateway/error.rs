@@ -78,7 +78,7 @@ impl ApiError {
         if let ProviderError::Status { status, .. } = error
             && error.blame() == Blame::Endpoint
         {
-            // The client's key is Switchyard's: a provider refusing the
+            // The client's key is Pointsman's: a provider refusing the
             // gateway's key or model is the gateway's fault. The provider's
             // own message is left out, as it may quote part of the key.
             return Self::new(
@@ -169,7 +169,7 @@ impl ApiError {
         if let Some(attempts) = self.attempts {
             response
                 .headers_mut()
-                .insert("x-switchyard-attempts", attempts.into());
+                .insert("x-pointsman-attempts", attempts.into());
         }
         response
     }

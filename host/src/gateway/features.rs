@@ -1,6 +1,6 @@
 //! What a router sees of a request: text, token counts, tools, labels.
 //!
-//! Both wire formats reduce to the same [`Features`]; the `switchyard route`
+//! Both wire formats reduce to the same [`Features`]; the `pointsman route`
 //! command uses the same code, so a route printed there is the route the
 //! gateway serves.
 
@@ -54,9 +54,9 @@ pub fn count_tokens(text: &str) -> u32 {
 pub struct RequestContext {
     /// Request id.
     pub id: String,
-    /// Labels from `x-switchyard-*` headers and the client key.
+    /// Labels from `x-pointsman-*` headers and the client key.
     pub labels: Vec<(String, String)>,
-    /// Session from the `x-switchyard-session` header.
+    /// Session from the `x-pointsman-session` header.
     pub session: Option<String>,
 }
 
@@ -233,12 +233,12 @@ fn anthropic_text(content: &Value) -> String {
     }
 }
 
-/// Labels from `x-switchyard-<key>` headers (other than the session).
+/// Labels from `x-pointsman-<key>` headers (other than the session).
 pub fn header_labels(headers: &axum::http::HeaderMap) -> Vec<(String, String)> {
     headers
         .iter()
         .filter_map(|(name, value)| {
-            let key = name.as_str().strip_prefix("x-switchyard-")?;
+            let key = name.as_str().strip_prefix("x-pointsman-")?;
             if key == "session" || key.is_empty() {
                 return None;
             }

@@ -4,7 +4,7 @@
 //! the model renamed to its catalog id) when they match. The event that
 //! carries the final usage (OpenAI's usage chunk, Anthropic's
 //! `message_delta`) is held back until the stream ends, so that it can carry
-//! the cost too: a `switchyard` object with the model, the cost, the
+//! the cost too: a `pointsman` object with the model, the cost, the
 //! baseline cost and, in plan mode, the planner's share of the cost. A
 //! stream that breaks ends with an error event in the client's format, never
 //! with a clean end.
@@ -290,7 +290,7 @@ fn encode<T: Serialize>(event: Option<&str>, value: &T) -> Bytes {
     sse::encode_event(event, &data)
 }
 
-/// `value`, a JSON object, with a `switchyard` field added.
+/// `value`, a JSON object, with a `pointsman` field added.
 fn with_summary<T: Serialize>(event: Option<&str>, value: &T, summary: &str) -> Bytes {
     let mut data = serde_json::to_string(value).unwrap_or_else(|_| "{}".into());
     // Spliced into the text: a round trip through `Value` cost more than
@@ -300,7 +300,7 @@ fn with_summary<T: Serialize>(event: Option<&str>, value: &T, summary: &str) -> 
         if !data.ends_with('{') {
             data.push(',');
         }
-        data.push_str("\"switchyard\":");
+        data.push_str("\"pointsman\":");
         data.push_str(summary);
         data.push('}');
     }
@@ -309,5 +309,5 @@ fn with_summary<T: Serialize>(event: Option<&str>, value: &T, summary: &str) -> 
 
 /// An SSE comment: ignored by SDKs, readable by people and scripts.
 fn comment(summary: &str) -> Bytes {
-    Bytes::from(format!(": switchyard {summary}\n\n"))
+    Bytes::from(format!(": pointsman {summary}\n\n"))
 }

@@ -3,7 +3,7 @@
 //! When the router picks `plan` or `plan-and-verify` for a chat request, the
 //! planner model is asked for a plan of the conversation's task, and the
 //! request is served by the executor with the plan added as a system
-//! message. Plans are cached per agent session (the `x-switchyard-session`
+//! message. Plans are cached per agent session (the `x-pointsman-session`
 //! header, or Anthropic's `metadata.user_id`), so the planner is called once
 //! per session, not once per turn.
 

@@ -1,4 +1,4 @@
-//! The policy engine: WebAssembly components that make Switchyard's
+//! The policy engine: WebAssembly components that make Pointsman's
 //! decisions, run in a sandbox and swapped without a restart.
 //!
 //! - [`module`]: one wasmtime engine; compiling (with an on-disk cache keyed by

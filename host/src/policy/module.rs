@@ -192,11 +192,19 @@ impl PolicyEngine {
                 v0_1::PLANNING_EXPORT => World::Planner,
                 other => {
                     if let Some(version) = other
-                        .strip_prefix("switchyard:policy/routing@")
-                        .or_else(|| other.strip_prefix("switchyard:policy/planning@"))
+                        .strip_prefix("pointsman:policy/routing@")
+                        .or_else(|| other.strip_prefix("pointsman:policy/planning@"))
                     {
                         bail!(
                             "built against contract {version}, this host speaks {}",
+                            v0_1::VERSION
+                        );
+                    }
+                    if other.starts_with(FORMER_PACKAGE) {
+                        bail!(
+                            "exports {other}: the project was renamed to Pointsman and its \
+                             contract package to pointsman:policy; rebuild the module \
+                             against wit/{} (pointsman-sdk)",
                             v0_1::VERSION
                         );
                     }
@@ -206,13 +214,18 @@ impl PolicyEngine {
             return Ok((world, v0_1::VERSION.to_string()));
         }
         bail!(
-            "not a Switchyard policy: exports [{}], expected {} or {}",
+            "not a Pointsman policy: exports [{}], expected {} or {}",
             exports.join(", "),
             v0_1::ROUTING_EXPORT,
             v0_1::PLANNING_EXPORT
         )
     }
 }
+
+/// The contract's package before the project was renamed to Pointsman. No
+/// module was ever released against it, so such modules are refused with a
+/// message that says why rather than as "not a policy".
+pub const FORMER_PACKAGE: &str = "switchyard:policy/";
 
 fn compile_component(engine: &Engine, bytes: &[u8]) -> anyhow::Result<Component> {
     Component::new(engine, bytes)
@@ -315,7 +328,7 @@ impl PolicyModule {
         };
         let call =
             bindings
-                .switchyard_policy_routing()
+                .pointsman_policy_routing()
                 .call_route(&mut warm.store, &request, models);
         let result = self.bounded(call).await;
         self.checkin(warm, result).map(Into::into)
@@ -336,7 +349,7 @@ impl PolicyModule {
         };
         let call =
             bindings
-                .switchyard_policy_planning()
+                .pointsman_policy_planning()
                 .call_plan_request(&mut warm.store, &task, models);
         let result = self.bounded(call).await;
         self.checkin(warm, result).map(Into::into)
@@ -356,7 +369,7 @@ impl PolicyModule {
         let Bindings::Planner(bindings) = &warm.bindings else {
             return Err(PolicyError::WrongWorld(self.info.world));
         };
-        let call = bindings.switchyard_policy_planning().call_parse_plan(
+        let call = bindings.pointsman_policy_planning().call_parse_plan(
             &mut warm.store,
             &task,
             reply,
@@ -382,7 +395,7 @@ impl PolicyModule {
         let Bindings::Planner(bindings) = &warm.bindings else {
             return Err(PolicyError::WrongWorld(self.info.world));
         };
-        let call = bindings.switchyard_policy_planning().call_review_request(
+        let call = bindings.pointsman_policy_planning().call_review_request(
             &mut warm.store,
             &task,
             &subtask,
@@ -410,7 +423,7 @@ impl PolicyModule {
         let Bindings::Planner(bindings) = &warm.bindings else {
             return Err(PolicyError::WrongWorld(self.info.world));
         };
-        let call = bindings.switchyard_policy_planning().call_review(
+        let call = bindings.pointsman_policy_planning().call_review(
             &mut warm.store,
             &task,
             &subtask,

@@ -88,16 +88,16 @@ impl v0_1::Host for Sandbox {
         let module = &*self.module;
         match level {
             v0_1::Level::Debug => {
-                tracing::debug!(target: "switchyard::policy::guest", module, "{message}")
+                tracing::debug!(target: "pointsman::policy::guest", module, "{message}")
             }
             v0_1::Level::Info => {
-                tracing::info!(target: "switchyard::policy::guest", module, "{message}")
+                tracing::info!(target: "pointsman::policy::guest", module, "{message}")
             }
             v0_1::Level::Warn => {
-                tracing::warn!(target: "switchyard::policy::guest", module, "{message}")
+                tracing::warn!(target: "pointsman::policy::guest", module, "{message}")
             }
             v0_1::Level::Error => {
-                tracing::error!(target: "switchyard::policy::guest", module, "{message}")
+                tracing::error!(target: "pointsman::policy::guest", module, "{message}")
             }
         }
     }
@@ -175,7 +175,7 @@ impl LineWriter {
         let text = String::from_utf8_lossy(&self.line);
         let text = truncate(text.trim_end(), MAX_LOG_LINE);
         tracing::info!(
-            target: "switchyard::policy::guest",
+            target: "pointsman::policy::guest",
             module = &*self.output.module,
             stream = self.output.stream,
             "{text}"

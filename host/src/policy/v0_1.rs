@@ -1,4 +1,4 @@
-//! Contract `switchyard:policy@0.1.0`: generated bindings and conversions to
+//! Contract `pointsman:policy@0.1.0`: generated bindings and conversions to
 //! and from the host's own types.
 //!
 //! A future `0.2.0` gets a sibling module; the registry picks the module by
@@ -11,9 +11,9 @@ use super::types as host;
 /// The contract version these bindings speak.
 pub const VERSION: &str = "0.1.0";
 /// Export name of the router world's interface.
-pub const ROUTING_EXPORT: &str = "switchyard:policy/routing@0.1.0";
+pub const ROUTING_EXPORT: &str = "pointsman:policy/routing@0.1.0";
 /// Export name of the planner world's interface.
-pub const PLANNING_EXPORT: &str = "switchyard:policy/planning@0.1.0";
+pub const PLANNING_EXPORT: &str = "pointsman:policy/planning@0.1.0";
 
 /// Bindings for the `router` world.
 pub mod router {
@@ -31,14 +31,14 @@ pub mod planner {
         world: "planner",
         exports: { default: async },
         with: {
-            "switchyard:policy/types": super::router::switchyard::policy::types,
-            "switchyard:policy/host": super::router::switchyard::policy::host,
+            "pointsman:policy/types": super::router::pointsman::policy::types,
+            "pointsman:policy/host": super::router::pointsman::policy::host,
         },
     });
 }
 
-pub use router::switchyard::policy::host::{Host, Level, add_to_linker as add_host_to_linker};
-use router::switchyard::policy::types as wit;
+pub use router::pointsman::policy::host::{Host, Level, add_to_linker as add_host_to_linker};
+use router::pointsman::policy::types as wit;
 
 impl From<host::WireApi> for wit::WireApi {
     fn from(api: host::WireApi) -> Self {

@@ -265,7 +265,7 @@ type Body = UnsyncBoxBody<Bytes, BoxError>;
 
 /// How calls reach a provider.
 enum Transport {
-    /// Connections of Switchyard's own to a plain-HTTP upstream.
+    /// Connections of Pointsman's own to a plain-HTTP upstream.
     Plain(Arc<Pool>),
     /// hyper's pooled client, for TLS upstreams.
     Tls(Box<Client<HttpsConnector<HttpConnector>, Full<Bytes>>>),

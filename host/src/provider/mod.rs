@@ -219,7 +219,7 @@ pub enum Blame {
 
 impl ProviderError {
     /// Whose fault the failure is. The client's credentials are
-    /// Switchyard's, never the provider's, so a provider's 401, 403 or 404
+    /// Pointsman's, never the provider's, so a provider's 401, 403 or 404
     /// is about the gateway's configuration of that endpoint, not about the
     /// request.
     pub fn blame(&self) -> Blame {

@@ -3,7 +3,7 @@
 //! flight (the scheme of Finagle and Linkerd).
 //!
 //! tower's `balance::p2c` implements the same choice, but over `Service`s
-//! discovered as a stream; Switchyard's endpoints are fixed per model and
+//! discovered as a stream; Pointsman's endpoints are fixed per model and
 //! must also be skipped when their breaker is open, which is simpler to
 //! express directly here.
 

@@ -27,7 +27,7 @@
 //!   than `backoff_max_ms`. Counts against the endpoint's breaker.
 //! - **The endpoint's configuration** ([`Blame::Endpoint`]): the provider
 //!   answered 401, 403 or 404, or redirected (a provider API that moves is
-//!   misconfigured; redirects are not followed). Clients authenticate to Switchyard, not to
+//!   misconfigured; redirects are not followed). Clients authenticate to Pointsman, not to
 //!   the provider, so this is the gateway's key or upstream model name being
 //!   wrong there. The endpoint is not asked again for this request; the
 //!   model's other endpoints are tried at once (no backoff, no retry from

@@ -29,7 +29,7 @@
 //! A model is a candidate only if the catalog has it, marks it available,
 //! and its context window holds the input tokens plus `max_output_tokens`.
 
-use switchyard_sdk::{Model, Request, Route, Router, Tier};
+use pointsman_sdk::{Model, Request, Route, Router, Tier};
 
 /// Words whose presence makes a task critical, matched as stems.
 pub const CRITICAL_STEMS: &[&str] = &[
@@ -168,7 +168,7 @@ impl Router for SeedMatrix {
     }
 }
 
-switchyard_sdk::register_policy!(router: SeedMatrix);
+pointsman_sdk::register_policy!(router: SeedMatrix);
 
 /// Classifies `request`, returning the signals that decided.
 pub fn classify(request: &Request) -> (Complexity, Vec<String>) {
@@ -383,7 +383,7 @@ fn push_once(notes: &mut Vec<String>, note: String) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use switchyard_sdk::testing::{request, seed_catalog, without};
+    use pointsman_sdk::testing::{request, seed_catalog, without};
 
     fn route(req: &Request) -> Route {
         SeedMatrix::route(req, &seed_catalog()).unwrap()

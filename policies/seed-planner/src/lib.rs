@@ -11,7 +11,7 @@
 use std::collections::{HashMap, HashSet};
 
 use serde::Deserialize;
-use switchyard_sdk::{
+use pointsman_sdk::{
     ChatRequest, Message, Model, Plan, Planner, Review, Subtask, SubtaskKind, Task, Tier,
 };
 
@@ -163,7 +163,7 @@ impl Planner for SeedPlanner {
     }
 }
 
-switchyard_sdk::register_policy!(planner: SeedPlanner);
+pointsman_sdk::register_policy!(planner: SeedPlanner);
 
 #[derive(Deserialize)]
 struct RawPlan {
@@ -295,8 +295,8 @@ fn check_graph(subtasks: &[Subtask]) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use switchyard_sdk::testing::seed_catalog;
-    use switchyard_sdk::{Route, Tier};
+    use pointsman_sdk::testing::seed_catalog;
+    use pointsman_sdk::{Route, Tier};
 
     fn task(tier: Tier) -> Task {
         Task {

@@ -1,4 +1,4 @@
-//! Shared pieces of Switchyard's end-to-end tests.
+//! Shared pieces of Pointsman's end-to-end tests.
 //!
 //! The build script compiles every policy of the workspace; the constants
 //! below are the paths of the resulting components, so tests always run

@@ -35,7 +35,7 @@ pub(crate) fn ensure_venv(
     // Another test binary may be installing right now: take the lock, then
     // look again.
     let lock_path = std::env::temp_dir().join(format!(
-        "switchyard-venv-{:016x}.lock",
+        "pointsman-venv-{:016x}.lock",
         fnv1a(venv.as_os_str().as_encoded_bytes())
     ));
     let lock =

@@ -97,8 +97,8 @@ pub fn run_sdk_script(script: &str, url: &str, key: &str) -> Value {
 }
 
 /// [`run_sdk_script`] with extra environment variables, e.g.
-/// `("SWITCHYARD_EXPECT_HEADERS", "0")`, `("SWITCHYARD_CASES", "basic,tools")`
-/// or `("SWITCHYARD_OPENAI_MODEL", "auto")` (see `tests/sdk/common.py`).
+/// `("POINTSMAN_EXPECT_HEADERS", "0")`, `("POINTSMAN_CASES", "basic,tools")`
+/// or `("POINTSMAN_OPENAI_MODEL", "auto")` (see `tests/sdk/common.py`).
 pub fn run_sdk_script_with(script: &str, url: &str, key: &str, env: &[(&str, &str)]) -> Value {
     let python = python_env();
     let name = if script.ends_with(".py") {
@@ -113,8 +113,8 @@ pub fn run_sdk_script_with(script: &str, url: &str, key: &str, env: &[(&str, &st
     command
         .arg(&path)
         .current_dir(sdk_dir())
-        .env("SWITCHYARD_URL", url)
-        .env("SWITCHYARD_KEY", key)
+        .env("POINTSMAN_URL", url)
+        .env("POINTSMAN_KEY", key)
         .env("PYTHONDONTWRITEBYTECODE", "1")
         .env("PYTHONUNBUFFERED", "1")
         .env_remove("VIRTUAL_ENV")

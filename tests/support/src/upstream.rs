@@ -53,7 +53,7 @@
 //! ```no_run
 //! # async fn demo() {
 //! use std::time::Duration;
-//! use switchyard_test_support::upstream::{Reply, Upstream, UpstreamConfig};
+//! use pointsman_test_support::upstream::{Reply, Upstream, UpstreamConfig};
 //!
 //! let up = Upstream::start(UpstreamConfig::default()).await;
 //! up.push(Reply::error(429, "slow down").header("retry-after", "1"));

@@ -3,12 +3,12 @@
 //! between.
 
 use serde_json::{Value, json};
-use switchyard_test_support::sdk::{run_sdk_script, run_sdk_script_with};
-use switchyard_test_support::upstream::{
+use pointsman_test_support::sdk::{run_sdk_script, run_sdk_script_with};
+use pointsman_test_support::upstream::{
     ANTHROPIC_KEY, Api, OPENAI_KEY, Reply, Upstream, UpstreamConfig, Usage,
 };
 
-const NO_HEADERS: &[(&str, &str)] = &[("SWITCHYARD_EXPECT_HEADERS", "0")];
+const NO_HEADERS: &[(&str, &str)] = &[("POINTSMAN_EXPECT_HEADERS", "0")];
 
 fn usage_of(up: &Upstream, seq: usize) -> Usage {
     up.requests()[seq].usage.expect("a usage")
@@ -31,7 +31,7 @@ fn openai_sdk_against_the_upstream() {
     assert_eq!(basic["usage"]["prompt_tokens"], 18);
     assert_eq!(basic["usage"]["cached_tokens"], 3);
     assert_eq!(basic["usage"]["completion_tokens"], 7);
-    assert_eq!(basic["headers"]["x-switchyard-model"], Value::Null);
+    assert_eq!(basic["headers"]["x-pointsman-model"], Value::Null);
 
     let stream = &out["stream"];
     assert_eq!(
@@ -148,7 +148,7 @@ fn scripts_require_the_gateway_headers_by_default() {
         "openai_sdk",
         &up.url(),
         OPENAI_KEY,
-        &[("SWITCHYARD_CASES", "basic")],
+        &[("POINTSMAN_CASES", "basic")],
     );
 }
 
@@ -159,13 +159,13 @@ fn scripts_report_the_gateway_headers() {
     up.on(|req| {
         let streamed = req.is_stream();
         let mut reply = Reply::default()
-            .header("x-switchyard-model", req.model().unwrap_or("?"))
-            .header("x-switchyard-tier", "executor")
-            .header("x-switchyard-policy", "seed-matrix@1");
+            .header("x-pointsman-model", req.model().unwrap_or("?"))
+            .header("x-pointsman-tier", "executor")
+            .header("x-pointsman-policy", "seed-matrix@1");
         if !streamed {
             reply = reply
-                .header("x-switchyard-cost-usd", "0.000123")
-                .header("x-switchyard-baseline-cost-usd", "0.0042");
+                .header("x-pointsman-cost-usd", "0.000123")
+                .header("x-pointsman-baseline-cost-usd", "0.0042");
         }
         Some(reply)
     });
@@ -175,15 +175,15 @@ fn scripts_report_the_gateway_headers() {
     ] {
         let out = run_sdk_script(script, &up.url(), key);
         let headers = &out["basic"]["headers"];
-        assert_eq!(headers["x-switchyard-model"], model);
-        assert_eq!(headers["x-switchyard-tier"], "executor");
-        assert_eq!(headers["x-switchyard-policy"], "seed-matrix@1");
-        assert_eq!(headers["x-switchyard-cost-usd"], "0.000123");
-        assert_eq!(headers["x-switchyard-baseline-cost-usd"], "0.0042");
+        assert_eq!(headers["x-pointsman-model"], model);
+        assert_eq!(headers["x-pointsman-tier"], "executor");
+        assert_eq!(headers["x-pointsman-policy"], "seed-matrix@1");
+        assert_eq!(headers["x-pointsman-cost-usd"], "0.000123");
+        assert_eq!(headers["x-pointsman-baseline-cost-usd"], "0.0042");
         let streamed = &out["stream"]["headers"];
-        assert_eq!(streamed["x-switchyard-tier"], "executor");
-        assert_eq!(streamed["x-switchyard-cost-usd"], Value::Null);
-        assert_eq!(out["tools"]["headers"][1]["x-switchyard-tier"], "executor");
+        assert_eq!(streamed["x-pointsman-tier"], "executor");
+        assert_eq!(streamed["x-pointsman-cost-usd"], Value::Null);
+        assert_eq!(out["tools"]["headers"][1]["x-pointsman-tier"], "executor");
     }
 }
 
@@ -199,8 +199,8 @@ fn scripts_fail_on_upstream_errors() {
         &up.url(),
         ANTHROPIC_KEY,
         &[
-            ("SWITCHYARD_CASES", "basic"),
-            ("SWITCHYARD_EXPECT_HEADERS", "0"),
+            ("POINTSMAN_CASES", "basic"),
+            ("POINTSMAN_EXPECT_HEADERS", "0"),
         ],
     );
 }
@@ -210,14 +210,14 @@ fn scripts_fail_on_upstream_errors() {
 #[tokio::test]
 async fn scripts_run_from_async_tests() {
     let up = Upstream::start(UpstreamConfig::default()).await;
-    let out = switchyard_test_support::sdk::run_sdk_script_async(
+    let out = pointsman_test_support::sdk::run_sdk_script_async(
         "openai_sdk.py",
         &up.url(),
         OPENAI_KEY,
         &[
-            ("SWITCHYARD_CASES", "basic"),
-            ("SWITCHYARD_EXPECT_HEADERS", "0"),
-            ("SWITCHYARD_OPENAI_MODEL", "auto"),
+            ("POINTSMAN_CASES", "basic"),
+            ("POINTSMAN_EXPECT_HEADERS", "0"),
+            ("POINTSMAN_OPENAI_MODEL", "auto"),
         ],
     )
     .await;

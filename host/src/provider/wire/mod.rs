@@ -1,4 +1,4 @@
-//! Wire formats of the two LLM APIs Switchyard speaks (OpenAI Chat
+//! Wire formats of the two LLM APIs Pointsman speaks (OpenAI Chat
 //! Completions and Anthropic Messages), SSE framing, and translation
 //! between them, streaming included.
 

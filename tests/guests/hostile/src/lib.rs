@@ -5,7 +5,7 @@
 //! not in the catalog), `error` (an `Err` answer), `print` (write to stdout
 //! and stderr). Anything else gets a well-formed direct route.
 
-use switchyard_sdk::{Model, Request, Route, Router};
+use pointsman_sdk::{Model, Request, Route, Router};
 
 pub struct Hostile;
 
@@ -34,7 +34,7 @@ impl Router for Hostile {
             "print" => {
                 println!("hello from the guest's stdout");
                 eprintln!("hello from the guest's stderr");
-                switchyard_sdk::log::warn("hello from the guest's log");
+                pointsman_sdk::log::warn("hello from the guest's log");
                 Ok(Route::direct(first, "printed"))
             }
             _ => Ok(Route::direct(first, "hostile policy behaving")),
@@ -42,4 +42,4 @@ impl Router for Hostile {
     }
 }
 
-switchyard_sdk::register_policy!(router: Hostile);
+pointsman_sdk::register_policy!(router: Hostile);

@@ -8,7 +8,7 @@ use super::{TranslateError, Usage, anthropic, openai, sanitize_tool_id};
 use anthropic::{BlockDelta, ContentBlock, StreamEvent};
 
 /// Id reported when the upstream's chunks carry none.
-const FALLBACK_MESSAGE_ID: &str = "msg_switchyard";
+const FALLBACK_MESSAGE_ID: &str = "msg_pointsman";
 
 /// Turns an upstream OpenAI chunk stream into the Anthropic event stream a
 /// Messages client expects.
@@ -578,7 +578,7 @@ mod tests {
         let events = stream.feed(first).expect("feed");
         assert_eq!(
             serde_json::to_value(&events[0]).expect("serialize"),
-            message_start("msg_switchyard", "client-model")
+            message_start("msg_pointsman", "client-model")
         );
     }
 
