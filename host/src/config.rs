@@ -55,6 +55,18 @@ pub struct Config {
     /// Retries, deadlines, breakers, escalation.
     #[serde(default)]
     pub resilience: ResilienceConfig,
+    /// Bounds of the HTTP listener.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// Bounds of the task API.
+    #[serde(default)]
+    pub tasks: TasksConfig,
+    /// The operator's key for the admin endpoints.
+    #[serde(default)]
+    pub admin: AdminConfig,
+    /// Request limits shared by every client with a given label value.
+    #[serde(default)]
+    pub label_limits: Vec<LabelLimitConfig>,
     /// Whether this is the built-in demo (not settable from a file).
     #[serde(skip)]
     pub demo: bool,
@@ -131,6 +143,10 @@ pub struct ProviderConfig {
     /// Simulated: share of requests that fail with a 503, 0.0 to 1.0.
     #[serde(default)]
     pub error_rate: f64,
+    /// Largest answer body read from this provider, in bytes (a streamed
+    /// answer: its whole length). An answer past it fails the attempt.
+    #[serde(default = "default_max_answer_bytes")]
+    pub max_answer_bytes: usize,
 }
 
 /// `[[models]]`.
@@ -241,9 +257,90 @@ pub struct ClientConfig {
     pub name: String,
     /// SHA-256 of the key, hex (`printf %s "$KEY" | sha256sum`).
     pub key_sha256: String,
-    /// Labels added to the client's requests (`team`, `project`).
+    /// Labels added to the client's requests (`team`, `project`). They win
+    /// over any label the client sends itself.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// Most requests this client may start per minute (off when unset).
+    pub requests_per_minute: Option<u32>,
+    /// Most requests this client may have in flight at once (off when
+    /// unset).
+    pub max_concurrent: Option<u32>,
+}
+
+/// `[[label_limits]]`: limits shared by all clients whose key carries
+/// `label`, one budget per value (e.g. per `team`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LabelLimitConfig {
+    /// A label set on client keys in `[[clients]]`.
+    pub label: String,
+    /// Most requests per minute for each value of the label.
+    pub requests_per_minute: Option<u32>,
+    /// Most requests in flight at once for each value of the label.
+    pub max_concurrent: Option<u32>,
+}
+
+/// `[server]`: bounds of the HTTP listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// A request's head must arrive within this many milliseconds of the
+    /// connection opening or of the previous answer ending; on HTTP/1.1 it
+    /// is also how long a kept-alive connection may sit idle.
+    pub header_timeout_ms: u64,
+    /// A request's body must arrive within this many milliseconds.
+    pub body_timeout_ms: u64,
+    /// Most client connections open at once; further ones wait in the
+    /// kernel's accept queue until one closes.
+    pub max_connections: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            header_timeout_ms: 20_000,
+            body_timeout_ms: 60_000,
+            max_connections: 4096,
+        }
+    }
+}
+
+/// `[tasks]`: bounds of the task API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TasksConfig {
+    /// How long a finished task stays readable, in seconds.
+    pub keep_secs: u64,
+    /// Most tasks kept per client; past it the client's oldest finished
+    /// task is forgotten, and when all of them are still running a new one
+    /// is refused (429).
+    pub max_per_client: usize,
+    /// Longest task title, in bytes.
+    pub max_title_bytes: usize,
+    /// Longest task description, in bytes.
+    pub max_description_bytes: usize,
+}
+
+impl Default for TasksConfig {
+    fn default() -> Self {
+        TasksConfig {
+            keep_secs: 86_400,
+            max_per_client: 1_000,
+            max_title_bytes: 1_024,
+            max_description_bytes: 256 * 1024,
+        }
+    }
+}
+
+/// `[admin]`: the operator's key.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// SHA-256 of the admin key, hex. When set, `/metrics`, `/v1/policies`,
+    /// `/v1/providers` and every admin endpoint require this key; the
+    /// daemon refuses to listen beyond loopback without it.
+    pub key_sha256: Option<String>,
 }
 
 fn default_listen() -> SocketAddr {
@@ -272,6 +369,9 @@ fn default_timeout_ms() -> u64 {
 }
 fn default_connect_timeout_ms() -> u64 {
     5_000
+}
+fn default_max_answer_bytes() -> usize {
+    64 << 20
 }
 
 impl Config {
@@ -404,6 +504,66 @@ impl Config {
                     "clients[{i}] ({}).key_sha256: must be 64 hex digits (the SHA-256 of the key, never the key itself)",
                     client.name
                 );
+            }
+        }
+        let sha256 = |key: &str| key.len() == 64 && key.bytes().all(|b| b.is_ascii_hexdigit());
+        if let Some(key) = &self.admin.key_sha256
+            && !sha256(key)
+        {
+            bail!(
+                "admin.key_sha256: must be 64 hex digits (the SHA-256 of the key, never the key itself)"
+            );
+        }
+        for (i, limit) in self.label_limits.iter().enumerate() {
+            if !self
+                .clients
+                .iter()
+                .any(|c| c.labels.contains_key(&limit.label) || limit.label == "client")
+            {
+                bail!(
+                    "label_limits[{i}].label: no client key in [[clients]] carries the label {:?}",
+                    limit.label
+                );
+            }
+        }
+        let limits = self
+            .clients
+            .iter()
+            .map(|c| {
+                (
+                    format!("clients ({})", c.name),
+                    c.requests_per_minute,
+                    c.max_concurrent,
+                )
+            })
+            .chain(self.label_limits.iter().enumerate().map(|(i, l)| {
+                (
+                    format!("label_limits[{i}]"),
+                    l.requests_per_minute,
+                    l.max_concurrent,
+                )
+            }));
+        for (at, rpm, concurrent) in limits {
+            if rpm == Some(0) || concurrent == Some(0) {
+                bail!(
+                    "{at}: requests_per_minute and max_concurrent must be more than zero (leave them out for no limit)"
+                );
+            }
+        }
+        let server = &self.server;
+        if server.header_timeout_ms == 0 || server.body_timeout_ms == 0 {
+            bail!("server: timeouts must be more than zero");
+        }
+        if server.max_connections == 0 {
+            bail!("server.max_connections: must be more than zero");
+        }
+        let tasks = &self.tasks;
+        if tasks.keep_secs == 0 || tasks.max_per_client == 0 {
+            bail!("tasks: keep_secs and max_per_client must be more than zero");
+        }
+        for (name, provider) in &self.providers {
+            if provider.max_answer_bytes < 1024 {
+                bail!("providers.{name}.max_answer_bytes: must be at least 1024");
             }
         }
         if self.policies.call_deadline_ms == 0 {

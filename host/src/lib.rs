@@ -14,3 +14,5 @@ pub mod orchestrator;
 pub mod policy;
 pub mod provider;
 pub mod resilience;
+pub mod tenant;
+pub mod tokens;

@@ -12,6 +12,19 @@ use super::AppState;
 use super::error::{ApiError, ErrorKind};
 use crate::provider::Format;
 
+/// Lets a request through to an admin endpoint only with the admin key
+/// (when one is configured).
+pub async fn require_admin(
+    State(state): State<Arc<AppState>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match state.auth.check_admin(request.headers()) {
+        Ok(()) => next.run(request).await,
+        Err(error) => error.into_response(Format::OpenAi),
+    }
+}
+
 /// `GET /v1/models`: the catalog, in the OpenAI list format.
 pub async fn models(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
     let created = crate::provider::unix_now();

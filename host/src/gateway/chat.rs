@@ -13,6 +13,7 @@ use futures::{FutureExt, StreamExt};
 use serde_json::Value;
 
 use super::AppState;
+use super::auth::Client;
 use super::error::{ApiError, ErrorKind};
 use super::features::{self, RequestContext};
 use super::relay::Relay;
@@ -36,13 +37,20 @@ pub async fn handle(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    match serve(&state, format, &headers, body).await {
-        Ok(response) => response,
-        Err(error) => {
-            crate::metrics::request_failed(format, error.status().as_u16());
-            error.into_response(format)
-        }
-    }
+    let admitted = state
+        .auth
+        .check(&headers)
+        .and_then(|client| Ok((state.limits.admit(&client)?, client)));
+    let result = match admitted {
+        Ok((admission, client)) => serve(&state, client, format, &headers, body)
+            .await
+            .map(|response| super::limits::hold_until_sent(response, admission)),
+        Err(error) => Err(error),
+    };
+    result.unwrap_or_else(|error| {
+        crate::metrics::request_failed(format, error.status().as_u16());
+        error.into_response(format)
+    })
 }
 
 /// A request id unique within this process and across restarts.
@@ -73,39 +81,28 @@ struct Plan {
 
 async fn serve(
     state: &AppState,
+    client: Client,
     format: Format,
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let client = state.auth.check(headers)?;
-    let bytes = axum::body::to_bytes(body, state.config.max_body_bytes)
-        .await
-        .map_err(|_| {
-            ApiError::new(
-                ErrorKind::TooLarge,
-                format!(
-                    "the request body is over the {} byte limit",
-                    state.config.max_body_bytes
-                ),
-            )
-        })?;
-    let value: Value = serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::invalid(format!("the body is not valid JSON: {e}")))?;
-    if !value.is_object() {
-        return Err(ApiError::invalid("the body must be a JSON object"));
-    }
+    let bytes = super::body::read(
+        body,
+        state.config.max_body_bytes,
+        Duration::from_millis(state.config.server.body_timeout_ms),
+    )
+    .await?;
     let id = request_id();
-    let mut labels = features::header_labels(headers);
-    labels.extend(client.labels);
     let ctx = RequestContext {
         id: id.clone(),
-        labels,
+        labels: features::header_labels(headers),
         session: headers
             .get("x-pointsman-session")
             .and_then(|v| v.to_str().ok())
             .map(str::to_string),
     };
-    let (features, mut request) = parse(format, &value, ctx)?;
+    let (value, mut features, mut request) = parse_off_workers(format, bytes, ctx).await?;
+    features.labels = client.labels_with(std::mem::take(&mut features.labels));
     let decision = route(state, &features).await?;
     let candidates = candidates(state, &decision.route, &features)?;
     let deadline = deadline(state, &decision.route, headers);
@@ -113,8 +110,15 @@ async fn serve(
     if decision.route.tier != Tier::Direct {
         // The planner gets the conversation uncut, not the policy's view.
         let conversation = features::conversation(format, &value);
-        match transparent::plan_for(state, &features, &conversation, &decision.route, deadline)
-            .await
+        match transparent::plan_for(
+            state,
+            &client.owner,
+            &features,
+            &conversation,
+            &decision.route,
+            deadline,
+        )
+        .await
         {
             Ok((plan, source)) => {
                 transparent::add_plan(&mut request, &plan.text);
@@ -136,6 +140,37 @@ async fn serve(
         plan: plan_source,
     };
     call(state, plan, request, deadline).await
+}
+
+/// Bodies larger than this are parsed and counted on the blocking pool:
+/// the work is linear in the body, but a body of megabytes still takes tens
+/// of milliseconds, which would stall every other request on this worker.
+const BLOCKING_PARSE_BYTES: usize = 64 * 1024;
+
+/// The body as JSON, its features and its typed request, parsed where it
+/// cannot hold up other requests.
+async fn parse_off_workers(
+    format: Format,
+    bytes: Bytes,
+    ctx: RequestContext,
+) -> Result<(Value, Features, Request), ApiError> {
+    let small = bytes.len() <= BLOCKING_PARSE_BYTES;
+    let work = move || {
+        let value: Value = serde_json::from_slice(&bytes)
+            .map_err(|e| ApiError::invalid(format!("the body is not valid JSON: {e}")))?;
+        if !value.is_object() {
+            return Err(ApiError::invalid("the body must be a JSON object"));
+        }
+        let (features, request) = parse(format, &value, ctx)?;
+        Ok((value, features, request))
+    };
+    if small {
+        return work();
+    }
+    tokio::task::spawn_blocking(work).await.unwrap_or_else(|e| {
+        tracing::error!("parsing a request failed: {e}");
+        Err(ApiError::invalid("the request could not be parsed"))
+    })
 }
 
 /// Typed request and features; wrong types and missing fields are 400s

@@ -20,6 +20,8 @@ pub enum ErrorKind {
     NotFound,
     /// The body is over the size limit (413).
     TooLarge,
+    /// The client did not send its request in time (408).
+    RequestTimeout,
     /// Too many requests upstream (429).
     RateLimited,
     /// The upstream failed or answered nonsense (502).
@@ -66,6 +68,7 @@ impl ApiError {
             ErrorKind::Authentication => StatusCode::UNAUTHORIZED,
             ErrorKind::NotFound => StatusCode::NOT_FOUND,
             ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorKind::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ErrorKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             ErrorKind::Upstream => StatusCode::BAD_GATEWAY,
             ErrorKind::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
@@ -123,6 +126,7 @@ impl ApiError {
             ErrorKind::Authentication => ("invalid_request_error", Some("invalid_api_key")),
             ErrorKind::NotFound => ("invalid_request_error", Some("model_not_found")),
             ErrorKind::TooLarge => ("invalid_request_error", Some("request_too_large")),
+            ErrorKind::RequestTimeout => ("invalid_request_error", Some("request_timeout")),
             ErrorKind::RateLimited => ("rate_limit_error", Some("rate_limit_exceeded")),
             ErrorKind::Upstream => ("api_error", Some("upstream_error")),
             ErrorKind::Overloaded => ("api_error", Some("overloaded")),
@@ -136,7 +140,9 @@ impl ApiError {
     /// The Anthropic error body.
     pub fn anthropic_body(&self) -> anthropic::ErrorBody {
         let kind = match self.kind {
-            ErrorKind::InvalidRequest | ErrorKind::ContextLength => ErrorType::InvalidRequestError,
+            ErrorKind::InvalidRequest | ErrorKind::ContextLength | ErrorKind::RequestTimeout => {
+                ErrorType::InvalidRequestError
+            }
             ErrorKind::Authentication => ErrorType::AuthenticationError,
             ErrorKind::NotFound => ErrorType::NotFoundError,
             ErrorKind::TooLarge => ErrorType::RequestTooLarge,

@@ -4,50 +4,18 @@
 //! command uses the same code, so a route printed there is the route the
 //! gateway serves.
 
-use std::hash::{BuildHasher, RandomState};
-use std::sync::LazyLock;
-
 use serde_json::Value;
 
 use crate::policy::types::{Features, Message, WireApi};
 use crate::provider::Format;
-
-/// Tokens added per message by chat formatting (role markers, separators),
-/// as OpenAI documents for its chat models.
-const TOKENS_PER_MESSAGE: u32 = 4;
 
 /// Most messages passed to a policy (the latest ones).
 pub const POLICY_MESSAGES: usize = 16;
 /// Most bytes of one message passed to a policy.
 pub const POLICY_MESSAGE_BYTES: usize = 2000;
 
-/// Texts whose token counts are remembered (about 24 bytes each).
-const REMEMBERED_COUNTS: usize = 65_536;
-
-/// Counts tokens with the `o200k_base` BPE.
-///
-/// Counts are remembered by a keyed hash of the text: agents resend the whole
-/// conversation and the same tool schemas on every turn, so almost every text
-/// of a request was counted for an earlier one, and the BPE costs about a
-/// microsecond per 20 bytes while the lookup costs one hash of the text.
-pub fn count_tokens(text: &str) -> u32 {
-    static KEYS: LazyLock<RandomState> = LazyLock::new(RandomState::new);
-    static COUNTS: LazyLock<quick_cache::sync::Cache<(u64, usize), u32>> =
-        LazyLock::new(|| quick_cache::sync::Cache::new(REMEMBERED_COUNTS));
-    if text.is_empty() {
-        return 0;
-    }
-    // The length as well as a 64-bit hash: a collision would need both.
-    let key = (KEYS.hash_one(text), text.len());
-    if let Some(count) = COUNTS.get(&key) {
-        return count;
-    }
-    let count = tiktoken_rs::o200k_base_singleton()
-        .encode_ordinary(text)
-        .len() as u32;
-    COUNTS.insert(key, count);
-    count
-}
+use crate::tokens::PER_MESSAGE as TOKENS_PER_MESSAGE;
+pub use crate::tokens::count as count_tokens;
 
 /// What the gateway knows besides the body.
 #[derive(Debug, Clone, Default)]
@@ -142,13 +110,16 @@ fn build(
     ctx: RequestContext,
 ) -> Features {
     let tools = body["tools"].as_array();
-    let mut input_tokens: u32 = messages
-        .iter()
-        .map(|m| count_tokens(&m.content) + TOKENS_PER_MESSAGE)
-        .sum();
+    // Saturating: a body of many huge messages must not wrap around to a
+    // small count that a router would take for a cheap request.
+    let mut input_tokens: u32 = messages.iter().fold(0, |sum: u32, m| {
+        sum.saturating_add(count_tokens(&m.content).saturating_add(TOKENS_PER_MESSAGE))
+    });
     if let Some(tools) = tools {
         // Tool schemas are sent to the model as part of the prompt.
-        input_tokens += count_tokens(&serde_json::to_string(tools).unwrap_or_default());
+        input_tokens = input_tokens.saturating_add(count_tokens(
+            &serde_json::to_string(tools).unwrap_or_default(),
+        ));
     }
     let message_count = messages.len() as u32;
     let messages = policy_view(messages);

@@ -9,10 +9,13 @@
 
 pub mod admin;
 pub mod auth;
+pub mod body;
 pub mod chat;
 pub mod error;
 pub mod features;
+pub mod limits;
 pub mod relay;
+pub mod server;
 pub mod tasks;
 
 use std::collections::HashMap;
@@ -38,6 +41,8 @@ pub struct AppState {
     pub policies: ActivePolicies,
     /// Client keys.
     pub auth: auth::Auth,
+    /// Per-client request limits.
+    pub limits: limits::Limiter,
     /// Catalog entries by id.
     pub models: HashMap<String, Arc<ModelConfig>>,
     /// Breakers, balancers, retry budget.
@@ -67,11 +72,12 @@ impl AppState {
         let baseline = Prices::from(&*models[&config.baseline_model]);
         let policies = ActivePolicies::start(&config).await?;
         // Build the tokenizer's tables now, not on the first request.
-        features::count_tokens("warm up");
+        crate::tokens::warm_up();
         Ok(AppState {
             auth: auth::Auth::new(&config),
+            limits: limits::Limiter::new(&config),
             resilience: Resilience::new(&config),
-            tasks: Default::default(),
+            tasks: crate::orchestrator::store::Tasks::new(&config.tasks),
             plans: Default::default(),
             policies,
             models,
@@ -148,10 +154,17 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/tasks/{id}", get(tasks::get).delete(tasks::cancel))
         .route("/v1/tasks/{id}/events", get(tasks::events))
         .route("/v1/models", get(admin::models))
-        .route("/v1/policies", get(admin::policies))
-        .route("/v1/providers", get(admin::providers))
         .route("/healthz", get(admin::healthz))
-        .route("/metrics", get(admin::metrics))
+        .merge(
+            Router::new()
+                .route("/v1/policies", get(admin::policies))
+                .route("/v1/providers", get(admin::providers))
+                .route("/metrics", get(admin::metrics))
+                .route_layer(axum::middleware::from_fn_with_state(
+                    state.clone(),
+                    admin::require_admin,
+                )),
+        )
         .fallback(admin::not_found)
         .with_state(state)
 }
@@ -173,6 +186,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         }
         tracing::warn!("no client keys configured: any API key is accepted");
     }
+    if config.admin.key_sha256.is_none() && !listen.ip().is_loopback() {
+        anyhow::bail!(
+            "refusing to listen on {listen} without an admin key: metrics, policies and providers would be open to anyone who can reach it; set [admin] key_sha256"
+        );
+    }
     let state = Arc::new(AppState::new(config).await?);
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -188,16 +206,9 @@ pub async fn serve_on(
     state: Arc<AppState>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let bounds = state.config.server.clone();
     let app = router(state);
-    // Nagle's algorithm would hold small SSE events and responses back.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!("cannot set TCP_NODELAY: {e}");
-        }
-    });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    server::serve(listener, app, &bounds, shutdown).await?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -14,6 +14,7 @@ use futures::StreamExt;
 
 use super::AppState;
 use super::error::{ApiError, ErrorKind};
+use crate::config::TasksConfig;
 use crate::orchestrator::task::{TaskEvent, TaskInput};
 use crate::provider::Format;
 use crate::provider::async_stream;
@@ -25,19 +26,29 @@ pub async fn submit(
     body: Body,
 ) -> Response {
     let result = async {
-        state.auth.check(&headers)?;
-        let bytes = axum::body::to_bytes(body, state.config.max_body_bytes)
-            .await
-            .map_err(|_| {
-                ApiError::new(ErrorKind::TooLarge, "the task is over the body size limit")
-            })?;
-        let input: TaskInput = serde_json::from_slice(&bytes)
+        let client = state.auth.check(&headers)?;
+        // A task is one request against the client's rate; it runs in the
+        // background, bounded by `[tasks] max_per_client` instead.
+        drop(state.limits.admit(&client)?);
+        let bytes = super::body::read(
+            body,
+            state.config.max_body_bytes,
+            std::time::Duration::from_millis(state.config.server.body_timeout_ms),
+        )
+        .await?;
+        let mut input: TaskInput = serde_json::from_slice(&bytes)
             .map_err(|e| ApiError::invalid(format!("invalid task: {e}")))?;
-        if input.description.trim().is_empty() {
-            return Err(ApiError::invalid("`description` must not be empty"));
-        }
-        let handle = state.tasks.submit(state.clone(), input);
-        Ok((StatusCode::ACCEPTED, Json(handle.record())).into_response())
+        check_bounds(&state.config.tasks, &input)?;
+        input.labels = client.labels_with(input.labels).into_iter().collect();
+        let handle = state
+            .tasks
+            .submit(state.clone(), client.owner, input)
+            .map_err(|e| {
+                let mut error = ApiError::new(ErrorKind::RateLimited, e.to_string());
+                error.retry_after = Some(10);
+                error
+            })?;
+        Ok::<_, ApiError>((StatusCode::ACCEPTED, Json(handle.record())).into_response())
     }
     .await;
     result.unwrap_or_else(|e| e.into_response(Format::OpenAi))
@@ -122,14 +133,41 @@ pub async fn events(
     response
 }
 
+/// The task `id` of the client presenting `headers`; another client's
+/// task is a 404 like one that never existed.
 fn find(
     state: &AppState,
     headers: &HeaderMap,
     id: &str,
 ) -> Result<Arc<crate::orchestrator::task::TaskHandle>, ApiError> {
-    state.auth.check(headers)?;
-    state
-        .tasks
-        .get(id)
-        .ok_or_else(|| ApiError::new(ErrorKind::NotFound, format!("no task {id:?}")))
+    let client = state.auth.check(headers)?;
+    state.tasks.get(&client.owner, id).ok_or_else(|| {
+        let shown: String = id.chars().take(64).collect();
+        ApiError::new(ErrorKind::NotFound, format!("no task {shown:?}"))
+    })
+}
+
+/// A task's fields within `[tasks]`'s bounds.
+fn check_bounds(bounds: &TasksConfig, input: &TaskInput) -> Result<(), ApiError> {
+    if input.description.trim().is_empty() {
+        return Err(ApiError::invalid("`description` must not be empty"));
+    }
+    for (field, len, most) in [
+        ("title", input.title.len(), bounds.max_title_bytes),
+        (
+            "description",
+            input.description.len(),
+            bounds.max_description_bytes,
+        ),
+    ] {
+        if len > most {
+            return Err(ApiError::new(
+                ErrorKind::TooLarge,
+                format!(
+                    "`{field}` is {len} bytes, over the limit of {most} ([tasks] max_{field}_bytes)"
+                ),
+            ));
+        }
+    }
+    Ok(())
 }

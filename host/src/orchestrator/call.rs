@@ -48,9 +48,9 @@ pub async fn complete(
     deadline: Instant,
 ) -> Result<Called, Failed> {
     let body = openai_body(request);
-    let needed = chain.first().map_or(0, |_| {
-        crate::gateway::features::count_tokens(&prompt_text(request)) as u64
-    });
+    let needed = chain
+        .first()
+        .map_or(0, |_| crate::tokens::count(&prompt_text(request)) as u64);
     let escalation = if escalate {
         state.escalation(&needed)
     } else {

@@ -14,8 +14,8 @@
 //!    model of its chain whose window holds it.
 
 use crate::config::ModelConfig;
-use crate::gateway::features::count_tokens;
 use crate::policy::types::{Message, Plan, Subtask, Task};
+use crate::tokens::count as count_tokens;
 
 use super::task::EXPECTED_OUTPUT_TOKENS;
 

@@ -15,11 +15,12 @@ use super::call::{self, Called, Failed};
 use super::context;
 use crate::config::ModelConfig;
 use crate::gateway::AppState;
-use crate::gateway::features::count_tokens;
 use crate::policy::types::{
     ChatRequest, Features, Message, Plan, Review, Route, Subtask, Task, Tier, WireApi,
 };
 use crate::resilience::Attempt;
+use crate::tenant::Owner;
+use crate::tokens::count as count_tokens;
 
 /// Subtasks run at once, at most.
 pub const PARALLEL_SUBTASKS: usize = 4;
@@ -193,6 +194,8 @@ pub struct TaskEvent {
 
 /// A task in the store: its record, its events, its cancellation.
 pub struct TaskHandle {
+    /// The client that submitted it; nobody else can see it.
+    pub owner: Owner,
     record: Mutex<TaskRecord>,
     log: Mutex<Vec<TaskEvent>>,
     events: broadcast::Sender<TaskEvent>,
@@ -202,9 +205,10 @@ pub struct TaskHandle {
 }
 
 impl TaskHandle {
-    /// A queued task.
-    pub fn new(id: String, input: &TaskInput) -> Arc<Self> {
+    /// A queued task of `owner`.
+    pub fn new(id: String, owner: Owner, input: &TaskInput) -> Arc<Self> {
         Arc::new(TaskHandle {
+            owner,
             record: Mutex::new(TaskRecord {
                 id,
                 title: input.title.clone(),
@@ -235,6 +239,21 @@ impl TaskHandle {
     /// A copy of the record.
     pub fn record(&self) -> TaskRecord {
         self.lock().clone()
+    }
+
+    /// When the task ended, if it has.
+    pub fn ended_at(&self) -> Option<Instant> {
+        let r = self.lock();
+        if !r.status.is_final() {
+            return None;
+        }
+        let elapsed = Duration::from_millis(r.elapsed_ms.unwrap_or(0));
+        Some(self.started + elapsed)
+    }
+
+    /// When the task was submitted.
+    pub fn started_at(&self) -> Instant {
+        self.started
     }
 
     /// Past events, and a receiver for the next ones.

@@ -13,16 +13,21 @@ use std::time::{Duration, Instant};
 
 use super::call;
 use crate::gateway::AppState;
-use crate::gateway::features::count_tokens;
 use crate::ledger::Cost;
 use crate::policy::types::{Features, Message, Plan, Route, Task};
 use crate::provider::Request;
 use crate::provider::wire::{anthropic, openai};
+use crate::tenant::Owner;
+use crate::tokens::count as count_tokens;
 
 /// How long a session's plan is reused.
 pub const PLAN_TTL: Duration = Duration::from_secs(3600);
 /// Most sessions remembered; the oldest is forgotten first.
 pub const MAX_SESSIONS: usize = 10_000;
+/// Most sessions remembered for one owner; its oldest is forgotten first.
+pub const MAX_SESSIONS_PER_OWNER: usize = 1_000;
+/// Longest session id kept; longer ones are cut to this length.
+pub const MAX_SESSION_BYTES: usize = 256;
 /// Most tokens of the conversation the planner is shown (and at most half
 /// its context window, leaving room for its instructions and its answer).
 pub const CONVERSATION_TOKENS: usize = 16_000;
@@ -36,10 +41,19 @@ pub struct SessionPlan {
     pub cost: Cost,
 }
 
-/// Plans by session.
+/// Plans by owner and session. A session id is the client's word, so it
+/// only finds plans its own owner made: another tenant sending the same id
+/// gets a plan of its own, never this one (which would inject one tenant's
+/// plan into another's request).
 #[derive(Default)]
 pub struct PlanCache {
-    plans: Mutex<HashMap<String, (Instant, Arc<SessionPlan>)>>,
+    inner: Mutex<Plans>,
+}
+
+#[derive(Default)]
+struct Plans {
+    by_session: HashMap<(Owner, String), (Instant, Arc<SessionPlan>)>,
+    per_owner: HashMap<Owner, usize>,
 }
 
 /// Whether the plan was made for this request or reused.
@@ -62,26 +76,74 @@ impl PlanSource {
 }
 
 impl PlanCache {
-    fn get(&self, session: &str) -> Option<Arc<SessionPlan>> {
-        let plans = self.plans.lock().unwrap_or_else(|p| p.into_inner());
+    fn get(&self, owner: &Owner, session: &str) -> Option<Arc<SessionPlan>> {
+        let plans = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         plans
-            .get(session)
+            .by_session
+            .get(&(owner.clone(), session_key(session)))
             .filter(|(at, _)| at.elapsed() < PLAN_TTL)
             .map(|(_, plan)| plan.clone())
     }
 
-    fn put(&self, session: &str, plan: Arc<SessionPlan>) {
-        let mut plans = self.plans.lock().unwrap_or_else(|p| p.into_inner());
-        if plans.len() >= MAX_SESSIONS
-            && let Some(oldest) = plans
-                .iter()
-                .min_by_key(|(_, (at, _))| *at)
-                .map(|(k, _)| k.clone())
-        {
-            plans.remove(&oldest);
+    fn put(&self, owner: &Owner, session: &str, plan: Arc<SessionPlan>) {
+        let mut plans = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let key = (owner.clone(), session_key(session));
+        if !plans.by_session.contains_key(&key) {
+            // One owner's sessions past its share evict its own oldest, so
+            // a client minting session ids cannot push others' plans out.
+            let own = plans.per_owner.get(owner).copied().unwrap_or(0);
+            if own >= MAX_SESSIONS_PER_OWNER {
+                plans.evict_oldest(|(o, _)| o == owner);
+            } else if plans.by_session.len() >= MAX_SESSIONS {
+                plans.evict_oldest(|_| true);
+            }
+            *plans.per_owner.entry(owner.clone()).or_default() += 1;
         }
-        plans.insert(session.to_string(), (Instant::now(), plan));
+        plans.by_session.insert(key, (Instant::now(), plan));
     }
+
+    /// Sessions with a plan (for tests and metrics).
+    pub fn len(&self) -> usize {
+        let plans = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        plans.by_session.len()
+    }
+
+    /// Whether no session has a plan.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Plans {
+    /// Forgets the oldest plan among the keys `which` accepts. Linear, but
+    /// only when a cap is reached.
+    fn evict_oldest(&mut self, which: impl Fn(&(Owner, String)) -> bool) {
+        let oldest = self
+            .by_session
+            .iter()
+            .filter(|(k, _)| which(k))
+            .min_by_key(|(_, (at, _))| *at)
+            .map(|(k, _)| k.clone());
+        if let Some(key) = oldest {
+            self.by_session.remove(&key);
+            if let Some(n) = self.per_owner.get_mut(&key.0) {
+                *n -= 1;
+                if *n == 0 {
+                    self.per_owner.remove(&key.0);
+                }
+            }
+        }
+    }
+}
+
+/// A session id as a cache key: at most [`MAX_SESSION_BYTES`] bytes, so a
+/// client cannot make the cache hold megabytes per entry.
+fn session_key(session: &str) -> String {
+    let mut end = session.len().min(MAX_SESSION_BYTES);
+    while !session.is_char_boundary(end) {
+        end -= 1;
+    }
+    session[..end].to_string()
 }
 
 /// The plan for this conversation: the session's, or a new one from the
@@ -89,13 +151,14 @@ impl PlanCache {
 /// without a plan).
 pub async fn plan_for(
     state: &AppState,
+    owner: &Owner,
     features: &Features,
     conversation: &[Message],
     route: &Route,
     deadline: Instant,
 ) -> Result<(Arc<SessionPlan>, PlanSource), String> {
     if let Some(session) = &features.session
-        && let Some(plan) = state.plans.get(session)
+        && let Some(plan) = state.plans.get(owner, session)
     {
         return Ok((plan, PlanSource::Cached));
     }
@@ -132,7 +195,7 @@ pub async fn plan_for(
         cost: called.cost,
     });
     if let Some(session) = &features.session {
-        state.plans.put(session, plan.clone());
+        state.plans.put(owner, session, plan.clone());
     }
     Ok((plan, PlanSource::New))
 }

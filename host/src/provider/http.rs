@@ -40,6 +40,15 @@ use crate::config::{ProviderConfig, ProviderKind};
 pub const ANTHROPIC_VERSION: &str = "2023-06-01";
 /// Most of an upstream error body quoted in an error message.
 const MAX_ERROR_TEXT: usize = 512;
+/// Most of an upstream error body read: the message is at its start, and
+/// an error body that never ends must cost nothing.
+const MAX_ERROR_BODY: usize = 64 * 1024;
+/// Most bytes read from a stream after its last event (the upstream's
+/// `[DONE]` or `message_stop`), so that its connection can be kept; what
+/// comes there is never relayed.
+const MAX_AFTER_END: usize = 64 * 1024;
+/// Longest wait for a stream's body to end after its last event.
+const AFTER_END_WAIT: Duration = Duration::from_secs(1);
 
 /// An HTTP provider with its own connection pool.
 pub struct HttpProvider {
@@ -54,6 +63,8 @@ pub struct HttpProvider {
     /// The key, kept only to redact it from anything the upstream echoes.
     key: Option<String>,
     timeout: Duration,
+    /// Largest answer read, in bytes (a stream's: in all).
+    max_answer_bytes: usize,
 }
 
 impl HttpProvider {
@@ -125,6 +136,7 @@ impl HttpProvider {
             transport,
             key,
             timeout: Duration::from_millis(config.timeout_ms),
+            max_answer_bytes: config.max_answer_bytes,
         })
     }
 
@@ -152,11 +164,18 @@ impl HttpProvider {
         if stream {
             return Ok(Reply::Stream(self.events(response.into_body())));
         }
-        let bytes = tokio::time::timeout(self.timeout, response.into_body().collect())
-            .await
-            .map_err(|_| ProviderError::Timeout(self.timeout))?
-            .map_err(|e| ProviderError::Broken(error_text(&*e, self.key.as_deref())))?
-            .to_bytes();
+        let bytes = tokio::time::timeout(
+            self.timeout,
+            read_at_most(response.into_body(), self.max_answer_bytes),
+        )
+        .await
+        .map_err(|_| ProviderError::Timeout(self.timeout))?
+        .map_err(|e| match e {
+            Read::TooLong(limit) => ProviderError::Broken(format!(
+                "the answer is over the provider's limit of {limit} bytes (max_answer_bytes)"
+            )),
+            Read::Failed(e) => ProviderError::Broken(error_text(&*e, self.key.as_deref())),
+        })?;
         let parsed = match self.format {
             Format::OpenAi => serde_json::from_slice(&bytes).map(Response::OpenAi),
             Format::Anthropic => serde_json::from_slice(&bytes).map(Response::Anthropic),
@@ -210,6 +229,9 @@ impl HttpProvider {
             parser: SseParser::new(),
             ready: VecDeque::new(),
             ended: false,
+            last_seen: false,
+            read: 0,
+            max_bytes: self.max_answer_bytes,
             format: self.format,
             key: self.key.clone(),
             timeout: self.timeout,
@@ -227,13 +249,16 @@ impl HttpProvider {
             .get("retry-after")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| retry_after(v, SystemTime::now()));
-        // An error body that never ends must not hold the request.
-        let body = tokio::time::timeout(self.timeout, response.into_body().collect())
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .map(|b| b.to_bytes())
-            .unwrap_or_default();
+        // An error body that never ends must not hold the request, nor
+        // fill memory: its message is at its start.
+        let body = tokio::time::timeout(
+            self.timeout,
+            read_at_most(response.into_body(), MAX_ERROR_BODY),
+        )
+        .await
+        .ok()
+        .and_then(|read| read.ok())
+        .unwrap_or_default();
         let message = self.redact(&error_message(&body));
         let message = match status {
             // A provider's words about a refused key may quote part of it
@@ -322,6 +347,11 @@ struct EventReader {
     /// Parsed from the last chunk and not yet handed out.
     ready: VecDeque<Result<Event, ProviderError>>,
     ended: bool,
+    /// The stream's last event has been read: nothing after it is relayed.
+    last_seen: bool,
+    /// Bytes of the body read so far.
+    read: usize,
+    max_bytes: usize,
     format: Format,
     key: Option<String>,
     timeout: Duration,
@@ -340,10 +370,22 @@ impl EventReader {
             if self.ended {
                 return None;
             }
+            if self.last_seen {
+                self.drain_after_end().await;
+                return None;
+            }
             match tokio::time::timeout(self.timeout, self.body.frame()).await {
                 Ok(Some(Ok(frame))) => {
                     // Trailers carry nothing an SSE reader needs.
                     if let Ok(chunk) = frame.into_data() {
+                        self.read += chunk.len();
+                        if self.read > self.max_bytes {
+                            self.ready.push_back(Err(ProviderError::Broken(format!(
+                                "the stream is over the provider's limit of {} bytes (max_answer_bytes)",
+                                self.max_bytes
+                            ))));
+                            continue;
+                        }
                         self.parse(&chunk);
                     }
                 }
@@ -376,16 +418,72 @@ impl EventReader {
             }
         };
         for event in events {
+            if self.format == Format::OpenAi && event.data.trim() == "[DONE]" {
+                self.last_seen = true;
+                return;
+            }
             match parse_event(self.format, &event.data) {
-                Ok(Some(event)) => self.ready.push_back(Ok(event)),
+                Ok(Some(event)) => {
+                    let last =
+                        matches!(event, Event::Anthropic(anthropic::StreamEvent::MessageStop));
+                    self.ready.push_back(Ok(event));
+                    if last {
+                        self.last_seen = true;
+                        return;
+                    }
+                }
                 Ok(None) => {}
                 Err(e) => {
-                    self.ready.push_back(Err(e));
+                    // An upstream's error event may quote the gateway's key,
+                    // as its error bodies may.
+                    self.ready.push_back(Err(e.redacted(self.key.as_deref())));
                     return;
                 }
             }
         }
     }
+
+    /// Reads on after the last event, a little and briefly, so that an
+    /// upstream ending its body as it should leaves its connection
+    /// reusable, and one that keeps sending costs nothing.
+    async fn drain_after_end(&mut self) {
+        let body = &mut self.body;
+        let drain = async move {
+            let mut drained = 0;
+            while drained <= MAX_AFTER_END {
+                match body.frame().await {
+                    Some(Ok(frame)) => drained += frame.data_ref().map_or(0, |data| data.len()),
+                    _ => return,
+                }
+            }
+        };
+        let _ = tokio::time::timeout(AFTER_END_WAIT, drain).await;
+        self.ended = true;
+    }
+}
+
+/// Why a body could not be read whole.
+enum Read {
+    /// It went on past this many bytes.
+    TooLong(usize),
+    /// The connection failed.
+    Failed(BoxError),
+}
+
+/// A body, if it ends within `limit` bytes; what was read of it otherwise
+/// is dropped as soon as it is over.
+async fn read_at_most(mut body: Body, limit: usize) -> Result<Bytes, Read> {
+    let mut bytes = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(Read::Failed)?;
+        if let Ok(data) = frame.into_data() {
+            if bytes.len() + data.len() > limit {
+                return Err(Read::TooLong(limit));
+            }
+            bytes.extend_from_slice(&data);
+        }
+    }
+    Ok(bytes.freeze())
 }
 
 /// The endpoint URL as a request target. Only `http` and `https` with a

@@ -218,6 +218,31 @@ pub enum Blame {
 }
 
 impl ProviderError {
+    /// The error with every occurrence of `key` in its text replaced, for
+    /// text an upstream wrote (error bodies and error events may quote the
+    /// credentials they were sent).
+    pub fn redacted(self, key: Option<&str>) -> Self {
+        let Some(key) = key.filter(|k| k.len() >= 8) else {
+            return self;
+        };
+        let clean = |text: String| text.replace(key, "[redacted]");
+        match self {
+            ProviderError::Connect(t) => ProviderError::Connect(clean(t)),
+            ProviderError::Broken(t) => ProviderError::Broken(clean(t)),
+            ProviderError::Malformed(t) => ProviderError::Malformed(clean(t)),
+            ProviderError::Status {
+                status,
+                message,
+                retry_after,
+            } => ProviderError::Status {
+                status,
+                message: clean(message),
+                retry_after,
+            },
+            timeout @ ProviderError::Timeout(_) => timeout,
+        }
+    }
+
     /// Whose fault the failure is. The client's credentials are
     /// Pointsman's, never the provider's, so a provider's 401, 403 or 404
     /// is about the gateway's configuration of that endpoint, not about the

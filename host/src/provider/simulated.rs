@@ -19,7 +19,7 @@ use super::wire::openai::{
 };
 use super::{Event, ProviderError, Reply, Request, Response, unix_now};
 use crate::config::ProviderConfig;
-use crate::gateway::features::count_tokens;
+use crate::tokens::count as count_tokens;
 
 /// The simulated provider.
 pub struct Simulated {

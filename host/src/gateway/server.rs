@@ -1,0 +1,90 @@
+//! The listener: client connections within bounds.
+//!
+//! axum's `serve` has no header-read timeout, no idle timeout and no cap on
+//! connections: 100 connections that sent a request line and one header
+//! were all still open 45 s later. This accept loop drives hyper's
+//! connections itself, with
+//!
+//! - a cap on open connections ([`ServerConfig::max_connections`]): past
+//!   it, new connections wait in the kernel's accept queue;
+//! - hyper's header-read timeout ([`ServerConfig::header_timeout_ms`]),
+//!   which on HTTP/1.1 runs from the connection's start and again from the
+//!   end of each answer, so it bounds both a slow head and an idle
+//!   kept-alive connection;
+//! - HTTP/2 keep-alive pings, so a dead HTTP/2 peer is noticed;
+//! - graceful shutdown: stop accepting, let requests in flight finish.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::Builder;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use crate::config::ServerConfig;
+
+/// How long accepting pauses after the process ran out of file descriptors
+/// (or another accept error), rather than spinning on it.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
+
+/// Serves `app` on `listener` until `shutdown` completes, then lets the
+/// connections' requests in flight finish.
+pub async fn serve(
+    listener: TcpListener,
+    app: axum::Router,
+    bounds: &ServerConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_millis(bounds.header_timeout_ms));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_timeout(Duration::from_secs(20));
+    let builder = Arc::new(builder);
+    let slots = Arc::new(Semaphore::new(bounds.max_connections));
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => slot?,
+            () = &mut shutdown => break,
+        };
+        let tcp = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, _)) => tcp,
+                Err(e) => {
+                    tracing::warn!("cannot accept a connection: {e}");
+                    tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        // Nagle's algorithm would hold small SSE events and responses back.
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!("cannot set TCP_NODELAY: {e}");
+        }
+        let service = TowerToHyperService::new(app.clone());
+        let connection = builder
+            .serve_connection(TokioIo::new(tcp), service)
+            .into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!("connection ended: {e}");
+            }
+            drop(slot);
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
+}

@@ -1,0 +1,187 @@
+//! Token counting: the `o200k_base` BPE, in time linear in the text.
+//!
+//! A client controls every byte it sends, so counting must not be a way to
+//! hold a core. tiktoken first cuts text into pieces with a regex and then
+//! merges each piece's bytes pairwise, which takes time quadratic in the
+//! piece's length (a 100,000-letter word took 7 s, 300,000 letters 76 s),
+//! and its regex engine recurses per character of a piece (a 4 MiB word
+//! overflowed the stack). Pieces of real text are short, so the text is
+//! scanned once and cut into *runs*, maximal stretches of whitespace or of
+//! anything else:
+//!
+//! - runs up to [`MAX_RUN_BYTES`] are handed to the BPE together, untouched,
+//!   so ordinary text is counted exactly as tiktoken counts it;
+//! - a longer run (a base64 blob, minified code, a hostile word) is
+//!   *estimated*: the BPE counts its first [`MAX_RUN_BYTES`] bytes and the
+//!   count is scaled to the run's length. Its cost is one bounded BPE call.
+//!
+//! Every BPE call therefore sees pieces of bounded length, and the whole
+//! count costs a bounded amount of work per byte of text.
+
+use std::hash::{BuildHasher, RandomState};
+use std::sync::LazyLock;
+
+/// Longest run of whitespace or non-whitespace counted exactly. Longer runs
+/// are estimated from their first this-many bytes.
+pub const MAX_RUN_BYTES: usize = 64;
+
+/// Texts whose counts are remembered (about 24 bytes each).
+const REMEMBERED_COUNTS: usize = 65_536;
+
+/// Tokens added per chat message by chat formatting (role markers,
+/// separators), as OpenAI documents for its chat models.
+pub const PER_MESSAGE: u32 = 4;
+
+/// The number of `o200k_base` tokens of `text` (estimated for runs longer
+/// than [`MAX_RUN_BYTES`]; see the module docs).
+///
+/// Counts are remembered by a keyed hash of the text: agents resend the
+/// whole conversation and the same tool schemas on every turn, so almost
+/// every text of a request was counted for an earlier one, and the BPE
+/// costs about a microsecond per 20 bytes while the lookup costs one hash.
+pub fn count(text: &str) -> u32 {
+    static KEYS: LazyLock<RandomState> = LazyLock::new(RandomState::new);
+    static COUNTS: LazyLock<quick_cache::sync::Cache<(u64, usize), u32>> =
+        LazyLock::new(|| quick_cache::sync::Cache::new(REMEMBERED_COUNTS));
+    if text.is_empty() {
+        return 0;
+    }
+    // The length as well as a 64-bit hash: a collision would need both.
+    let key = (KEYS.hash_one(text), text.len());
+    if let Some(count) = COUNTS.get(&key) {
+        return count;
+    }
+    let count = count_uncached(text);
+    COUNTS.insert(key, count);
+    count
+}
+
+/// Builds the tokenizer's tables, so the first request does not pay for it.
+pub fn warm_up() {
+    count("warm up");
+}
+
+fn count_uncached(text: &str) -> u32 {
+    let bpe = tiktoken_rs::o200k_base_singleton();
+    let exact = |s: &str| bpe.encode_ordinary(s).len() as u64;
+    let mut total: u64 = 0;
+    // Start of the text not yet counted: runs up to MAX_RUN_BYTES pile up
+    // here and are counted together when a long run (or the end) comes.
+    let mut pending = 0;
+    for (start, end) in runs(text) {
+        if end - start <= MAX_RUN_BYTES {
+            continue;
+        }
+        if pending < start {
+            total += exact(&text[pending..start]);
+        }
+        let sample_end = floor_char_boundary(text, start + MAX_RUN_BYTES);
+        let sample = &text[start..sample_end];
+        let sampled = exact(sample).max(1);
+        // Scale by length, rounding up: an estimate that never says zero.
+        total += (sampled * (end - start) as u64).div_ceil(sample.len() as u64);
+        pending = end;
+    }
+    if pending < text.len() {
+        total += exact(&text[pending..]);
+    }
+    total.min(u32::MAX as u64) as u32
+}
+
+/// Byte ranges of the maximal runs of whitespace and of non-whitespace in
+/// `text`, in order, covering it.
+fn runs(text: &str) -> impl Iterator<Item = (usize, usize)> + '_ {
+    let mut chars = text.char_indices().peekable();
+    std::iter::from_fn(move || {
+        let (start, first) = chars.next()?;
+        let space = first.is_whitespace();
+        let mut end = start + first.len_utf8();
+        while let Some(&(i, c)) = chars.peek() {
+            if c.is_whitespace() != space {
+                break;
+            }
+            end = i + c.len_utf8();
+            chars.next();
+        }
+        Some((start, end))
+    })
+}
+
+/// The largest char boundary of `text` at or below `index`.
+fn floor_char_boundary(text: &str, mut index: usize) -> usize {
+    if index >= text.len() {
+        return text.len();
+    }
+    while !text.is_char_boundary(index) {
+        index -= 1;
+    }
+    index
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bpe(text: &str) -> u32 {
+        tiktoken_rs::o200k_base_singleton()
+            .encode_ordinary(text)
+            .len() as u32
+    }
+
+    #[test]
+    fn ordinary_text_is_counted_exactly() {
+        let texts = [
+            "Fix the off-by-one bug in the parser",
+            "fn main() {\n    println!(\"hello, world\");\n}\n",
+            "Grüße aus Zürich — 東京からこんにちは 🚀",
+            "   leading and trailing whitespace   \n\n\t",
+        ];
+        for text in texts {
+            assert_eq!(count(text), bpe(text), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn runs_cover_the_text() {
+        let text = "  ab\tcd  é ";
+        let runs: Vec<_> = runs(text).map(|(s, e)| &text[s..e]).collect();
+        assert_eq!(runs, ["  ", "ab", "\t", "cd", "  ", "é", " "]);
+        assert_eq!(runs.concat(), text);
+    }
+
+    /// The bound by construction: however long a word is, the BPE only
+    /// ever sees its first MAX_RUN_BYTES bytes, so the estimate of a long
+    /// word is the sample's count scaled by length.
+    #[test]
+    fn a_long_word_is_estimated_from_a_bounded_sample() {
+        for len in [MAX_RUN_BYTES + 1, 10_000, 4 << 20] {
+            let word = "a".repeat(len);
+            let sample = bpe(&word[..MAX_RUN_BYTES]) as u64;
+            let expected = (sample * len as u64).div_ceil(MAX_RUN_BYTES as u64) as u32;
+            assert_eq!(count_uncached(&word), expected, "{len}");
+        }
+    }
+
+    #[test]
+    fn long_runs_of_multibyte_characters_are_cut_on_char_boundaries() {
+        let word = "é".repeat(1000);
+        assert!(count(&word) > 0);
+        let spaces = format!("x{}y", " ".repeat(1000));
+        assert!(count(&spaces) >= 2);
+    }
+
+    #[test]
+    fn long_runs_between_ordinary_text_keep_the_text_exact() {
+        let blob = "Zm9v".repeat(100);
+        let text = format!("Decode this: {blob} and tell me what it says");
+        let before = bpe("Decode this: ");
+        let after = bpe(" and tell me what it says");
+        let estimate = count(&text) - before - after;
+        // The blob's estimate is near its exact count.
+        let exact = bpe(&blob);
+        assert!(
+            estimate.abs_diff(exact) <= exact / 2,
+            "{estimate} vs {exact}"
+        );
+    }
+}
