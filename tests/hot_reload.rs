@@ -50,11 +50,15 @@ async fn start(dir: &Path) -> (Arc<Registry>, watcher::WatchGuard, Arc<Vec<Model
         dir,
         registry.clone(),
         Arc::new(move || (*for_watch).clone()),
+        MAX_MODULE_BYTES,
     )
     .await
     .unwrap();
     (registry, guard, catalog)
 }
+
+/// The folder's size cap in these tests (the default).
+const MAX_MODULE_BYTES: u64 = 64 << 20;
 
 async fn wait_for_hash(registry: &Registry, name: &str, hash: &str) -> Duration {
     let started = Instant::now();
@@ -192,4 +196,61 @@ async fn temporary_and_hidden_files_are_ignored() {
     .unwrap();
     tokio::time::sleep(watcher::QUIET * 8).await;
     assert!(registry.status().is_empty(), "{:?}", registry.status());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifos_links_and_huge_files_do_not_hold_up_a_valid_module() {
+    let dir = tempfile::tempdir().unwrap();
+    // A FIFO nobody writes (reading it would block for ever), a link to
+    // an endless device, and a sparse 1 GiB file.
+    let fifo = std::ffi::CString::new(dir.path().join("fifo.wasm").to_str().unwrap()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+    std::os::unix::fs::symlink("/dev/zero", dir.path().join("zero.wasm")).unwrap();
+    let huge = std::fs::File::create(dir.path().join("huge.wasm")).unwrap();
+    huge.set_len(1 << 30).unwrap();
+    let (registry, _guard, _catalog) = start(dir.path()).await;
+    let good = support::read(support::SEED_MATRIX);
+    publish(dir.path(), "router", &good);
+    wait_for_hash(&registry, "router", &sha256(&good)).await;
+    let status = registry.status();
+    for name in ["fifo", "zero", "huge"] {
+        let refused = status
+            .iter()
+            .find(|s| s.name == name)
+            .unwrap_or_else(|| panic!("{name} is reported: {status:?}"));
+        let reason = &refused.last_error.as_ref().unwrap().reason;
+        assert!(
+            reason.contains("not a regular file") || reason.contains("max_module_bytes"),
+            "{name}: {reason}"
+        );
+        assert!(registry.get(name).is_none());
+    }
+}
+
+#[tokio::test]
+async fn deleting_an_override_restores_the_built_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = PolicyEngine::new(Limits::default(), None).unwrap();
+    let mut registry = Registry::new(engine);
+    let catalog = Config::demo().catalog();
+    registry
+        .load_builtins(pointsman::policy::builtin::ALL, &catalog)
+        .await
+        .unwrap();
+    let registry = Arc::new(registry);
+    let builtin = registry.get("seed-matrix").unwrap().info.hash.clone();
+    let for_watch = Arc::new(catalog);
+    let _guard = watcher::watch(
+        dir.path(),
+        registry.clone(),
+        Arc::new(move || (*for_watch).clone()),
+        MAX_MODULE_BYTES,
+    )
+    .await
+    .unwrap();
+    let other = support::read(support::HOSTILE);
+    publish(dir.path(), "seed-matrix", &other);
+    wait_for_hash(&registry, "seed-matrix", &sha256(&other)).await;
+    std::fs::remove_file(dir.path().join("seed-matrix.wasm")).unwrap();
+    wait_for_hash(&registry, "seed-matrix", &builtin).await;
 }

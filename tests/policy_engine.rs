@@ -124,6 +124,7 @@ fn limits() -> Limits {
     Limits {
         call_deadline: Duration::from_millis(10),
         memory_bytes: 32 << 20,
+        max_instances: 4,
     }
 }
 
@@ -189,6 +190,8 @@ async fn hostile_calls_get_the_safe_route_and_the_next_call_works() {
         ("loop", "deadline"),
         ("bomb", "memory cap"),
         ("huge", "reasoning of 1048576 bytes"),
+        ("fallbacks", "more than 16"),
+        ("long-error", "hostile policy refuses"),
         ("unknown", "unknown model \"gpt-nonexistent\""),
         ("error", "hostile policy refuses"),
     ] {
@@ -196,6 +199,12 @@ async fn hostile_calls_get_the_safe_route_and_the_next_call_works() {
         let decision = hostile.decide(behaviour).await;
         let reason = decision.fallback_reason.unwrap_or_default();
         assert!(reason.contains(expected), "{behaviour}: {reason}");
+        // Whatever the guest returned, the host keeps a bounded text.
+        assert!(
+            reason.len() < 8 * 1024,
+            "{behaviour}: {} bytes",
+            reason.len()
+        );
         assert_eq!(decision.route.executor, safe.executor, "{behaviour}");
         assert_eq!(decision.route.fallbacks, safe.fallbacks, "{behaviour}");
         // Bounded, not timed: a hung guest must not hang the host.
@@ -306,22 +315,50 @@ async fn a_planner_is_not_a_router() {
 
 #[tokio::test]
 async fn compiled_components_are_cached_by_content_hash() {
-    let cache = tempfile::tempdir().unwrap();
+    let base = tempfile::tempdir().unwrap();
+    let cache = base.path().join("components");
     let catalog = Config::demo().catalog();
     let bytes = support::read(support::SEED_MATRIX_JS);
     for _ in 0..2 {
-        let engine = PolicyEngine::new(limits(), Some(cache.path().to_path_buf())).unwrap();
+        let engine = PolicyEngine::new(limits(), Some(cache.clone())).unwrap();
         let module = Registry::new(engine)
             .load("seed-matrix-js", bytes.clone(), &catalog)
             .await
             .unwrap();
-        let entries: Vec<_> = std::fs::read_dir(cache.path())
+        let entries: Vec<_> = std::fs::read_dir(&cache)
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .collect();
         assert_eq!(entries.len(), 1, "{entries:?}");
         assert!(entries[0].starts_with(&module.info.hash), "{entries:?}");
     }
+
+    // A planted or corrupted entry is deleted and compiled anew, never run.
+    let entry = std::fs::read_dir(&cache)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    std::fs::write(&entry, b"planted native code").unwrap();
+    let engine = PolicyEngine::new(limits(), Some(cache.clone())).unwrap();
+    let module = Registry::new(engine)
+        .load("seed-matrix-js", bytes.clone(), &catalog)
+        .await
+        .unwrap();
+    assert_eq!(module.info.name, "seed-matrix-js");
+    assert_ne!(std::fs::read(&entry).unwrap(), b"planted native code");
+
+    // A cache folder others may write is not used at all.
+    let shared = base.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let engine = PolicyEngine::new(limits(), Some(shared.clone())).unwrap();
+    Registry::new(engine)
+        .load("seed-matrix-js", bytes, &catalog)
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read_dir(&shared).unwrap().count(), 0);
 }
 
 #[tokio::test]
@@ -348,5 +385,96 @@ async fn calls_run_concurrently_on_one_module() {
     }
     for t in tasks {
         t.await.unwrap();
+    }
+}
+
+/// With one instance allowed, concurrent calls take turns on it rather than
+/// each building an instance of their own; none is refused while the
+/// instance comes back within a call's bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_beyond_the_instance_bound_wait_their_turn() {
+    let config = Config::demo();
+    let catalog = config.catalog();
+    let module = Registry::new(
+        PolicyEngine::new(
+            Limits {
+                max_instances: 1,
+                ..limits()
+            },
+            None,
+        )
+        .unwrap(),
+    )
+    .load("hostile", support::read(support::HOSTILE), &catalog)
+    .await
+    .unwrap();
+    let calls = (0..16).map(|_| {
+        let module = module.clone();
+        let catalog = catalog.clone();
+        tokio::spawn(async move { module.route(&features("behave"), &catalog).await })
+    });
+    for call in futures::future::join_all(calls).await {
+        assert_eq!(call.unwrap().unwrap().reasoning, "hostile policy behaving");
+    }
+}
+
+/// A router from one of `tests/guests/wat`: core WebAssembly text made a
+/// component of the `router` world, for what Rust cannot write (several
+/// memories, table growth).
+fn wat_router(file: &str) -> Vec<u8> {
+    let root = support::workspace_root();
+    let text = std::fs::read_to_string(root.join("tests/guests/wat").join(file)).unwrap();
+    let mut core = wat::parse_str(&text).unwrap();
+    let mut resolve = wit_parser::Resolve::default();
+    let (package, _) = resolve.push_dir(root.join("wit/0.1.0")).unwrap();
+    let world = resolve.select_world(&[package], Some("router")).unwrap();
+    wit_component::embed_component_metadata(
+        &mut core,
+        &resolve,
+        world,
+        wit_component::StringEncoding::UTF8,
+        false,
+    )
+    .unwrap();
+    wit_component::ComponentEncoder::default()
+        .module(&core)
+        .unwrap()
+        .validate(true)
+        .encode()
+        .unwrap()
+}
+
+/// Memories are capped in total, tables in elements: a guest that grows
+/// eight memories (each alone under the cap) or a table by ten million
+/// elements is stopped, gets the safe route, and the next call works.
+#[tokio::test]
+async fn memory_and_table_bombs_are_stopped_per_instance() {
+    let config = Config::demo();
+    let catalog = config.catalog();
+    for (file, expected) in [
+        ("many-memories.wat", "memory cap"),
+        ("table-bomb.wat", "table cap"),
+    ] {
+        let module = registry(limits())
+            .load("bomb", wat_router(file), &catalog)
+            .await
+            .unwrap_or_else(|e| panic!("{file}: {e:#}"));
+        // The first call after the probe misbehaves.
+        let decision = decide(
+            Some(&module),
+            &features("hi"),
+            &catalog,
+            &config.safe_route(),
+        )
+        .await;
+        let reason = decision.fallback_reason.unwrap_or_default();
+        assert!(reason.contains(expected), "{file}: {reason}");
+        assert_eq!(decision.route.executor, config.safe_route().executor);
+        // A fresh instance's first call behaves (it answers an error).
+        let next = module.route(&features("hi"), &catalog).await.unwrap_err();
+        assert!(
+            matches!(&next, PolicyError::Rejected(why) if why == "grown"),
+            "{file}: {next}"
+        );
     }
 }

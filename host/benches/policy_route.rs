@@ -373,6 +373,7 @@ impl Reload {
                 dir.path(),
                 registry.clone(),
                 Arc::new(move || catalog.clone()),
+                64 << 20,
             ))
             .unwrap();
         assert_eq!(registry.get("router").unwrap().info.hash, hashes[0]);

@@ -191,7 +191,7 @@ async fn load_module(config: &Config, path: &Path) -> anyhow::Result<Arc<PolicyM
         .and_then(|s| s.to_str())
         .context("the module path has no file name")?;
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let engine = PolicyEngine::new(config.policy_limits(), Some(config.cache_dir()))?;
+    let engine = PolicyEngine::new(config.policy_limits(), config.cache_dir())?;
     Registry::new(engine)
         .load(name, bytes, &config.catalog())
         .await

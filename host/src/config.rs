@@ -91,6 +91,19 @@ pub struct PoliciesConfig {
     /// Memory cap of a policy instance, in MiB.
     #[serde(default = "default_memory_mib")]
     pub memory_mib: usize,
+    /// Most instances of one module alive at once; a call that finds them
+    /// all busy waits up to a call's wall-clock bound, then gets the safe
+    /// route.
+    #[serde(default = "default_max_instances")]
+    pub max_instances: usize,
+    /// Largest module file loaded from the watched folder, in bytes.
+    #[serde(default = "default_max_module_bytes")]
+    pub max_module_bytes: u64,
+    /// Longest a module's compile and probe call may take, in
+    /// milliseconds; past it the module is refused and the last good
+    /// version keeps serving.
+    #[serde(default = "default_load_timeout_ms")]
+    pub load_timeout_ms: u64,
     /// Where compiled modules are cached; defaults to the user cache folder.
     pub cache_dir: Option<PathBuf>,
 }
@@ -364,6 +377,15 @@ fn default_call_deadline_ms() -> u64 {
 fn default_memory_mib() -> usize {
     256
 }
+fn default_max_instances() -> usize {
+    16
+}
+fn default_max_module_bytes() -> u64 {
+    64 << 20
+}
+fn default_load_timeout_ms() -> u64 {
+    60_000
+}
 fn default_timeout_ms() -> u64 {
     120_000
 }
@@ -569,6 +591,9 @@ impl Config {
         if self.policies.call_deadline_ms == 0 {
             bail!("policies.call_deadline_ms: must be more than zero");
         }
+        if self.policies.max_instances == 0 {
+            bail!("policies.max_instances: must be at least 1");
+        }
         if self.policies.memory_mib < 16 {
             bail!("policies.memory_mib: must be at least 16");
         }
@@ -611,19 +636,17 @@ impl Config {
         crate::policy::Limits {
             call_deadline: Duration::from_millis(self.policies.call_deadline_ms),
             memory_bytes: self.policies.memory_mib << 20,
+            max_instances: self.policies.max_instances,
         }
     }
 
-    /// Where compiled policies are cached.
-    pub fn cache_dir(&self) -> PathBuf {
-        if let Some(dir) = &self.policies.cache_dir {
-            return dir.clone();
-        }
-        let base = std::env::var_os("XDG_CACHE_HOME")
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-            .unwrap_or_else(std::env::temp_dir);
-        base.join("pointsman").join("components")
+    /// Where compiled policies are cached: `policies.cache_dir`, else the
+    /// user's cache folder; none without either (never a shared folder).
+    pub fn cache_dir(&self) -> Option<PathBuf> {
+        self.policies
+            .cache_dir
+            .clone()
+            .or_else(crate::policy::cache::default_dir)
     }
 }
 

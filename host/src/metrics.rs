@@ -8,22 +8,25 @@ use std::sync::{Arc, LazyLock, RwLock};
 use metrics::{Counter, Gauge};
 
 use crate::ledger::Cost;
-use crate::policy::PolicyError;
 use crate::policy::types::{Route, Tier};
 use crate::provider::{Format, Usage};
 
-/// A policy's answer was replaced by the safe route.
-pub fn policy_fallback(module: &str, error: &PolicyError) {
-    let reason = match error {
-        PolicyError::Rejected(_) => "rejected",
-        PolicyError::Timeout(_) => "timeout",
-        PolicyError::OutOfMemory => "memory",
-        PolicyError::Trap(_) => "trap",
-        PolicyError::WrongWorld(_) => "wrong_world",
-        PolicyError::Invalid(_) => "invalid",
-    };
+/// A policy's answer was replaced by the safe route, for `reason` (a
+/// [`crate::policy::PolicyError::as_str`]).
+pub fn policy_fallback(module: &str, reason: &'static str) {
     metrics::counter!("pointsman_policy_fallbacks_total", "module" => module.to_string(), "reason" => reason)
         .increment(1);
+}
+
+/// A call found every instance of a module busy.
+pub fn policy_busy(module: &str) {
+    metrics::counter!("pointsman_policy_busy_total", "module" => module.to_string()).increment(1);
+}
+
+/// A module file in the watched folder was refused before loading (not a
+/// regular file, too large, unreadable), for `reason`.
+pub fn policy_file_refused(reason: &'static str) {
+    metrics::counter!("pointsman_policy_files_refused_total", "reason" => reason).increment(1);
 }
 
 /// A module version started serving.

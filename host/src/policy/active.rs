@@ -4,6 +4,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::types::{Features, ModelInfo, Route};
 use super::watcher::{self, WatchGuard};
@@ -25,14 +26,16 @@ impl ActivePolicies {
     /// folder's modules (which replace built-ins of the same name), and
     /// watches the folder.
     pub async fn start(config: &Config) -> anyhow::Result<Self> {
-        let engine = PolicyEngine::new(config.policy_limits(), Some(config.cache_dir()))?;
-        let registry = Arc::new(Registry::new(engine));
+        let engine = PolicyEngine::new(config.policy_limits(), config.cache_dir())?;
+        let mut registry = Registry::new(engine)
+            .with_load_timeout(Duration::from_millis(config.policies.load_timeout_ms));
         let catalog = config.catalog();
-        for (name, bytes) in builtin::ALL {
-            registry.load(name, bytes.to_vec(), &catalog).await?;
-        }
+        registry.load_builtins(builtin::ALL, &catalog).await?;
+        let registry = Arc::new(registry);
         let watch = match &config.policies.dir {
-            Some(dir) => Some(Self::watch(dir, &registry, catalog).await?),
+            Some(dir) => {
+                Some(Self::watch(dir, &registry, catalog, config.policies.max_module_bytes).await?)
+            }
             None => None,
         };
         Ok(ActivePolicies {
@@ -48,9 +51,16 @@ impl ActivePolicies {
         dir: &Path,
         registry: &Arc<Registry>,
         catalog: Vec<ModelInfo>,
+        max_module_bytes: u64,
     ) -> anyhow::Result<WatchGuard> {
         std::fs::create_dir_all(dir)?;
-        watcher::watch(dir, registry.clone(), Arc::new(move || catalog.clone())).await
+        watcher::watch(
+            dir,
+            registry.clone(),
+            Arc::new(move || catalog.clone()),
+            max_module_bytes,
+        )
+        .await
     }
 
     /// The active router's serving version.

@@ -53,7 +53,7 @@ pub async fn decide(
         },
         Err(error) => {
             tracing::warn!(policy, request = %features.id, "serving the safe route: {error}");
-            crate::metrics::policy_fallback(&module.info.name, &error);
+            crate::metrics::policy_fallback(&module.info.name, error.as_str());
             fallback(error.to_string(), policy, safe)
         }
     }

@@ -4,17 +4,22 @@
 //! - [`module`]: one wasmtime engine; compiling (with an on-disk cache keyed by
 //!   content hash), identifying and calling components under a deadline and
 //!   a memory cap.
+//! - [`cache`]: compiled modules on disk, in a folder only the daemon's user
+//!   can write.
 //! - [`sandbox`]: the store every call runs in: WASI with no capabilities.
 //! - [`budget`]: the CPU time a call may use, checked at epoch ticks.
 //! - [`registry`]: loaded modules by name, swapped atomically.
 //! - [`watcher`]: the hot-reload folder.
+//! - [`bounds`]: what a policy's answer may hold; plans checked by the host.
 //! - [`decide`]: validating a router's answer, or serving the safe route.
 //! - [`types`]: the host's contract-independent types; [`v0_1`] converts
 //!   them to contract 0.1.0.
 
 pub mod active;
+pub mod bounds;
 pub mod budget;
 pub mod builtin;
+pub mod cache;
 pub mod decide;
 pub mod module;
 pub mod registry;

@@ -11,16 +11,16 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, Store, Trap};
 
+use super::bounds::{self, Bounded};
 use super::budget::Ticker;
-use super::sandbox::{self, Sandbox};
+use super::cache::Cache;
+use super::sandbox::{self, Exhausted, Sandbox};
 use super::types::{ChatRequest, Features, ModelInfo, Plan, Review, Route, Subtask, Task};
 use super::v0_1::{self, planner, router};
 
 /// Instantiation runs a runtime's start-up code, which may take far longer
 /// than a decision; it is bounded separately.
 const INSTANTIATE_DEADLINE: Duration = Duration::from_secs(2);
-/// Warm instances kept per module.
-const WARM_INSTANCES: usize = 16;
 /// An instance is retired after this many calls, so that whatever a guest
 /// accumulates in its store stays bounded.
 const CALLS_PER_INSTANCE: u32 = 10_000;
@@ -32,8 +32,12 @@ pub struct Limits {
     /// (a guest blocked in a WASI poll) is also stopped after ten times this
     /// plus 100 ms of wall-clock time.
     pub call_deadline: Duration,
-    /// Cap on each linear memory of an instance, in bytes.
+    /// Cap on an instance's linear memories, all together, in bytes.
     pub memory_bytes: usize,
+    /// Most instances of one module alive at once (busy and warm). A call
+    /// that finds them all busy waits for one, up to the wall-clock bound
+    /// of a call, then gets the safe route.
+    pub max_instances: usize,
 }
 
 impl Default for Limits {
@@ -41,7 +45,16 @@ impl Default for Limits {
         Limits {
             call_deadline: Duration::from_millis(10),
             memory_bytes: 256 << 20,
+            max_instances: 16,
         }
+    }
+}
+
+impl Limits {
+    /// The wall-clock bound of one call: CPU budgets do not stop a guest
+    /// that waits in the host (a WASI poll on a clock) instead of computing.
+    pub fn wall_deadline(&self) -> Duration {
+        self.call_deadline * 10 + Duration::from_millis(100)
     }
 }
 
@@ -73,9 +86,16 @@ pub enum PolicyError {
     /// The call ran past its deadline.
     #[error("policy exceeded its {0:?} deadline")]
     Timeout(Duration),
-    /// The guest tried to grow memory past the cap.
+    /// The guest tried to grow its memories past the cap.
     #[error("policy exceeded its memory cap")]
     OutOfMemory,
+    /// The guest tried to grow its tables past their cap.
+    #[error("policy exceeded its table cap")]
+    TableLimit,
+    /// Every instance of the module was busy for as long as a call may
+    /// take.
+    #[error("every instance of the policy was busy")]
+    Busy,
     /// The guest trapped.
     #[error("policy trapped: {0}")]
     Trap(String),
@@ -87,20 +107,37 @@ pub enum PolicyError {
     Invalid(String),
 }
 
+impl PolicyError {
+    /// A short name for the kind of failure, for metrics.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            PolicyError::Rejected(_) => "rejected",
+            PolicyError::Timeout(_) => "timeout",
+            PolicyError::OutOfMemory => "memory",
+            PolicyError::TableLimit => "table",
+            PolicyError::Busy => "busy",
+            PolicyError::Trap(_) => "trap",
+            PolicyError::WrongWorld(_) => "wrong_world",
+            PolicyError::Invalid(_) => "invalid",
+        }
+    }
+}
+
 /// The shared runtime: one wasmtime engine, the linker, the limits and the
 /// compile cache.
 pub struct PolicyEngine {
     engine: Engine,
     linker: Linker<Sandbox>,
     limits: Limits,
-    cache_dir: Option<PathBuf>,
+    cache: Option<Cache>,
     compat: String,
     ticker: Ticker,
 }
 
 impl PolicyEngine {
     /// Creates the engine and starts the epoch ticker that enforces deadlines.
-    /// Compiled components are cached in `cache_dir` when given.
+    /// Compiled components are cached in `cache_dir` when given and safe
+    /// (see [`super::cache`]).
     pub fn new(limits: Limits, cache_dir: Option<PathBuf>) -> anyhow::Result<Arc<Self>> {
         let mut config = Config::new();
         config.epoch_interruption(true);
@@ -116,7 +153,7 @@ impl PolicyEngine {
             engine,
             linker,
             limits,
-            cache_dir,
+            cache: cache_dir.as_deref().and_then(Cache::open),
             compat,
             ticker,
         }))
@@ -157,28 +194,36 @@ impl PolicyEngine {
             pre,
             engine: self.clone(),
             warm: Mutex::new(Vec::new()),
+            slots: Arc::new(tokio::sync::Semaphore::new(
+                self.limits.max_instances.max(1),
+            )),
+            returned: tokio::sync::Notify::new(),
             catalog: v0_1::Catalog::default(),
         })
     }
 
     fn compile(&self, bytes: &[u8], hash: &str) -> anyhow::Result<Component> {
-        let Some(dir) = &self.cache_dir else {
+        let Some(cache) = &self.cache else {
             return compile_component(&self.engine, bytes);
         };
-        let path = dir.join(format!("{hash}-{}.cwasm", self.compat));
-        if path.exists() {
-            // SAFETY: the cache folder belongs to this daemon and entries are
-            // written atomically by `compile` below, keyed by the source hash
-            // and the engine's compatibility hash; wasmtime also checks the
-            // header before use.
-            match unsafe { Component::deserialize_file(&self.engine, &path) } {
+        let entry = format!("{hash}-{}.cwasm", self.compat);
+        if let Some(compiled) = cache.read(&entry) {
+            // SAFETY: the entry is a regular file owned by this daemon's
+            // user in a folder only that user can write (`Cache` checks
+            // both), written by `Cache::write` below under a name keyed by
+            // the source hash and the engine's compatibility hash; wasmtime
+            // checks its header as well.
+            match unsafe { Component::deserialize(&self.engine, &compiled) } {
                 Ok(component) => return Ok(component),
-                Err(e) => tracing::warn!(path = %path.display(), "ignoring bad cache entry: {e:#}"),
+                Err(e) => {
+                    tracing::warn!(entry, "deleting a bad cache entry: {e:#}");
+                    cache.remove(&entry);
+                }
             }
         }
         let component = compile_component(&self.engine, bytes)?;
-        if let Err(e) = write_atomically(&path, &component.serialize()?) {
-            tracing::warn!(path = %path.display(), "cannot cache compiled policy: {e:#}");
+        if let Err(e) = cache.write(&entry, &component.serialize()?) {
+            tracing::warn!(entry, "cannot cache compiled policy: {e:#}");
         }
         Ok(component)
     }
@@ -233,16 +278,6 @@ fn compile_component(engine: &Engine, bytes: &[u8]) -> anyhow::Result<Component>
         .context("not a valid component")
 }
 
-fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)?;
-    Ok(())
-}
-
 /// What identifies a loaded module.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ModuleInfo {
@@ -295,6 +330,9 @@ struct Warm {
     store: Store<Sandbox>,
     bindings: Bindings,
     calls: u32,
+    /// The instance's place in the module's bound; given back when the
+    /// instance is dropped.
+    _slot: tokio::sync::OwnedSemaphorePermit,
 }
 
 /// A compiled, identified policy, ready to call.
@@ -308,6 +346,10 @@ pub struct PolicyModule {
     pre: Pre,
     engine: Arc<PolicyEngine>,
     warm: Mutex<Vec<Warm>>,
+    /// One permit per live instance, busy or warm.
+    slots: Arc<tokio::sync::Semaphore>,
+    /// Woken when an instance goes back to `warm`.
+    returned: tokio::sync::Notify,
     catalog: v0_1::Catalog,
 }
 
@@ -331,7 +373,9 @@ impl PolicyModule {
                 .pointsman_policy_routing()
                 .call_route(&mut warm.store, &request, models);
         let result = self.bounded(call).await;
-        self.checkin(warm, result).map(Into::into)
+        self.checkin(warm, result)
+            .map(Into::into)
+            .and_then(within_bounds::<Route>)
     }
 
     /// Asks a planner for the request to send to the planner model.
@@ -352,10 +396,14 @@ impl PolicyModule {
                 .pointsman_policy_planning()
                 .call_plan_request(&mut warm.store, &task, models);
         let result = self.bounded(call).await;
-        self.checkin(warm, result).map(Into::into)
+        self.checkin(warm, result)
+            .map(Into::into)
+            .and_then(within_bounds::<ChatRequest>)
     }
 
-    /// Asks a planner to parse the planner model's reply.
+    /// Asks a planner to parse the planner model's reply. The plan is
+    /// checked by the host as well (unique ids, known dependencies, no
+    /// cycle, bounded size): a plan that fails is [`PolicyError::Invalid`].
     pub async fn parse_plan(
         &self,
         task: &Task,
@@ -376,7 +424,9 @@ impl PolicyModule {
             models,
         );
         let result = self.bounded(call).await;
-        self.checkin(warm, result).map(Into::into)
+        self.checkin(warm, result)
+            .map(Into::into)
+            .and_then(within_bounds::<Plan>)
     }
 
     /// Asks a planner for the request that reviews a subtask's output.
@@ -403,7 +453,9 @@ impl PolicyModule {
             models,
         );
         let result = self.bounded(call).await;
-        self.checkin(warm, result).map(|r| r.map(Into::into))
+        self.checkin(warm, result)
+            .map(|r| r.map(Into::into))
+            .and_then(within_bounds::<Option<ChatRequest>>)
     }
 
     /// Asks a planner to judge a subtask's output from the reviewer's reply.
@@ -432,7 +484,9 @@ impl PolicyModule {
             models,
         );
         let result = self.bounded(call).await;
-        self.checkin(warm, result).map(Into::into)
+        self.checkin(warm, result)
+            .map(Into::into)
+            .and_then(within_bounds::<Review>)
     }
 
     /// Bounds a call in wall-clock time too: CPU budgets do not stop a guest
@@ -441,25 +495,52 @@ impl PolicyModule {
         &self,
         call: impl std::future::Future<Output = wasmtime::Result<R>>,
     ) -> wasmtime::Result<R> {
-        let wall = self.engine.limits.call_deadline * 10 + Duration::from_millis(100);
+        let wall = self.engine.limits.wall_deadline();
         match tokio::time::timeout(wall, call).await {
             Ok(result) => result,
             Err(_) => Err(Trap::Interrupt.into()),
         }
     }
 
-    /// Takes a warm instance, or builds one, armed with the call deadline.
+    /// Takes a warm instance, or builds one if the module has room for
+    /// another, or waits for one to come back; armed with the call
+    /// deadline.
     async fn checkout(&self) -> Result<Warm, PolicyError> {
-        let reused = self.warm.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        let mut warm = match reused {
-            Some(warm) => warm,
-            None => self.instantiate().await?,
+        let wait = tokio::time::sleep(self.engine.limits.wall_deadline());
+        tokio::pin!(wait);
+        let mut warm = loop {
+            // Registered before looking, so a return in between is not
+            // missed.
+            let returned = self.returned.notified();
+            tokio::pin!(returned);
+            returned.as_mut().enable();
+            let reused = self.warm.lock().unwrap_or_else(|p| p.into_inner()).pop();
+            if let Some(warm) = reused {
+                break warm;
+            }
+            if let Ok(slot) = self.slots.clone().try_acquire_owned() {
+                break self.instantiate(slot).await?;
+            }
+            tokio::select! {
+                () = &mut returned => continue,
+                slot = self.slots.clone().acquire_owned() => {
+                    let slot = slot.map_err(|_| PolicyError::Busy)?;
+                    break self.instantiate(slot).await?;
+                }
+                () = &mut wait => {
+                    crate::metrics::policy_busy(&self.info.name);
+                    return Err(PolicyError::Busy);
+                }
+            }
         };
         arm(&mut warm.store, self.engine.limits.call_deadline);
         Ok(warm)
     }
 
-    async fn instantiate(&self) -> Result<Warm, PolicyError> {
+    async fn instantiate(
+        &self,
+        slot: tokio::sync::OwnedSemaphorePermit,
+    ) -> Result<Warm, PolicyError> {
         let started = Instant::now();
         let sandbox = Sandbox::new(
             self.label.clone(),
@@ -480,12 +561,13 @@ impl PolicyModule {
                 .await
                 .map(Bindings::Planner),
         }
-        .map_err(|e| classify(e, INSTANTIATE_DEADLINE))?;
+        .map_err(|e| classify(e, INSTANTIATE_DEADLINE, store.data().exhausted()))?;
         tracing::debug!(module = %self.info.id(), elapsed = ?started.elapsed(), "instantiated policy");
         Ok(Warm {
             store,
             bindings,
             calls: 0,
+            _slot: slot,
         })
     }
 
@@ -496,16 +578,26 @@ impl PolicyModule {
         result: wasmtime::Result<Result<T, String>>,
     ) -> Result<T, PolicyError> {
         match result {
-            Err(trap) => Err(classify(trap, self.engine.limits.call_deadline)),
+            Err(trap) => Err(classify(
+                trap,
+                self.engine.limits.call_deadline,
+                warm.store.data().exhausted(),
+            )),
             Ok(answer) => {
                 warm.calls += 1;
                 if warm.calls < CALLS_PER_INSTANCE {
-                    let mut pool = self.warm.lock().unwrap_or_else(|p| p.into_inner());
-                    if pool.len() < WARM_INSTANCES {
-                        pool.push(warm);
-                    }
+                    // At most `max_instances` exist, so the pool needs no
+                    // bound of its own.
+                    self.warm
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push(warm);
+                    self.returned.notify_one();
                 }
-                answer.map_err(PolicyError::Rejected)
+                answer.map_err(|mut why| {
+                    bounds::cut(&mut why, bounds::MAX_TEXT_BYTES);
+                    PolicyError::Rejected(why)
+                })
             }
         }
     }
@@ -519,12 +611,22 @@ fn arm(store: &mut Store<Sandbox>, cpu: Duration) {
     store.set_epoch_deadline(1);
 }
 
-fn classify(error: wasmtime::Error, deadline: Duration) -> PolicyError {
-    match error.downcast_ref::<Trap>() {
-        Some(Trap::Interrupt) => PolicyError::Timeout(deadline),
-        _ if format!("{error:#}").contains("growing memory") => PolicyError::OutOfMemory,
+fn classify(
+    error: wasmtime::Error,
+    deadline: Duration,
+    exhausted: Option<Exhausted>,
+) -> PolicyError {
+    match (error.downcast_ref::<Trap>(), exhausted) {
+        (Some(Trap::Interrupt), _) => PolicyError::Timeout(deadline),
+        (_, Some(Exhausted::Memory)) => PolicyError::OutOfMemory,
+        (_, Some(Exhausted::Table)) => PolicyError::TableLimit,
         _ => PolicyError::Trap(root_cause(&error)),
     }
+}
+
+/// A policy's answer within [`bounds`], or why it is refused.
+fn within_bounds<T: Bounded>(answer: T) -> Result<T, PolicyError> {
+    answer.bounded().map_err(PolicyError::Invalid)
 }
 
 fn root_cause(error: &wasmtime::Error) -> String {

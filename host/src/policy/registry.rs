@@ -10,6 +10,9 @@ use serde::Serialize;
 use super::module::{PolicyEngine, PolicyModule, World, unix_seconds};
 use super::types::{Features, Message, ModelInfo, Route, Task, Tier, WireApi};
 
+/// Longest a module's compile and probe may take unless configured.
+pub const DEFAULT_LOAD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Loaded modules by name. Readers take a snapshot (`get`) without locking;
 /// a load replaces the whole map, so a call that already holds a module
 /// finishes on it while new calls see the new version.
@@ -17,8 +20,13 @@ pub struct Registry {
     engine: Arc<PolicyEngine>,
     modules: ArcSwap<HashMap<String, Arc<PolicyModule>>>,
     failures: Mutex<HashMap<String, LoadFailure>>,
-    /// Serialises loads so that two versions of one file cannot race.
-    loading: tokio::sync::Mutex<()>,
+    /// One lock per module name: two versions of one file cannot race,
+    /// while different modules load at the same time.
+    loading: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Built-in modules by name, restored when an override is deleted.
+    builtins: HashMap<String, &'static [u8]>,
+    /// Longest a compile and probe may take.
+    load_timeout: std::time::Duration,
 }
 
 /// The last failed load of a module name.
@@ -54,14 +62,39 @@ pub struct ModuleStatus {
 }
 
 impl Registry {
-    /// An empty registry on `engine`.
+    /// An empty registry on `engine`; a load may take
+    /// [`DEFAULT_LOAD_TIMEOUT`].
     pub fn new(engine: Arc<PolicyEngine>) -> Self {
         Registry {
             engine,
             modules: ArcSwap::default(),
             failures: Mutex::default(),
-            loading: tokio::sync::Mutex::new(()),
+            loading: Mutex::default(),
+            builtins: HashMap::new(),
+            load_timeout: DEFAULT_LOAD_TIMEOUT,
         }
+    }
+
+    /// The same registry, whose loads each take at most `load_timeout`.
+    /// (wasmtime cannot stop a compile half-way: one that runs over goes
+    /// on in the background and its result is dropped.)
+    pub fn with_load_timeout(mut self, load_timeout: std::time::Duration) -> Self {
+        self.load_timeout = load_timeout;
+        self
+    }
+
+    /// Loads the built-in modules, which a file of the same name in the
+    /// watched folder overrides for as long as it exists.
+    pub async fn load_builtins(
+        &mut self,
+        builtins: &[(&str, &'static [u8])],
+        catalog: &[ModelInfo],
+    ) -> anyhow::Result<()> {
+        for (name, bytes) in builtins {
+            self.builtins.insert(name.to_string(), bytes);
+            self.load(name, bytes.to_vec(), catalog).await?;
+        }
+        Ok(())
     }
 
     /// The engine modules are loaded on.
@@ -108,14 +141,42 @@ impl Registry {
         bytes: Vec<u8>,
         catalog: &[ModelInfo],
     ) -> anyhow::Result<Arc<PolicyModule>> {
-        let _serial = self.loading.lock().await;
+        let lock = self
+            .loading
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(name.to_string())
+            .or_default()
+            .clone();
+        let _serial = lock.lock().await;
         if let Some(current) = self.get(name)
             && current.info.hash == hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes))
         {
             return Ok(current);
         }
-        let result = self.compile_and_check(name, bytes, catalog).await;
-        match &result {
+        let result = tokio::time::timeout(
+            self.load_timeout,
+            self.compile_and_check(name, bytes, catalog),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            Err(anyhow::anyhow!(
+                "compiling and checking it took longer than {} s",
+                self.load_timeout.as_secs_f64()
+            ))
+        });
+        self.record(name, &result);
+        result
+    }
+
+    /// Records a load that failed before compiling (the file could not be
+    /// used), so that `/v1/policies`, the log and metrics say why.
+    pub fn refuse(&self, name: &str, reason: String) {
+        self.record(name, &Err(anyhow::anyhow!(reason)));
+    }
+
+    fn record(&self, name: &str, result: &anyhow::Result<Arc<PolicyModule>>) {
+        match result {
             Ok(module) => {
                 self.modules.rcu(|modules| {
                     let mut modules = HashMap::clone(modules);
@@ -153,16 +214,26 @@ impl Registry {
                     );
             }
         }
-        result
     }
 
-    /// Forgets module `name` (its file was removed).
-    pub fn remove(&self, name: &str) {
+    /// Module `name`'s file was removed: the built-in of that name serves
+    /// again if there is one, else the module is forgotten.
+    pub async fn remove(&self, name: &str, catalog: &[ModelInfo]) {
+        if let Some(bytes) = self.builtins.get(name) {
+            if self.load(name, bytes.to_vec(), catalog).await.is_ok() {
+                tracing::info!(module = name, "override removed: the built-in serves again");
+            }
+            return;
+        }
         self.modules.rcu(|modules| {
             let mut modules = HashMap::clone(modules);
             modules.remove(name);
             modules
         });
+        self.failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name);
         tracing::info!(module = name, "policy unloaded");
     }
 

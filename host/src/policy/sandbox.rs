@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
-use wasmtime::{Engine, StoreContextMut, StoreLimits, StoreLimitsBuilder, UpdateDeadline};
+use wasmtime::{Engine, StoreContextMut, UpdateDeadline};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -24,18 +24,113 @@ use super::v0_1;
 /// that a policy cannot flood the host's log.
 const MAX_LOG_LINE: usize = 1024;
 
+/// Most table elements an instance may hold, all its tables together. A
+/// funcref costs the host a pointer, so this is 8 MiB; the JavaScript and
+/// Python runtimes start with tens of thousands.
+pub const MAX_TABLE_ELEMENTS: usize = 1 << 20;
+/// Most core instances, tables and memories a component may create. Memory
+/// and table *sizes* are bounded in total, whatever their number, so these
+/// only keep the bookkeeping small.
+const MAX_INSTANCES: usize = 64;
+const MAX_TABLES: usize = 64;
+const MAX_MEMORIES: usize = 16;
+
 /// Store data of one policy instance.
 pub struct Sandbox {
     module: Arc<str>,
     wasi: WasiCtx,
     table: ResourceTable,
-    limits: StoreLimits,
+    limits: InstanceLimits,
     budget: Budget,
 }
 
+/// What the instance may hold: its memories' bytes and its tables'
+/// elements are each bounded *in total*. wasmtime's `StoreLimits` bounds
+/// each memory on its own, so an instance with sixteen memories could hold
+/// sixteen times the cap.
+#[derive(Debug)]
+pub struct InstanceLimits {
+    memory_cap: usize,
+    memory_used: usize,
+    table_used: usize,
+    exhausted: Option<Exhausted>,
+}
+
+/// Which bound a guest ran into (kept so a trap is classified by what
+/// happened, not by the text of its error).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exhausted {
+    /// Its memories, together, reached the memory cap.
+    Memory,
+    /// Its tables, together, reached [`MAX_TABLE_ELEMENTS`].
+    Table,
+}
+
+impl InstanceLimits {
+    fn new(memory_cap: usize) -> Self {
+        InstanceLimits {
+            memory_cap,
+            memory_used: 0,
+            table_used: 0,
+            exhausted: None,
+        }
+    }
+}
+
+impl wasmtime::ResourceLimiter for InstanceLimits {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let used = self.memory_used - current.min(self.memory_used) + desired;
+        if used > self.memory_cap || maximum.is_some_and(|m| desired > m) {
+            self.exhausted = Some(Exhausted::Memory);
+            // A trap, not a -1 from memory.grow: a guest that ignores the
+            // failure would otherwise go on in an undefined state.
+            return Err(wasmtime::Error::msg(format!(
+                "the policy's memories would hold {used} bytes, over its cap of {}",
+                self.memory_cap
+            )));
+        }
+        self.memory_used = used;
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let used = self.table_used - current.min(self.table_used) + desired;
+        if used > MAX_TABLE_ELEMENTS || maximum.is_some_and(|m| desired > m) {
+            self.exhausted = Some(Exhausted::Table);
+            return Err(wasmtime::Error::msg(format!(
+                "the policy's tables would hold {used} elements, over the cap of {MAX_TABLE_ELEMENTS}"
+            )));
+        }
+        self.table_used = used;
+        Ok(true)
+    }
+
+    fn instances(&self) -> usize {
+        MAX_INSTANCES
+    }
+
+    fn tables(&self) -> usize {
+        MAX_TABLES
+    }
+
+    fn memories(&self) -> usize {
+        MAX_MEMORIES
+    }
+}
+
 impl Sandbox {
-    /// A sandbox for `module` whose linear memories may not grow past
-    /// `memory_bytes` in total per memory, whose calls are timed by `clock`.
+    /// A sandbox for `module` whose linear memories may not hold more than
+    /// `memory_bytes` together, whose calls are timed by `clock`.
     pub fn new(module: Arc<str>, memory_bytes: usize, clock: Arc<TickClock>) -> Self {
         let wasi = WasiCtx::builder()
             .stdout(GuestOutput {
@@ -51,13 +146,7 @@ impl Sandbox {
             module,
             wasi,
             table: ResourceTable::new(),
-            limits: StoreLimitsBuilder::new()
-                .memory_size(memory_bytes)
-                .instances(64)
-                .tables(64)
-                .memories(16)
-                .trap_on_grow_failure(true)
-                .build(),
+            limits: InstanceLimits::new(memory_bytes),
             budget: Budget::new(clock),
         }
     }
@@ -68,8 +157,13 @@ impl Sandbox {
     }
 
     /// The limiter wasmtime consults when memories and tables grow.
-    pub fn limits(&mut self) -> &mut StoreLimits {
+    pub fn limits(&mut self) -> &mut InstanceLimits {
         &mut self.limits
+    }
+
+    /// The bound the guest ran into, if it did.
+    pub fn exhausted(&self) -> Option<Exhausted> {
+        self.limits.exhausted
     }
 }
 

@@ -2,8 +2,9 @@
 //!
 //! The last user message picks the behaviour: `trap`, `loop`, `bomb` (grow
 //! memory without end), `huge` (a 1 MiB reasoning string), `unknown` (a model
-//! not in the catalog), `error` (an `Err` answer), `print` (write to stdout
-//! and stderr). Anything else gets a well-formed direct route.
+//! not in the catalog), `error` (an `Err` answer), `long-error` (a 1 MB
+//! `Err`), `fallbacks` (1,000 fallbacks), `print` (write to stdout and
+//! stderr). Anything else gets a well-formed direct route.
 
 use pointsman_sdk::{Model, Request, Route, Router};
 
@@ -30,6 +31,15 @@ impl Router for Hostile {
             }
             "huge" => Ok(Route::direct(first, &"x".repeat(1 << 20))),
             "unknown" => Ok(Route::direct("gpt-nonexistent", "no such model")),
+            "fallbacks" => {
+                let mut route = Route::direct(first, "every model, many times");
+                route.fallbacks = vec![first.to_string(); 1_000];
+                Ok(route)
+            }
+            "long-error" => Err(format!(
+                "hostile policy refuses{}",
+                " at length".repeat(100_000)
+            )),
             "error" => Err("hostile policy refuses".into()),
             "print" => {
                 println!("hello from the guest's stdout");

@@ -1,0 +1,30 @@
+;; Eight memories, each grown by 16 MiB on every call: each alone is under
+;; a 32 MiB cap, together they are four times over it.
+(module
+  (memory (export "memory") 4)
+  (memory $m1 0) (memory $m2 0) (memory $m3 0) (memory $m4 0)
+  (memory $m5 0) (memory $m6 0) (memory $m7 0)
+  (global $next (mut i32) (i32.const 4096))
+  ;; The first call of an instance (the host's probe at load) behaves.
+  (global $calls (mut i32) (i32.const 0))
+  (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32)
+    (local $at i32)
+    (local.set $at (i32.and (i32.add (global.get $next) (i32.const 7)) (i32.const -8)))
+    (global.set $next (i32.add (local.get $at) (local.get 3)))
+    (local.get $at))
+  (func (export "pointsman:policy/routing@0.1.0#route") (param i32) (result i32)
+    (if (global.get $calls) (then
+      (drop (memory.grow $m1 (i32.const 256)))
+      (drop (memory.grow $m2 (i32.const 256)))
+      (drop (memory.grow $m3 (i32.const 256)))
+      (drop (memory.grow $m4 (i32.const 256)))
+      (drop (memory.grow $m5 (i32.const 256)))
+      (drop (memory.grow $m6 (i32.const 256)))
+      (drop (memory.grow $m7 (i32.const 256)))
+    ))
+    (global.set $calls (i32.add (global.get $calls) (i32.const 1)))
+    (i32.store8 (i32.const 64) (i32.const 1))
+    (i32.store (i32.const 72) (i32.const 128))
+    (i32.store (i32.const 76) (i32.const 5))
+    (i32.const 64))
+  (data (i32.const 128) "grown"))
