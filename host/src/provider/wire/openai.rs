@@ -81,6 +81,10 @@ pub struct ChatRequest {
     /// Whether the model may emit several tool calls in one turn.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parallel_tool_calls: Option<bool>,
+    /// How hard a reasoning model thinks (`minimal`, `low`, `medium`,
+    /// `high`, ...), kept as sent; models without reasoning reject it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning_effort: Option<String>,
     /// Parameters not modelled above.
     #[serde(flatten)]
     pub extra: Extra,
