@@ -1101,7 +1101,10 @@ mod tests {
         let (req, back): (MessagesRequest, _) = roundtrip(body.clone());
         assert_eq!(back, body);
         assert!(req.is_stream());
-        assert!(req.extra.contains_key("thinking"));
+        assert_eq!(
+            req.thinking.as_ref().map(Thinking::mode),
+            Some(ThinkingMode::Enabled(Some(2048)))
+        );
         let Content::Blocks(blocks) = &req.messages[2].content else {
             panic!("expected blocks");
         };

@@ -44,7 +44,8 @@ const BLOCK_SEPARATOR: &str = "\n\n";
 /// * Assistant text blocks are concatenated; `tool_use` blocks become
 ///   `tool_calls` with JSON-string arguments; thinking blocks are dropped.
 /// * `stop_sequences` → `stop`, `max_tokens` → `max_tokens`,
-///   `metadata.user_id` → `user`, `disable_parallel_tool_use` →
+///   `metadata.user_id` → `user` (Claude Code's JSON form gives its
+///   `session_id`), `disable_parallel_tool_use` →
 ///   `parallel_tool_calls: false`; `top_k` and unknown fields are dropped.
 /// * A streamed request asks for `stream_options.include_usage`, so the
 ///   upstream reports the usage the gateway bills and the client expects.
@@ -111,11 +112,26 @@ pub fn anthropic_request_to_openai(
             .stop_sequences
             .filter(|s| !s.is_empty())
             .map(openai::Stop::Many),
-        user: req.metadata.and_then(|m| m.user_id),
+        user: req.metadata.and_then(|m| m.user_id).map(openai_user),
         parallel_tool_calls,
         reasoning_effort,
         ..openai::ChatRequest::default()
     })
+}
+
+/// OpenAI's `user` for an Anthropic `metadata.user_id`: Claude Code's is a
+/// JSON object as a string (device, account and session ids), of which the
+/// session id is what identifies the conversation's user; any other id is
+/// kept as it is.
+fn openai_user(user_id: String) -> String {
+    if user_id.starts_with('{')
+        && let Ok(Value::Object(fields)) = serde_json::from_str::<Value>(&user_id)
+        && let Some(Value::String(session)) = fields.get("session_id")
+        && !session.is_empty()
+    {
+        return session.clone();
+    }
+    user_id
 }
 
 fn system_message(text: String) -> ChatMessage {

@@ -551,6 +551,7 @@ fn claude_code_request_to_openai_keeps_system_messages_in_place() {
         assert!(json.get(dropped).is_none(), "{dropped}: {json}");
     }
     assert!(!json.to_string().contains("cache_control"), "{json}");
+    assert_eq!(json["user"], "c420cb3b", "Claude Code's session id");
 }
 
 #[test]
