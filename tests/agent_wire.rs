@@ -281,3 +281,37 @@ async fn recorded_claude_code_requests_route_on_what_the_user_asked() {
         "{design:?}"
     );
 }
+
+#[tokio::test]
+async fn claude_codes_effort_reaches_openai_models_with_reasoning_only() {
+    let upstream = Upstream::start(UpstreamConfig::default()).await;
+    let body = json!({"model": "claude-opus-4-8", "max_tokens": 1000,
+        "thinking": {"type": "adaptive"}, "output_config": {"effort": "high"},
+        "messages": [{"role": "user", "content": "rename the helper function"}]});
+    for reasoning in [false, true] {
+        let mut config = common::seed_on(&upstream, Api::OpenAi);
+        for model in &mut config.models {
+            model.reasoning = reasoning;
+        }
+        let daemon = Daemon::start(config).await;
+        let (status, _, answer) = json_of(
+            client()
+                .post(format!("{}/v1/messages", daemon.url))
+                .json(&body)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        let sent = upstream.last_request().unwrap();
+        assert_eq!(sent.api, Some(Api::OpenAi));
+        let effort = sent.body.get("reasoning_effort");
+        if reasoning {
+            assert_eq!(effort, Some(&json!("high")), "{:?}", sent.body);
+        } else {
+            assert_eq!(effort, None, "{:?}", sent.body);
+        }
+        assert!(sent.body.get("thinking").is_none(), "{:?}", sent.body);
+    }
+}
