@@ -34,7 +34,9 @@ const BLOCK_SEPARATOR: &str = "\n\n";
 ///   again for a model whose config does not say `reasoning = true`.
 ///   Thinking itself (`thinking`), `context_management`, `cache_control`,
 ///   the other `metadata` fields and the `anthropic-beta` header have no
-///   OpenAI equivalent and are dropped.
+///   OpenAI equivalent and are dropped, as are tools with `defer_loading`
+///   (Claude Code's placeholders for tools it loads through Anthropic's
+///   tool search).
 /// * In a user message, each `tool_result` becomes a `tool` message, in
 ///   order and *before* the message's other content, because OpenAI needs
 ///   tool messages right after the assistant's tool calls. Images inside a
@@ -81,6 +83,9 @@ pub fn anthropic_request_to_openai(
         .map(|tools| {
             tools
                 .into_iter()
+                // Deferred tools are loaded by Anthropic's tool search only;
+                // OpenAI would offer them outright.
+                .filter(|tool| tool.extra.get("defer_loading") != Some(&Value::Bool(true)))
                 .map(tool_to_openai)
                 .collect::<Result<Vec<_>, _>>()
         })

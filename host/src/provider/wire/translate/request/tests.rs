@@ -487,7 +487,10 @@ fn claude_code_request() -> Value {
             ]},
             {"role": "system", "content": "Reminder: keep going."}
         ],
-        "tools": [{"name": "Read", "description": "Reads a file", "input_schema": {"type": "object", "properties": {"file_path": {"type": "string"}}}}],
+        "tools": [
+            {"name": "Read", "description": "Reads a file", "input_schema": {"type": "object", "properties": {"file_path": {"type": "string"}}}},
+            {"name": "DeferredToolPlaceholder", "description": "Loaded by tool search", "input_schema": {"type": "object"}, "defer_loading": true}
+        ],
         "metadata": {"user_id": "{\"device_id\":\"0000\",\"account_uuid\":\"\",\"session_id\":\"c420cb3b\"}"},
         "thinking": {"type": "adaptive", "display": "omitted"},
         "context_management": {"edits": [{"type": "clear_thinking_20251015", "keep": "all"}]},
@@ -552,6 +555,13 @@ fn claude_code_request_to_openai_keeps_system_messages_in_place() {
     }
     assert!(!json.to_string().contains("cache_control"), "{json}");
     assert_eq!(json["user"], "c420cb3b", "Claude Code's session id");
+    let tools: Vec<&str> = json["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["function"]["name"].as_str())
+        .collect();
+    assert_eq!(tools, ["Read"], "deferred tools are not offered");
 }
 
 #[test]
