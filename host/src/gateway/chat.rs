@@ -96,7 +96,7 @@ async fn serve(
     }
     let id = request_id();
     let mut labels = features::header_labels(headers);
-    labels.extend(client.labels);
+    labels.extend(client.labels.iter().cloned());
     let ctx = RequestContext {
         id: id.clone(),
         labels,
@@ -109,7 +109,7 @@ async fn serve(
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
     }
-    let decision = route(state, &mut features).await?;
+    let decision = route(state, &client.name, &mut features).await?;
     let candidates = candidates(state, &decision.route, &features)?;
     let deadline = deadline(state, &decision.route, headers);
     let (mut planner_cost, mut plan_source) = (Cost::default(), None);
@@ -178,9 +178,14 @@ fn parse(
 /// catalog model is served as named unless config lets policies override
 /// it; anything else is 404. The policy sees the resolved name as
 /// `requested_model` and the client's own in the `asked_model` label.
+/// `client` is the client key's name: a session's task belongs to it.
 ///
 /// [`Config::resolve_model`]: crate::config::Config::resolve_model
-pub async fn route(state: &AppState, features: &mut Features) -> Result<Decision, ApiError> {
+pub async fn route(
+    state: &AppState,
+    client: &str,
+    features: &mut Features,
+) -> Result<Decision, ApiError> {
     let asked = features.requested_model.clone();
     let Some(resolved) = state.config.resolve_model(&asked) else {
         return Err(unknown_model(state, &asked));
@@ -212,11 +217,11 @@ pub async fn route(state: &AppState, features: &mut Features) -> Result<Decision
             fallback_reason: None,
         });
     }
-    let task = task_turn(state, features);
+    let task = task_turn(state, client, features);
     let catalog = state.catalog();
     let decision = state.policies.decide(features, &catalog).await;
     if let (TaskTurn::Starts, Some(session)) = (task, &features.session) {
-        state.task_tiers.put(session, decision.route.tier);
+        state.task_tiers.put(client, session, decision.route.tier);
     }
     Ok(decision)
 }
@@ -234,7 +239,7 @@ enum TaskTurn {
 /// in a session whose task is known, the policy is told the tier that task
 /// started with (the `task_tier` label). A client's own `task_tier` label
 /// is never passed on.
-fn task_turn(state: &AppState, features: &mut Features) -> TaskTurn {
+fn task_turn(state: &AppState, client: &str, features: &mut Features) -> TaskTurn {
     features
         .labels
         .retain(|(k, _)| k != features::TASK_TIER_LABEL);
@@ -244,7 +249,7 @@ fn task_turn(state: &AppState, features: &mut Features) -> TaskTurn {
     if let Some(tier) = features
         .session
         .as_deref()
-        .and_then(|s| state.task_tiers.get(s))
+        .and_then(|s| state.task_tiers.get(client, s))
     {
         features::set_label(
             &mut features.labels,

@@ -13,27 +13,32 @@ pub const TASK_TTL: Duration = Duration::from_secs(3600);
 /// Most sessions remembered; the oldest is forgotten first.
 pub const MAX_SESSIONS: usize = 10_000;
 
-/// Task tiers by session.
+/// A session of one client key: sessions belong to the key that made them.
+type SessionKey = (String, String);
+
+/// Task tiers by client key and session.
 #[derive(Default)]
 pub struct TaskTiers {
-    tiers: Mutex<HashMap<String, (Instant, Tier)>>,
+    tiers: Mutex<HashMap<SessionKey, (Instant, Tier)>>,
 }
 
 impl TaskTiers {
-    /// The tier of the turn that started `session`'s current task, if known.
-    pub fn get(&self, session: &str) -> Option<Tier> {
+    /// The tier of the turn that started the current task of `client`'s
+    /// `session`, if known.
+    pub fn get(&self, client: &str, session: &str) -> Option<Tier> {
         let tiers = self.tiers.lock().unwrap_or_else(|p| p.into_inner());
         tiers
-            .get(session)
+            .get(&(client.to_string(), session.to_string()))
             .filter(|(at, _)| at.elapsed() < TASK_TTL)
             .map(|(_, tier)| *tier)
     }
 
-    /// Records that `session` started a task routed to `tier`.
-    pub fn put(&self, session: &str, tier: Tier) {
+    /// Records that `client`'s `session` started a task routed to `tier`.
+    pub fn put(&self, client: &str, session: &str, tier: Tier) {
+        let key = (client.to_string(), session.to_string());
         let mut tiers = self.tiers.lock().unwrap_or_else(|p| p.into_inner());
         if tiers.len() >= MAX_SESSIONS
-            && !tiers.contains_key(session)
+            && !tiers.contains_key(&key)
             && let Some(oldest) = tiers
                 .iter()
                 .min_by_key(|(_, (at, _))| *at)
@@ -41,7 +46,7 @@ impl TaskTiers {
         {
             tiers.remove(&oldest);
         }
-        tiers.insert(session.to_string(), (Instant::now(), tier));
+        tiers.insert(key, (Instant::now(), tier));
     }
 }
 
@@ -50,14 +55,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_task_tier_is_kept_per_session_and_replaced_by_the_next_task() {
+    fn a_task_tier_is_kept_per_client_and_session_and_replaced_by_the_next_task() {
         let tiers = TaskTiers::default();
-        assert_eq!(tiers.get("a"), None);
-        tiers.put("a", Tier::Plan);
-        tiers.put("b", Tier::Direct);
-        assert_eq!(tiers.get("a"), Some(Tier::Plan));
-        tiers.put("a", Tier::Direct);
-        assert_eq!(tiers.get("a"), Some(Tier::Direct));
-        assert_eq!(tiers.get("b"), Some(Tier::Direct));
+        assert_eq!(tiers.get("ci", "a"), None);
+        tiers.put("ci", "a", Tier::Plan);
+        tiers.put("ci", "b", Tier::Direct);
+        assert_eq!(tiers.get("ci", "a"), Some(Tier::Plan));
+        assert_eq!(tiers.get("other-key", "a"), None, "another key's session");
+        tiers.put("ci", "a", Tier::Direct);
+        assert_eq!(tiers.get("ci", "a"), Some(Tier::Direct));
+        assert_eq!(tiers.get("ci", "b"), Some(Tier::Direct));
     }
 }
