@@ -136,10 +136,10 @@ async fn malformed_requests_get_api_shaped_errors() {
             ),
             (
                 "unknown model",
-                with(api, |b| b["model"] = json!("gpt-17")),
+                with(api, |b| b["model"] = json!("llama-17")),
                 StatusCode::NOT_FOUND,
                 not_found,
-                "gpt-17",
+                "llama-17",
             ),
             (
                 "over every context window",

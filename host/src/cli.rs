@@ -211,8 +211,10 @@ fn read_json(path: &Path) -> anyhow::Result<Value> {
 }
 
 /// `pointsman policy test`: each line of `cases` is
-/// `{"name", "request", "headers"?, "unavailable"?, "context_windows"?, "expect"}`
-/// where `expect` holds any of `tier`, `executor`, `fallbacks`, `planner`
+/// `{"name", "api"?, "request", "headers"?, "task_tier"?, "unavailable"?,
+/// "context_windows"?, "expect"}`: `request` is an OpenAI chat body, or an
+/// Anthropic messages body with `"api": "anthropic"`; `task_tier` is the
+/// tier the gateway would pass on a session's tool-result turn; and `expect` holds any of `tier`, `executor`, `fallbacks`, `planner`
 /// (null for none), `reasoning_contains` (a list) or `error` (a substring of
 /// the policy's error).
 async fn policy_test(
@@ -263,12 +265,19 @@ async fn run_case(module: &PolicyModule, config: &Config, case: &Value) -> Vec<S
             }
         }
         ctx.labels = features::header_labels(&map);
-        ctx.session = map
-            .get("x-pointsman-session")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
+        ctx.session = features::header_session(&map);
     }
-    let features = features::from_openai(&case["request"], ctx);
+    let mut features = match case["api"].as_str() {
+        Some("anthropic") => features::from_anthropic(&case["request"], ctx),
+        _ => features::from_openai(&case["request"], ctx),
+    };
+    if let Some(tier) = case["task_tier"].as_str() {
+        features::set_label(
+            &mut features.labels,
+            features::TASK_TIER_LABEL,
+            tier.to_string(),
+        );
+    }
     let expect = &case["expect"];
     let result = module
         .route(&features, &catalog)

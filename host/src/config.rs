@@ -13,8 +13,11 @@ use anyhow::{Context, bail};
 use serde::Deserialize;
 
 use crate::policy::types::{ModelInfo, Route, Tier};
+
+mod model_names;
 use crate::resilience::balance::Strategy;
 use crate::resilience::breaker::BreakerConfig;
+pub use model_names::{ModelNameRule, ModelTarget, ResolvedModel, glob_matches};
 
 /// The built-in demo configuration.
 pub const DEMO_TOML: &str = include_str!("demo.toml");
@@ -32,6 +35,10 @@ pub struct Config {
     /// Model names that are always routed by the policy.
     #[serde(default = "default_aliases")]
     pub aliases: Vec<String>,
+    /// Patterns of other requested model names (an agent's own, such as
+    /// `claude-*`), mapped to an alias or a catalog model; first match wins.
+    #[serde(default)]
+    pub model_names: Vec<ModelNameRule>,
     /// Whether the router may override a request that names a catalog model.
     #[serde(default)]
     pub policy_overrides_named_models: bool,
@@ -183,6 +190,11 @@ pub struct ModelConfig {
     pub cached_usd_per_mtok: Option<f64>,
     /// Context window in tokens.
     pub context_window: u32,
+    /// Whether the model takes OpenAI's `reasoning_effort`: an Anthropic
+    /// request's `output_config.effort` or thinking budget becomes one only
+    /// for such a model on an OpenAI-format provider.
+    #[serde(default)]
+    pub reasoning: bool,
     /// How traffic is shared between the model's endpoints.
     #[serde(default)]
     pub balance: Strategy,
@@ -473,6 +485,7 @@ impl Config {
         if self.models.is_empty() {
             bail!("models: the catalog is empty");
         }
+        self.validate_model_names()?;
         let known = |key: &str, id: &str| -> anyhow::Result<()> {
             if ids.contains(id) {
                 Ok(())

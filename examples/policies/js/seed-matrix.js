@@ -176,6 +176,50 @@ function find(text, list, out) {
   return found;
 }
 
+/** The host's label with the tokens of what the user asked. */
+export const TASK_TOKENS_LABEL = "task_tokens";
+/** The host's label with the tier the session's current task started with. */
+export const TASK_TIER_LABEL = "task_tier";
+/** The complexity a continued task of each tier keeps. */
+const TASK_TIERS = { "plan-and-verify": "critical", plan: "high", direct: "medium" };
+
+function label(request, key) {
+  const labels = request.labels;
+  for (let i = 0; i < labels.length; i++) {
+    if (labels[i][0] === key) return labels[i][1];
+  }
+  return undefined;
+}
+
+/**
+ * The host's `task_tokens` label (the user messages' tokens, without an
+ * agent's system prompt and tool schemas), or the input tokens without it.
+ */
+export function taskTokens(request) {
+  const value = label(request, TASK_TOKENS_LABEL);
+  if (value !== undefined && /^[0-9]+$/.test(value) && Number(value) < 2 ** 32) {
+    return Number(value);
+  }
+  return request.inputTokens;
+}
+
+/**
+ * The tier name of the task a turn answering tool calls carries on (its
+ * latest message, system messages aside, is a `tool` message), when the host
+ * gives it in `task_tier`; else undefined.
+ */
+export function continuedTask(request) {
+  const messages = request.messages;
+  for (let i = messages.length - 1; i >= 0; i--) {
+    const role = messages[i].role;
+    if (role === "system") continue;
+    if (role !== "tool") return undefined;
+    const tier = label(request, TASK_TIER_LABEL);
+    return tier === "direct" || tier === "plan" || tier === "plan-and-verify" ? tier : undefined;
+  }
+  return undefined;
+}
+
 /**
  * Classifies `request`: returns `[complexity, signals]`, the complexity being
  * one of "critical", "high", "medium", "low".
@@ -189,7 +233,7 @@ export function classify(request) {
 
   let score = 0;
   const signals = [];
-  const tokens = request.inputTokens;
+  const tokens = taskTokens(request);
   if (tokens >= 32000) {
     score += 3;
     signals.push("tokens>=32000");
@@ -268,7 +312,16 @@ function candidates(preference, models, needed, notes) {
 /** Decides how to serve `request` given the catalog `models`; throws a string on error. */
 function route(request, models) {
   const classified = classify(request);
-  const complexity = classified[0];
+  let complexity = classified[0];
+  const taskTier = continuedTask(request);
+  if (taskTier !== undefined) {
+    classified[1].unshift(`continues a ${taskTier} task`);
+    const kept = TASK_TIERS[taskTier];
+    // A direct task stays direct: at most medium.
+    if (kept !== "medium" || complexity === "high" || complexity === "critical") {
+      complexity = kept;
+    }
+  }
   // u32 + u32 stays well inside a double's exact integers.
   const needed = request.inputTokens + (request.maxOutputTokens ?? 0);
   const notes = [];

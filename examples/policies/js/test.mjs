@@ -106,6 +106,34 @@ test("phrases and tools count", () => {
     "medium: tools>=5, dependency:service, simple:rename, change:refactor");
 });
 
+test("the task size is the user's words, not the agent's scaffolding", () => {
+  const ask = request("Fix the typo in main.rs", {
+    inputTokens: 20000,
+    toolCount: 12,
+    labels: [["task_tokens", "7"]],
+  });
+  check(routing.route(ask, catalog()), "direct", "glm-4.7", ALL, undefined,
+    "low: tools>=5, simple:typo, change:fix");
+  const r = routing.route(request("Fix the typo in main.rs", { inputTokens: 20000 }), catalog());
+  assert.equal(r.reasoning, "medium: tokens>=8000, simple:typo, change:fix");
+});
+
+test("tool-result turns keep the tier their task started with", () => {
+  const turn = request("Fix the typo in main.rs", { labels: [["task_tier", "plan"]] });
+  assert.equal(routing.route(turn, catalog()).tier, "direct");
+  turn.messages.push({ role: "tool", content: "1\tfn main() {}" }, { role: "system", content: "reminder" });
+  check(routing.route(turn, catalog()), "plan", "glm-4.7", ALL, "deepseek-v3.2",
+    "high: continues a plan task, simple:typo, change:fix");
+  const big = request("Design a plugin architecture across modules", {
+    inputTokens: 60000,
+    labels: [["task_tier", "direct"]],
+  });
+  big.messages.push({ role: "tool", content: "..." });
+  const r = routing.route(big, catalog());
+  assert.equal(r.tier, "direct");
+  assert.ok(r.reasoning.startsWith("medium: continues a direct task"), r.reasoning);
+});
+
 test("unavailable executor is skipped", () => {
   const r = routing.route(request("fix the bug"), catalog("glm-4.7"));
   check(r, "direct", "deepseek-v3.2-exp", ["claude-opus-4.5"], undefined,

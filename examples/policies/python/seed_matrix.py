@@ -187,6 +187,45 @@ def _found(stems: Sequence[str], found: AbstractSet[str]) -> List[str]:
     return [stem for stem in stems if stem in found]
 
 
+# The host's label with the tokens of what the user asked, and the one with
+# the tier the session's current task started with.
+TASK_TOKENS_LABEL = "task_tokens"
+TASK_TIER_LABEL = "task_tier"
+# The complexity a continued task of each tier keeps.
+_TASK_TIERS = {"plan-and-verify": CRITICAL, "plan": HIGH, "direct": MEDIUM}
+
+
+def _label(request, key: str):
+    for k, v in request.labels:
+        if k == key:
+            return v
+    return None
+
+
+def task_tokens(request) -> int:
+    """The host's `task_tokens` label (the user messages' tokens, without an
+    agent's system prompt and tool schemas), or the input tokens without it."""
+    value = _label(request, TASK_TOKENS_LABEL)
+    if value is not None and value.isascii() and value.isdigit() and int(value) < 2**32:
+        return int(value)
+    return request.input_tokens
+
+
+def continued_task(request):
+    """The tier name of the task a turn answering tool calls carries on (its
+    latest message, system messages aside, is a `tool` message), when the
+    host gives it in `task_tier`; else None."""
+    latest = None
+    for message in reversed(request.messages):
+        if message.role != "system":
+            latest = message
+            break
+    if latest is None or latest.role != "tool":
+        return None
+    tier = _label(request, TASK_TIER_LABEL)
+    return tier if tier in _TASK_TIERS else None
+
+
 def classify(request) -> Tuple[str, List[str]]:
     """Classifies `request`, returning the complexity and the signals that decided."""
     words = task_words(request)
@@ -202,7 +241,7 @@ def classify(request) -> Tuple[str, List[str]]:
 
     score = 0
     signals: List[str] = []
-    tokens = request.input_tokens
+    tokens = task_tokens(request)
     if tokens >= 32_000:
         score += 3
         signals.append("tokens>=32000")
@@ -286,6 +325,13 @@ def route(request, models) -> Decision:
     Raises `RouteError` when no executor fits.
     """
     complexity, signals = classify(request)
+    task_tier = continued_task(request)
+    if task_tier is not None:
+        signals = [f"continues a {task_tier} task"] + signals
+        kept = _TASK_TIERS[task_tier]
+        # A direct task stays direct: at most Medium.
+        if kept != MEDIUM or complexity in (HIGH, CRITICAL):
+            complexity = kept
     max_output = request.max_output_tokens
     needed = request.input_tokens + (max_output if max_output is not None else 0)
     notes: List[str] = []

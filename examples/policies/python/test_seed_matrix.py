@@ -129,6 +129,29 @@ class SeedMatrixTest(unittest.TestCase):
         self.assertEqual(r.reasoning,
                          "medium: tools>=5, dependency:service, simple:rename, change:refactor")
 
+    def test_the_task_size_is_the_users_words_not_the_agents_scaffolding(self):
+        ask = request("Fix the typo in main.rs", input_tokens=20_000, tool_count=12,
+                      labels=[("task_tokens", "7")])
+        r = route(ask, catalog())
+        self.check(r, "direct", "glm-4.7", ALL, None,
+                   "low: tools>=5, simple:typo, change:fix")
+        r = route(request("Fix the typo in main.rs", input_tokens=20_000), catalog())
+        self.assertEqual(r.reasoning, "medium: tokens>=8000, simple:typo, change:fix")
+
+    def test_tool_result_turns_keep_the_tier_their_task_started_with(self):
+        turn = request("Fix the typo in main.rs", labels=[("task_tier", "plan")])
+        self.assertEqual(route(turn, catalog()).tier, "direct")
+        turn.messages += [Message("tool", "1\tfn main() {}"), Message("system", "reminder")]
+        r = route(turn, catalog())
+        self.check(r, "plan", "glm-4.7", ALL, "deepseek-v3.2",
+                   "high: continues a plan task, simple:typo, change:fix")
+        big = request("Design a plugin architecture across modules", input_tokens=60_000,
+                      labels=[("task_tier", "direct")])
+        big.messages.append(Message("tool", "..."))
+        r = route(big, catalog())
+        self.assertEqual(r.tier, "direct")
+        self.assertTrue(r.reasoning.startswith("medium: continues a direct task"), r.reasoning)
+
     def test_unavailable_executor_is_skipped(self):
         r = route(request("fix the bug"), catalog("glm-4.7"))
         self.check(r, "direct", "deepseek-v3.2-exp", ["claude-opus-4.5"], None,

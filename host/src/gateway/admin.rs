@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
@@ -25,8 +25,34 @@ pub async fn require_admin(
     }
 }
 
-/// `GET /v1/models`: the catalog, in the OpenAI list format.
-pub async fn models(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
+/// Whether a request asks in Anthropic's way: Anthropic's SDKs and Claude
+/// Code send `anthropic-version`, and their key as `x-api-key`.
+pub fn asks_anthropic_way(headers: &HeaderMap) -> bool {
+    headers.contains_key("anthropic-version")
+        || (headers.contains_key("x-api-key") && !headers.contains_key(header::AUTHORIZATION))
+}
+
+/// `GET /v1/models`: the aliases and the catalog, in Anthropic's list
+/// format when asked Anthropic's way ([`asks_anthropic_way`]), else in
+/// OpenAI's.
+pub async fn models(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if asks_anthropic_way(&headers) {
+        let ids: Vec<&str> = state
+            .config
+            .aliases
+            .iter()
+            .map(String::as_str)
+            .chain(state.config.models.iter().map(|m| m.id.as_str()))
+            .collect();
+        let data: Vec<serde_json::Value> = ids.iter().map(|id| anthropic_model(id)).collect();
+        return Json(json!({
+            "data": data,
+            "has_more": false,
+            "first_id": ids.first(),
+            "last_id": ids.last(),
+        }))
+        .into_response();
+    }
     let created = crate::provider::unix_now();
     let mut data: Vec<serde_json::Value> = state
         .config
@@ -47,7 +73,13 @@ pub async fn models(State(state): State<Arc<AppState>>) -> Json<serde_json::Valu
             "available": m.available,
         })
     }));
-    Json(json!({"object": "list", "data": data}))
+    Json(json!({"object": "list", "data": data})).into_response()
+}
+
+/// A model object of Anthropic's `GET /v1/models`. The catalog has no
+/// release dates: `created_at` is the Unix epoch.
+fn anthropic_model(id: &str) -> serde_json::Value {
+    json!({"type": "model", "id": id, "display_name": id, "created_at": "1970-01-01T00:00:00Z"})
 }
 
 /// `GET /v1/policies`: loaded modules and their last errors.
@@ -115,8 +147,31 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         .into_response()
 }
 
-/// Anything else: a 404 in the OpenAI format (the common denominator).
-pub async fn not_found(uri: axum::http::Uri) -> Response {
+/// Anything else: a 404, in Anthropic's format under `/v1/messages` or when
+/// asked Anthropic's way, else in OpenAI's (the common denominator).
+pub async fn not_found(uri: axum::http::Uri, headers: HeaderMap) -> Response {
     ApiError::new(ErrorKind::NotFound, format!("no route for {}", uri.path()))
-        .into_response(Format::OpenAi)
+        .into_response(error_format(&uri, &headers))
+}
+
+/// A known path asked with the wrong method: a 405 in the path's format.
+pub async fn method_not_allowed(
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+) -> Response {
+    ApiError::new(
+        ErrorKind::MethodNotAllowed,
+        format!("{} does not take {method}", uri.path()),
+    )
+    .into_response(error_format(&uri, &headers))
+}
+
+/// The format of errors for a request to `uri`.
+fn error_format(uri: &axum::http::Uri, headers: &HeaderMap) -> Format {
+    if uri.path().starts_with("/v1/messages") || asks_anthropic_way(headers) {
+        Format::Anthropic
+    } else {
+        Format::OpenAi
+    }
 }

@@ -17,7 +17,7 @@ use super::auth::Client;
 use super::error::{ApiError, ErrorKind};
 use super::features::{self, RequestContext};
 use super::relay::Relay;
-use crate::config::ModelConfig;
+use crate::config::{ModelConfig, ModelTarget};
 use crate::ledger::{Cost, Prices, cost::format_usd};
 use crate::orchestrator::transparent::{self, PlanSource};
 use crate::policy::Decision;
@@ -96,14 +96,17 @@ async fn serve(
     let ctx = RequestContext {
         id: id.clone(),
         labels: features::header_labels(headers),
-        session: headers
-            .get("x-pointsman-session")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string),
+        session: features::header_session(headers),
     };
     let (value, mut features, mut request) = parse_off_workers(format, bytes, ctx).await?;
     features.labels = client.labels_with(std::mem::take(&mut features.labels));
-    let decision = route(state, &features).await?;
+    if let Request::Anthropic(r) = &mut request {
+        r.betas = headers
+            .get("anthropic-beta")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+    }
+    let decision = route(state, client.owner.as_str(), &mut features).await?;
     let candidates = candidates(state, &decision.route, &features)?;
     let deadline = deadline(state, &decision.route, headers);
     let (mut planner_cost, mut plan_source) = (Cost::default(), None);
@@ -205,37 +208,44 @@ fn parse(
     }
 }
 
-/// An alias is always routed by the policy; a catalog model is served as
-/// asked unless config lets policies override it; anything else is 404.
-async fn route(state: &AppState, features: &Features) -> Result<Decision, ApiError> {
-    let asked = features.requested_model.as_str();
-    let is_alias = state.config.aliases.iter().any(|a| a == asked);
-    let in_catalog = state.models.contains_key(asked);
-    if !is_alias && !in_catalog {
-        return Err(ApiError::new(
-            ErrorKind::NotFound,
-            format!(
-                "the model `{}` does not exist; use one of {} or an alias ({})",
-                asked.chars().take(100).collect::<String>(),
-                state
-                    .config
-                    .models
-                    .iter()
-                    .map(|m| m.id.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                state.config.aliases.join(", ")
-            ),
-        ));
+/// Resolves the requested model ([`Config::resolve_model`]): a name that
+/// resolves to the router is routed by the policy, one that resolves to a
+/// catalog model is served as named unless config lets policies override
+/// it; anything else is 404. The policy sees the resolved name as
+/// `requested_model` and the client's own in the `asked_model` label.
+/// `client` is the client's owner id ([`crate::tenant::Owner`]): a
+/// session's task belongs to it.
+///
+/// [`Config::resolve_model`]: crate::config::Config::resolve_model
+pub async fn route(
+    state: &AppState,
+    client: &str,
+    features: &mut Features,
+) -> Result<Decision, ApiError> {
+    let asked = features.requested_model.clone();
+    let Some(resolved) = state.config.resolve_model(&asked) else {
+        return Err(unknown_model(state, &asked));
+    };
+    if resolved.pattern.is_some() {
+        features::set_label(&mut features.labels, "asked_model", asked.clone());
+        features.requested_model = resolved.name().to_string();
     }
-    if in_catalog && !state.config.policy_overrides_named_models {
+    if let ModelTarget::Catalog(id) = resolved.target
+        && !state.config.policy_overrides_named_models
+    {
+        let reasoning = match resolved.pattern {
+            None => "the client named the model".to_string(),
+            Some(pattern) => {
+                format!("the client asked for {asked:.100}, mapped by model_names {pattern:?}")
+            }
+        };
         return Ok(Decision {
             route: Route {
                 tier: Tier::Direct,
-                executor: asked.to_string(),
+                executor: id.to_string(),
                 fallbacks: Vec::new(),
                 planner: None,
-                reasoning: "the client named the model".into(),
+                reasoning,
                 deadline_ms: None,
                 max_cost_usd: None,
             },
@@ -243,8 +253,80 @@ async fn route(state: &AppState, features: &Features) -> Result<Decision, ApiErr
             fallback_reason: None,
         });
     }
+    let task = task_turn(state, client, features);
     let catalog = state.catalog();
-    Ok(state.policies.decide(features, &catalog).await)
+    let decision = state.policies.decide(features, &catalog).await;
+    if let (TaskTurn::Starts, Some(session)) = (task, &features.session) {
+        state.task_tiers.put(client, session, decision.route.tier);
+    }
+    Ok(decision)
+}
+
+/// Whether a routed request starts a task or carries one on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TaskTurn {
+    /// The latest message asks something: a task starts.
+    Starts,
+    /// The latest message answers tool calls.
+    Continues,
+}
+
+/// Which turn of a task `features` is; on a turn that answers tool calls
+/// in a session whose task is known, the policy is told the tier that task
+/// started with (the `task_tier` label). A client's own `task_tier` label
+/// is never passed on.
+fn task_turn(state: &AppState, client: &str, features: &mut Features) -> TaskTurn {
+    features
+        .labels
+        .retain(|(k, _)| k != features::TASK_TIER_LABEL);
+    if !features::answers_tools(&features.messages) {
+        return TaskTurn::Starts;
+    }
+    if let Some(tier) = features
+        .session
+        .as_deref()
+        .and_then(|s| state.task_tiers.get(client, s))
+    {
+        features::set_label(
+            &mut features.labels,
+            features::TASK_TIER_LABEL,
+            tier.as_str().to_string(),
+        );
+    }
+    TaskTurn::Continues
+}
+
+/// The 404 for a model name nothing resolves.
+fn unknown_model(state: &AppState, asked: &str) -> ApiError {
+    ApiError::new(
+        ErrorKind::NotFound,
+        format!(
+            "the model `{}` does not exist; use one of {} or an alias ({}){}",
+            asked.chars().take(100).collect::<String>(),
+            state
+                .config
+                .models
+                .iter()
+                .map(|m| m.id.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            state.config.aliases.join(", "),
+            if state.config.model_names.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    ", or a name matching {}",
+                    state
+                        .config
+                        .model_names
+                        .iter()
+                        .map(|r| r.pattern.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            }
+        ),
+    )
 }
 
 /// Tokens a context window must hold for `features`.
@@ -330,6 +412,7 @@ async fn call(
                 let request = request.clone();
                 async move {
                     let provider = state.provider(&endpoint.provider);
+                    let translated = request.format() != provider.format();
                     let mut upstream = request.into_format(provider.format()).map_err(|e| {
                         ProviderError::Status {
                             status: 400,
@@ -339,6 +422,11 @@ async fn call(
                     })?;
                     upstream.set_model(&endpoint.upstream);
                     upstream.request_usage();
+                    if translated && !model.reasoning {
+                        // Effort the client asked of an Anthropic model, on
+                        // a model that takes none.
+                        upstream.clear_reasoning_effort();
+                    }
                     match provider.send(upstream).await? {
                         Reply::Complete(answer) => Ok(Served::Complete(model, answer)),
                         Reply::Stream(mut events) => {

@@ -16,8 +16,10 @@ pub enum ErrorKind {
     ContextLength,
     /// No or wrong client key (401).
     Authentication,
-    /// The model does not exist (404).
+    /// The model or path does not exist (404).
     NotFound,
+    /// The path does not take the request's method (405).
+    MethodNotAllowed,
     /// The body is over the size limit (413).
     TooLarge,
     /// The client did not send its request in time (408).
@@ -67,6 +69,7 @@ impl ApiError {
             ErrorKind::InvalidRequest | ErrorKind::ContextLength => StatusCode::BAD_REQUEST,
             ErrorKind::Authentication => StatusCode::UNAUTHORIZED,
             ErrorKind::NotFound => StatusCode::NOT_FOUND,
+            ErrorKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorKind::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ErrorKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
@@ -125,6 +128,7 @@ impl ApiError {
             ErrorKind::ContextLength => ("invalid_request_error", Some("context_length_exceeded")),
             ErrorKind::Authentication => ("invalid_request_error", Some("invalid_api_key")),
             ErrorKind::NotFound => ("invalid_request_error", Some("model_not_found")),
+            ErrorKind::MethodNotAllowed => ("invalid_request_error", Some("method_not_allowed")),
             ErrorKind::TooLarge => ("invalid_request_error", Some("request_too_large")),
             ErrorKind::RequestTimeout => ("invalid_request_error", Some("request_timeout")),
             ErrorKind::RateLimited => ("rate_limit_error", Some("rate_limit_exceeded")),
@@ -145,6 +149,7 @@ impl ApiError {
             }
             ErrorKind::Authentication => ErrorType::AuthenticationError,
             ErrorKind::NotFound => ErrorType::NotFoundError,
+            ErrorKind::MethodNotAllowed => ErrorType::InvalidRequestError,
             ErrorKind::TooLarge => ErrorType::RequestTooLarge,
             ErrorKind::RateLimited => ErrorType::RateLimitError,
             ErrorKind::Upstream | ErrorKind::Timeout => ErrorType::ApiError,

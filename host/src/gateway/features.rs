@@ -17,6 +17,15 @@ pub const POLICY_MESSAGE_BYTES: usize = 2000;
 use crate::tokens::PER_MESSAGE as TOKENS_PER_MESSAGE;
 pub use crate::tokens::count as count_tokens;
 
+/// Label carrying the tokens of what the user asked: the user messages'
+/// text, without tool results and `<system-reminder>` blocks. An agent's
+/// system prompt and tool schemas are the same for every task; this is the
+/// size of the task itself.
+pub const TASK_TOKENS_LABEL: &str = "task_tokens";
+/// Label carrying, on a turn that answers tool calls, the tier of the turn
+/// that started the session's task (`direct`, `plan`, `plan-and-verify`).
+pub const TASK_TIER_LABEL: &str = "task_tier";
+
 /// What the gateway knows besides the body.
 #[derive(Debug, Clone, Default)]
 pub struct RequestContext {
@@ -24,8 +33,34 @@ pub struct RequestContext {
     pub id: String,
     /// Labels from `x-pointsman-*` headers and the client key.
     pub labels: Vec<(String, String)>,
-    /// Session from the `x-pointsman-session` header.
+    /// Session from the headers ([`header_session`]).
     pub session: Option<String>,
+}
+
+/// The agent session named by the headers: `x-pointsman-session`, else
+/// Claude Code's `x-claude-code-session-id`.
+pub fn header_session(headers: &axum::http::HeaderMap) -> Option<String> {
+    ["x-pointsman-session", "x-claude-code-session-id"]
+        .iter()
+        .find_map(|name| {
+            let value = headers.get(*name)?.to_str().ok()?.trim();
+            (!value.is_empty()).then(|| value.to_string())
+        })
+}
+
+/// The session in an Anthropic `metadata.user_id`: Claude Code sends a JSON
+/// object as a string, whose `session_id` is the session; any other
+/// non-empty string is the session itself.
+pub fn metadata_session(user_id: &str) -> Option<String> {
+    let user_id = user_id.trim();
+    if user_id.starts_with('{')
+        && let Ok(Value::Object(fields)) = serde_json::from_str::<Value>(user_id)
+        && let Some(session) = fields.get("session_id").and_then(Value::as_str)
+        && !session.is_empty()
+    {
+        return Some(session.to_string());
+    }
+    (!user_id.is_empty()).then(|| user_id.to_string())
 }
 
 /// Features of an OpenAI chat-completions body.
@@ -39,10 +74,12 @@ pub fn from_openai(body: &Value, ctx: RequestContext) -> Features {
 
 /// Features of an Anthropic messages body.
 pub fn from_anthropic(body: &Value, ctx: RequestContext) -> Features {
-    let messages = anthropic_messages(body, false);
+    let messages = anthropic_messages(body);
     let mut ctx = ctx;
     if ctx.session.is_none() {
-        ctx.session = body["metadata"]["user_id"].as_str().map(str::to_string);
+        ctx.session = body["metadata"]["user_id"]
+            .as_str()
+            .and_then(metadata_session);
     }
     let max_output = body["max_tokens"].as_u64();
     build(WireApi::AnthropicMessages, body, messages, max_output, ctx)
@@ -50,13 +87,47 @@ pub fn from_anthropic(body: &Value, ctx: RequestContext) -> Features {
 
 /// The whole conversation of a `format` body as text, uncut (a policy sees
 /// [`Features::messages`], which are cut short). An Anthropic user message
-/// that only carries tool results is a `tool` message here, as it would be
-/// on OpenAI's API: it answers the model, it asks nothing.
+/// that only carries tool results is a `tool` message, as it would be on
+/// OpenAI's API: it answers the model, it asks nothing. `<system-reminder>`
+/// blocks, which agents add to user messages, are left out.
 pub fn conversation(format: Format, body: &Value) -> Vec<Message> {
     match format {
         Format::OpenAi => openai_messages(body),
-        Format::Anthropic => anthropic_messages(body, true),
+        Format::Anthropic => anthropic_messages(body),
     }
+}
+
+/// Whether the latest message of the conversation (system messages aside)
+/// answers tool calls: the agent carries on a task rather than starting one.
+pub fn answers_tools(messages: &[Message]) -> bool {
+    messages
+        .iter()
+        .rev()
+        .find(|m| m.role != "system")
+        .is_some_and(|m| m.role == "tool")
+}
+
+/// `text` without its `<system-reminder>...</system-reminder>` blocks:
+/// the reminders Claude Code adds to user messages and tool results (the
+/// date, its attribution rules, the project's instructions) are the
+/// agent's, not what the user asked. An unclosed block runs to the end.
+pub fn without_reminders(text: &str) -> std::borrow::Cow<'_, str> {
+    const OPEN: &str = "<system-reminder>";
+    const CLOSE: &str = "</system-reminder>";
+    if !text.contains(OPEN) {
+        return text.into();
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find(OPEN) {
+        out.push_str(&rest[..start]);
+        rest = match rest[start..].find(CLOSE) {
+            Some(end) => &rest[start + end + CLOSE.len()..],
+            None => "",
+        };
+    }
+    out.push_str(rest);
+    out.trim().to_string().into()
 }
 
 fn openai_messages(body: &Value) -> Vec<Message> {
@@ -66,7 +137,7 @@ fn openai_messages(body: &Value) -> Vec<Message> {
             ms.iter()
                 .map(|m| Message {
                     role: m["role"].as_str().unwrap_or("user").to_string(),
-                    content: openai_text(m),
+                    content: without_reminders(&openai_text(m)).into_owned(),
                 })
                 .collect()
         })
@@ -74,8 +145,9 @@ fn openai_messages(body: &Value) -> Vec<Message> {
 }
 
 /// Anthropic's top-level system prompt comes first, as a `system` message;
-/// `tool_role` makes user messages of tool results only `tool` messages.
-fn anthropic_messages(body: &Value, tool_role: bool) -> Vec<Message> {
+/// user messages of tool results only are `tool` messages, and system
+/// messages inside the conversation stay where they are.
+fn anthropic_messages(body: &Value) -> Vec<Message> {
     let mut messages = Vec::new();
     let system = anthropic_text(&body["system"]);
     if !system.is_empty() {
@@ -90,12 +162,12 @@ fn anthropic_messages(body: &Value, tool_role: bool) -> Vec<Message> {
                 !blocks.is_empty() && blocks.iter().all(|b| b["type"] == "tool_result")
             });
             let role = match m["role"].as_str().unwrap_or("user") {
-                "user" if tool_role && only_results => "tool",
+                "user" if only_results => "tool",
                 role => role,
             };
             Message {
                 role: role.to_string(),
-                content: anthropic_text(&m["content"]),
+                content: without_reminders(&anthropic_text(&m["content"])).into_owned(),
             }
         }));
     }
@@ -121,6 +193,12 @@ fn build(
             &serde_json::to_string(tools).unwrap_or_default(),
         ));
     }
+    let task_tokens: u32 = messages
+        .iter()
+        .filter(|m| m.role == "user")
+        .fold(0, |sum: u32, m| {
+            sum.saturating_add(count_tokens(&m.content))
+        });
     let message_count = messages.len() as u32;
     let messages = policy_view(messages);
     let mut labels = ctx.labels;
@@ -131,6 +209,7 @@ fn build(
             }
         }
     }
+    set_label(&mut labels, TASK_TOKENS_LABEL, task_tokens.to_string());
     Features {
         id: ctx.id,
         api,
@@ -143,6 +222,12 @@ fn build(
         labels,
         session: ctx.session,
     }
+}
+
+/// Sets the host's label `key`, replacing any a client sent under that key.
+pub fn set_label(labels: &mut Vec<(String, String)>, key: &str, value: String) {
+    labels.retain(|(k, _)| k != key);
+    labels.push((key.to_string(), value));
 }
 
 /// Messages a policy sees: the latest [`POLICY_MESSAGES`], each cut to
@@ -242,7 +327,13 @@ mod tests {
         assert!(f.messages[2].content.contains("read_file"));
         assert_eq!(f.tool_count, 1);
         assert_eq!(f.max_output_tokens, Some(100));
-        assert_eq!(f.labels, [("team".to_string(), "core".to_string())]);
+        assert_eq!(
+            f.labels,
+            [
+                ("team".to_string(), "core".to_string()),
+                (TASK_TOKENS_LABEL.to_string(), "3".to_string())
+            ]
+        );
         assert!(
             f.input_tokens > 12 && f.input_tokens < 80,
             "{}",
@@ -264,5 +355,94 @@ mod tests {
         assert_eq!(f.messages[1].content, "hello\nok");
         assert_eq!(f.session.as_deref(), Some("session-7"));
         assert_eq!(f.max_output_tokens, Some(1024));
+    }
+
+    fn fixture(name: &str) -> Value {
+        let path = format!(
+            "{}/../tests/fixtures/claude-code/{name}.json",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+
+    fn label<'a>(f: &'a Features, key: &str) -> Option<&'a str> {
+        f.labels
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    #[test]
+    fn claude_code_requests_show_the_task_not_the_scaffolding() {
+        let recorded = fixture("first-turn");
+        let f = from_anthropic(&recorded["body"], RequestContext::default());
+        // The session is in `metadata.user_id`, a JSON string.
+        assert_eq!(
+            f.session.as_deref(),
+            recorded["headers"]["X-Claude-Code-Session-Id"].as_str()
+        );
+        let roles: Vec<&str> = f.messages.iter().map(|m| m.role.as_str()).collect();
+        assert_eq!(roles, ["system", "user", "system"]);
+        // The reminder Claude Code puts before the prompt is gone.
+        assert_eq!(f.messages[1].content, "Fix the typo in main.rs");
+        assert!(f.input_tokens > 8000, "{}", f.input_tokens);
+        let task: u32 = label(&f, TASK_TOKENS_LABEL).unwrap().parse().unwrap();
+        assert!(task < 20, "{task}");
+        assert!(!answers_tools(&f.messages));
+
+        let recorded = fixture("tool-result-turn");
+        let f = from_anthropic(&recorded["body"], RequestContext::default());
+        let roles: Vec<&str> = f.messages.iter().map(|m| m.role.as_str()).collect();
+        assert_eq!(
+            roles,
+            [
+                "system",
+                "user",
+                "system",
+                "assistant",
+                "tool",
+                "assistant",
+                "tool"
+            ]
+        );
+        assert!(answers_tools(&f.messages));
+        // Tool results are not the user's words.
+        assert_eq!(
+            label(&f, TASK_TOKENS_LABEL),
+            Some(task.to_string().as_str())
+        );
+    }
+
+    #[test]
+    fn sessions_come_from_headers_then_metadata() {
+        let mut headers = axum::http::HeaderMap::new();
+        assert_eq!(header_session(&headers), None);
+        headers.insert("x-claude-code-session-id", "cc-1".parse().unwrap());
+        assert_eq!(header_session(&headers).as_deref(), Some("cc-1"));
+        headers.insert("x-pointsman-session", "mine".parse().unwrap());
+        assert_eq!(header_session(&headers).as_deref(), Some("mine"));
+        assert_eq!(
+            metadata_session(r#"{"device_id":"d","session_id":"s-9"}"#).as_deref(),
+            Some("s-9")
+        );
+        assert_eq!(metadata_session("user-7").as_deref(), Some("user-7"));
+        assert_eq!(
+            metadata_session(r#"{"device_id":"d"}"#).as_deref(),
+            Some(r#"{"device_id":"d"}"#)
+        );
+        assert_eq!(metadata_session(" "), None);
+    }
+
+    #[test]
+    fn reminders_are_cut_out() {
+        assert_eq!(without_reminders("plain"), "plain");
+        assert_eq!(
+            without_reminders("<system-reminder>\nx\n</system-reminder>\nFix it"),
+            "Fix it"
+        );
+        assert_eq!(
+            without_reminders("a <system-reminder>x</system-reminder> b <system-reminder>y"),
+            "a  b"
+        );
     }
 }

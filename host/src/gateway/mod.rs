@@ -2,6 +2,8 @@
 //! them.
 //!
 //! - [`chat`]: `POST /v1/chat/completions` and `POST /v1/messages`.
+//! - [`count_tokens`]: `POST /v1/messages/count_tokens`.
+//! - [`sessions`]: what is remembered of an agent session's task.
 //! - [`relay`]: streaming answers back in the client's format.
 //! - [`features`]: what the router sees of a request.
 //! - [`auth`], [`error`]: client keys, and errors in each API's format.
@@ -11,11 +13,13 @@ pub mod admin;
 pub mod auth;
 pub mod body;
 pub mod chat;
+pub mod count_tokens;
 pub mod error;
 pub mod features;
 pub mod limits;
 pub mod relay;
 pub mod server;
+pub mod sessions;
 pub mod tasks;
 
 use std::collections::HashMap;
@@ -51,6 +55,8 @@ pub struct AppState {
     pub tasks: crate::orchestrator::store::Tasks,
     /// Plans of agent sessions in transparent plan mode.
     pub plans: crate::orchestrator::transparent::PlanCache,
+    /// The tier each agent session's current task started with.
+    pub task_tiers: sessions::TaskTiers,
     providers: HashMap<String, Provider>,
     baseline: Prices,
     metrics: metrics_exporter_prometheus::PrometheusHandle,
@@ -79,6 +85,7 @@ impl AppState {
             resilience: Resilience::new(&config),
             tasks: crate::orchestrator::store::Tasks::new(&config.tasks),
             plans: Default::default(),
+            task_tiers: Default::default(),
             policies,
             models,
             providers,
@@ -150,6 +157,7 @@ pub fn router(state: Arc<AppState>) -> Router {
                 },
             ),
         )
+        .route("/v1/messages/count_tokens", post(count_tokens::handle))
         .route("/v1/tasks", post(tasks::submit))
         .route("/v1/tasks/{id}", get(tasks::get).delete(tasks::cancel))
         .route("/v1/tasks/{id}/events", get(tasks::events))
@@ -166,6 +174,7 @@ pub fn router(state: Arc<AppState>) -> Router {
                 )),
         )
         .fallback(admin::not_found)
+        .method_not_allowed_fallback(admin::method_not_allowed)
         .with_state(state)
 }
 

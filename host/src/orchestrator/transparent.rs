@@ -410,8 +410,8 @@ mod tests {
         ]});
         let conversation = features::conversation(crate::provider::Format::Anthropic, &body);
         let f = features::from_anthropic(&body, RequestContext::default());
-        // Policies still see the tool result as the user's, as before.
-        assert_eq!(f.messages[2].role, "user");
+        // Policies see the tool result as a tool message too.
+        assert_eq!(f.messages[2].role, "tool");
         let task = task_of(&f, &conversation, &route(), CONVERSATION_TOKENS);
         assert_eq!(task.title, "Design a plugin system across multiple modules");
         assert!(task.context.is_empty(), "{:?}", task.context);

@@ -38,6 +38,8 @@ use crate::config::{ProviderConfig, ProviderKind};
 
 /// The Anthropic API version the adapter speaks.
 pub const ANTHROPIC_VERSION: &str = "2023-06-01";
+/// Largest `count_tokens` answer read (it is one small object).
+const MAX_COUNT_BODY: usize = 64 * 1024;
 /// Most of an upstream error body quoted in an error message.
 const MAX_ERROR_TEXT: usize = 512;
 /// Most of an upstream error body read: the message is at its start, and
@@ -57,6 +59,8 @@ pub struct HttpProvider {
     /// Parsed once: parsing and IDNA-checking it on every call cost about
     /// 5 µs a request.
     endpoint: Uri,
+    /// `POST /v1/messages/count_tokens` of an Anthropic provider.
+    count_endpoint: Option<Uri>,
     /// Content type, credentials and API version, sent with every call.
     headers: HeaderMap,
     transport: Transport,
@@ -87,6 +91,13 @@ impl HttpProvider {
             ProviderKind::Openai => (Format::OpenAi, format!("{base}/chat/completions")),
             ProviderKind::Anthropic => (Format::Anthropic, format!("{base}/v1/messages")),
             ProviderKind::Simulated => bail!("{at}: a simulated provider is not an HTTP provider"),
+        };
+        let count_endpoint = match format {
+            Format::Anthropic => Some(
+                parse_endpoint(&format!("{base}/v1/messages/count_tokens"))
+                    .with_context(|| format!("{at}.base_url: not a valid http or https URL"))?,
+            ),
+            Format::OpenAi => None,
         };
         let endpoint = parse_endpoint(&endpoint)
             .with_context(|| format!("{at}.base_url: not a valid http or https URL"))?;
@@ -132,6 +143,7 @@ impl HttpProvider {
             name: name.to_string(),
             format,
             endpoint,
+            count_endpoint,
             headers,
             transport,
             key,
@@ -148,15 +160,20 @@ impl HttpProvider {
     /// Sends the request and reads the answer (or the start of the stream).
     pub async fn send(&self, request: Request) -> Result<Reply, ProviderError> {
         let stream = request.is_stream();
-        let body = match &request {
-            Request::OpenAi(r) => serde_json::to_vec(r),
-            Request::Anthropic(r) => serde_json::to_vec(r),
-        }
-        .map_err(|e| ProviderError::Malformed(format!("cannot encode the request: {e}")))?;
-        let response = tokio::time::timeout(self.timeout, self.post(body))
-            .await
-            .map_err(|_| ProviderError::Timeout(self.timeout))?
-            .map_err(|e| ProviderError::Connect(error_text(&*e, self.key.as_deref())))?;
+        let (body, betas) = match &request {
+            Request::OpenAi(r) => (serde_json::to_vec(r), None),
+            Request::Anthropic(r) => (serde_json::to_vec(r), r.betas.as_deref()),
+        };
+        let body =
+            body.map_err(|e| ProviderError::Malformed(format!("cannot encode the request: {e}")))?;
+        let betas = beta_header(betas);
+        let response = tokio::time::timeout(
+            self.timeout,
+            self.post(&self.endpoint, body, betas.as_ref()),
+        )
+        .await
+        .map_err(|_| ProviderError::Timeout(self.timeout))?
+        .map_err(|e| ProviderError::Connect(error_text(&*e, self.key.as_deref())))?;
         let status = response.status();
         if !status.is_success() {
             return Err(self.status_error(response).await);
@@ -185,13 +202,82 @@ impl HttpProvider {
             .map_err(|e| ProviderError::Malformed(self.redact(&format!("{e}"))))
     }
 
-    /// Posts `body` to the endpoint; the answer's head, its body to come.
-    async fn post(&self, body: Vec<u8>) -> Result<http::Response<Body>, BoxError> {
+    /// Asks an Anthropic provider to count the input tokens of `request`
+    /// (`POST /v1/messages/count_tokens`, with the request's betas); the
+    /// count. `None` for a provider of another format.
+    pub async fn count_tokens(
+        &self,
+        request: &anthropic::CountTokensRequest,
+        betas: Option<&str>,
+    ) -> Option<Result<u64, ProviderError>> {
+        let endpoint = self.count_endpoint.as_ref()?;
+        Some(self.count_at(endpoint, request, betas).await)
+    }
+
+    async fn count_at(
+        &self,
+        endpoint: &Uri,
+        request: &anthropic::CountTokensRequest,
+        betas: Option<&str>,
+    ) -> Result<u64, ProviderError> {
+        let body = serde_json::to_vec(request)
+            .map_err(|e| ProviderError::Malformed(format!("cannot encode the request: {e}")))?;
+        let betas = beta_header(betas);
+        let response =
+            tokio::time::timeout(self.timeout, self.post(endpoint, body, betas.as_ref()))
+                .await
+                .map_err(|_| ProviderError::Timeout(self.timeout))?
+                .map_err(|e| ProviderError::Connect(error_text(&*e, self.key.as_deref())))?;
+        if !response.status().is_success() {
+            return Err(self.status_error(response).await);
+        }
+        let bytes = tokio::time::timeout(self.timeout, self.read_small(response.into_body()))
+            .await
+            .map_err(|_| ProviderError::Timeout(self.timeout))??;
+        serde_json::from_slice::<anthropic::CountTokensResponse>(&bytes)
+            .map(|r| r.input_tokens)
+            .map_err(|e| ProviderError::Malformed(self.redact(&format!("{e}"))))
+    }
+
+    /// A small answer's body, refused past [`MAX_COUNT_BODY`] bytes.
+    async fn read_small(&self, mut body: Body) -> Result<Vec<u8>, ProviderError> {
+        let mut bytes = Vec::new();
+        while let Some(frame) = body.frame().await {
+            let frame =
+                frame.map_err(|e| ProviderError::Broken(error_text(&*e, self.key.as_deref())))?;
+            if let Ok(data) = frame.into_data() {
+                bytes.extend_from_slice(&data);
+                if bytes.len() > MAX_COUNT_BODY {
+                    return Err(ProviderError::Malformed(format!(
+                        "the answer is over {MAX_COUNT_BODY} bytes"
+                    )));
+                }
+            }
+        }
+        Ok(bytes)
+    }
+
+    /// Posts `body` to `endpoint`, with the client's `anthropic-beta` header
+    /// if any; the answer's head, its body to come.
+    async fn post(
+        &self,
+        endpoint: &Uri,
+        body: Vec<u8>,
+        betas: Option<&HeaderValue>,
+    ) -> Result<http::Response<Body>, BoxError> {
+        let headers = match betas {
+            None => self.headers.clone(),
+            Some(betas) => {
+                let mut headers = self.headers.clone();
+                headers.insert("anthropic-beta", betas.clone());
+                headers
+            }
+        };
         let call = |body: Vec<u8>| {
             let mut call = http::Request::new(Full::new(Bytes::from(body)));
             *call.method_mut() = Method::POST;
-            *call.uri_mut() = self.endpoint.clone();
-            *call.headers_mut() = self.headers.clone();
+            *call.uri_mut() = endpoint.clone();
+            *call.headers_mut() = headers.clone();
             call
         };
         match &self.transport {
@@ -205,8 +291,8 @@ impl HttpProvider {
             }
             Transport::Proxied(client) => {
                 let response = client
-                    .post(self.endpoint.to_string())
-                    .headers(self.headers.clone())
+                    .post(endpoint.to_string())
+                    .headers(headers.clone())
                     .body(body)
                     .send()
                     .await
@@ -488,6 +574,11 @@ async fn read_at_most(mut body: Body, limit: usize) -> Result<Bytes, Read> {
 
 /// The endpoint URL as a request target. Only `http` and `https` with a
 /// host are accepted.
+/// The `anthropic-beta` header to forward, if it is a valid header value.
+fn beta_header(betas: Option<&str>) -> Option<HeaderValue> {
+    HeaderValue::from_str(betas?).ok()
+}
+
 fn parse_endpoint(url: &str) -> anyhow::Result<Uri> {
     let uri: Uri = url.parse()?;
     match (uri.scheme_str(), uri.host()) {

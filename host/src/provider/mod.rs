@@ -81,6 +81,14 @@ impl Request {
         }
     }
 
+    /// Removes an OpenAI request's `reasoning_effort` (for a model that
+    /// takes none).
+    pub fn clear_reasoning_effort(&mut self) {
+        if let Request::OpenAi(r) = self {
+            r.reasoning_effort = None;
+        }
+    }
+
     /// Makes a streamed OpenAI request ask for usage: the gateway bills from
     /// it whether or not the client wants to see it.
     pub fn request_usage(&mut self) {
@@ -294,6 +302,20 @@ impl Provider {
         match self {
             Provider::Http(p) => p.format(),
             Provider::Simulated(_) => Format::OpenAi,
+        }
+    }
+
+    /// Asks the provider to count the input tokens of `request` (model
+    /// set to the upstream's name), when it can: Anthropic upstreams have
+    /// `count_tokens`; `None` for the others.
+    pub async fn count_tokens(
+        &self,
+        request: &anthropic::CountTokensRequest,
+        betas: Option<&str>,
+    ) -> Option<Result<u64, ProviderError>> {
+        match self {
+            Provider::Http(p) => p.count_tokens(request, betas).await,
+            Provider::Simulated(_) => None,
         }
     }
 

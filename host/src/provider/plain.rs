@@ -44,7 +44,8 @@ pub struct Pool {
     authority: String,
     /// Sent as `Host` with every request.
     host: HeaderValue,
-    /// Where every request goes, in origin form (`/v1/chat/completions`).
+    /// Where requests go, in origin form (`/v1/chat/completions`), unless
+    /// a request names another path of the same upstream.
     path: Uri,
     connect_timeout: Duration,
     idle_timeout: Duration,
@@ -97,14 +98,21 @@ impl Pool {
         Ok(pool)
     }
 
-    /// Sends `request` to the endpoint (whatever its URI) and returns the
+    /// Sends `request` to the endpoint (or to another path of its host, if
+    /// the request's URI names one) and returns the
     /// answer's head; the body drives the connection as it is read and
     /// returns it to the pool at its end.
     pub async fn send(
         self: &Arc<Self>,
         mut request: Request<Full<Bytes>>,
     ) -> Result<Response<PooledBody>, BoxError> {
-        *request.uri_mut() = self.path.clone();
+        // The request's own path when it names one (`count_tokens`), else
+        // the endpoint's.
+        let path = match request.uri().path_and_query() {
+            Some(p) if p.path() != self.path.path() => Uri::from(p.clone()),
+            _ => self.path.clone(),
+        };
+        *request.uri_mut() = path;
         request.headers_mut().insert(HOST, self.host.clone());
         loop {
             let (lease, reused) = match self.take().await {

@@ -18,13 +18,26 @@
 //! on anything that is not an ASCII letter or digit. A *stem* matches a word
 //! that starts with it; a *phrase* matches consecutive words.
 //!
+//! Tool results and agents' `<system-reminder>` blocks are not user messages
+//! (the host makes them `tool` messages and cuts the reminders out), so the
+//! task text is what the user asked.
+//!
 //! - **Critical** when any critical stem or word matches.
-//! - Otherwise a score: input tokens ≥ 32 000 (+3), ≥ 8 000 (+2), ≥ 2 000
-//!   (+1); a conversation of 16 or more messages (+1); 5 or more tools (+1); dependency signals
+//! - Otherwise a score: task tokens ≥ 32 000 (+3), ≥ 8 000 (+2), ≥ 2 000
+//!   (+1), the task tokens being the host's `task_tokens` label (the user
+//!   messages' tokens: an agent's constant system prompt and tool schemas
+//!   are not the task's size), or the input tokens without it; a
+//!   conversation of 16 or more messages (+1); 5 or more tools (+1); dependency signals
 //!   (+1 for one, +2 for two or more); novelty signals (+2); simple-change
 //!   signals (−1).
 //! - **High** when the score is 3 or more; **Medium** when it is 1 or more,
 //!   or a change signal matches without a simple one; **Low** otherwise.
+//! - A turn that answers tool calls (its latest message, system messages
+//!   aside, is a `tool` message) carries on the task that the session's
+//!   last user turn started: with the host's `task_tier` label, it keeps
+//!   that tier (`plan-and-verify` is Critical, `plan` High, and `direct`
+//!   at most Medium), so a task does not change tier as its tool results
+//!   pile up.
 //!
 //! A model is a candidate only if the catalog has it, marks it available,
 //! and its context window holds the input tokens plus `max_output_tokens`.
@@ -97,17 +110,39 @@ pub const EXECUTORS: &[&str] = &["glm-4.7", "deepseek-v3.2-exp", "claude-opus-4.
 /// Planners in order of preference.
 pub const PLANNERS: &[&str] = &["deepseek-v3.2", "claude-opus-4.5"];
 
-/// The seed's complexity classes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The host's label with the tokens of what the user asked.
+pub const TASK_TOKENS_LABEL: &str = "task_tokens";
+/// The host's label with the tier the session's current task started with.
+pub const TASK_TIER_LABEL: &str = "task_tier";
+
+/// The tier of the task a turn answering tool calls carries on, with its
+/// name, when the host knows it.
+pub fn continued_task(request: &Request) -> Option<(Tier, &str)> {
+    let latest = request.messages.iter().rev().find(|m| m.role != "system")?;
+    if latest.role != "tool" {
+        return None;
+    }
+    let name = request.label(TASK_TIER_LABEL)?;
+    let tier = match name {
+        "direct" => Tier::Direct,
+        "plan" => Tier::Plan,
+        "plan-and-verify" => Tier::PlanAndVerify,
+        _ => return None,
+    };
+    Some((tier, name))
+}
+
+/// The seed's complexity classes, least complex first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Complexity {
-    /// Security, deployment and the like: plan, then verify.
-    Critical,
-    /// New features, architecture: plan, then execute.
-    High,
-    /// Refactors, bug fixes: direct.
-    Medium,
     /// Simple changes: direct.
     Low,
+    /// Refactors, bug fixes: direct.
+    Medium,
+    /// New features, architecture: plan, then execute.
+    High,
+    /// Security, deployment and the like: plan, then verify.
+    Critical,
 }
 
 impl Complexity {
@@ -126,7 +161,18 @@ pub struct SeedMatrix;
 
 impl Router for SeedMatrix {
     fn route(request: &Request, models: &[Model]) -> Result<Route, String> {
-        let (complexity, signals) = classify(request);
+        let (complexity, mut signals) = classify(request);
+        let complexity = match continued_task(request) {
+            Some((tier, name)) => {
+                signals.insert(0, format!("continues a {name} task"));
+                match tier {
+                    Tier::PlanAndVerify => Complexity::Critical,
+                    Tier::Plan => Complexity::High,
+                    Tier::Direct => complexity.min(Complexity::Medium),
+                }
+            }
+            None => complexity,
+        };
         let needed = request.input_tokens as u64 + request.max_output_tokens.unwrap_or(0) as u64;
         let mut notes = Vec::new();
         let executors = candidates(EXECUTORS, models, needed, &mut notes);
@@ -185,7 +231,10 @@ pub fn classify(request: &Request) -> (Complexity, Vec<String>) {
 
     let mut score = 0i32;
     let mut signals = Vec::new();
-    let tokens = request.input_tokens;
+    let tokens = request
+        .label(TASK_TOKENS_LABEL)
+        .and_then(|t| t.parse::<u32>().ok())
+        .unwrap_or(request.input_tokens);
     for (threshold, points) in [(32_000, 3), (8_000, 2), (2_000, 1)] {
         if tokens >= threshold {
             score += points;
@@ -472,6 +521,64 @@ mod tests {
         let models = without(seed_catalog(), "deepseek-v3.2");
         let r = SeedMatrix::route(&request("deploy to production").build(), &models).unwrap();
         assert_eq!(r.planner.as_deref(), Some("claude-opus-4.5"));
+    }
+
+    #[test]
+    fn the_task_size_is_the_users_words_not_the_agents_scaffolding() {
+        // An agent's 20,000-token system prompt and tool schemas around a
+        // small ask: the host's task_tokens label is the ask's size.
+        let ask = request("Fix the typo in main.rs")
+            .tokens(20_000)
+            .tools(12)
+            .label(TASK_TOKENS_LABEL, "7")
+            .build();
+        let r = route(&ask);
+        assert!(r.reasoning.starts_with("low:"), "{}", r.reasoning);
+        let without_label = request("Fix the typo in main.rs").tokens(20_000).build();
+        assert!(
+            route(&without_label).reasoning.starts_with("medium:"),
+            "the input tokens count when the host gives no task size"
+        );
+    }
+
+    #[test]
+    fn tool_result_turns_keep_the_tier_their_task_started_with() {
+        let mut turn = request("Fix the typo in main.rs")
+            .label(TASK_TIER_LABEL, "plan")
+            .build();
+        // Without a tool result last, the label changes nothing.
+        assert_eq!(route(&turn).tier, Tier::Direct);
+        turn.messages.push(pointsman_sdk::Message {
+            role: "tool".into(),
+            content: "1\tfn main() {}".into(),
+        });
+        turn.messages.push(pointsman_sdk::Message {
+            role: "system".into(),
+            content: "reminder".into(),
+        });
+        let r = route(&turn);
+        assert_eq!(r.tier, Tier::Plan);
+        assert!(
+            r.reasoning.starts_with("high: continues a plan task"),
+            "{}",
+            r.reasoning
+        );
+        // A direct task stays direct however large its tool results grow.
+        let mut big = request("Design a plugin architecture across modules")
+            .tokens(60_000)
+            .label(TASK_TIER_LABEL, "direct")
+            .build();
+        big.messages.push(pointsman_sdk::Message {
+            role: "tool".into(),
+            content: "...".into(),
+        });
+        let r = route(&big);
+        assert_eq!(r.tier, Tier::Direct);
+        assert!(
+            r.reasoning.starts_with("medium: continues a direct task"),
+            "{}",
+            r.reasoning
+        );
     }
 
     #[test]

@@ -15,7 +15,10 @@
 //!   `content_block_stop`, `message_delta`, `message_stop`). Requires
 //!   `anthropic-version` and the key, as `x-api-key` or (like the real API,
 //!   and as the official Python SDK 2.x sends it) `Authorization: Bearer`;
-//!   [`UpstreamConfig::x_api_key_only`] refuses the bearer form.
+//!   [`UpstreamConfig::x_api_key_only`] refuses the bearer form. Like the
+//!   real API today, it takes `system` messages inside `messages` (text
+//!   only), which Claude Code sends. `POST /v1/messages/count_tokens`
+//!   answers `{"input_tokens": <the input of the default usage below>}`.
 //!
 //! # Default behaviour
 //!
@@ -821,9 +824,10 @@ async fn handle(
     body: Bytes,
 ) -> Response {
     let path = uri.path().to_string();
+    let counting = path == "/v1/messages/count_tokens" || path == "/messages/count_tokens";
     let api = if path.ends_with("/chat/completions") {
         Some(Api::OpenAi)
-    } else if path == "/v1/messages" || path == "/messages" {
+    } else if path == "/v1/messages" || path == "/messages" || counting {
         Some(Api::Anthropic)
     } else {
         None
@@ -892,6 +896,12 @@ async fn handle(
         let message = "We could not parse the JSON body of your request.";
         return json_response(400, error_body(api, 400, message), seq, Some(api), &[]);
     };
+    if counting {
+        // The input a Messages request with this body would be billed for.
+        finish(200, None);
+        let input = request_words(&body) + 10;
+        return json_response(200, json!({"input_tokens": input}), seq, Some(api), &[]);
+    }
     if config.strict {
         let checked = match api {
             Api::OpenAi => validate_openai(&body),
@@ -1869,6 +1879,22 @@ fn check_openai_content(
     }
 }
 
+/// A `system` message inside `messages`: a non-empty string or text blocks.
+fn check_system_turn(i: usize, content: Option<&Value>) -> Result<(), String> {
+    match content {
+        Some(Value::String(s)) if !s.is_empty() => Ok(()),
+        Some(Value::Array(blocks)) if !blocks.is_empty() => {
+            for (j, b) in blocks.iter().enumerate() {
+                check_text_block(&format!("messages.{i}.content.{j}"), b)?;
+            }
+            Ok(())
+        }
+        _ => Err(format!(
+            "messages.{i}: a system message needs non-empty text content"
+        )),
+    }
+}
+
 fn validate_anthropic(body: &Value) -> Result<(), String> {
     let obj = body
         .as_object()
@@ -1926,9 +1952,15 @@ fn validate_anthropic(body: &Value) -> Result<(), String> {
         let role = m.get("role").and_then(Value::as_str);
         let role = match role {
             Some(r @ ("user" | "assistant")) => r,
+            // Mid-conversation system turns (Claude Code's): text only, and
+            // they do not end a tool exchange.
+            Some("system") => {
+                check_system_turn(i, m.get("content"))?;
+                continue;
+            }
             _ => {
                 return Err(format!(
-                    "messages.{i}.role: Input should be 'user' or 'assistant'"
+                    "messages.{i}.role: Input should be 'user', 'assistant' or 'system'"
                 ));
             }
         };

@@ -52,9 +52,21 @@ pub struct MessagesRequest {
     /// Request metadata.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<Metadata>,
-    /// Parameters not modelled above (`thinking`, `service_tier`, ...).
+    /// Extended thinking: `enabled` with a budget, `adaptive`, `disabled`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thinking: Option<Thinking>,
+    /// Output settings; `effort` is the model's reasoning effort.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_config: Option<OutputConfig>,
+    /// Parameters not modelled above (`context_management`,
+    /// `service_tier`, ...).
     #[serde(flatten)]
     pub extra: Extra,
+    /// The `anthropic-beta` header the request came with, forwarded with it
+    /// to Anthropic upstreams (the betas enable some of its fields, such as
+    /// `context_management`). Not part of the body.
+    #[serde(skip)]
+    pub betas: Option<String>,
 }
 
 impl MessagesRequest {
@@ -62,6 +74,92 @@ impl MessagesRequest {
     pub fn is_stream(&self) -> bool {
         self.stream == Some(true)
     }
+}
+
+/// A `POST /v1/messages/count_tokens` body: a Messages request without
+/// its generation parameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CountTokensRequest {
+    /// Model name.
+    pub model: String,
+    /// The conversation.
+    pub messages: Vec<Message>,
+    /// System prompt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system: Option<SystemPrompt>,
+    /// Tools the model may call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tools: Option<Vec<Tool>>,
+    /// How the model must use `tools`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_choice: Option<ToolChoice>,
+    /// Extended thinking.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thinking: Option<Thinking>,
+    /// Fields not modelled above (`context_management`, ...).
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// The answer to `count_tokens`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CountTokensResponse {
+    /// Input tokens the request would use.
+    pub input_tokens: u64,
+    /// Fields not modelled above (`context_management`, ...).
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// `thinking`: whether and how the model reasons before answering.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Thinking {
+    /// `enabled`, `adaptive` or `disabled`; kept as sent, so that a mode
+    /// added later passes through to Anthropic.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Tokens the model may think for (`enabled` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_tokens: Option<u32>,
+    /// Fields not modelled above (`display`, ...).
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// What a [`Thinking`] asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ThinkingMode {
+    /// Think, within a token budget (if given).
+    Enabled(Option<u32>),
+    /// The model decides how much to think.
+    Adaptive,
+    /// No thinking.
+    Disabled,
+    /// A mode this version does not know.
+    Unknown,
+}
+
+impl Thinking {
+    /// The mode asked for.
+    pub fn mode(&self) -> ThinkingMode {
+        match self.kind.as_str() {
+            "enabled" => ThinkingMode::Enabled(self.budget_tokens),
+            "adaptive" => ThinkingMode::Adaptive,
+            "disabled" => ThinkingMode::Disabled,
+            _ => ThinkingMode::Unknown,
+        }
+    }
+}
+
+/// `output_config`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct OutputConfig {
+    /// Reasoning effort: `low`, `medium`, `high` or `max`; kept as sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effort: Option<String>,
+    /// Fields not modelled above (`format`, ...).
+    #[serde(flatten)]
+    pub extra: Extra,
 }
 
 /// Request `metadata`.
@@ -103,6 +201,10 @@ pub enum Role {
     User,
     /// The model.
     Assistant,
+    /// Instructions from the agent's harness in the middle of the
+    /// conversation (Claude Code sends them with the
+    /// `mid-conversation-system` beta); text blocks only.
+    System,
 }
 
 /// One message of the conversation.
@@ -999,7 +1101,10 @@ mod tests {
         let (req, back): (MessagesRequest, _) = roundtrip(body.clone());
         assert_eq!(back, body);
         assert!(req.is_stream());
-        assert!(req.extra.contains_key("thinking"));
+        assert_eq!(
+            req.thinking.as_ref().map(Thinking::mode),
+            Some(ThinkingMode::Enabled(Some(2048)))
+        );
         let Content::Blocks(blocks) = &req.messages[2].content else {
             panic!("expected blocks");
         };

@@ -81,6 +81,10 @@ pub struct ChatRequest {
     /// Whether the model may emit several tool calls in one turn.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parallel_tool_calls: Option<bool>,
+    /// How hard a reasoning model thinks (`minimal`, `low`, `medium`,
+    /// `high`, ...), kept as sent; models without reasoning reject it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning_effort: Option<String>,
     /// Parameters not modelled above.
     #[serde(flatten)]
     pub extra: Extra,
@@ -859,7 +863,8 @@ mod tests {
         assert_eq!(back, body);
         assert!(req.is_stream());
         assert!(req.include_usage());
-        assert_eq!(req.extra.len(), 2, "unknown fields land in extra");
+        assert_eq!(req.extra.len(), 1, "unknown fields land in extra");
+        assert_eq!(req.reasoning_effort.as_deref(), Some("low"));
         assert_eq!(req.messages.len(), 5);
         let ChatMessage::User(user) = &req.messages[2] else {
             panic!("expected a user message");

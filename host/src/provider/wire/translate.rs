@@ -153,6 +153,17 @@ fn sanitize_tool_id(id: &str) -> Cow<'_, str> {
     }
 }
 
+/// An Anthropic message id (`msg_...`) for an answer whose upstream id is
+/// `id`: kept when it already is one, else `msg_` and the id's safe
+/// characters (an OpenAI `chatcmpl-...` keeps its uniqueness).
+fn anthropic_message_id(id: &str) -> String {
+    if id.starts_with("msg_") {
+        id.to_owned()
+    } else {
+        format!("msg_{}", sanitize_tool_id(id))
+    }
+}
+
 /// Splits `data:<media type>[;params];base64,<data>` into media type and
 /// data; `Ok(None)` for any URL that is not a data URL.
 fn parse_data_url(url: &str) -> Result<Option<(&str, &str)>, TranslateError> {

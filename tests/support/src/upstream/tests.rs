@@ -538,8 +538,14 @@ async fn strict_validation_catches_translation_mistakes() {
         ),
         (
             json!({"model": "c", "max_tokens": 5, "messages": [
-            {"role": "system", "content": "x"}, {"role": "user", "content": "hi"}]}),
+            {"role": "bot", "content": "x"}, {"role": "user", "content": "hi"}]}),
             "role",
+        ),
+        (
+            // System turns inside the conversation are text, and not empty.
+            json!({"model": "c", "max_tokens": 5, "messages": [
+            {"role": "user", "content": "hi"}, {"role": "system", "content": ""}]}),
+            "system message",
         ),
         (
             json!({"model": "c", "max_tokens": 5, "messages": [

@@ -27,7 +27,16 @@ const BLOCK_SEPARATOR: &str = "\n\n";
 ///
 /// * `system` becomes one leading `system` message; several blocks are
 ///   joined with blank lines (`cache_control` is dropped: OpenAI caches
-///   prefixes automatically).
+///   prefixes automatically). A `system` message inside `messages` stays a
+///   `system` message where it is.
+/// * `output_config.effort`, or else an `enabled` thinking budget, becomes
+///   `reasoning_effort` (see [`reasoning_effort`]); the gateway removes it
+///   again for a model whose config does not say `reasoning = true`.
+///   Thinking itself (`thinking`), `context_management`, `cache_control`,
+///   the other `metadata` fields and the `anthropic-beta` header have no
+///   OpenAI equivalent and are dropped, as are tools with `defer_loading`
+///   (Claude Code's placeholders for tools it loads through Anthropic's
+///   tool search).
 /// * In a user message, each `tool_result` becomes a `tool` message, in
 ///   order and *before* the message's other content, because OpenAI needs
 ///   tool messages right after the assistant's tool calls. Images inside a
@@ -37,7 +46,8 @@ const BLOCK_SEPARATOR: &str = "\n\n";
 /// * Assistant text blocks are concatenated; `tool_use` blocks become
 ///   `tool_calls` with JSON-string arguments; thinking blocks are dropped.
 /// * `stop_sequences` → `stop`, `max_tokens` → `max_tokens`,
-///   `metadata.user_id` → `user`, `disable_parallel_tool_use` →
+///   `metadata.user_id` → `user` (Claude Code's JSON form gives its
+///   `session_id`), `disable_parallel_tool_use` →
 ///   `parallel_tool_calls: false`; `top_k` and unknown fields are dropped.
 /// * A streamed request asks for `stream_options.include_usage`, so the
 ///   upstream reports the usage the gateway bills and the client expects.
@@ -48,25 +58,34 @@ pub fn anthropic_request_to_openai(
     if let Some(system) = req.system {
         let text = system_prompt_text(system)?;
         if !text.is_empty() {
-            messages.push(ChatMessage::System(openai::SystemMessage {
-                content: MessageContent::Text(text),
-                name: None,
-                extra: Map::new(),
-            }));
+            messages.push(system_message(text));
         }
     }
     for message in req.messages {
         match message.role {
             Role::User => push_user_turn(&mut messages, message.content)?,
             Role::Assistant => messages.push(assistant_turn(message.content)?),
+            Role::System => {
+                let text = system_prompt_text(match message.content {
+                    anthropic::Content::Text(text) => anthropic::SystemPrompt::Text(text),
+                    anthropic::Content::Blocks(blocks) => anthropic::SystemPrompt::Blocks(blocks),
+                })?;
+                if !text.is_empty() {
+                    messages.push(system_message(text));
+                }
+            }
         }
     }
+    let reasoning_effort = reasoning_effort(req.output_config.as_ref(), req.thinking.as_ref());
 
     let tools = req
         .tools
         .map(|tools| {
             tools
                 .into_iter()
+                // Deferred tools are loaded by Anthropic's tool search only;
+                // OpenAI would offer them outright.
+                .filter(|tool| tool.extra.get("defer_loading") != Some(&Value::Bool(true)))
                 .map(tool_to_openai)
                 .collect::<Result<Vec<_>, _>>()
         })
@@ -98,10 +117,60 @@ pub fn anthropic_request_to_openai(
             .stop_sequences
             .filter(|s| !s.is_empty())
             .map(openai::Stop::Many),
-        user: req.metadata.and_then(|m| m.user_id),
+        user: req.metadata.and_then(|m| m.user_id).map(openai_user),
         parallel_tool_calls,
+        reasoning_effort,
         ..openai::ChatRequest::default()
     })
+}
+
+/// OpenAI's `user` for an Anthropic `metadata.user_id`: Claude Code's is a
+/// JSON object as a string (device, account and session ids), of which the
+/// session id is what identifies the conversation's user; any other id is
+/// kept as it is.
+fn openai_user(user_id: String) -> String {
+    if user_id.starts_with('{')
+        && let Ok(Value::Object(fields)) = serde_json::from_str::<Value>(&user_id)
+        && let Some(Value::String(session)) = fields.get("session_id")
+        && !session.is_empty()
+    {
+        return session.clone();
+    }
+    user_id
+}
+
+fn system_message(text: String) -> ChatMessage {
+    ChatMessage::System(openai::SystemMessage {
+        content: MessageContent::Text(text),
+        name: None,
+        extra: Map::new(),
+    })
+}
+
+/// OpenAI's `reasoning_effort` for Anthropic's `output_config.effort` or,
+/// without one, a thinking budget: under 4,096 tokens is `low`, under
+/// 16,384 `medium`, more `high`. Anthropic's `max` is OpenAI's `high`.
+/// Adaptive thinking without an effort leaves the model's default.
+fn reasoning_effort(
+    output: Option<&anthropic::OutputConfig>,
+    thinking: Option<&anthropic::Thinking>,
+) -> Option<String> {
+    use anthropic::ThinkingMode;
+    if let Some(effort) = output.and_then(|o| o.effort.as_deref()) {
+        let effort = match effort {
+            "low" => "low",
+            "medium" => "medium",
+            "high" | "max" => "high",
+            _ => return None,
+        };
+        return Some(effort.to_string());
+    }
+    match thinking.map(anthropic::Thinking::mode)? {
+        ThinkingMode::Enabled(Some(budget)) if budget < 4096 => Some("low".into()),
+        ThinkingMode::Enabled(Some(budget)) if budget < 16_384 => Some("medium".into()),
+        ThinkingMode::Enabled(_) => Some("high".into()),
+        ThinkingMode::Adaptive | ThinkingMode::Disabled | ThinkingMode::Unknown => None,
+    }
 }
 
 fn system_prompt_text(system: anthropic::SystemPrompt) -> Result<String, TranslateError> {
@@ -416,7 +485,10 @@ pub fn openai_request_to_anthropic(
             user_id: Some(user_id),
             extra: Map::new(),
         }),
+        thinking: None,
+        output_config: None,
         extra: Map::new(),
+        betas: None,
     })
 }
 

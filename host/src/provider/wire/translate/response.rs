@@ -157,7 +157,11 @@ pub fn openai_response_to_anthropic(
         .map(Usage::from)
         .unwrap_or_default()
         .to_anthropic();
-    let mut message = anthropic::MessagesResponse::empty(response.id, response.model, usage);
+    let mut message = anthropic::MessagesResponse::empty(
+        super::anthropic_message_id(&response.id),
+        response.model,
+        usage,
+    );
     message.content = content;
     message.stop_reason = Some(finish_reason_to_stop_reason(
         choice.finish_reason.as_ref(),
@@ -315,7 +319,7 @@ mod tests {
         assert_eq!(
             serde_json::to_value(&message).expect("serialize"),
             json!({
-                "id": "chatcmpl-1", "type": "message", "role": "assistant", "model": "gpt-4o",
+                "id": "msg_chatcmpl-1", "type": "message", "role": "assistant", "model": "gpt-4o",
                 "content": [
                     {"type": "text", "text": "Checking."},
                     {"type": "tool_use", "id": "call_a", "name": "get_weather", "input": {"city": "Paris"}},

@@ -199,7 +199,7 @@ impl OpenAiToAnthropicStream {
         self.message_id = if id.is_empty() {
             FALLBACK_MESSAGE_ID.to_owned()
         } else {
-            id
+            super::anthropic_message_id(&id)
         };
         let model = if model.is_empty() {
             self.model.clone()
@@ -397,7 +397,7 @@ mod tests {
         assert_eq!(
             events,
             vec![
-                message_start("chatcmpl-9", "gpt-4o"),
+                message_start("msg_chatcmpl-9", "gpt-4o"),
                 json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
                 json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hel"}}),
                 json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "lo"}}),
@@ -460,7 +460,7 @@ mod tests {
         assert_eq!(
             events,
             vec![
-                message_start("chatcmpl-9", "gpt-4o"),
+                message_start("msg_chatcmpl-9", "gpt-4o"),
                 json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
                 json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Checking."}}),
                 json!({"type": "content_block_stop", "index": 0}),
@@ -530,7 +530,7 @@ mod tests {
         else {
             panic!("expected a tool_use block start, got {events:?}");
         };
-        assert_eq!(call.id, "toolu_chatcmpl-9_0");
+        assert_eq!(call.id, "toolu_msg_chatcmpl-9_0");
         stream
             .feed(delta(json!({"content": "interleaved text"}), Value::Null))
             .expect("text closes the tool block");

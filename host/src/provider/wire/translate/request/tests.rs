@@ -82,6 +82,8 @@ fn anthropic_agent_request_to_openai() {
             ],
             "tool_choice": "required",
             "parallel_tool_calls": false,
+            // A thinking budget of 1,024 tokens is a low effort.
+            "reasoning_effort": "low",
             "stream": true,
             "stream_options": {"include_usage": true},
             "max_tokens": 4096,
@@ -457,4 +459,136 @@ fn anthropic_request_roundtrips_through_openai() {
     assert_eq!(back.max_tokens, original.max_tokens);
     assert_eq!(back.stop_sequences, original.stop_sequences);
     assert_eq!(back.stream, original.stream);
+}
+
+/// What Claude Code sends (trimmed from a recording): a system message in
+/// the middle of the conversation, adaptive thinking, an effort, context
+/// management and cache control on system and user blocks.
+fn claude_code_request() -> Value {
+    json!({
+        "model": "claude-opus-4-8",
+        "max_tokens": 32000,
+        "stream": true,
+        "system": [
+            {"type": "text", "text": "x-anthropic-billing-header: cc_version=2.1.332;"},
+            {"type": "text", "text": "You are Claude Code.", "cache_control": {"type": "ephemeral"}}
+        ],
+        "messages": [
+            {"role": "user", "content": [
+                {"type": "text", "text": "<system-reminder>\nToday is Monday.\n</system-reminder>\n"},
+                {"type": "text", "text": "Fix the typo in main.rs", "cache_control": {"type": "ephemeral"}}
+            ]},
+            {"role": "system", "content": [{"type": "text", "text": "# Environment\nPrimary working directory: /work"}]},
+            {"role": "assistant", "content": [
+                {"type": "tool_use", "id": "toolu_01", "name": "Read", "input": {"file_path": "/work/main.rs"}}
+            ]},
+            {"role": "user", "content": [
+                {"type": "tool_result", "tool_use_id": "toolu_01", "content": "fn main() {}", "cache_control": {"type": "ephemeral"}}
+            ]},
+            {"role": "system", "content": "Reminder: keep going."}
+        ],
+        "tools": [
+            {"name": "Read", "description": "Reads a file", "input_schema": {"type": "object", "properties": {"file_path": {"type": "string"}}}},
+            {"name": "DeferredToolPlaceholder", "description": "Loaded by tool search", "input_schema": {"type": "object"}, "defer_loading": true}
+        ],
+        "metadata": {"user_id": "{\"device_id\":\"0000\",\"account_uuid\":\"\",\"session_id\":\"c420cb3b\"}"},
+        "thinking": {"type": "adaptive", "display": "omitted"},
+        "context_management": {"edits": [{"type": "clear_thinking_20251015", "keep": "all"}]},
+        "output_config": {"effort": "high"}
+    })
+}
+
+#[test]
+fn claude_code_request_passes_through_anthropic_unchanged() {
+    let body = claude_code_request();
+    let request = anthropic_request(body.clone());
+    assert_eq!(request.messages[1].role, Role::System);
+    assert_eq!(
+        request.thinking.as_ref().map(anthropic::Thinking::mode),
+        Some(anthropic::ThinkingMode::Adaptive)
+    );
+    assert_eq!(
+        request
+            .output_config
+            .as_ref()
+            .and_then(|o| o.effort.as_deref()),
+        Some("high")
+    );
+    assert_eq!(to_json(&request), body);
+}
+
+#[test]
+fn claude_code_request_to_openai_keeps_system_messages_in_place() {
+    let translated =
+        anthropic_request_to_openai(anthropic_request(claude_code_request())).expect("translate");
+    let roles: Vec<&str> = translated
+        .messages
+        .iter()
+        .map(|m| match m {
+            ChatMessage::System(_) => "system",
+            ChatMessage::Developer(_) => "developer",
+            ChatMessage::User(_) => "user",
+            ChatMessage::Assistant(_) => "assistant",
+            ChatMessage::Tool(_) => "tool",
+        })
+        .collect();
+    assert_eq!(
+        roles,
+        ["system", "user", "system", "assistant", "tool", "system"]
+    );
+    let json = to_json(&translated);
+    assert_eq!(
+        json["messages"][2]["content"],
+        "# Environment\nPrimary working directory: /work"
+    );
+    assert_eq!(json["messages"][5]["content"], "Reminder: keep going.");
+    // Effort becomes the reasoning control; what OpenAI has no place for
+    // is dropped, not forwarded (OpenAI rejects unknown fields).
+    assert_eq!(json["reasoning_effort"], "high");
+    for dropped in [
+        "thinking",
+        "context_management",
+        "output_config",
+        "metadata",
+    ] {
+        assert!(json.get(dropped).is_none(), "{dropped}: {json}");
+    }
+    assert!(!json.to_string().contains("cache_control"), "{json}");
+    assert_eq!(json["user"], "c420cb3b", "Claude Code's session id");
+    let tools: Vec<&str> = json["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["function"]["name"].as_str())
+        .collect();
+    assert_eq!(tools, ["Read"], "deferred tools are not offered");
+}
+
+#[test]
+fn thinking_budgets_and_efforts_map_to_reasoning_effort() {
+    let effort = |extra: Value| {
+        let mut body = json!({"model": "m", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]});
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        anthropic_request_to_openai(anthropic_request(body))
+            .unwrap()
+            .reasoning_effort
+    };
+    let thinking = |budget: u32| json!({"thinking": {"type": "enabled", "budget_tokens": budget}});
+    assert_eq!(effort(thinking(1024)).as_deref(), Some("low"));
+    assert_eq!(effort(thinking(8000)).as_deref(), Some("medium"));
+    assert_eq!(effort(thinking(32000)).as_deref(), Some("high"));
+    assert_eq!(effort(json!({"thinking": {"type": "adaptive"}})), None);
+    assert_eq!(effort(json!({"thinking": {"type": "disabled"}})), None);
+    assert_eq!(
+        effort(json!({"output_config": {"effort": "max"}, "thinking": {"type": "enabled", "budget_tokens": 1024}}))
+            .as_deref(),
+        Some("high")
+    );
+    assert_eq!(
+        effort(json!({"output_config": {"effort": "low"}})).as_deref(),
+        Some("low")
+    );
+    assert_eq!(effort(json!({})), None);
 }
