@@ -16,12 +16,14 @@ use super::AppState;
 use super::error::{ApiError, ErrorKind};
 use super::features::{self, RequestContext};
 use super::relay::Relay;
+use super::responses_relay::{ClientRelay, ResponsesRelay};
 use crate::config::ModelConfig;
 use crate::ledger::{Cost, Prices, cost::format_usd};
 use crate::orchestrator::transparent::{self, PlanSource};
 use crate::policy::Decision;
 use crate::policy::types::{Features, Route, Tier};
 use crate::provider::async_stream;
+use crate::provider::wire::translate::{ResponseFrame, chat_completion_to_response};
 use crate::provider::wire::{anthropic, openai};
 use crate::provider::{EventStream, Format, ProviderError, Reply, Request, Response as Answer};
 
@@ -46,7 +48,7 @@ pub async fn handle(
 }
 
 /// A request id unique within this process and across restarts.
-fn request_id() -> String {
+pub(super) fn request_id() -> String {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     static START: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
     let start = *START.get_or_init(|| {
@@ -69,6 +71,19 @@ struct Plan {
     planner_cost: Cost,
     /// Where the plan came from, in plan mode.
     plan: Option<PlanSource>,
+    /// For `/v1/responses`: how the chat answer becomes a Responses one.
+    responses: Option<Arc<ResponseFrame>>,
+}
+
+/// How a request came in, beyond its chat body.
+#[derive(Default)]
+pub(super) struct Inbound {
+    /// A session from the client's own identifiers, used when no
+    /// `x-pointsman-session` header names one.
+    pub session: Option<String>,
+    /// Set for `/v1/responses`: the request was translated into the chat
+    /// body served here, and the answer goes back as a Responses one.
+    pub responses: Option<Arc<ResponseFrame>>,
 }
 
 async fn serve(
@@ -77,6 +92,25 @@ async fn serve(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    let (client, value) = read_request(state, headers, body).await?;
+    serve_value(
+        state,
+        format,
+        headers,
+        client,
+        request_id(),
+        value,
+        Inbound::default(),
+    )
+    .await
+}
+
+/// The client, and its body as a JSON object.
+pub(super) async fn read_request(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(super::auth::Client, Value), ApiError> {
     let client = state.auth.check(headers)?;
     let bytes = axum::body::to_bytes(body, state.config.max_body_bytes)
         .await
@@ -94,7 +128,19 @@ async fn serve(
     if !value.is_object() {
         return Err(ApiError::invalid("the body must be a JSON object"));
     }
-    let id = request_id();
+    Ok((client, value))
+}
+
+/// Serves a chat body in `format` for request `id`.
+pub(super) async fn serve_value(
+    state: &AppState,
+    format: Format,
+    headers: &HeaderMap,
+    client: super::auth::Client,
+    id: String,
+    value: Value,
+    inbound: Inbound,
+) -> Result<Response, ApiError> {
     let mut labels = features::header_labels(headers);
     labels.extend(client.labels);
     let ctx = RequestContext {
@@ -103,7 +149,8 @@ async fn serve(
         session: headers
             .get("x-pointsman-session")
             .and_then(|v| v.to_str().ok())
-            .map(str::to_string),
+            .map(str::to_string)
+            .or(inbound.session),
     };
     let (features, mut request) = parse(format, &value, ctx)?;
     let decision = route(state, &features).await?;
@@ -134,6 +181,7 @@ async fn serve(
         format,
         planner_cost,
         plan: plan_source,
+        responses: inbound.responses,
     };
     call(state, plan, request, deadline).await
 }
@@ -364,9 +412,12 @@ fn complete(
     answer.set_model(&model.id);
     let mut cost = state.price(model, &usage);
     cost.add(plan.planner_cost);
-    let body = match &answer {
-        Answer::OpenAi(r) => serde_json::to_vec(r),
-        Answer::Anthropic(r) => serde_json::to_vec(r),
+    let body = match (answer, &plan.responses) {
+        (Answer::OpenAi(r), Some(frame)) => {
+            serde_json::to_vec(&chat_completion_to_response(r, frame, &model.id))
+        }
+        (Answer::OpenAi(r), None) => serde_json::to_vec(&r),
+        (Answer::Anthropic(r), _) => serde_json::to_vec(&r),
     }
     .map_err(|e| ApiError::new(ErrorKind::Upstream, e.to_string()))?;
     crate::metrics::request_served(plan.format, &model.id, &plan.decision.route, &usage, cost);
@@ -442,8 +493,15 @@ async fn streamed(
         Request::OpenAi(r) => r.include_usage(),
         Request::Anthropic(_) => true,
     };
-    let mut relay = Relay::new(client_format, &model.id, include_usage)
-        .planner_cost(plan.plan.map(|_| plan.planner_cost));
+    let planner_share = plan.plan.map(|_| plan.planner_cost);
+    let mut relay = match &plan.responses {
+        Some(frame) => ClientRelay::Responses(Box::new(
+            ResponsesRelay::new((**frame).clone(), &model.id).planner_cost(planner_share),
+        )),
+        None => ClientRelay::Chat(Box::new(
+            Relay::new(client_format, &model.id, include_usage).planner_cost(planner_share),
+        )),
+    };
     let prices = Prices::from(&**model);
     let baseline = state.baseline_prices();
     let route = plan.decision.route.clone();

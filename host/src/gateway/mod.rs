@@ -2,7 +2,9 @@
 //! them.
 //!
 //! - [`chat`]: `POST /v1/chat/completions` and `POST /v1/messages`.
-//! - [`relay`]: streaming answers back in the client's format.
+//! - [`responses`]: `POST /v1/responses`, served through [`chat`].
+//! - [`relay`], [`responses_relay`]: streaming answers back in the client's
+//!   format.
 //! - [`features`]: what the router sees of a request.
 //! - [`auth`], [`error`]: client keys, and errors in each API's format.
 //! - [`admin`]: models, policies, health and metrics.
@@ -13,6 +15,8 @@ pub mod chat;
 pub mod error;
 pub mod features;
 pub mod relay;
+pub mod responses;
+pub mod responses_relay;
 pub mod tasks;
 
 use std::collections::HashMap;
@@ -144,6 +148,7 @@ pub fn router(state: Arc<AppState>) -> Router {
                 },
             ),
         )
+        .route("/v1/responses", post(responses::handle))
         .route("/v1/tasks", post(tasks::submit))
         .route("/v1/tasks/{id}", get(tasks::get).delete(tasks::cancel))
         .route("/v1/tasks/{id}/events", get(tasks::events))
