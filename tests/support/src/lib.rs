@@ -7,11 +7,12 @@
 //! [`upstream`] is a scriptable local LLM provider speaking the OpenAI and
 //! Anthropic wire formats; [`sdk`] runs the official Python SDKs (the scripts
 //! in `tests/sdk`) against a gateway or an upstream; [`aider`] runs the real
-//! aider.
+//! aider and [`codex`] the real Codex CLI.
 
 use std::path::Path;
 
 pub mod aider;
+pub mod codex;
 mod python;
 pub mod sdk;
 pub mod upstream;
