@@ -522,15 +522,20 @@ fn tool_choice_to_chat(choice: Value, map: &ToolMap) -> Result<openai::ToolChoic
                 "" => Err(ResponsesError::Invalid(
                     "`tool_choice` needs a `type`".into(),
                 )),
-                hosted => Err(ResponsesError::Unsupported(format!(
-                    "`tool_choice` forcing the hosted tool `{hosted}`"
-                ))),
+                hosted => Err(hosted_choice(hosted)),
             }
         }
         _ => Err(ResponsesError::Invalid(
             "`tool_choice` must be a string or an object".into(),
         )),
     }
+}
+
+/// The error for a `tool_choice` that forces a hosted tool.
+fn hosted_choice(kind: &str) -> ResponsesError {
+    ResponsesError::Unsupported(format!(
+        "`tool_choice` forcing the hosted tool `{kind}` (it runs on OpenAI's servers, not on a chat model)"
+    ))
 }
 
 /// With no servable tools, only a choice that forces none makes sense.
@@ -552,14 +557,20 @@ fn check_choice_without_tools(choice: &Value, dropped: &[String]) -> Result<(), 
                 .get("type")
                 .and_then(Value::as_str)
                 .unwrap_or_default();
-            if kind == "allowed_tools"
-                && object.get("mode").and_then(Value::as_str) != Some("required")
-            {
-                return Ok(());
+            match kind {
+                "allowed_tools"
+                    if object.get("mode").and_then(Value::as_str) != Some("required") =>
+                {
+                    Ok(())
+                }
+                "function" | "custom" | "allowed_tools" => Err(ResponsesError::Invalid(format!(
+                    "`tool_choice` of type `{kind}` needs a function tool to force"
+                ))),
+                "" => Err(ResponsesError::Invalid(
+                    "`tool_choice` needs a `type`".into(),
+                )),
+                hosted => Err(hosted_choice(hosted)),
             }
-            Err(ResponsesError::Unsupported(format!(
-                "`tool_choice` of type `{kind}` without a function tool it could force"
-            )))
         }
         _ => Err(ResponsesError::Invalid(
             "`tool_choice` must be `auto`, `none`, `required` or an object".into(),
@@ -785,7 +796,7 @@ mod tests {
                 .to_string();
             if expected == "forcing nothing" {
                 assert!(
-                    error.contains("`tool_choice` of type `web_search`"),
+                    error.contains("forcing the hosted tool `web_search`"),
                     "{error}"
                 );
             } else {
