@@ -273,3 +273,34 @@ async fn forward(
         .push((out_headers.clone(), text.clone()));
     (status, out_headers, Body::from(text))
 }
+
+/// Codex against the built-in demo (simulated providers, no config beyond
+/// its provider entry), as a new user would first try it: the task
+/// completes without an API error and the simulated executor's answer is
+/// shown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn codex_completes_a_task_against_the_demo() {
+    let daemon = Daemon::start(common::demo()).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("main.rs"), "fn mian() {}\n").unwrap();
+    let out = run_codex_async(
+        dir.path(),
+        &format!("{}/v1", daemon.url),
+        "auto",
+        "Fix the typo in main.rs",
+        &[(CODEX_KEY_VARIABLE, "sk-codex-demo")],
+    )
+    .await;
+    let transcript = format!(
+        "{:?}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status, out.stdout, out.stderr
+    );
+    assert!(out.status.is_some_and(|s| s.success()), "{transcript}");
+    assert!(
+        out.stdout.contains("Simulated answer from glm-4.7"),
+        "{transcript}"
+    );
+    // Codex logs its own blocked attempts to reach the internet (plugin
+    // sync) as warnings; an API error would be an ERROR line.
+    assert!(!out.stderr.contains("ERROR"), "{transcript}");
+}
