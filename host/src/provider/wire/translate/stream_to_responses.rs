@@ -606,6 +606,39 @@ mod tests {
     }
 
     #[test]
+    fn a_namespaced_call_streams_under_its_own_name_and_namespace() {
+        let mut t = translator(
+            json!([{"type": "namespace", "name": "agents", "tools": [{"type": "function", "name": "spawn"}]}]),
+        );
+        let mut events = t.feed(chunk(
+            json!({"tool_calls": [{"index": 0, "id": "call_9", "type": "function", "function": {"name": "agents__spawn", "arguments": "{}"}}]}),
+            json!("tool_calls"),
+        ));
+        events.extend(t.finish());
+        let added = events
+            .iter()
+            .find_map(|e| match e {
+                StreamEvent::OutputItemAdded { item, .. } => Some(item.clone()),
+                _ => None,
+            })
+            .expect("an added item");
+        let OutputItem::FunctionCall(call) = added else {
+            panic!("a function call: {added:?}");
+        };
+        assert_eq!(
+            (call.name.as_str(), call.namespace.as_deref()),
+            ("spawn", Some("agents"))
+        );
+        let StreamEvent::Completed { response } = events.last().unwrap() else {
+            panic!("completed");
+        };
+        let value = serde_json::to_value(&response.output[0]).unwrap();
+        assert_eq!(value["name"], "spawn");
+        assert_eq!(value["namespace"], "agents");
+        assert_eq!(value["call_id"], "call_9");
+    }
+
+    #[test]
     fn a_cut_stream_is_incomplete_and_a_broken_one_failed() {
         let mut t = translator(json!([]));
         t.feed(chunk(json!({"content": "Once"}), json!("length")));
