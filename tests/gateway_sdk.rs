@@ -1,6 +1,7 @@
 //! The official OpenAI and Anthropic Python SDKs against the real daemon,
 //! served by local upstreams of the same and of the other format:
-//! non-streaming, streaming and tool calls on both APIs, and plan mode.
+//! non-streaming, streaming and tool calls on the three APIs (chat
+//! completions, responses, messages), and plan mode.
 
 mod common;
 
@@ -85,7 +86,7 @@ labels = {{ team = "qa" }}
 /// Runs `script` with every case against `model` and checks what the
 /// gateway and the upstream saw.
 async fn run(daemon: &Daemon, upstream: &Upstream, script: &str, model: &str) -> Value {
-    let env_model = if script == "openai_sdk" {
+    let env_model = if script.starts_with("openai") {
         "POINTSMAN_OPENAI_MODEL"
     } else {
         "POINTSMAN_ANTHROPIC_MODEL"
@@ -172,6 +173,31 @@ async fn openai_sdk_through_both_formats() {
     for model in ["oa-model", "an-model"] {
         let summary = run(&daemon, &upstream, "openai_sdk", model).await;
         check_headers(&summary, model);
+    }
+}
+
+/// The Responses API (`client.responses.create`), streamed and not, with a
+/// function call round trip, on both upstream formats.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openai_sdk_responses_through_both_formats() {
+    let upstream = Upstream::start(UpstreamConfig::default()).await;
+    let daemon = Daemon::start(config(&upstream)).await;
+    for model in ["oa-model", "an-model"] {
+        let summary = run(&daemon, &upstream, "openai_responses", model).await;
+        check_headers(&summary, model);
+        // The stream's final event carries the cost of what the upstream
+        // counted.
+        let pointsman = &summary["stream_tools"]["pointsman"];
+        assert_eq!(pointsman["model"], model, "{summary}");
+        let usage = &summary["stream_tools"]["usage"];
+        assert_eq!(
+            pointsman["input_tokens"], usage["input_tokens"],
+            "{summary}"
+        );
+        assert_eq!(
+            pointsman["output_tokens"], usage["output_tokens"],
+            "{summary}"
+        );
     }
 }
 

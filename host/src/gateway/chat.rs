@@ -17,12 +17,14 @@ use super::auth::Client;
 use super::error::{ApiError, ErrorKind};
 use super::features::{self, RequestContext};
 use super::relay::Relay;
+use super::responses_relay::{ClientRelay, ResponsesRelay};
 use crate::config::{ModelConfig, ModelTarget};
 use crate::ledger::{Cost, Prices, cost::format_usd};
 use crate::orchestrator::transparent::{self, PlanSource};
 use crate::policy::Decision;
 use crate::policy::types::{Features, Route, Tier};
 use crate::provider::async_stream;
+use crate::provider::wire::translate::{ResponseFrame, chat_completion_to_response};
 use crate::provider::wire::{anthropic, openai};
 use crate::provider::{EventStream, Format, ProviderError, Reply, Request, Response as Answer};
 
@@ -54,7 +56,7 @@ pub async fn handle(
 }
 
 /// A request id unique within this process and across restarts.
-fn request_id() -> String {
+pub(super) fn request_id() -> String {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     static START: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
     let start = *START.get_or_init(|| {
@@ -77,6 +79,21 @@ struct Plan {
     planner_cost: Cost,
     /// Where the plan came from, in plan mode.
     plan: Option<PlanSource>,
+    /// For `/v1/responses`: how the chat answer becomes a Responses one.
+    responses: Option<Arc<ResponseFrame>>,
+}
+
+/// How a request came in, beyond its chat body.
+#[derive(Default)]
+pub(super) struct Inbound {
+    /// A session from the client's own identifiers, used when no
+    /// `x-pointsman-session` header names one.
+    pub session: Option<String>,
+    /// Set for `/v1/responses`: the request was translated into the chat
+    /// body served here, and the answer goes back as a Responses one.
+    pub responses: Option<Arc<ResponseFrame>>,
+    /// The body was large: parse it off the async workers.
+    pub large: bool,
 }
 
 async fn serve(
@@ -86,19 +103,74 @@ async fn serve(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    let (admission, value) = read_request(state, body).await?;
+    let large = admission.large;
+    serve_value(
+        state,
+        format,
+        headers,
+        client,
+        request_id(),
+        value,
+        Inbound {
+            large,
+            ..Inbound::default()
+        },
+    )
+    .await
+}
+
+/// What reading a request found besides its body.
+pub(super) struct ReadBody {
+    /// Over [`BLOCKING_PARSE_BYTES`]: parsed off the async workers.
+    pub large: bool,
+}
+
+/// The body of a request as a JSON object, read within the body
+/// bounds and parsed where a large one cannot hold up other requests.
+pub(super) async fn read_request(
+    state: &AppState,
+    body: Body,
+) -> Result<(ReadBody, Value), ApiError> {
     let bytes = super::body::read(
         body,
         state.config.max_body_bytes,
         Duration::from_millis(state.config.server.body_timeout_ms),
     )
     .await?;
-    let id = request_id();
+    let large = bytes.len() > BLOCKING_PARSE_BYTES;
+    let value = off_workers(large, move || {
+        let value: Value = serde_json::from_slice(&bytes)
+            .map_err(|e| ApiError::invalid(format!("the body is not valid JSON: {e}")))?;
+        if !value.is_object() {
+            return Err(ApiError::invalid("the body must be a JSON object"));
+        }
+        Ok(value)
+    })
+    .await?;
+    Ok((ReadBody { large }, value))
+}
+
+/// Serves a chat body in `format` for request `id`.
+pub(super) async fn serve_value(
+    state: &AppState,
+    format: Format,
+    headers: &HeaderMap,
+    client: Client,
+    id: String,
+    value: Value,
+    inbound: Inbound,
+) -> Result<Response, ApiError> {
     let ctx = RequestContext {
         id: id.clone(),
         labels: features::header_labels(headers),
-        session: features::header_session(headers),
+        session: features::header_session(headers).or(inbound.session.clone()),
     };
-    let (value, mut features, mut request) = parse_off_workers(format, bytes, ctx).await?;
+    let (value, mut features, mut request) = off_workers(inbound.large, move || {
+        let (features, request) = parse(format, &value, ctx)?;
+        Ok((value, features, request))
+    })
+    .await?;
     features.labels = client.labels_with(std::mem::take(&mut features.labels));
     if let Request::Anthropic(r) = &mut request {
         r.betas = headers
@@ -141,6 +213,7 @@ async fn serve(
         format,
         planner_cost,
         plan: plan_source,
+        responses: inbound.responses,
     };
     call(state, plan, request, deadline).await
 }
@@ -150,24 +223,12 @@ async fn serve(
 /// of milliseconds, which would stall every other request on this worker.
 const BLOCKING_PARSE_BYTES: usize = 64 * 1024;
 
-/// The body as JSON, its features and its typed request, parsed where it
-/// cannot hold up other requests.
-async fn parse_off_workers(
-    format: Format,
-    bytes: Bytes,
-    ctx: RequestContext,
-) -> Result<(Value, Features, Request), ApiError> {
-    let small = bytes.len() <= BLOCKING_PARSE_BYTES;
-    let work = move || {
-        let value: Value = serde_json::from_slice(&bytes)
-            .map_err(|e| ApiError::invalid(format!("the body is not valid JSON: {e}")))?;
-        if !value.is_object() {
-            return Err(ApiError::invalid("the body must be a JSON object"));
-        }
-        let (features, request) = parse(format, &value, ctx)?;
-        Ok((value, features, request))
-    };
-    if small {
+/// Runs `work` here, or on the blocking pool when it is `large`.
+async fn off_workers<T: Send + 'static>(
+    large: bool,
+    work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    if !large {
         return work();
     }
     tokio::task::spawn_blocking(work).await.unwrap_or_else(|e| {
@@ -487,9 +548,12 @@ fn complete(
     answer.set_model(&model.id);
     let mut cost = state.price(model, &usage);
     cost.add(plan.planner_cost);
-    let body = match &answer {
-        Answer::OpenAi(r) => serde_json::to_vec(r),
-        Answer::Anthropic(r) => serde_json::to_vec(r),
+    let body = match (answer, &plan.responses) {
+        (Answer::OpenAi(r), Some(frame)) => {
+            serde_json::to_vec(&chat_completion_to_response(r, frame, &model.id))
+        }
+        (Answer::OpenAi(r), None) => serde_json::to_vec(&r),
+        (Answer::Anthropic(r), _) => serde_json::to_vec(&r),
     }
     .map_err(|e| ApiError::new(ErrorKind::Upstream, e.to_string()))?;
     crate::metrics::request_served(plan.format, &model.id, &plan.decision.route, &usage, cost);
@@ -565,8 +629,15 @@ async fn streamed(
         Request::OpenAi(r) => r.include_usage(),
         Request::Anthropic(_) => true,
     };
-    let mut relay = Relay::new(client_format, &model.id, include_usage)
-        .planner_cost(plan.plan.map(|_| plan.planner_cost));
+    let planner_share = plan.plan.map(|_| plan.planner_cost);
+    let mut relay = match &plan.responses {
+        Some(frame) => ClientRelay::Responses(Box::new(
+            ResponsesRelay::new((**frame).clone(), &model.id).planner_cost(planner_share),
+        )),
+        None => ClientRelay::Chat(Box::new(
+            Relay::new(client_format, &model.id, include_usage).planner_cost(planner_share),
+        )),
+    };
     let prices = Prices::from(&**model);
     let baseline = state.baseline_prices();
     let route = plan.decision.route.clone();

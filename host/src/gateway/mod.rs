@@ -5,6 +5,9 @@
 //! - [`count_tokens`]: `POST /v1/messages/count_tokens`.
 //! - [`sessions`]: what is remembered of an agent session's task.
 //! - [`relay`]: streaming answers back in the client's format.
+//! - [`responses`]: `POST /v1/responses`, served through [`chat`].
+//! - [`relay`], [`responses_relay`]: streaming answers back in the client's
+//!   format.
 //! - [`features`]: what the router sees of a request.
 //! - [`auth`], [`error`]: client keys, and errors in each API's format.
 //! - [`admin`]: models, policies, health and metrics.
@@ -18,6 +21,8 @@ pub mod error;
 pub mod features;
 pub mod limits;
 pub mod relay;
+pub mod responses;
+pub mod responses_relay;
 pub mod server;
 pub mod sessions;
 pub mod tasks;
@@ -158,6 +163,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             ),
         )
         .route("/v1/messages/count_tokens", post(count_tokens::handle))
+        .route("/v1/responses", post(responses::handle))
         .route("/v1/tasks", post(tasks::submit))
         .route("/v1/tasks/{id}", get(tasks::get).delete(tasks::cancel))
         .route("/v1/tasks/{id}/events", get(tasks::events))

@@ -218,29 +218,7 @@ impl Relay {
 
     /// The stream's cost summary as JSON text.
     fn summary(&self, cost: Cost) -> String {
-        let usage = self.usage();
-        // Fields in alphabetical order, as clients have always seen them.
-        #[derive(Serialize)]
-        struct Summary<'a> {
-            baseline_cost_usd: String,
-            cached_input_tokens: u64,
-            cost_usd: String,
-            input_tokens: u64,
-            model: &'a str,
-            output_tokens: u64,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            planner_cost_usd: Option<String>,
-        }
-        let summary = Summary {
-            baseline_cost_usd: format_usd(cost.baseline_usd),
-            cached_input_tokens: usage.cached_input_tokens,
-            cost_usd: format_usd(cost.usd),
-            input_tokens: usage.input_tokens,
-            model: &self.model,
-            output_tokens: usage.output_tokens,
-            planner_cost_usd: self.planner_cost.map(|p| format_usd(p.usd)),
-        };
-        serde_json::to_string(&summary).unwrap_or_else(|_| "{}".into())
+        cost_summary(&self.model, self.usage(), cost, self.planner_cost)
     }
 
     fn client_chunk(
@@ -293,21 +271,60 @@ fn encode<T: Serialize>(event: Option<&str>, value: &T) -> Bytes {
 /// `value`, a JSON object, with a `pointsman` field added.
 fn with_summary<T: Serialize>(event: Option<&str>, value: &T, summary: &str) -> Bytes {
     let mut data = serde_json::to_string(value).unwrap_or_else(|_| "{}".into());
-    // Spliced into the text: a round trip through `Value` cost more than
-    // the rest of the stream's tail.
+    add_field(&mut data, "pointsman", summary);
+    sse::encode_event(event, &data)
+}
+
+/// Adds `"name": value` (value already JSON) to the JSON object `data`.
+/// Spliced into the text: a round trip through `Value` cost more than the
+/// rest of the stream's tail.
+pub(super) fn add_field(data: &mut String, name: &str, value: &str) {
     if data.ends_with('}') {
         data.pop();
         if !data.ends_with('{') {
             data.push(',');
         }
-        data.push_str("\"pointsman\":");
-        data.push_str(summary);
+        data.push('"');
+        data.push_str(name);
+        data.push_str("\":");
+        data.push_str(value);
         data.push('}');
     }
-    sse::encode_event(event, &data)
+}
+
+/// A stream's cost summary as JSON text: the `pointsman` object of its
+/// final usage event.
+pub(super) fn cost_summary(
+    model: &str,
+    usage: Usage,
+    cost: Cost,
+    planner_cost: Option<Cost>,
+) -> String {
+    // Fields in alphabetical order, as clients have always seen them.
+    #[derive(Serialize)]
+    struct Summary<'a> {
+        baseline_cost_usd: String,
+        cached_input_tokens: u64,
+        cost_usd: String,
+        input_tokens: u64,
+        model: &'a str,
+        output_tokens: u64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        planner_cost_usd: Option<String>,
+    }
+    let summary = Summary {
+        baseline_cost_usd: format_usd(cost.baseline_usd),
+        cached_input_tokens: usage.cached_input_tokens,
+        cost_usd: format_usd(cost.usd),
+        input_tokens: usage.input_tokens,
+        model,
+        output_tokens: usage.output_tokens,
+        planner_cost_usd: planner_cost.map(|p| format_usd(p.usd)),
+    };
+    serde_json::to_string(&summary).unwrap_or_else(|_| "{}".into())
 }
 
 /// An SSE comment: ignored by SDKs, readable by people and scripts.
-fn comment(summary: &str) -> Bytes {
+pub(super) fn comment(summary: &str) -> Bytes {
     Bytes::from(format!(": pointsman {summary}\n\n"))
 }

@@ -1,7 +1,7 @@
 //! Runs the real Claude Code (`@anthropic-ai/claude-code`, pinned in
-//! `tests/agents/package.json`) against a gateway, offline.
+//! `tests/agents/claude-code/package.json`) against a gateway, offline.
 //!
-//! The package is installed by `scripts/setup` into `tests/agents`
+//! The package is installed by `scripts/setup` into `tests/agents/claude-code`
 //! (`npm ci`), and here again when missing. Each run is sealed off from the
 //! machine as aider's is ([`crate::aider`]): `HOME` is a folder of the run's
 //! (Claude Code keeps its settings, sessions and caches there), the
@@ -29,9 +29,9 @@ pub fn claude_bin() -> PathBuf {
         .clone()
 }
 
-/// The version `tests/agents/package.json` pins.
+/// The version `tests/agents/claude-code/package.json` pins.
 pub fn pinned_version() -> String {
-    let path = workspace_root().join("tests/agents/package.json");
+    let path = workspace_root().join("tests/agents/claude-code/package.json");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let json: serde_json::Value = serde_json::from_str(&text).expect("package.json is JSON");
     json["dependencies"]["@anthropic-ai/claude-code"]
@@ -47,7 +47,7 @@ fn installed_version(bin: &Path) -> Option<String> {
 }
 
 fn ensure_claude() -> Result<PathBuf, String> {
-    let dir = workspace_root().join("tests/agents");
+    let dir = workspace_root().join("tests/agents/claude-code");
     let bin = dir.join("node_modules/.bin/claude");
     let wanted = pinned_version();
     if installed_version(&bin).as_deref() == Some(wanted.as_str()) {

@@ -7,12 +7,14 @@
 //! [`upstream`] is a scriptable local LLM provider speaking the OpenAI and
 //! Anthropic wire formats; [`sdk`] runs the official Python SDKs (the scripts
 //! in `tests/sdk`) against a gateway or an upstream; [`aider`] runs the real
-//! aider and [`claude_code`] the real Claude Code.
+//! aider, [`claude_code`] the real Claude Code and [`codex`] the real Codex
+//! CLI.
 
 use std::path::Path;
 
 pub mod aider;
 pub mod claude_code;
+pub mod codex;
 mod python;
 pub mod sdk;
 pub mod upstream;

@@ -1,9 +1,10 @@
-//! Wire formats of the two LLM APIs Pointsman speaks (OpenAI Chat
-//! Completions and Anthropic Messages), SSE framing, and translation
-//! between them, streaming included.
+//! Wire formats of the LLM APIs Pointsman speaks (OpenAI Chat Completions,
+//! Anthropic Messages, and OpenAI Responses towards clients), SSE framing,
+//! and translation between them, streaming included.
 
 pub mod anthropic;
 pub mod openai;
+pub mod responses;
 mod serde_helpers;
 pub mod sse;
 pub mod translate;

@@ -1,5 +1,8 @@
 //! Translation between the OpenAI Chat Completions and Anthropic Messages
-//! formats: requests, responses, errors and streams, in both directions.
+//! formats: requests, responses, errors and streams, in both directions;
+//! and from OpenAI Responses requests to chat requests and from chat
+//! answers back to Responses objects and events (`responses_*`,
+//! `stream_to_responses`).
 //!
 //! Wire-format decisions every submodule shares:
 //!
@@ -23,8 +26,11 @@
 
 mod request;
 mod response;
+pub mod responses_request;
+pub mod responses_response;
 mod stream_to_anthropic;
 mod stream_to_openai;
+mod stream_to_responses;
 mod usage;
 
 use std::borrow::Cow;
@@ -38,8 +44,11 @@ pub use response::{
     anthropic_error_to_openai, anthropic_response_to_openai, finish_reason_to_stop_reason,
     openai_error_to_anthropic, openai_response_to_anthropic, stop_reason_to_finish_reason,
 };
+pub use responses_request::{ResponsesError, responses_request_to_chat};
+pub use responses_response::{ResponseFrame, chat_completion_to_response};
 pub use stream_to_anthropic::OpenAiToAnthropicStream;
 pub use stream_to_openai::AnthropicToOpenAiStream;
+pub use stream_to_responses::ChatToResponsesStream;
 pub use usage::Usage;
 
 /// The key under which tool arguments that are not a JSON object travel in
