@@ -478,3 +478,45 @@ async fn memory_and_table_bombs_are_stopped_per_instance() {
         );
     }
 }
+
+/// A planner that checks nothing gets its plans checked by the host:
+/// cycles, unknown dependencies, duplicate ids and oversized plans are
+/// refused as invalid (the runner then asks the planner again), and a
+/// sound plan passes.
+#[tokio::test]
+async fn the_host_checks_a_planners_plans() {
+    let catalog = Config::demo().catalog();
+    let planner = registry(limits())
+        .load(
+            "hostile-planner",
+            support::read(support::HOSTILE_PLANNER),
+            &catalog,
+        )
+        .await
+        .unwrap();
+    let task = pointsman::policy::types::Task {
+        id: "t".into(),
+        title: "t".into(),
+        description: "Add a plugin system".into(),
+        context: Vec::new(),
+        labels: Vec::new(),
+        route: Config::demo().safe_route(),
+    };
+    for (reply, expected) in [
+        ("cycle", "cycle"),
+        ("unknown", "\"ghost\", which is not in the plan"),
+        ("duplicate", "two subtasks with the id"),
+        ("huge", "more than 64"),
+    ] {
+        let error = planner
+            .parse_plan(&task, reply, &catalog)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&error, PolicyError::Invalid(why) if why.contains(expected)),
+            "{reply}: {error}"
+        );
+    }
+    let plan = planner.parse_plan(&task, "fine", &catalog).await.unwrap();
+    assert_eq!(plan.subtasks.len(), 1);
+}

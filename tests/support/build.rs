@@ -30,6 +30,7 @@ fn main() {
             ("seed-matrix", "seed-matrix"),
             ("seed-planner", "seed-planner"),
             ("hostile-policy", "hostile"),
+            ("hostile-planner", "hostile-planner"),
         ],
         &out,
     )

@@ -43,6 +43,10 @@ component!(
 component!(
     /// A router that misbehaves on request (see `tests/guests/hostile`).
     HOSTILE, "hostile.wasm");
+component!(
+    /// A planner whose plans break the runner's rules (see
+    /// `tests/guests/hostile-planner`).
+    HOSTILE_PLANNER, "hostile-planner.wasm");
 
 /// The workspace root.
 pub fn workspace_root() -> &'static Path {
