@@ -319,6 +319,9 @@ pub struct ServerConfig {
     /// Most client connections open at once; further ones wait in the
     /// kernel's accept queue until one closes.
     pub max_connections: usize,
+    /// On SIGTERM or SIGINT, how long requests (streams included) and tasks
+    /// in flight may go on before the daemon exits anyway, in milliseconds.
+    pub shutdown_grace_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -327,6 +330,7 @@ impl Default for ServerConfig {
             header_timeout_ms: 20_000,
             body_timeout_ms: 60_000,
             max_connections: 4096,
+            shutdown_grace_ms: 30_000,
         }
     }
 }

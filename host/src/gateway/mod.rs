@@ -212,7 +212,30 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {listen}"))?;
     let local: SocketAddr = listener.local_addr()?;
     tracing::info!(addr = %local, "listening");
-    serve_on(listener, state, shutdown_signal()).await
+    let signalled = Arc::new(std::sync::OnceLock::new());
+    let shutdown = {
+        let signalled = signalled.clone();
+        async move {
+            shutdown_signal().await;
+            let _ = signalled.set(tokio::time::Instant::now());
+        }
+    };
+    serve_on(listener, state.clone(), shutdown).await?;
+    // Tasks run on after their submitting request has answered: they get
+    // what is left of the grace period too.
+    let grace = std::time::Duration::from_millis(state.config.server.shutdown_grace_ms);
+    let deadline = *signalled.get_or_init(tokio::time::Instant::now) + grace;
+    while state.tasks.running() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let left = state.tasks.running();
+    if left > 0 {
+        tracing::warn!(
+            tasks = left,
+            "tasks still running at the end of the shutdown grace period are interrupted"
+        );
+    }
+    Ok(())
 }
 
 /// Serves on `listener` until `shutdown` completes.

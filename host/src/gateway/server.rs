@@ -12,7 +12,8 @@
 //!   end of each answer, so it bounds both a slow head and an idle
 //!   kept-alive connection;
 //! - HTTP/2 keep-alive pings, so a dead HTTP/2 peer is noticed;
-//! - graceful shutdown: stop accepting, let requests in flight finish.
+//! - graceful shutdown: stop accepting, let requests in flight finish, for
+//!   at most [`ServerConfig::shutdown_grace_ms`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -85,6 +86,15 @@ pub async fn serve(
         });
     }
     drop(listener);
-    graceful.shutdown().await;
+    let grace = Duration::from_millis(bounds.shutdown_grace_ms);
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "requests still in flight after the {} ms shutdown grace period are cut off",
+            bounds.shutdown_grace_ms
+        );
+    }
     Ok(())
 }

@@ -97,6 +97,15 @@ impl Tasks {
             .cloned()
     }
 
+    /// Tasks not yet ended, all owners.
+    pub fn running(&self) -> usize {
+        self.lock()
+            .by_id
+            .values()
+            .filter(|h| h.ended_at().is_none())
+            .count()
+    }
+
     /// Tasks held, all owners.
     pub fn len(&self) -> usize {
         self.lock().by_id.len()

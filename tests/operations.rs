@@ -1,0 +1,91 @@
+//! Running the daemon as a service: its log lines and its shutdown, on the
+//! real binary.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Starts `pointsman serve` on the built-in demo with `args`, stderr piped
+/// (so it is not a terminal), and waits for its "listening" line.
+fn start(args: &[&str]) -> (Child, String, Vec<String>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pointsman"))
+        .args(args)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env_remove("POINTSMAN_LOG")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = Vec::new();
+    let mut reader = BufReader::new(child.stderr.take().unwrap());
+    let started = Instant::now();
+    let addr = loop {
+        let mut line = String::new();
+        assert!(reader.read_line(&mut line).unwrap() > 0, "{lines:?}");
+        lines.push(line.clone());
+        if line.contains("listening") {
+            let at = line.find("127.0.0.1:").unwrap();
+            let addr: String = line[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
+                .collect();
+            break addr;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "{lines:?}");
+    };
+    // Keep reading stderr so the daemon never blocks on a full pipe.
+    std::thread::spawn(move || for _ in reader.lines() {});
+    (child, format!("http://{addr}"), lines)
+}
+
+fn terminate(child: &Child) {
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+}
+
+#[test]
+fn logs_have_no_colour_codes_off_a_terminal_and_json_is_one_object_a_line() {
+    let (mut text, _, lines) = start(&[]);
+    terminate(&text);
+    text.wait().unwrap();
+    assert!(lines.iter().all(|l| !l.contains('\u{1b}')), "{lines:?}");
+
+    let (mut json, _, lines) = start(&["--log-format", "json"]);
+    terminate(&json);
+    json.wait().unwrap();
+    for line in &lines {
+        let value: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(
+            value["level"].is_string() && value["fields"].is_object(),
+            "{line}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_a_stream_in_flight_finish_then_exits() {
+    let (mut child, url, _) = start(&[]);
+    // The demo streams at 400 tokens a second: a long answer takes a while.
+    let response = reqwest::Client::new()
+        .post(format!("{url}/v1/chat/completions"))
+        .json(&serde_json::json!({
+            "model": "glm-4.7", "stream": true, "max_tokens": 400,
+            "messages": [{"role": "user", "content": "Write the parser module in full, with comments on every function and a test for each case"}]
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    terminate(&child);
+    let body = response.text().await.unwrap();
+    assert!(body.trim_end().ends_with("data: [DONE]"), "{body}");
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "{status}");
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "still running");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
