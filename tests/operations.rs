@@ -89,3 +89,46 @@ async fn sigterm_lets_a_stream_in_flight_finish_then_exits() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[test]
+fn config_check_passes_the_shipped_examples_and_names_each_problem() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_pointsman"))
+            .args(args)
+            .env("ANTHROPIC_API_KEY", "k")
+            .env("DEEPSEEK_API_KEY", "k")
+            .env("ZHIPU_API_KEY", "k")
+            .output()
+            .unwrap()
+    };
+    let seed = root.join("examples/seed.toml");
+    let ok = run(&["config", "check", seed.to_str().unwrap()]);
+    let out = String::from_utf8_lossy(&ok.stdout);
+    assert!(ok.status.success(), "{out}");
+    assert!(out.contains("router seed-matrix"), "{out}");
+    let demo = run(&["config", "check"]);
+    assert!(demo.status.success());
+
+    let dir = tempfile::tempdir().unwrap();
+    let broken = dir.path().join("broken.toml");
+    let text = std::fs::read_to_string(&seed)
+        .unwrap()
+        .replace(
+            "baseline_model = \"claude-opus-4.5\"",
+            "baseline_model = \"gpt-9\"",
+        )
+        .replace(
+            "api_key_env = \"ZHIPU_API_KEY\"",
+            "api_key_env = \"POINTSMAN_TEST_UNSET_KEY\"",
+        );
+    std::fs::write(&broken, text).unwrap();
+    let bad = run(&["config", "check", broken.to_str().unwrap()]);
+    let out = String::from_utf8_lossy(&bad.stdout);
+    assert_eq!(bad.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("broken.toml:") && out.contains("baseline_model"),
+        "{out}"
+    );
+    assert!(out.contains("POINTSMAN_TEST_UNSET_KEY"), "{out}");
+}

@@ -52,6 +52,11 @@ enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// Work with configuration files.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
     /// Print the route a policy picks for an OpenAI chat-completions body.
     Route {
         /// The router module.
@@ -63,6 +68,16 @@ enum Command {
         config: Option<PathBuf>,
         /// A JSON file with the request body (`-` for standard input).
         request: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Check a config file: print every problem with its file, line and key
+    /// (exit 1), or what the daemon would serve (exit 0).
+    Check {
+        /// The file (default: the built-in demo).
+        file: Option<PathBuf>,
     },
 }
 
@@ -136,6 +151,39 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             crate::gateway::serve(config).await?;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Config {
+            command: ConfigCommand::Check { file },
+        } => {
+            let builtins: Vec<&str> = crate::policy::builtin::ALL
+                .iter()
+                .map(|(name, _)| *name)
+                .collect();
+            let report = match &file {
+                Some(path) => crate::config::check::check(path, &builtins),
+                None => crate::config::check::check_text(
+                    crate::config::DEMO_TOML,
+                    "(built-in demo)",
+                    Path::new("."),
+                    &builtins,
+                ),
+            };
+            for problem in &report.problems {
+                println!("error: {problem}");
+            }
+            for warning in &report.warnings {
+                println!("warning: {warning}");
+            }
+            match &report.summary {
+                Some(summary) => {
+                    print!("{summary}");
+                    Ok(ExitCode::SUCCESS)
+                }
+                None => {
+                    println!("{} problem(s)", report.problems.len());
+                    Ok(ExitCode::FAILURE)
+                }
+            }
         }
         Command::Policy {
             command: PolicyCommand::Check { module, config },

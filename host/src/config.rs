@@ -14,6 +14,7 @@ use serde::Deserialize;
 
 use crate::policy::types::{ModelInfo, Route, Tier};
 
+pub mod check;
 mod model_names;
 use crate::resilience::balance::Strategy;
 use crate::resilience::breaker::BreakerConfig;
@@ -447,20 +448,38 @@ impl Config {
     }
 
     fn validate(&self) -> anyhow::Result<()> {
+        let problems = self.problems();
+        if !problems.is_empty() {
+            bail!("{}", problems.join("\n"));
+        }
+        Ok(())
+    }
+
+    /// Every problem of the configuration, each as `key: what is wrong`
+    /// (empty when it is valid). What serde could not parse is reported
+    /// before this is called.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems: Vec<String> = Vec::new();
+        macro_rules! problem {
+            ($($message:tt)*) => {
+                problems.push(format!($($message)*))
+            };
+        }
         let mut ids = HashSet::new();
         for (i, model) in self.models.iter().enumerate() {
             let at = format!("models[{i}] ({})", model.id);
             if model.id.is_empty() {
-                bail!("models[{i}].id: must not be empty");
+                problem!("models[{i}].id: must not be empty");
+                continue;
             }
             if !ids.insert(model.id.as_str()) {
-                bail!("{at}.id: duplicate model id");
+                problem!("{at}.id: duplicate model id");
             }
             if self.aliases.contains(&model.id) {
-                bail!("{at}.id: is also an alias");
+                problem!("{at}.id: is also an alias");
             }
             if !self.providers.contains_key(&model.provider) {
-                bail!(
+                problem!(
                     "{at}.provider: no provider named {:?} in [providers]",
                     model.provider
                 );
@@ -471,75 +490,74 @@ impl Config {
                 ("cached_usd_per_mtok", model.cached_usd_per_mtok),
             ] {
                 if price.is_some_and(|p| !(p.is_finite() && p >= 0.0)) {
-                    bail!("{at}.{key}: must be a price of zero or more");
+                    problem!("{at}.{key}: must be a price of zero or more");
                 }
             }
             for (j, endpoint) in model.endpoints.iter().enumerate() {
                 if !self.providers.contains_key(&endpoint.provider) {
-                    bail!(
+                    problem!(
                         "{at}.endpoints[{j}].provider: no provider named {:?} in [providers]",
                         endpoint.provider
                     );
                 }
             }
             if model.context_window == 0 {
-                bail!("{at}.context_window: must be more than zero");
+                problem!("{at}.context_window: must be more than zero");
             }
         }
         if self.models.is_empty() {
-            bail!("models: the catalog is empty");
+            problem!("models: the catalog is empty");
         }
-        self.validate_model_names()?;
-        let known = |key: &str, id: &str| -> anyhow::Result<()> {
-            if ids.contains(id) {
-                Ok(())
-            } else {
-                bail!("{key}: no model {id:?} in the catalog")
-            }
+        if let Err(e) = self.validate_model_names() {
+            problem!("{e}");
+        }
+        let unknown = |key: &str, id: &str| {
+            (!ids.contains(id)).then(|| format!("{key}: no model {id:?} in the catalog"))
         };
-        known("baseline_model", &self.baseline_model)?;
+        problems.extend(unknown("baseline_model", &self.baseline_model));
         if let Some(id) = &self.resilience.escalation_model {
-            known("resilience.escalation_model", id)?;
+            problems.extend(unknown("resilience.escalation_model", id));
         }
         let r = &self.resilience;
         if !(0.0..=1.0).contains(&r.retry_budget_ratio) {
-            bail!("resilience.retry_budget_ratio: must be between 0 and 1");
+            problem!("resilience.retry_budget_ratio: must be between 0 and 1");
         }
         if !(0.0..=1.0).contains(&r.breaker.failure_rate) || r.breaker.failure_rate == 0.0 {
-            bail!("resilience.breaker.failure_rate: must be more than 0 and at most 1");
+            problem!("resilience.breaker.failure_rate: must be more than 0 and at most 1");
         }
         if r.total_deadline_ms == 0 || r.first_token_timeout_ms == 0 {
-            bail!("resilience: deadlines must be more than zero");
+            problem!("resilience: deadlines must be more than zero");
         }
-        known("safe_route.executor", &self.safe_route.executor)?;
+        problems.extend(unknown("safe_route.executor", &self.safe_route.executor));
         for (i, id) in self.safe_route.fallbacks.iter().enumerate() {
-            known(&format!("safe_route.fallbacks[{i}]"), id)?;
+            problems.extend(unknown(&format!("safe_route.fallbacks[{i}]"), id));
         }
         for (name, provider) in &self.providers {
             let at = format!("providers.{name}");
             match provider.kind {
                 ProviderKind::Simulated => {
                     if !(0.0..=1.0).contains(&provider.error_rate) {
-                        bail!("{at}.error_rate: must be between 0 and 1");
+                        problem!("{at}.error_rate: must be between 0 and 1");
                     }
                 }
                 ProviderKind::Openai | ProviderKind::Anthropic => {
                     let Some(url) = &provider.base_url else {
-                        bail!("{at}.base_url: required for kind {:?}", provider.kind);
+                        problem!("{at}.base_url: required for kind {:?}", provider.kind);
+                        continue;
                     };
                     if !(url.starts_with("http://") || url.starts_with("https://")) {
-                        bail!("{at}.base_url: must start with http:// or https://");
+                        problem!("{at}.base_url: must start with http:// or https://");
                     }
                 }
             }
             if provider.timeout_ms == 0 {
-                bail!("{at}.timeout_ms: must be more than zero");
+                problem!("{at}.timeout_ms: must be more than zero");
             }
         }
         for (i, client) in self.clients.iter().enumerate() {
             let key = &client.key_sha256;
             if key.len() != 64 || !key.bytes().all(|b| b.is_ascii_hexdigit()) {
-                bail!(
+                problem!(
                     "clients[{i}] ({}).key_sha256: must be 64 hex digits (the SHA-256 of the key, never the key itself)",
                     client.name
                 );
@@ -549,7 +567,7 @@ impl Config {
         if let Some(key) = &self.admin.key_sha256
             && !sha256(key)
         {
-            bail!(
+            problem!(
                 "admin.key_sha256: must be 64 hex digits (the SHA-256 of the key, never the key itself)"
             );
         }
@@ -559,7 +577,7 @@ impl Config {
                 .iter()
                 .any(|c| c.labels.contains_key(&limit.label) || limit.label == "client")
             {
-                bail!(
+                problem!(
                     "label_limits[{i}].label: no client key in [[clients]] carries the label {:?}",
                     limit.label
                 );
@@ -584,37 +602,37 @@ impl Config {
             }));
         for (at, rpm, concurrent) in limits {
             if rpm == Some(0) || concurrent == Some(0) {
-                bail!(
+                problem!(
                     "{at}: requests_per_minute and max_concurrent must be more than zero (leave them out for no limit)"
                 );
             }
         }
         let server = &self.server;
         if server.header_timeout_ms == 0 || server.body_timeout_ms == 0 {
-            bail!("server: timeouts must be more than zero");
+            problem!("server: timeouts must be more than zero");
         }
         if server.max_connections == 0 {
-            bail!("server.max_connections: must be more than zero");
+            problem!("server.max_connections: must be more than zero");
         }
         let tasks = &self.tasks;
         if tasks.keep_secs == 0 || tasks.max_per_client == 0 {
-            bail!("tasks: keep_secs and max_per_client must be more than zero");
+            problem!("tasks: keep_secs and max_per_client must be more than zero");
         }
         for (name, provider) in &self.providers {
             if provider.max_answer_bytes < 1024 {
-                bail!("providers.{name}.max_answer_bytes: must be at least 1024");
+                problem!("providers.{name}.max_answer_bytes: must be at least 1024");
             }
         }
         if self.policies.call_deadline_ms == 0 {
-            bail!("policies.call_deadline_ms: must be more than zero");
+            problem!("policies.call_deadline_ms: must be more than zero");
         }
         if self.policies.max_instances == 0 {
-            bail!("policies.max_instances: must be at least 1");
+            problem!("policies.max_instances: must be at least 1");
         }
         if self.policies.memory_mib < 16 {
-            bail!("policies.memory_mib: must be at least 16");
+            problem!("policies.memory_mib: must be at least 16");
         }
-        Ok(())
+        problems
     }
 
     /// The catalog as policies see it, all healthy (resilience fills in live
