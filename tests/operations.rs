@@ -1,5 +1,8 @@
-//! Running the daemon as a service: its log lines and its shutdown, on the
-//! real binary.
+//! Running the daemon as a service: its log lines, its shutdown and its
+//! config check on the real binary; its metrics against the shipped
+//! dashboard and alert rules.
+
+mod common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -131,4 +134,103 @@ fn config_check_passes_the_shipped_examples_and_names_each_problem() {
         "{out}"
     );
     assert!(out.contains("POINTSMAN_TEST_UNSET_KEY"), "{out}");
+}
+
+/// Every metric the shipped Grafana dashboard and Prometheus alert rules
+/// use is exported, once traffic has exercised what it counts: healthy
+/// plain and streamed requests, a policy that traps, a module that fails to
+/// load, and an upstream that fails every attempt (errors, escalations,
+/// breakers).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_and_alert_rules_use_only_exported_metrics() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let dashboard = std::fs::read_to_string(root.join("examples/grafana/pointsman.json")).unwrap();
+    let alerts =
+        std::fs::read_to_string(root.join("examples/prometheus/pointsman-alerts.yml")).unwrap();
+    let mut used = std::collections::BTreeSet::new();
+    for text in [&dashboard, &alerts] {
+        let mut rest = text.as_str();
+        while let Some(at) = rest.find("pointsman_") {
+            let name: String = rest[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            rest = &rest[at + name.len()..];
+            let base = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|suffix| name.strip_suffix(suffix))
+                .unwrap_or(&name)
+                .to_string();
+            used.insert(base);
+        }
+    }
+    assert!(used.len() > 10, "{used:?}");
+
+    // A healthy daemon whose router is the hostile guest, next to a module
+    // that cannot load.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("hostile.wasm"),
+        pointsman_test_support::read(pointsman_test_support::HOSTILE),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("broken.wasm"), b"\0asm but not really").unwrap();
+    let mut config = common::demo();
+    config.policies.dir = Some(dir.path().to_path_buf());
+    config.policies.router = "hostile".into();
+    let healthy = common::Daemon::start(config).await;
+    let client = reqwest::Client::new();
+    let chat = |url: String, text: &'static str, stream: bool| {
+        let client = client.clone();
+        // A named model is its route's only one: when it fails, the
+        // escalation model is tried.
+        let model = if text.starts_with("Fix") {
+            "glm-4.7"
+        } else {
+            "auto"
+        };
+        async move {
+            client
+                .post(format!("{url}/v1/chat/completions"))
+                .json(&serde_json::json!({"model": model, "stream": stream,
+                    "messages": [{"role": "user", "content": text}]}))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        }
+    };
+    chat(healthy.url.clone(), "hello", false).await;
+    chat(healthy.url.clone(), "hello", true).await;
+    chat(healthy.url.clone(), "trap", false).await;
+
+    // A daemon whose only upstream fails every attempt.
+    let mut failing = common::demo();
+    for provider in failing.providers.values_mut() {
+        provider.error_rate = 1.0;
+    }
+    let failing = common::Daemon::start(failing).await;
+    for _ in 0..3 {
+        chat(failing.url.clone(), "Fix the typo in main.rs", false).await;
+    }
+
+    let exported = client
+        .get(format!("{}/metrics", healthy.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let missing: Vec<&String> = used
+        .iter()
+        .filter(|name| {
+            !exported
+                .lines()
+                .any(|l| !l.starts_with('#') && l.starts_with(name.as_str()))
+        })
+        .collect();
+    assert!(missing.is_empty(), "not exported: {missing:?}\n{exported}");
 }

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, RwLock};
 
-use metrics::{Counter, Gauge};
+use metrics::Counter;
 
 use crate::ledger::Cost;
 use crate::policy::types::{Route, Tier};
@@ -40,13 +40,97 @@ pub fn policy_load_failed(module: &str) {
         .increment(1);
 }
 
+/// Buckets of request, first-token and attempt durations: 1 ms to 5 min.
+const SECONDS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    120.0, 300.0,
+];
+/// Buckets of policy decision time: 1 µs to the 10 ms default deadline and
+/// past it.
+const POLICY_SECONDS: &[f64] = &[
+    0.000_001,
+    0.000_002_5,
+    0.000_005,
+    0.000_01,
+    0.000_025,
+    0.000_05,
+    0.000_1,
+    0.000_25,
+    0.000_5,
+    0.001,
+    0.002_5,
+    0.005,
+    0.01,
+    0.025,
+];
+
+/// USD as whole nano-dollars, so that spend is a monotonic integer
+/// counter (Prometheus counters of the `metrics` crate are integers); a
+/// request's cost is rounded to the nearest nano-dollar.
+fn nano_usd(usd: f64) -> u64 {
+    if usd.is_finite() && usd > 0.0 {
+        (usd * 1e9).round() as u64
+    } else {
+        0
+    }
+}
+
+/// A request to the model APIs ended (its last byte sent, or its error),
+/// after `seconds`: `outcome` is `ok` or `error`.
+pub fn request_duration(
+    api: &'static str,
+    tier: &'static str,
+    outcome: &'static str,
+    seconds: f64,
+) {
+    metrics::histogram!("pointsman_request_duration_seconds", "api" => api, "tier" => tier, "outcome" => outcome)
+        .record(seconds);
+}
+
+/// A streamed answer's first event reached the client `seconds` after the
+/// request came in.
+pub fn time_to_first_token(model: &str, seconds: f64) {
+    metrics::histogram!("pointsman_time_to_first_token_seconds", "model" => model.to_string())
+        .record(seconds);
+}
+
+/// One call to one upstream endpoint ended with `outcome` (`ok`, or a class
+/// of failure such as `status_5xx`, `timeout`, `connect`) after `seconds`.
+pub fn upstream_attempt(model: &str, provider: &str, outcome: &'static str, seconds: f64) {
+    let labels = [
+        ("model", model.to_string()),
+        ("provider", provider.to_string()),
+        ("outcome", outcome.to_string()),
+    ];
+    metrics::counter!("pointsman_upstream_attempts_total", &labels).increment(1);
+    metrics::histogram!("pointsman_upstream_attempt_duration_seconds", &labels).record(seconds);
+}
+
+/// A router module took `seconds` to decide (its call, the safe route's
+/// cases included).
+pub fn policy_decision(module: &str, seconds: f64) {
+    metrics::histogram!("pointsman_policy_decision_seconds", "module" => module.to_string())
+        .record(seconds);
+}
+
 /// Installs the Prometheus recorder (once per process) and returns its handle.
 pub fn install() -> metrics_exporter_prometheus::PrometheusHandle {
     static HANDLE: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandle> =
         std::sync::OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+            use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+            // Histograms, not summaries: buckets add up across replicas.
+            let recorder = PrometheusBuilder::new()
+                .set_buckets(SECONDS)
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full("pointsman_policy_decision_seconds".into()),
+                        POLICY_SECONDS,
+                    )
+                })
+                .expect("the bucket lists are not empty")
+                .build_recorder();
             let handle = recorder.handle();
             // Another recorder may already be installed (an embedding
             // application's); then this handle renders only what it saw.
@@ -69,8 +153,15 @@ pub fn request_served(format: Format, model: &str, route: &Route, usage: &Usage,
     series.requests.increment(1);
     series.input_tokens.increment(usage.input_tokens);
     series.output_tokens.increment(usage.output_tokens);
-    series.spent_usd.increment(cost.usd);
-    series.baseline_usd.increment(cost.baseline_usd);
+    series.cost.increment(nano_usd(cost.usd));
+    series.baseline_cost.increment(nano_usd(cost.baseline_usd));
+}
+
+/// A request of client `client` (its configured name, or `anonymous`) was
+/// admitted.
+pub fn client_request(client: &str) {
+    metrics::counter!("pointsman_client_requests_total", "client" => client.to_string())
+        .increment(1);
 }
 
 /// The series a served request updates.
@@ -78,8 +169,8 @@ struct Served {
     requests: Counter,
     input_tokens: Counter,
     output_tokens: Counter,
-    spent_usd: Gauge,
-    baseline_usd: Gauge,
+    cost: Counter,
+    baseline_cost: Counter,
 }
 
 /// [`Served`] series by API and tier, then model. Registered once each:
@@ -113,8 +204,8 @@ fn served(format: Format, tier: Tier, model: &str) -> Arc<Served> {
                 requests: metrics::counter!("pointsman_requests_total", &labels),
                 input_tokens: metrics::counter!("pointsman_input_tokens_total", &labels),
                 output_tokens: metrics::counter!("pointsman_output_tokens_total", &labels),
-                spent_usd: metrics::gauge!("pointsman_spent_usd", &labels),
-                baseline_usd: metrics::gauge!("pointsman_baseline_usd", &labels),
+                cost: metrics::counter!("pointsman_cost_nanousd_total", &labels),
+                baseline_cost: metrics::counter!("pointsman_baseline_cost_nanousd_total", &labels),
             })
         })
         .clone()
@@ -159,7 +250,7 @@ pub fn task_finished(
         .unwrap_or_default();
     metrics::counter!("pointsman_tasks_total", "status" => status).increment(1);
     metrics::counter!("pointsman_subtasks_total").increment(record.subtasks.len() as u64);
-    metrics::gauge!("pointsman_task_spent_usd").increment(record.spent_usd);
+    metrics::counter!("pointsman_task_cost_nanousd_total").increment(nano_usd(record.spent_usd));
 }
 
 /// A subtask was done by the escalation model (the seed expects about 1%).

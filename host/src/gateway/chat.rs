@@ -39,18 +39,29 @@ pub async fn handle(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    let started = Instant::now();
+    let api = match format {
+        Format::OpenAi => "openai",
+        Format::Anthropic => "anthropic",
+    };
     let admitted = state
         .auth
         .check(&headers)
         .and_then(|client| Ok((state.limits.admit(&client)?, client)));
     let result = match admitted {
-        Ok((admission, client)) => serve(&state, client, format, &headers, body)
-            .await
-            .map(|response| super::limits::hold_until_sent(response, admission)),
+        Ok((admission, client)) => {
+            crate::metrics::client_request(&client.name);
+            serve(&state, client, format, &headers, body)
+                .await
+                .map(|response| {
+                    super::inflight::finish_when_sent(response, admission, api, started)
+                })
+        }
         Err(error) => Err(error),
     };
     result.unwrap_or_else(|error| {
         crate::metrics::request_failed(format, error.status().as_u16());
+        crate::metrics::request_duration(api, "none", "error", started.elapsed().as_secs_f64());
         error.into_response(format)
     })
 }

@@ -9,18 +9,12 @@
 //! checked and taken under one lock, so a refused request consumes nothing.
 //! What it takes of a concurrency limit is given back when its answer's
 //! last byte has left (or the client went away), not when the handler
-//! returns: a stream is in flight until it ends.
+//! returns: a stream is in flight until it ends ([`super::inflight`]).
 
 use std::collections::HashMap;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
-
-use axum::body::{Body, HttpBody};
-use axum::response::Response;
-use bytes::Bytes;
 
 use super::auth::Client;
 use super::error::{ApiError, ErrorKind};
@@ -194,45 +188,6 @@ fn refusal(message: String, wait: Duration) -> ApiError {
     let mut error = ApiError::new(ErrorKind::RateLimited, message);
     error.retry_after = Some(wait.as_secs_f64().ceil().max(1.0) as u64);
     error
-}
-
-/// `response`, holding `admission` until its body has been sent or dropped.
-pub fn hold_until_sent(response: Response, admission: Admission) -> Response {
-    if admission.held.is_empty() {
-        return response;
-    }
-    response.map(|body| {
-        Body::new(Held {
-            body,
-            _admission: admission,
-        })
-    })
-}
-
-/// A body that keeps an [`Admission`] alive.
-struct Held {
-    body: Body,
-    _admission: Admission,
-}
-
-impl HttpBody for Held {
-    type Data = Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
-        Pin::new(&mut self.body).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.body.size_hint()
-    }
 }
 
 #[cfg(test)]

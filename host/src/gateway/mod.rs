@@ -19,6 +19,7 @@ pub mod chat;
 pub mod count_tokens;
 pub mod error;
 pub mod features;
+pub mod inflight;
 pub mod limits;
 pub mod relay;
 pub mod responses;

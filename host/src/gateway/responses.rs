@@ -36,19 +36,29 @@ pub async fn handle(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    let started = std::time::Instant::now();
     let admitted = state
         .auth
         .check(&headers)
         .and_then(|client| Ok((state.limits.admit(&client)?, client)));
     let result = match admitted {
-        Ok((admission, client)) => serve(&state, client, &headers, body)
-            .await
-            .map(|response| super::limits::hold_until_sent(response, admission)),
+        Ok((admission, client)) => {
+            crate::metrics::client_request(&client.name);
+            serve(&state, client, &headers, body).await.map(|response| {
+                super::inflight::finish_when_sent(response, admission, "responses", started)
+            })
+        }
         Err(error) => Err(error),
     };
     match result {
         Ok(response) => response,
         Err(error) => {
+            crate::metrics::request_duration(
+                "responses",
+                "none",
+                "error",
+                started.elapsed().as_secs_f64(),
+            );
             crate::metrics::request_failed(Format::OpenAi, error.status().as_u16());
             error.into_response(Format::OpenAi)
         }

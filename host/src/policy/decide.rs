@@ -41,11 +41,10 @@ pub async fn decide(
         );
     };
     let policy = module.info.id();
-    match module
-        .route(features, models)
-        .await
-        .and_then(|r| validate(r, models))
-    {
+    let started = std::time::Instant::now();
+    let answer = module.route(features, models).await;
+    crate::metrics::policy_decision(&module.info.name, started.elapsed().as_secs_f64());
+    match answer.and_then(|r| validate(r, models)) {
         Ok(route) => Decision {
             route,
             policy,

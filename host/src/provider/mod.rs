@@ -226,6 +226,20 @@ pub enum Blame {
 }
 
 impl ProviderError {
+    /// The kind of failure, for metrics: `timeout`, `connect`, `broken`,
+    /// `malformed`, or `status_429`, `status_4xx`, `status_5xx`.
+    pub fn class(&self) -> &'static str {
+        match self {
+            ProviderError::Connect(_) => "connect",
+            ProviderError::Timeout(_) => "timeout",
+            ProviderError::Broken(_) => "broken",
+            ProviderError::Malformed(_) => "malformed",
+            ProviderError::Status { status: 429, .. } => "status_429",
+            ProviderError::Status { status, .. } if *status >= 500 => "status_5xx",
+            ProviderError::Status { .. } => "status_4xx",
+        }
+    }
+
     /// The error with every occurrence of `key` in its text replaced, for
     /// text an upstream wrote (error bodies and error events may quote the
     /// credentials they were sent).

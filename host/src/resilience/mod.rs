@@ -136,7 +136,12 @@ impl Resilience {
                 let endpoints = m
                     .endpoint_list()
                     .into_iter()
-                    .map(|(provider, upstream)| Endpoint::new(provider, upstream, r.breaker))
+                    .map(|(provider, upstream)| {
+                        // Every breaker is on the dashboard from the start,
+                        // not from its first change.
+                        crate::metrics::breaker_state(&m.id, provider, State::Closed);
+                        Endpoint::new(provider, upstream, r.breaker)
+                    })
                     .collect();
                 (m.id.clone(), Balancer::new(m.balance, endpoints))
             })
@@ -258,6 +263,12 @@ impl Resilience {
                 let error = match result {
                     Ok(answer) => {
                         report(&model.id, &endpoint, lease.mark_answered());
+                        crate::metrics::upstream_attempt(
+                            &model.id,
+                            &endpoint.provider,
+                            "ok",
+                            started.elapsed().as_secs_f64(),
+                        );
                         attempts.push(Attempt {
                             model: model.id.clone(),
                             provider: endpoint.provider.clone(),
@@ -279,6 +290,12 @@ impl Resilience {
                 // refused key or model does: the endpoint cannot serve.
                 report(&model.id, &endpoint, lease.finish(blame == Blame::Request));
                 crate::metrics::upstream_failure(&model.id);
+                crate::metrics::upstream_attempt(
+                    &model.id,
+                    &endpoint.provider,
+                    error.class(),
+                    started.elapsed().as_secs_f64(),
+                );
                 tracing::warn!(model = %model.id, provider = %endpoint.provider, "attempt failed: {error}");
                 attempts.push(Attempt {
                     model: model.id.clone(),
