@@ -11,9 +11,15 @@ use std::time::{Duration, Instant};
 /// Starts `pointsman serve` on the built-in demo with `args`, stderr piped
 /// (so it is not a terminal), and waits for its "listening" line.
 fn start(args: &[&str]) -> (Child, String, Vec<String>) {
+    start_serving(args, &[])
+}
+
+/// [`start`], with `serve_args` after `serve`.
+fn start_serving(args: &[&str], serve_args: &[&str]) -> (Child, String, Vec<String>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_pointsman"))
         .args(args)
         .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(serve_args)
         .env_remove("POINTSMAN_LOG")
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
@@ -233,4 +239,200 @@ async fn the_dashboard_and_alert_rules_use_only_exported_metrics() {
         })
         .collect();
     assert!(missing.is_empty(), "not exported: {missing:?}\n{exported}");
+}
+
+fn sha256(key: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(key.as_bytes()))
+}
+
+/// Under steady load, SIGHUP swaps in a file that adds a client key, a
+/// model and an endpoint and changes a price: no request fails, the new
+/// key and model work at once, new requests get the new price. An invalid
+/// file changes nothing, on SIGHUP or through `POST /v1/admin/reload`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_under_load_applies_at_once_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pointsman.toml");
+    let base = pointsman::config::DEMO_TOML.replace(
+        "baseline_model = \"claude-opus-4.5\"",
+        &format!(
+            "baseline_model = \"claude-opus-4.5\"\n[admin]\nkey_sha256 = \"{}\"\n",
+            sha256("root")
+        ),
+    );
+    let alice = format!(
+        "\n[[clients]]\nname = \"alice\"\nkey_sha256 = \"{}\"\n",
+        sha256("alice-key")
+    );
+    std::fs::write(&path, format!("{base}{alice}")).unwrap();
+    let (child, url, _) = start_serving(&[], &["--config", path.to_str().unwrap()]);
+    let client = reqwest::Client::new();
+    let ask = {
+        let (client, url) = (client.clone(), url.clone());
+        move |key: &'static str, model: &'static str, stream: bool| {
+            let client = client.clone();
+            let url = url.clone();
+            async move {
+                client
+                    .post(format!("{url}/v1/chat/completions"))
+                    .bearer_auth(key)
+                    .json(
+                        &serde_json::json!({"model": model, "stream": stream, "max_tokens": 40,
+                    "messages": [{"role": "user", "content": "Fix the typo in main.rs"}]}),
+                    )
+                    .send()
+                    .await
+            }
+        }
+    };
+    let cost = |response: &reqwest::Response| -> f64 {
+        response.headers()["x-pointsman-cost-usd"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let before = ask("alice-key", "glm-4.7", false).await.unwrap();
+    assert_eq!(before.status(), 200);
+    let old_cost = cost(&before);
+    assert_eq!(
+        ask("bob-key", "glm-4.7", false).await.unwrap().status(),
+        401
+    );
+
+    // Steady load on both kinds of answer while the file changes.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut load = Vec::new();
+    for worker in 0..4 {
+        let (stop, ask) = (stop.clone(), ask.clone());
+        load.push(tokio::spawn(async move {
+            let (mut ok, mut failed) = (0, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                match ask("alice-key", "auto", worker % 2 == 0).await {
+                    Ok(r) if r.status() == 200 => match r.text().await {
+                        Ok(_) => ok += 1,
+                        Err(e) => failed.push(e.to_string()),
+                    },
+                    Ok(r) => failed.push(format!("{}", r.status())),
+                    Err(e) => failed.push(e.to_string()),
+                }
+            }
+            (ok, failed)
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let changed = format!(
+        "{}{alice}\n[[clients]]\nname = \"bob\"\nkey_sha256 = \"{}\"\n\n\
+         [[models]]\nid = \"glm-5\"\nprovider = \"simulated\"\nroles = [\"executor\"]\n\
+         input_usd_per_mtok = 2.0\noutput_usd_per_mtok = 4.0\ncontext_window = 128000\n\
+         [[models.endpoints]]\nprovider = \"simulated\"\nupstream = \"glm-5-replica\"\n",
+        base.replace("input_usd_per_mtok = 1.0", "input_usd_per_mtok = 10.0"),
+        sha256("bob-key")
+    );
+    assert_ne!(changed, format!("{base}{alice}"), "the price line exists");
+    std::fs::write(&path, &changed).unwrap();
+    unsafe { libc::kill(child.id() as i32, libc::SIGHUP) };
+    let started = Instant::now();
+    loop {
+        if ask("bob-key", "glm-5", false).await.unwrap().status() == 200 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the reload never applied"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let after = ask("alice-key", "glm-4.7", false).await.unwrap();
+    assert!(cost(&after) > old_cost, "{} vs {old_cost}", cost(&after));
+
+    // An invalid file changes nothing.
+    std::fs::write(&path, "this is [not toml").unwrap();
+    unsafe { libc::kill(child.id() as i32, libc::SIGHUP) };
+    let refused = client
+        .post(format!("{url}/v1/admin/reload"))
+        .bearer_auth("root")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 422);
+    let why = refused.text().await.unwrap();
+    assert!(why.contains("previous one keeps serving"), "{why}");
+    let wrong_key = client
+        .post(format!("{url}/v1/admin/reload"))
+        .bearer_auth("bob-key")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong_key.status(), 401);
+    assert_eq!(ask("bob-key", "glm-5", false).await.unwrap().status(), 200);
+
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut served = 0;
+    for worker in load {
+        let (ok, failed) = worker.await.unwrap();
+        assert!(
+            failed.is_empty(),
+            "requests failed across the reload: {failed:?}"
+        );
+        served += ok;
+    }
+    assert!(served > 10, "{served}");
+    terminate(&child);
+    let mut child = child;
+    child.wait().unwrap();
+}
+
+/// With `[config] watch = true`, saving the file is a reload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watched_config_file_reloads_when_saved() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pointsman.toml");
+    let client = |name: &str| {
+        format!(
+            "\n[[clients]]\nname = \"{name}\"\nkey_sha256 = \"{}\"\n",
+            sha256(&format!("{name}-key"))
+        )
+    };
+    let base = pointsman::config::DEMO_TOML.replace(
+        "baseline_model = \"claude-opus-4.5\"",
+        "baseline_model = \"claude-opus-4.5\"\n[config]\nwatch = true\n",
+    );
+    std::fs::write(&path, format!("{base}{}", client("alice"))).unwrap();
+    let (mut child, url, _) = start_serving(&[], &["--config", path.to_str().unwrap()]);
+    let models = |key: &'static str| {
+        let url = url.clone();
+        async move {
+            reqwest::Client::new()
+                .post(format!("{url}/v1/chat/completions"))
+                .bearer_auth(key)
+                .json(&serde_json::json!({"model": "glm-4.7", "max_tokens": 10,
+                    "messages": [{"role": "user", "content": "hi"}]}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(models("carol-key").await, 401);
+    // Written the way deploy tools should: a new file renamed into place.
+    let tmp = dir.path().join(".pointsman.toml.tmp");
+    std::fs::write(
+        &tmp,
+        format!("{base}{}{}", client("alice"), client("carol")),
+    )
+    .unwrap();
+    std::fs::rename(&tmp, &path).unwrap();
+    let started = Instant::now();
+    while models("carol-key").await != 200 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "never reloaded"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(models("alice-key").await, 200);
+    terminate(&child);
+    child.wait().unwrap();
 }

@@ -57,6 +57,13 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Ask a running daemon to reload its config file (as SIGHUP does); the
+    /// admin key, when one is set, is read from POINTSMAN_ADMIN_KEY.
+    Reload {
+        /// The daemon's address.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+    },
     /// Print the route a policy picks for an OpenAI chat-completions body.
     Route {
         /// The router module.
@@ -151,6 +158,25 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             crate::gateway::serve(config).await?;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Reload { url } => {
+            let mut request = reqwest::Client::new()
+                .post(format!("{}/v1/admin/reload", url.trim_end_matches('/')));
+            if let Ok(key) = std::env::var("POINTSMAN_ADMIN_KEY") {
+                request = request.bearer_auth(key);
+            }
+            let response = request
+                .send()
+                .await
+                .with_context(|| format!("cannot reach the daemon at {url}"))?;
+            let ok = response.status().is_success();
+            let body = response.text().await.unwrap_or_default();
+            println!("{body}");
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         Command::Config {
             command: ConfigCommand::Check { file },

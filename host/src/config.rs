@@ -72,12 +72,21 @@ pub struct Config {
     /// The operator's key for the admin endpoints.
     #[serde(default)]
     pub admin: AdminConfig,
+    /// How the file itself is watched.
+    #[serde(default)]
+    pub config: ConfigFileConfig,
     /// Request limits shared by every client with a given label value.
     #[serde(default)]
     pub label_limits: Vec<LabelLimitConfig>,
     /// Whether this is the built-in demo (not settable from a file).
     #[serde(skip)]
     pub demo: bool,
+    /// The file it was read from (none for the demo or parsed text).
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
+    /// SHA-256 of the text it was parsed from, hex.
+    #[serde(skip)]
+    pub text_sha256: String,
 }
 
 /// `[policies]`.
@@ -149,6 +158,10 @@ pub struct ProviderConfig {
     pub base_url: Option<String>,
     /// Name of the environment variable holding the API key.
     pub api_key_env: Option<String>,
+    /// A file holding the API key (its whole content, trimmed), read at
+    /// start and at every reload; for keys rotated on disk. Not with
+    /// `api_key_env`.
+    pub api_key_file: Option<PathBuf>,
     /// Per-attempt timeout in milliseconds.
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
@@ -363,6 +376,15 @@ impl Default for TasksConfig {
     }
 }
 
+/// `[config]`: the config file itself.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFileConfig {
+    /// Reload when the file changes (as on SIGHUP or `pointsman reload`).
+    #[serde(default)]
+    pub watch: bool,
+}
+
 /// `[admin]`: the operator's key.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -420,11 +442,17 @@ impl Config {
             .with_context(|| format!("cannot read config {}", path.display()))?;
         let mut config =
             Self::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        config.source = Some(path.to_path_buf());
         // Relative folders are relative to the config file.
         let base = path.parent().unwrap_or(Path::new("."));
+        let key_files = config
+            .providers
+            .values_mut()
+            .filter_map(|p| p.api_key_file.as_mut());
         for dir in [&mut config.policies.dir, &mut config.policies.cache_dir]
             .into_iter()
             .flatten()
+            .chain(key_files)
         {
             if dir.is_relative() {
                 *dir = base.join(&*dir);
@@ -442,8 +470,9 @@ impl Config {
 
     /// Parses and validates TOML text.
     pub fn parse(text: &str) -> anyhow::Result<Config> {
-        let config: Config = toml::from_str(text)?;
+        let mut config: Config = toml::from_str(text)?;
         config.validate()?;
+        config.text_sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(text.as_bytes()));
         Ok(config)
     }
 
@@ -552,6 +581,9 @@ impl Config {
             }
             if provider.timeout_ms == 0 {
                 problem!("{at}.timeout_ms: must be more than zero");
+            }
+            if provider.api_key_env.is_some() && provider.api_key_file.is_some() {
+                problem!("{at}.api_key_file: set api_key_env or api_key_file, not both");
             }
         }
         for (i, client) in self.clients.iter().enumerate() {

@@ -113,6 +113,11 @@ pub fn policy_decision(module: &str, seconds: f64) {
         .record(seconds);
 }
 
+/// A configuration reload ended with `outcome` (`ok` or `invalid`).
+pub fn config_reload(outcome: &'static str) {
+    metrics::counter!("pointsman_config_reloads_total", "outcome" => outcome).increment(1);
+}
+
 /// Installs the Prometheus recorder (once per process) and returns its handle.
 pub fn install() -> metrics_exporter_prometheus::PrometheusHandle {
     static HANDLE: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandle> =

@@ -76,6 +76,14 @@ pub fn check_text(text: &str, file: &str, base: &Path, builtins: &[&str]) -> Rep
                     "providers.{name}.api_key_env: the environment variable {var} is not set"
                 )));
             }
+        } else if let Some(file) = &provider.api_key_file {
+            let key = std::fs::read_to_string(base.join(file)).map(|t| t.trim().to_string());
+            if !key.is_ok_and(|k| !k.is_empty()) {
+                report.problems.push(at(&format!(
+                    "providers.{name}.api_key_file: {} cannot be read or is empty",
+                    file.display()
+                )));
+            }
         } else if provider.kind != ProviderKind::Simulated {
             report.warnings.push(at(&format!(
                 "providers.{name}.api_key_env: none: calls go without a key"
@@ -117,8 +125,8 @@ pub fn check_text(text: &str, file: &str, base: &Path, builtins: &[&str]) -> Rep
     report
 }
 
-/// What the daemon would serve.
-fn summary(config: &Config) -> String {
+/// What the daemon would serve, one setting a line.
+pub fn summary(config: &Config) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "listen     {}", config.listen);
     let _ = writeln!(

@@ -82,6 +82,20 @@ fn anthropic_model(id: &str) -> serde_json::Value {
     json!({"type": "model", "id": id, "display_name": id, "created_at": "1970-01-01T00:00:00Z"})
 }
 
+/// `GET /v1/config`: which configuration serves: its file, the SHA-256 of
+/// its text, when it was loaded, and what it serves (the summary of
+/// `pointsman config check`; it holds no secret: keys are environment
+/// variables, files or hashes).
+pub async fn config(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
+    let loaded = &state.loaded;
+    Json(json!({
+        "source": loaded.source.as_ref().map(|p| p.display().to_string()),
+        "sha256": loaded.sha256,
+        "loaded_at": crate::policy::module::unix_seconds::of(&loaded.at),
+        "summary": crate::config::check::summary(&state.config),
+    }))
+}
+
 /// `GET /v1/policies`: loaded modules and their last errors.
 pub async fn policies(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
     let router = state.policies.router().map(|m| m.info.id());

@@ -22,6 +22,7 @@ pub mod features;
 pub mod inflight;
 pub mod limits;
 pub mod relay;
+pub mod reload;
 pub mod responses;
 pub mod responses_relay;
 pub mod server;
@@ -47,8 +48,9 @@ use crate::resilience::Resilience;
 pub struct AppState {
     /// The validated configuration.
     pub config: Config,
-    /// Policies and the registry.
-    pub policies: ActivePolicies,
+    /// Policies and the registry (kept across reloads that leave
+    /// `[policies]` as it was).
+    pub policies: Arc<ActivePolicies>,
     /// Client keys.
     pub auth: auth::Auth,
     /// Per-client request limits.
@@ -57,12 +59,16 @@ pub struct AppState {
     pub models: HashMap<String, Arc<ModelConfig>>,
     /// Breakers, balancers, retry budget.
     pub resilience: Resilience,
-    /// Tasks submitted to `/v1/tasks`.
-    pub tasks: crate::orchestrator::store::Tasks,
-    /// Plans of agent sessions in transparent plan mode.
-    pub plans: crate::orchestrator::transparent::PlanCache,
-    /// The tier each agent session's current task started with.
-    pub task_tiers: sessions::TaskTiers,
+    /// Tasks submitted to `/v1/tasks` (kept across reloads).
+    pub tasks: Arc<crate::orchestrator::store::Tasks>,
+    /// Plans of agent sessions in transparent plan mode (kept across
+    /// reloads).
+    pub plans: Arc<crate::orchestrator::transparent::PlanCache>,
+    /// The tier each agent session's current task started with (kept
+    /// across reloads).
+    pub task_tiers: Arc<sessions::TaskTiers>,
+    /// Where the configuration came from, and when.
+    pub loaded: reload::Loaded,
     providers: HashMap<String, Provider>,
     baseline: Prices,
     metrics: metrics_exporter_prometheus::PrometheusHandle,
@@ -71,6 +77,50 @@ pub struct AppState {
 impl AppState {
     /// Builds providers and policies from `config`.
     pub async fn new(config: Config) -> anyhow::Result<Self> {
+        let policies = Arc::new(ActivePolicies::start(&config).await?);
+        let resilience = Resilience::new(&config);
+        // The task store keeps the bounds of the first config: a reload
+        // does not resize it.
+        let tasks = Arc::new(crate::orchestrator::store::Tasks::new(&config.tasks));
+        Self::build(
+            config,
+            policies,
+            resilience,
+            tasks,
+            Default::default(),
+            Default::default(),
+        )
+    }
+
+    /// The state for `config`, replacing this one: tasks, plans and
+    /// sessions carry over; so do the policies when `[policies]` is
+    /// unchanged, and the breakers and latency of every endpoint that
+    /// remains. Requests and tasks that hold this state finish on it.
+    pub async fn reload(&self, config: Config) -> anyhow::Result<Self> {
+        let policies = if reload::same_policies(&self.config, &config) {
+            self.policies.clone()
+        } else {
+            Arc::new(ActivePolicies::start(&config).await?)
+        };
+        let resilience = Resilience::carry_over(&config, &self.resilience);
+        Self::build(
+            config,
+            policies,
+            resilience,
+            self.tasks.clone(),
+            self.plans.clone(),
+            self.task_tiers.clone(),
+        )
+    }
+
+    fn build(
+        config: Config,
+        policies: Arc<ActivePolicies>,
+        resilience: Resilience,
+        tasks: Arc<crate::orchestrator::store::Tasks>,
+        plans: Arc<crate::orchestrator::transparent::PlanCache>,
+        task_tiers: Arc<sessions::TaskTiers>,
+    ) -> anyhow::Result<Self> {
         let providers = config
             .providers
             .iter()
@@ -82,16 +132,16 @@ impl AppState {
             .map(|m| (m.id.clone(), Arc::new(m.clone())))
             .collect();
         let baseline = Prices::from(&*models[&config.baseline_model]);
-        let policies = ActivePolicies::start(&config).await?;
         // Build the tokenizer's tables now, not on the first request.
         crate::tokens::warm_up();
         Ok(AppState {
             auth: auth::Auth::new(&config),
             limits: limits::Limiter::new(&config),
-            resilience: Resilience::new(&config),
-            tasks: crate::orchestrator::store::Tasks::new(&config.tasks),
-            plans: Default::default(),
-            task_tiers: Default::default(),
+            resilience,
+            tasks,
+            plans,
+            task_tiers,
+            loaded: reload::Loaded::of(&config),
             policies,
             models,
             providers,
@@ -173,6 +223,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(
             Router::new()
                 .route("/v1/policies", get(admin::policies))
+                .route("/v1/config", get(admin::config))
                 .route("/v1/providers", get(admin::providers))
                 .route("/metrics", get(admin::metrics))
                 .route_layer(axum::middleware::from_fn_with_state(
@@ -221,9 +272,29 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             let _ = signalled.set(tokio::time::Instant::now());
         }
     };
-    serve_on(listener, state.clone(), shutdown).await?;
+    let live = reload::Live::new(state.clone());
+    #[cfg(unix)]
+    let hangups = {
+        let live = live.clone();
+        let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+        tokio::spawn(async move {
+            while hangup.recv().await.is_some() {
+                // The outcome is logged and counted by `reload`.
+                let _ = live.reload("SIGHUP").await;
+            }
+        })
+    };
+    let _watch = if state.config.config.watch {
+        reload::watch_file(live.clone())?
+    } else {
+        None
+    };
+    serve_live(listener, live.clone(), shutdown).await?;
+    #[cfg(unix)]
+    hangups.abort();
     // Tasks run on after their submitting request has answered: they get
     // what is left of the grace period too.
+    let state = live.state();
     let grace = std::time::Duration::from_millis(state.config.server.shutdown_grace_ms);
     let deadline = *signalled.get_or_init(tokio::time::Instant::now) + grace;
     while state.tasks.running() > 0 && tokio::time::Instant::now() < deadline {
@@ -245,9 +316,17 @@ pub async fn serve_on(
     state: Arc<AppState>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let bounds = state.config.server.clone();
-    let app = router(state);
-    server::serve(listener, app, &bounds, shutdown).await?;
+    serve_live(listener, reload::Live::new(state), shutdown).await
+}
+
+/// Serves `live`'s current state on `listener` until `shutdown` completes.
+pub async fn serve_live(
+    listener: tokio::net::TcpListener,
+    live: Arc<reload::Live>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let bounds = live.state().config.server.clone();
+    server::serve(listener, live, &bounds, shutdown).await?;
     tracing::info!("stopped");
     Ok(())
 }

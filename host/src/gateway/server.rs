@@ -25,7 +25,18 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
+use axum::response::{IntoResponse, Response};
+use hyper::Request;
+use hyper::body::Incoming;
+use hyper::service::Service;
+
+use super::reload::Live;
 use crate::config::ServerConfig;
+use crate::provider::Format;
+
+/// The admin endpoint that reloads the configuration. It is answered here,
+/// beside the routes, since it replaces the state the routes belong to.
+pub const RELOAD_PATH: &str = "/v1/admin/reload";
 
 /// How long accepting pauses after the process ran out of file descriptors
 /// (or another accept error), rather than spinning on it.
@@ -35,7 +46,7 @@ const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
 /// connections' requests in flight finish.
 pub async fn serve(
     listener: TcpListener,
-    app: axum::Router,
+    live: Arc<Live>,
     bounds: &ServerConfig,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
@@ -73,7 +84,18 @@ pub async fn serve(
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!("cannot set TCP_NODELAY: {e}");
         }
-        let service = TowerToHyperService::new(app.clone());
+        let live = live.clone();
+        // Each request goes to the state current when it arrives, so a
+        // kept-alive connection sees a reload at its next request.
+        let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+            let live = live.clone();
+            async move {
+                if request.uri().path() == RELOAD_PATH {
+                    return Ok(reload_endpoint(&live, request).await);
+                }
+                TowerToHyperService::new(live.router()).call(request).await
+            }
+        });
         let connection = builder
             .serve_connection(TokioIo::new(tcp), service)
             .into_owned();
@@ -97,4 +119,31 @@ pub async fn serve(
         );
     }
     Ok(())
+}
+
+/// `POST /v1/admin/reload`: reloads the config file (admin key required
+/// when one is set); 200 with what changed, or 422 with why nothing did.
+async fn reload_endpoint(live: &Live, request: Request<Incoming>) -> Response {
+    use axum::http::StatusCode;
+    if request.method() != axum::http::Method::POST {
+        return super::error::ApiError::new(
+            super::error::ErrorKind::MethodNotAllowed,
+            "use POST to reload the configuration",
+        )
+        .into_response(Format::OpenAi);
+    }
+    if let Err(error) = live.state().auth.check_admin(request.headers()) {
+        return error.into_response(Format::OpenAi);
+    }
+    match live.reload("admin key").await {
+        Ok(done) => (StatusCode::OK, axum::Json(done)).into_response(),
+        Err(e) => {
+            let error = super::error::ApiError::invalid(format!(
+                "the configuration was not reloaded, the previous one keeps serving: {e:#}"
+            ));
+            let mut response = error.into_response(Format::OpenAi);
+            *response.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
+            response
+        }
+    }
 }

@@ -188,6 +188,9 @@ impl Registry {
                     .unwrap_or_else(|p| p.into_inner())
                     .remove(name);
                 tracing::info!(
+                    target: "pointsman::audit",
+                    who = "policies folder",
+                    action = "policy load",
                     module = %module.info.id(),
                     world = %module.info.world,
                     version = %module.info.version,

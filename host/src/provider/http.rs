@@ -80,12 +80,25 @@ impl HttpProvider {
             .as_deref()
             .with_context(|| format!("{at}.base_url: required"))?
             .trim_end_matches('/');
-        let key = match &config.api_key_env {
-            Some(var) => match std::env::var(var) {
+        let key = match (&config.api_key_env, &config.api_key_file) {
+            (Some(var), _) => match std::env::var(var) {
                 Ok(key) if !key.is_empty() => Some(key),
                 _ => bail!("{at}.api_key_env: the environment variable {var} is not set"),
             },
-            None => None,
+            (None, Some(path)) => {
+                // Read at start and at every reload, so a rotated key is
+                // picked up without a restart. The file's error never
+                // quotes its content.
+                let text = std::fs::read_to_string(path).with_context(|| {
+                    format!("{at}.api_key_file: cannot read {}", path.display())
+                })?;
+                let key = text.trim();
+                if key.is_empty() {
+                    bail!("{at}.api_key_file: {} is empty", path.display());
+                }
+                Some(key.to_string())
+            }
+            (None, None) => None,
         };
         let (format, endpoint) = match config.kind {
             ProviderKind::Openai => (Format::OpenAi, format!("{base}/chat/completions")),

@@ -206,6 +206,21 @@ pub struct Balancer {
 }
 
 impl Balancer {
+    /// Takes over `old`'s endpoint of the same provider and upstream name,
+    /// with its breaker, latency and requests in flight, for each of this
+    /// balancer's endpoints that has one.
+    pub fn adopt(&mut self, old: &Balancer) {
+        for endpoint in &mut self.endpoints {
+            if let Some(same) = old
+                .endpoints
+                .iter()
+                .find(|e| e.provider == endpoint.provider && e.upstream == endpoint.upstream)
+            {
+                *endpoint = same.clone();
+            }
+        }
+    }
+
     /// A balancer over `endpoints` (at least one).
     pub fn new(strategy: Strategy, endpoints: Vec<Endpoint>) -> Self {
         Balancer {

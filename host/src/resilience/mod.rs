@@ -154,6 +154,24 @@ impl Resilience {
         }
     }
 
+    /// The resilience of `config`, keeping from `old` the breaker, latency
+    /// and load of every endpoint that remains (the same model, provider
+    /// and upstream name, with the same breaker settings): a reload must
+    /// not reopen a tripped breaker or forget what was learnt.
+    pub fn carry_over(config: &Config, old: &Resilience) -> Self {
+        let mut fresh = Self::new(config);
+        for (id, pool) in fresh.pools.iter_mut() {
+            let Some(before) = old.pools.get(id) else {
+                continue;
+            };
+            if old.config.breaker != config.resilience.breaker {
+                continue;
+            }
+            pool.adopt(before);
+        }
+        fresh
+    }
+
     /// The settings.
     pub fn config(&self) -> &ResilienceConfig {
         &self.config
