@@ -44,19 +44,10 @@ pub async fn handle(
         Format::OpenAi => "openai",
         Format::Anthropic => "anthropic",
     };
-    let admitted = state
-        .auth
-        .check(&headers)
-        .and_then(|client| Ok((state.limits.admit(&client)?, client)));
-    let result = match admitted {
-        Ok((admission, client)) => {
-            crate::metrics::client_request(&client.name);
-            serve(&state, client, format, &headers, body)
-                .await
-                .map(|response| {
-                    super::inflight::finish_when_sent(response, admission, api, started)
-                })
-        }
+    let result = match admit(&state, &headers) {
+        Ok((admission, client)) => serve(&state, client, format, &headers, body)
+            .await
+            .map(|response| super::inflight::finish_when_sent(response, admission, api, started)),
         Err(error) => Err(error),
     };
     result.unwrap_or_else(|error| {
@@ -64,6 +55,18 @@ pub async fn handle(
         crate::metrics::request_duration(api, "none", "error", started.elapsed().as_secs_f64());
         error.into_response(format)
     })
+}
+
+/// The client presenting `headers`, admitted within its limits (a 401 or
+/// a 429 otherwise).
+pub(super) fn admit(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<(super::limits::Admission, Client), ApiError> {
+    let client = state.auth.check(headers)?;
+    let admission = state.limits.admit(&client)?;
+    crate::metrics::client_request(&client.name);
+    Ok((admission, client))
 }
 
 /// A request id unique within this process and across restarts.

@@ -34,9 +34,8 @@ pub async fn handle(
 }
 
 async fn count(state: &AppState, headers: &HeaderMap, body: Body) -> Result<u64, ApiError> {
-    let client = state.auth.check(headers)?;
     // Counting is a request like any other against the client's limits.
-    let _admission = state.limits.admit(&client)?;
+    let (_admission, _client) = super::chat::admit(state, headers)?;
     let bytes = super::body::read(
         body,
         state.config.max_body_bytes,

@@ -37,17 +37,10 @@ pub async fn handle(
     body: Body,
 ) -> Response {
     let started = std::time::Instant::now();
-    let admitted = state
-        .auth
-        .check(&headers)
-        .and_then(|client| Ok((state.limits.admit(&client)?, client)));
-    let result = match admitted {
-        Ok((admission, client)) => {
-            crate::metrics::client_request(&client.name);
-            serve(&state, client, &headers, body).await.map(|response| {
-                super::inflight::finish_when_sent(response, admission, "responses", started)
-            })
-        }
+    let result = match chat::admit(&state, &headers) {
+        Ok((admission, client)) => serve(&state, client, &headers, body).await.map(|response| {
+            super::inflight::finish_when_sent(response, admission, "responses", started)
+        }),
         Err(error) => Err(error),
     };
     match result {

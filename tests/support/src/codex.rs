@@ -141,13 +141,7 @@ pub fn run_codex(
             command.env_remove(&*name);
         }
     }
-    for proxy in ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"] {
-        command.env(proxy, "http://127.0.0.1:9");
-        command.env(proxy.to_lowercase(), "http://127.0.0.1:9");
-    }
-    for no_proxy in ["NO_PROXY", "no_proxy"] {
-        command.env(no_proxy, "127.0.0.1,localhost,::1");
-    }
+    crate::keep_offline(&mut command);
     for (k, v) in env {
         command.env(k, v);
     }

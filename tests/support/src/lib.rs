@@ -60,3 +60,16 @@ pub fn workspace_root() -> &'static Path {
 pub fn read(path: &str) -> Vec<u8> {
     std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
+
+/// Keeps an agent under test off the network: every proxy variable points
+/// at a closed local port, with loopback exempted, so that anything but
+/// the local gateway fails at once instead of reaching out.
+pub(crate) fn keep_offline(command: &mut std::process::Command) {
+    for proxy in ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"] {
+        command.env(proxy, "http://127.0.0.1:9");
+        command.env(proxy.to_lowercase(), "http://127.0.0.1:9");
+    }
+    for no_proxy in ["NO_PROXY", "no_proxy"] {
+        command.env(no_proxy, "127.0.0.1,localhost,::1");
+    }
+}
