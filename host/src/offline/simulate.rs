@@ -589,7 +589,7 @@ fn table(r: &Report) -> String {
     if let Some(per_day) = r.per_day {
         let name = |p: &PolicyResult| p.policy.split('@').next().unwrap_or("").to_string();
         let mut header = vec![
-            format!("{:<8}", format!("at {per_day} requests/day")),
+            format!("{:<24}", format!("at {per_day} requests/day")),
             format!("{:>14}", format!("baseline ({})", r.baseline_model)),
         ];
         for p in &r.policies {
