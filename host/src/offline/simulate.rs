@@ -14,7 +14,8 @@
 //!   its tokens counted, its output at [`PLANNER_OUTPUT`] tokens, priced
 //!   at the model it names; every planned request then carries the plan
 //!   (that many more input tokens to the executor).
-//! - Baseline: the same input and output tokens on the baseline model.
+//! - Baseline: the same input tokens on the baseline model, direct, with the
+//!   recorded output or the direct tier's assumption.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -369,7 +370,14 @@ async fn simulate_one(
         }
         let executor_usd = model(&route.executor).map_or(0.0, |m| price(m, input, output));
         out.push(Priced {
-            baseline_usd: price(baseline, features.input_tokens as u64, output),
+            // The baseline is a direct call: its output, when not recorded,
+            // is the direct tier's assumption, whatever the policy chose, so
+            // every policy has the same baseline.
+            baseline_usd: price(
+                baseline,
+                features.input_tokens as u64,
+                record.output_tokens.unwrap_or(assumed_output(Tier::Direct)) as u64,
+            ),
             route,
             failure: routed.failure,
             executor_usd,
