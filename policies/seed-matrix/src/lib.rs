@@ -467,6 +467,20 @@ mod tests {
     }
 
     #[test]
+    fn the_threshold_label_moves_the_high_boundary() {
+        let text = "Design the cache layer across modules"; // score 4
+        let at = |value: &str| route(&request(text).label(THRESHOLD_LABEL, value).build());
+        assert_eq!(route(&request(text).build()).tier, Tier::Plan);
+        assert_eq!(at("0.5").tier, Tier::Plan);
+        assert_eq!(at("0.7").tier, Tier::Direct); // 4 < 4.2
+        assert_eq!(at("0.6").tier, Tier::Plan); // 4 >= 3.6
+        assert!(at("0.7").reasoning.ends_with("threshold:0.7"));
+        // Not a plain decimal: ignored.
+        assert_eq!(at("1e-1").tier, Tier::Plan);
+        assert!(!at("1e-1").reasoning.contains("threshold"));
+    }
+
+    #[test]
     fn critical_work_is_planned_and_verified() {
         let r = route(&request("Rotate the production database credentials").build());
         assert_eq!(r.tier, Tier::PlanAndVerify);
