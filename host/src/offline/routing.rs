@@ -48,9 +48,17 @@ pub struct Router {
 }
 
 impl Router {
-    /// Routes one request.
+    /// Routes one request. A call stopped for time (or that found every
+    /// instance busy) is tried once more before it counts as a failure:
+    /// offline, a run competes with everything else on the machine, and a
+    /// wall-clock stall there is not the policy's doing; a policy that
+    /// really loops fails both times.
     pub async fn route(&self, features: &Features) -> Routed {
-        match ask(&self.module, features, &self.catalog).await {
+        let mut answer = ask(&self.module, features, &self.catalog).await;
+        if matches!(answer, Err(PolicyError::Timeout(_) | PolicyError::Busy)) {
+            answer = ask(&self.module, features, &self.catalog).await;
+        }
+        match answer {
             Ok(route) => Routed {
                 route,
                 failure: None,
