@@ -8,6 +8,7 @@ fn main() {
         "wit",
         "policies/seed-matrix",
         "policies/seed-planner",
+        "policies/premium-only",
     ] {
         println!("cargo::rerun-if-changed={}", root.join(dir).display());
     }

@@ -11,8 +11,11 @@ use serde_json::{Value, json};
 
 use crate::config::Config;
 use crate::gateway::features::{self, RequestContext};
+use crate::offline::routing::Router;
+use crate::offline::sweep::Sweep;
+use crate::offline::{OutputFormat, eval, simulate};
 use crate::policy::types::{ModelInfo, Route};
-use crate::policy::{PolicyEngine, PolicyModule, Registry, decide, decide::validate};
+use crate::policy::{PolicyEngine, PolicyModule, Registry, builtin, decide, decide::validate};
 
 /// Pointsman: routes coding agents' LLM traffic between planner and executor
 /// models, with decisions made by WebAssembly policies.
@@ -66,7 +69,8 @@ enum Command {
     },
     /// Print the route a policy picks for an OpenAI chat-completions body.
     Route {
-        /// The router module.
+        /// The router module (a `.wasm` file, or a built-in name such as
+        /// `seed-matrix`).
         #[arg(long)]
         policy: PathBuf,
         /// Configuration supplying the catalog and the safe route (default:
@@ -75,6 +79,59 @@ enum Command {
         config: Option<PathBuf>,
         /// A JSON file with the request body (`-` for standard input).
         request: PathBuf,
+    },
+    /// Score a router on labelled prompts: strong-call share, quality, PGR,
+    /// against the random router and the oracle (no upstream call).
+    Eval {
+        /// The router module (a `.wasm` file, or a built-in name such as
+        /// `seed-matrix`).
+        #[arg(long)]
+        policy: PathBuf,
+        /// Labelled prompts, JSON lines (gzip or plain):
+        /// `{"prompt": "...", "outcomes": {"<key>": true|false|score}}`.
+        #[arg(long)]
+        data: PathBuf,
+        /// The outcome key of the strong model.
+        #[arg(long)]
+        strong: String,
+        /// The outcome key of the weak model.
+        #[arg(long)]
+        weak: String,
+        /// Configuration supplying the catalog and the safe route (default:
+        /// the built-in demo).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        format: OutputFormat,
+        /// Refuse the data if any line is malformed.
+        #[arg(long)]
+        strict: bool,
+        /// Set a label on every request to each value of a range and print
+        /// the quality–cost curve: `pointsman.threshold=0:1:0.05`.
+        #[arg(long)]
+        sweep: Option<Sweep>,
+    },
+    /// What one or more routers cost on a workload, with savings against
+    /// the baseline model and, for two or more, how their routes differ.
+    Simulate {
+        /// A router module, a `.wasm` file or a built-in name (repeat to
+        /// compare).
+        #[arg(long = "policy", required = true)]
+        policies: Vec<PathBuf>,
+        /// The workload, JSON lines (gzip or plain).
+        #[arg(long)]
+        workload: PathBuf,
+        /// Configuration supplying the catalog, prices, the baseline model
+        /// and the planner policy (default: the built-in demo).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Requests a day, for daily, monthly and yearly projections.
+        #[arg(long)]
+        per_day: Option<f64>,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        format: OutputFormat,
     },
 }
 
@@ -100,7 +157,8 @@ enum PolicyCommand {
     },
     /// Run table-driven cases (one JSON object a line) against a router.
     Test {
-        /// The router module.
+        /// The router module (a `.wasm` file, or a built-in name such as
+        /// `seed-matrix`).
         module: PathBuf,
         /// The cases.
         cases: PathBuf,
@@ -260,7 +318,61 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{}", serde_json::to_string_pretty(&decision)?);
             Ok(ExitCode::SUCCESS)
         }
+        Command::Eval {
+            policy,
+            data,
+            strong,
+            weak,
+            config,
+            format,
+            strict,
+            sweep,
+        } => {
+            let config = load_config(config.as_deref())?;
+            let router = offline_router(&config, &policy).await?;
+            let opts = eval::EvalOptions {
+                data,
+                strong,
+                weak,
+                strict,
+                sweep,
+                format,
+            };
+            print!("{}", eval::run(&router, &opts).await?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Simulate {
+            policies,
+            workload,
+            config,
+            per_day,
+            format,
+        } => {
+            let config = load_config(config.as_deref())?;
+            let mut routers = Vec::new();
+            for path in &policies {
+                routers.push(offline_router(&config, path).await?);
+            }
+            let opts = simulate::SimulateOptions {
+                workload,
+                per_day,
+                format,
+            };
+            print!("{}", simulate::run(&config, &routers, &opts).await?);
+            Ok(ExitCode::SUCCESS)
+        }
     }
+}
+
+/// A router module for the offline commands, with the catalog (every model
+/// available) and the safe route of `config`.
+async fn offline_router(config: &Config, path: &Path) -> anyhow::Result<Router> {
+    Ok(Router {
+        module: load_module(config, path).await?,
+        catalog: Arc::new(config.catalog()),
+        safe: config.safe_route(),
+        max_instances: config.policies.max_instances,
+    })
 }
 
 fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
@@ -277,13 +389,22 @@ fn request_context() -> RequestContext {
     }
 }
 
-/// Loads one module file with the sandbox and self-check the daemon uses.
+/// Loads one module file (or, for a bare name that is no file, the
+/// built-in policy of that name) with the sandbox and self-check the
+/// daemon uses.
 async fn load_module(config: &Config, path: &Path) -> anyhow::Result<Arc<PolicyModule>> {
     let name = path
         .file_stem()
         .and_then(|s| s.to_str())
         .context("the module path has no file name")?;
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        // A bare name that is no file names a built-in policy.
+        Err(e) => match builtin::ALL.iter().find(|(n, _)| Path::new(n) == path) {
+            Some((_, bytes)) => bytes.to_vec(),
+            None => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+        },
+    };
     let engine = PolicyEngine::new(config.policy_limits(), config.cache_dir())?;
     Registry::new(engine)
         .load(name, bytes, &config.catalog())

@@ -3,13 +3,15 @@
 //! A request's path through the crate:
 //! [`gateway`] (wire formats, features) → [`policy`] (a WebAssembly
 //! component decides the route) → orchestrator → resilience → provider →
-//! ledger. The [`cli`] module wires the pieces into the `pointsman` binary.
+//! ledger. The [`cli`] module wires the pieces into the `pointsman` binary;
+//! [`offline`] runs policies over recorded or labelled requests.
 
 pub mod cli;
 pub mod config;
 pub mod gateway;
 pub mod ledger;
 pub mod metrics;
+pub mod offline;
 pub mod orchestrator;
 pub mod policy;
 pub mod provider;

@@ -27,6 +27,7 @@ pub fn workspace_root() -> PathBuf {
 pub const RUST_POLICIES: &[(&str, &str)] = &[
     ("seed-matrix", "seed-matrix"),
     ("seed-planner", "seed-planner"),
+    ("premium-only", "premium-only"),
 ];
 
 /// Builds Rust policy `packages` for `wasm32-wasip2` and copies each

@@ -180,6 +180,20 @@ function find(text, list, out) {
 export const TASK_TOKENS_LABEL = "task_tokens";
 /** The host's label with the tier the session's current task started with. */
 export const TASK_TIER_LABEL = "task_tier";
+/**
+ * The operator's label with the complexity threshold (0 to 1): a scored task
+ * is high from a score of SCORE_SCALE * threshold (default 0.5, a score of 3).
+ */
+export const THRESHOLD_LABEL = "pointsman.threshold";
+const DEFAULT_THRESHOLD = 0.5;
+const SCORE_SCALE = 6;
+
+/** The `pointsman.threshold` label when it is a plain decimal, as written. */
+export function thresholdLabel(request) {
+  const value = label(request, THRESHOLD_LABEL);
+  return value !== undefined && /^[0-9]{1,16}(\.[0-9]{1,16})?$/.test(value) ? value : undefined;
+}
+
 /** The complexity a continued task of each tier keeps. */
 const TASK_TIERS = { "plan-and-verify": "critical", plan: "high", direct: "medium" };
 
@@ -263,8 +277,14 @@ export function classify(request) {
   }
   const change = find(text, CHANGE, signals);
 
+  let threshold = DEFAULT_THRESHOLD;
+  const raw = thresholdLabel(request);
+  if (raw !== undefined) {
+    signals.push("threshold:" + raw);
+    threshold = Number(raw);
+  }
   let complexity;
-  if (score >= 3) {
+  if (score >= SCORE_SCALE * threshold) {
     complexity = "high";
   } else if (score >= 1 || (change > 0 && simple === 0)) {
     complexity = "medium";

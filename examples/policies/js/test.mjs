@@ -118,6 +118,18 @@ test("the task size is the user's words, not the agent's scaffolding", () => {
   assert.equal(r.reasoning, "medium: tokens>=8000, simple:typo, change:fix");
 });
 
+test("the pointsman.threshold label moves the High boundary", () => {
+  const text = "Design the cache layer across modules"; // score 4
+  const at = (value) => routing.route(request(text, { labels: [["pointsman.threshold", value]] }), catalog());
+  assert.equal(routing.route(request(text), catalog()).tier, "plan");
+  assert.equal(at("0.5").tier, "plan");
+  assert.equal(at("0.7").tier, "direct"); // 4 < 4.2
+  assert.equal(at("0.6").tier, "plan"); // 4 >= 3.6
+  assert.ok(at("0.7").reasoning.endsWith("threshold:0.7"), at("0.7").reasoning);
+  assert.equal(at("1e-1").tier, "plan"); // not a plain decimal: ignored
+  assert.ok(!at("1e-1").reasoning.includes("threshold"));
+});
+
 test("tool-result turns keep the tier their task started with", () => {
   const turn = request("Fix the typo in main.rs", { labels: [["task_tier", "plan"]] });
   assert.equal(routing.route(turn, catalog()).tier, "direct");

@@ -29,6 +29,7 @@ snapshots.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import AbstractSet, Dict, List, Optional, Sequence, Set, Tuple
 
@@ -191,6 +192,22 @@ def _found(stems: Sequence[str], found: AbstractSet[str]) -> List[str]:
 # the tier the session's current task started with.
 TASK_TOKENS_LABEL = "task_tokens"
 TASK_TIER_LABEL = "task_tier"
+# The operator's label with the complexity threshold (0 to 1): a scored task
+# is high from a score of SCORE_SCALE * threshold (default 0.5, a score of 3).
+THRESHOLD_LABEL = "pointsman.threshold"
+DEFAULT_THRESHOLD = 0.5
+SCORE_SCALE = 6.0
+_THRESHOLD = re.compile(r"[0-9]{1,16}(\.[0-9]{1,16})?")
+
+
+def threshold_label(request):
+    """The `pointsman.threshold` label when it is a plain decimal, as written."""
+    value = _label(request, THRESHOLD_LABEL)
+    if value is not None and _THRESHOLD.fullmatch(value):
+        return value
+    return None
+
+
 # The complexity a continued task of each tier keeps.
 _TASK_TIERS = {"plan-and-verify": CRITICAL, "plan": HIGH, "direct": MEDIUM}
 
@@ -283,7 +300,12 @@ def classify(request) -> Tuple[str, List[str]]:
     if change:
         signals += [f"change:{s}" for s in change]
 
-    if score >= 3:
+    threshold = DEFAULT_THRESHOLD
+    raw = threshold_label(request)
+    if raw is not None:
+        signals.append("threshold:" + raw)
+        threshold = float(raw)
+    if score >= SCORE_SCALE * threshold:
         complexity = HIGH
     elif score >= 1 or (change and not simple):
         complexity = MEDIUM

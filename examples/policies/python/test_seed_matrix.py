@@ -138,6 +138,20 @@ class SeedMatrixTest(unittest.TestCase):
         r = route(request("Fix the typo in main.rs", input_tokens=20_000), catalog())
         self.assertEqual(r.reasoning, "medium: tokens>=8000, simple:typo, change:fix")
 
+    def test_the_threshold_label_moves_the_high_boundary(self):
+        text = "Design the cache layer across modules"  # score 4
+
+        def at(value):
+            return route(request(text, labels=[("pointsman.threshold", value)]), catalog())
+
+        self.assertEqual(route(request(text), catalog()).tier, "plan")
+        self.assertEqual(at("0.5").tier, "plan")
+        self.assertEqual(at("0.7").tier, "direct")  # 4 < 4.2
+        self.assertEqual(at("0.6").tier, "plan")  # 4 >= 3.6
+        self.assertTrue(at("0.7").reasoning.endswith("threshold:0.7"), at("0.7").reasoning)
+        self.assertEqual(at("1e-1").tier, "plan")  # not a plain decimal: ignored
+        self.assertNotIn("threshold", at("1e-1").reasoning)
+
     def test_tool_result_turns_keep_the_tier_their_task_started_with(self):
         turn = request("Fix the typo in main.rs", labels=[("task_tier", "plan")])
         self.assertEqual(route(turn, catalog()).tier, "direct")

@@ -206,7 +206,12 @@ pub async fn plan_for(
 /// their order. The first user message is not the task's name: agents such
 /// as aider open every conversation with example exchanges, and the files
 /// they edit, as user messages.
-fn task_of(features: &Features, conversation: &[Message], route: &Route, budget: usize) -> Task {
+pub fn task_of(
+    features: &Features,
+    conversation: &[Message],
+    route: &Route,
+    budget: usize,
+) -> Task {
     let users: Vec<&str> = conversation
         .iter()
         .filter(|m| m.role == "user" && !m.content.trim().is_empty())

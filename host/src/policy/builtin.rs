@@ -6,5 +6,13 @@ pub const SEED_MATRIX: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/seed-ma
 /// `seed-planner`: the seed's planner tier.
 pub const SEED_PLANNER: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/seed-planner.wasm"));
 
+/// `premium-only`: every request direct on the premium model (the seed's
+/// baseline, as a router to compare against).
+pub const PREMIUM_ONLY: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/premium-only.wasm"));
+
 /// Every built-in module, by name.
-pub const ALL: &[(&str, &[u8])] = &[("seed-matrix", SEED_MATRIX), ("seed-planner", SEED_PLANNER)];
+pub const ALL: &[(&str, &[u8])] = &[
+    ("seed-matrix", SEED_MATRIX),
+    ("seed-planner", SEED_PLANNER),
+    ("premium-only", PREMIUM_ONLY),
+];

@@ -41,10 +41,7 @@ pub async fn decide(
         );
     };
     let policy = module.info.id();
-    let started = std::time::Instant::now();
-    let answer = module.route(features, models).await;
-    crate::metrics::policy_decision(&module.info.name, started.elapsed().as_secs_f64());
-    match answer.and_then(|r| validate(r, models)) {
+    match ask(module, features, models).await {
         Ok(route) => Decision {
             route,
             policy,
@@ -58,11 +55,30 @@ pub async fn decide(
     }
 }
 
-fn fallback(reason: String, policy: String, safe: &Route) -> Decision {
+/// Asks `module` for a route and checks it against the catalog, without a
+/// fallback: what [`decide`] does before it falls back, for callers (the
+/// offline commands) that count failures by kind.
+pub async fn ask(
+    module: &PolicyModule,
+    features: &Features,
+    models: &[ModelInfo],
+) -> Result<Route, PolicyError> {
+    let started = std::time::Instant::now();
+    let answer = module.route(features, models).await;
+    crate::metrics::policy_decision(&module.info.name, started.elapsed().as_secs_f64());
+    answer.and_then(|r| validate(r, models))
+}
+
+/// The safe route served for `reason`, as [`decide`] serves it.
+pub fn safe_route(reason: &str, safe: &Route) -> Route {
     let mut route = safe.clone();
     route.reasoning = format!("safe route: {reason}");
+    route
+}
+
+fn fallback(reason: String, policy: String, safe: &Route) -> Decision {
     Decision {
-        route,
+        route: safe_route(&reason, safe),
         policy,
         fallback_reason: Some(reason),
     }

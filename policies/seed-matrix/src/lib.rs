@@ -30,8 +30,13 @@
 //!   conversation of 16 or more messages (+1); 5 or more tools (+1); dependency signals
 //!   (+1 for one, +2 for two or more); novelty signals (+2); simple-change
 //!   signals (−1).
-//! - **High** when the score is 3 or more; **Medium** when it is 1 or more,
-//!   or a change signal matches without a simple one; **Low** otherwise.
+//! - **High** when the score is at least `6 × threshold`, the threshold
+//!   being the `pointsman.threshold` label (a decimal such as `0.35`, which
+//!   only the operator can set: the gateway drops client labels under
+//!   `pointsman.`; `pointsman eval --sweep` sets it) or 0.5 without one, so
+//!   by default a score of 3 or more; **Medium** when it is 1 or more, or a
+//!   change signal matches without a simple one; **Low** otherwise. A set
+//!   threshold shows in the reasoning as `threshold:<value>`.
 //! - A turn that answers tool calls (its latest message, system messages
 //!   aside, is a `tool` message) carries on the task that the session's
 //!   last user turn started: with the host's `task_tier` label, it keeps
@@ -114,6 +119,22 @@ pub const PLANNERS: &[&str] = &["deepseek-v3.2", "claude-opus-4.5"];
 pub const TASK_TOKENS_LABEL: &str = "task_tokens";
 /// The host's label with the tier the session's current task started with.
 pub const TASK_TIER_LABEL: &str = "task_tier";
+/// The operator's label with the complexity threshold (0 to 1) above which a
+/// scored task is High; clients cannot send labels under `pointsman.`.
+pub const THRESHOLD_LABEL: &str = "pointsman.threshold";
+/// The threshold without the label: High from a score of 3.
+pub const DEFAULT_THRESHOLD: f64 = 0.5;
+/// A score of `SCORE_SCALE × threshold` or more is High.
+pub const SCORE_SCALE: f64 = 6.0;
+
+/// The `pointsman.threshold` label, when it is a plain decimal (digits,
+/// optionally a point and more digits), as written.
+pub fn threshold_label(request: &Request) -> Option<&str> {
+    let raw = request.label(THRESHOLD_LABEL)?;
+    let (whole, fraction) = raw.split_once('.').unwrap_or((raw, "1"));
+    let digits = |s: &str| !s.is_empty() && s.len() <= 16 && s.bytes().all(|b| b.is_ascii_digit());
+    (digits(whole) && digits(fraction)).then_some(raw)
+}
 
 /// The tier of the task a turn answering tool calls carries on, with its
 /// name, when the host knows it.
@@ -282,7 +303,14 @@ pub fn classify(request: &Request) -> (Complexity, Vec<String>) {
             .map(|s| format!("change:{s}")),
     );
 
-    let complexity = if score >= 3 {
+    let threshold = match threshold_label(request) {
+        Some(raw) => {
+            signals.push(format!("threshold:{raw}"));
+            raw.parse::<f64>().unwrap_or(DEFAULT_THRESHOLD)
+        }
+        None => DEFAULT_THRESHOLD,
+    };
+    let complexity = if f64::from(score) >= SCORE_SCALE * threshold {
         Complexity::High
     } else if score >= 1 || (!found.change.is_empty() && found.simple.is_empty()) {
         Complexity::Medium
@@ -436,6 +464,20 @@ mod tests {
 
     fn route(req: &Request) -> Route {
         SeedMatrix::route(req, &seed_catalog()).unwrap()
+    }
+
+    #[test]
+    fn the_threshold_label_moves_the_high_boundary() {
+        let text = "Design the cache layer across modules"; // score 4
+        let at = |value: &str| route(&request(text).label(THRESHOLD_LABEL, value).build());
+        assert_eq!(route(&request(text).build()).tier, Tier::Plan);
+        assert_eq!(at("0.5").tier, Tier::Plan);
+        assert_eq!(at("0.7").tier, Tier::Direct); // 4 < 4.2
+        assert_eq!(at("0.6").tier, Tier::Plan); // 4 >= 3.6
+        assert!(at("0.7").reasoning.ends_with("threshold:0.7"));
+        // Not a plain decimal: ignored.
+        assert_eq!(at("1e-1").tier, Tier::Plan);
+        assert!(!at("1e-1").reasoning.contains("threshold"));
     }
 
     #[test]
