@@ -4,10 +4,10 @@
 //! can write the cache folder can run code as the daemon. The cache is
 //! therefore used only in a folder that is the daemon user's own:
 //!
-//! - owned by the daemon's user, mode 0700 (created so if missing); a
-//!   folder that is anything else (another owner, group- or world-writable,
-//!   a symlink) is refused with a warning, and modules are compiled in
-//!   memory instead;
+//! - owned by the daemon's user, mode 0700 (created so if missing, and
+//!   closed to 0700 if others could only read it); a folder that is
+//!   anything else (another owner, group- or world-writable, a symlink) is
+//!   refused with a warning, and modules are compiled in memory instead;
 //! - never a shared default such as `/tmp`: without `policies.cache_dir`,
 //!   `$XDG_CACHE_HOME` or `$HOME`, there is no cache;
 //! - entries are read only if they are regular files owned by the daemon's
@@ -157,8 +157,14 @@ fn prepare(dir: &Path) -> anyhow::Result<()> {
         );
     }
     let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o022 != 0 {
+        bail!("its mode is {mode:o}: others may write it; it must be 700");
+    }
     if mode & 0o077 != 0 {
-        bail!("its mode is {mode:o}: others may read or write it; it must be 700");
+        // Ours, and only readable by others (as earlier versions made it):
+        // nothing can have been planted, so close it and use it.
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("cannot set mode 700 on {}", dir.display()))?;
     }
     Ok(())
 }
@@ -204,8 +210,14 @@ mod tests {
         std::fs::create_dir(&dir).unwrap();
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
         assert!(Cache::open(&dir).is_none());
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o750)).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o770)).unwrap();
         assert!(Cache::open(&dir).is_none());
+        // Only readable by others (as earlier versions left it): closed and
+        // used.
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert!(Cache::open(&dir).is_some());
+        let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
     }
 
     #[test]
