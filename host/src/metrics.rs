@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, RwLock};
 
-use metrics::Counter;
+use metrics::{Counter, Histogram};
 
 use crate::ledger::Cost;
 use crate::policy::types::{Route, Tier};
@@ -75,6 +75,35 @@ fn nano_usd(usd: f64) -> u64 {
     }
 }
 
+/// Series handles by label values, registered once each: on the request
+/// path, building the labelled key and finding it in the registry costs
+/// more than the update itself (see [`served`]). Labels come from config
+/// (models, providers, modules, clients) or fixed sets, so this stays small.
+struct Handles<T> {
+    by: RwLock<HashMap<String, T>>,
+}
+
+impl<T: Clone> Handles<T> {
+    fn new() -> Self {
+        Handles {
+            by: RwLock::default(),
+        }
+    }
+
+    /// The handle for `key`, made by `make` the first time.
+    fn get(&self, key: &str, make: impl FnOnce() -> T) -> T {
+        if let Some(handle) = self.by.read().unwrap_or_else(|p| p.into_inner()).get(key) {
+            return handle.clone();
+        }
+        self.by
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(key.to_string())
+            .or_insert_with(make)
+            .clone()
+    }
+}
+
 /// A request to the model APIs ended (its last byte sent, or its error),
 /// after `seconds`: `outcome` is `ok` or `error`.
 pub fn request_duration(
@@ -83,33 +112,56 @@ pub fn request_duration(
     outcome: &'static str,
     seconds: f64,
 ) {
-    metrics::histogram!("pointsman_request_duration_seconds", "api" => api, "tier" => tier, "outcome" => outcome)
+    static HANDLES: LazyLock<Handles<Histogram>> = LazyLock::new(Handles::new);
+    // The three are from fixed sets: the key needs no escaping.
+    let key = [api, tier, outcome].join("\u{1f}");
+    HANDLES
+        .get(&key, || {
+            metrics::histogram!("pointsman_request_duration_seconds", "api" => api, "tier" => tier, "outcome" => outcome)
+        })
         .record(seconds);
 }
 
 /// A streamed answer's first event reached the client `seconds` after the
 /// request came in.
 pub fn time_to_first_token(model: &str, seconds: f64) {
-    metrics::histogram!("pointsman_time_to_first_token_seconds", "model" => model.to_string())
+    static HANDLES: LazyLock<Handles<Histogram>> = LazyLock::new(Handles::new);
+    HANDLES
+        .get(model, || {
+            metrics::histogram!("pointsman_time_to_first_token_seconds", "model" => model.to_string())
+        })
         .record(seconds);
 }
 
 /// One call to one upstream endpoint ended with `outcome` (`ok`, or a class
 /// of failure such as `status_5xx`, `timeout`, `connect`) after `seconds`.
 pub fn upstream_attempt(model: &str, provider: &str, outcome: &'static str, seconds: f64) {
-    let labels = [
-        ("model", model.to_string()),
-        ("provider", provider.to_string()),
-        ("outcome", outcome.to_string()),
-    ];
-    metrics::counter!("pointsman_upstream_attempts_total", &labels).increment(1);
-    metrics::histogram!("pointsman_upstream_attempt_duration_seconds", &labels).record(seconds);
+    static HANDLES: LazyLock<Handles<(Counter, Histogram)>> = LazyLock::new(Handles::new);
+    // A separator no model or provider name holds.
+    let key = [model, provider, outcome].join("\u{1f}");
+    let (count, duration) = HANDLES.get(&key, || {
+        let labels = [
+            ("model", model.to_string()),
+            ("provider", provider.to_string()),
+            ("outcome", outcome.to_string()),
+        ];
+        (
+            metrics::counter!("pointsman_upstream_attempts_total", &labels),
+            metrics::histogram!("pointsman_upstream_attempt_duration_seconds", &labels),
+        )
+    });
+    count.increment(1);
+    duration.record(seconds);
 }
 
 /// A router module took `seconds` to decide (its call, the safe route's
 /// cases included).
 pub fn policy_decision(module: &str, seconds: f64) {
-    metrics::histogram!("pointsman_policy_decision_seconds", "module" => module.to_string())
+    static HANDLES: LazyLock<Handles<Histogram>> = LazyLock::new(Handles::new);
+    HANDLES
+        .get(module, || {
+            metrics::histogram!("pointsman_policy_decision_seconds", "module" => module.to_string())
+        })
         .record(seconds);
 }
 
@@ -165,7 +217,11 @@ pub fn request_served(format: Format, model: &str, route: &Route, usage: &Usage,
 /// A request of client `client` (its configured name, or `anonymous`) was
 /// admitted.
 pub fn client_request(client: &str) {
-    metrics::counter!("pointsman_client_requests_total", "client" => client.to_string())
+    static HANDLES: LazyLock<Handles<Counter>> = LazyLock::new(Handles::new);
+    HANDLES
+        .get(client, || {
+            metrics::counter!("pointsman_client_requests_total", "client" => client.to_string())
+        })
         .increment(1);
 }
 
