@@ -40,6 +40,10 @@ pub struct Relay {
     held_usage_chunk: Option<ChatCompletionChunk>,
     held_delta: Option<StreamEvent>,
     planner_cost: Option<Cost>,
+    /// The id and creation time of the OpenAI chunks sent: the upstream's
+    /// first id, or one made up when it sends none, so that every chunk of
+    /// the stream carries the same.
+    chunk_id: Option<(String, u64)>,
 }
 
 impl Relay {
@@ -56,6 +60,7 @@ impl Relay {
             held_usage_chunk: None,
             held_delta: None,
             planner_cost: None,
+            chunk_id: None,
         }
     }
 
@@ -97,7 +102,8 @@ impl Relay {
         }
         let mut out = Vec::new();
         match event {
-            Event::OpenAi(chunk) => {
+            Event::OpenAi(mut chunk) => {
+                lift_extension_usage(&mut chunk);
                 if chunk.choices.iter().any(|c| c.finish_reason.is_some()) {
                     self.upstream_done = true;
                 }
@@ -177,9 +183,25 @@ impl Relay {
         let summary = self.summary(cost);
         match self.client {
             Format::OpenAi => {
-                if let Some(chunk) = self.held_usage_chunk.take()
-                    && self.include_usage
-                {
+                if self.include_usage {
+                    // Servers that put the usage on a chunk with choices
+                    // (or in an extension) still end with the usage chunk
+                    // OpenAI clients expect: empty choices, the usage.
+                    let chunk = self.held_usage_chunk.take().unwrap_or_else(|| {
+                        let (id, created) = self.chunk_id.clone().unwrap_or_else(|| {
+                            (crate::provider::generated_id("chatcmpl"), unix_now())
+                        });
+                        ChatCompletionChunk {
+                            id,
+                            object: openai::OBJECT_CHUNK.to_owned(),
+                            created,
+                            model: self.model.clone(),
+                            choices: Vec::new(),
+                            usage: Some(self.usage().to_openai()),
+                            system_fingerprint: None,
+                            extra: Default::default(),
+                        }
+                    });
                     out.push(with_summary(None, &chunk, &summary));
                 }
                 out.push(comment(&summary));
@@ -249,13 +271,38 @@ impl Relay {
         out: &mut Vec<Bytes>,
     ) -> Result<(), String> {
         chunk.model.clone_from(&self.model);
-        if chunk.choices.is_empty() && chunk.usage.is_some() {
-            self.held_usage_chunk = Some(chunk);
+        let (id, created) = self
+            .chunk_id
+            .get_or_insert_with(|| {
+                let id = if chunk.id.is_empty() {
+                    crate::provider::generated_id("chatcmpl")
+                } else {
+                    chunk.id.clone()
+                };
+                (
+                    id,
+                    if chunk.created == 0 {
+                        unix_now()
+                    } else {
+                        chunk.created
+                    },
+                )
+            })
+            .clone();
+        chunk.id = id;
+        chunk.created = created;
+        if chunk.choices.is_empty() {
+            // The usage chunk is held for the end; a chunk with neither
+            // choices nor usage (Azure's content-filter preamble, keep-alive
+            // chunks) tells an OpenAI client nothing, and some clients index
+            // `choices[0]` of every chunk.
+            if chunk.usage.is_some() {
+                self.held_usage_chunk = Some(chunk);
+            }
             return Ok(());
         }
-        if !self.include_usage {
-            chunk.usage = None;
-        }
+        // Only the final chunk carries usage, as OpenAI sends it.
+        chunk.usage = None;
         out.push(encode(None, &chunk));
         Ok(())
     }
@@ -282,6 +329,17 @@ impl Relay {
         let name = event.event_type().to_string();
         out.push(encode(Some(&name), &event));
         Ok(())
+    }
+}
+
+/// Groq reports a stream's usage in `x_groq.usage` on its last chunk:
+/// read it as the chunk's usage when there is no other.
+fn lift_extension_usage(chunk: &mut ChatCompletionChunk) {
+    if chunk.usage.is_none()
+        && let Some(usage) = chunk.extra.get("x_groq").and_then(|x| x.get("usage"))
+        && let Ok(usage) = serde_json::from_value::<openai::Usage>(usage.clone())
+    {
+        chunk.usage = Some(usage);
     }
 }
 

@@ -133,6 +133,49 @@ impl Response {
             Response::Anthropic(r) => r.model = model.to_string(),
         }
     }
+
+    /// Makes an answer read tolerantly from an upstream one that a client
+    /// of its format can take: ids where a server left them out (the
+    /// answer's, each tool call's). An OpenAI answer without a choice has
+    /// nothing to give and is malformed.
+    pub fn normalize(&mut self) -> Result<(), ProviderError> {
+        match self {
+            Response::OpenAi(r) => {
+                if r.choices.is_empty() {
+                    return Err(ProviderError::Malformed(
+                        "at `choices`: the answer has no choice".into(),
+                    ));
+                }
+                if r.id.is_empty() {
+                    r.id = generated_id("chatcmpl");
+                }
+                for choice in &mut r.choices {
+                    for (i, call) in choice.message.tool_calls.iter_mut().enumerate() {
+                        if call.id.is_empty() {
+                            call.id = format!("call_{}_{i}", r.id);
+                        }
+                    }
+                }
+            }
+            Response::Anthropic(r) => {
+                if r.id.is_empty() {
+                    r.id = generated_id("msg");
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A unique id for an answer whose upstream gave it none.
+pub fn generated_id(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{prefix}-pm{}x{}",
+        unix_now(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// One streamed event in one of the two formats.

@@ -49,12 +49,24 @@ impl Usage {
             .saturating_sub(self.cache_creation_input_tokens)
     }
 
-    /// Reads an OpenAI usage object.
+    /// Reads an OpenAI usage object. Cache reads come from
+    /// `prompt_tokens_details.cached_tokens`, or where a server reports them
+    /// its own way, DeepSeek's `prompt_cache_hit_tokens` or a top-level
+    /// `cached_tokens` (Moonshot).
     pub fn from_openai(usage: &openai::Usage) -> Self {
+        let extension = |name: &str| {
+            usage
+                .extra
+                .get(name)
+                .and_then(|v| v.as_u64())
+                .map(|n| n.min(super::super::serde_helpers::MAX_TOKEN_COUNT))
+        };
         let cached = usage
             .prompt_tokens_details
             .as_ref()
             .and_then(|d| d.cached_tokens)
+            .or_else(|| extension("prompt_cache_hit_tokens"))
+            .or_else(|| extension("cached_tokens"))
             .unwrap_or(0);
         Self {
             input_tokens: usage.prompt_tokens,
@@ -228,6 +240,16 @@ mod tests {
             openai.prompt_tokens_details.and_then(|d| d.cached_tokens),
             Some(900)
         );
+    }
+
+    #[test]
+    fn deepseek_cache_hits_count_as_cached() {
+        let usage: openai::Usage = serde_json::from_value(json!({
+            "prompt_tokens": 100, "completion_tokens": 5, "total_tokens": 105,
+            "prompt_cache_hit_tokens": 60, "prompt_cache_miss_tokens": 40
+        }))
+        .expect("usage");
+        assert_eq!(Usage::from(&usage).cached_input_tokens, 60);
     }
 
     #[test]
