@@ -7,9 +7,9 @@ mod common;
 
 use std::path::Path;
 
-use serde_json::json;
 use pointsman_test_support::aider::run_aider_async;
 use pointsman_test_support::upstream::{Api, RecordedRequest, Reply, Upstream, UpstreamConfig};
+use serde_json::json;
 
 use common::{Daemon, is_plan_request, system_text};
 

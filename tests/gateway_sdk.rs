@@ -4,13 +4,13 @@
 
 mod common;
 
-use serde_json::Value;
-use sha2::{Digest, Sha256};
 use pointsman::config::Config;
 use pointsman_test_support::sdk::run_sdk_script_async;
 use pointsman_test_support::upstream::{
     ANTHROPIC_KEY, Api, OPENAI_KEY, RecordedRequest, Reply, Upstream, UpstreamConfig, Usage,
 };
+use serde_json::Value;
+use sha2::{Digest, Sha256};
 
 use common::{Daemon, is_plan_request, system_text};
 

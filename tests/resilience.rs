@@ -25,11 +25,11 @@ use std::sync::{Arc, Mutex, Once};
 use std::time::{Duration, Instant, SystemTime};
 
 use futures::StreamExt;
-use serde_json::{Value, json};
 use pointsman::config::Config;
 use pointsman_test_support::upstream::{
     ANTHROPIC_KEY, OPENAI_KEY, RecordedRequest, Reply, Upstream, UpstreamConfig,
 };
+use serde_json::{Value, json};
 
 use common::Daemon;
 

@@ -6,9 +6,9 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
 use pointsman::config::Config;
 use pointsman_test_support::upstream::{Api, RecordedRequest, Reply, Upstream, UpstreamConfig};
+use serde_json::{Value, json};
 
 use common::{Daemon, is_plan_request, system_text};
 

@@ -35,11 +35,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, SamplingMode};
-use sha2::{Digest, Sha256};
 use pointsman::config::Config;
 use pointsman::policy::types::{Features, Message, ModelInfo, Route, WireApi};
 use pointsman::policy::{Limits, PolicyEngine, PolicyModule, Registry, decide, watcher};
 use pointsman_test_support as support;
+use sha2::{Digest, Sha256};
 use tokio::runtime::Runtime;
 
 /// A typical small request.

@@ -21,11 +21,11 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use serde_json::Value;
 use pointsman::config::Config;
 use pointsman::gateway::features;
 use pointsman::policy::types::{Features, Message, ModelInfo, WireApi};
 use pointsman::policy::{Limits, PolicyEngine, PolicyModule};
+use serde_json::Value;
 use tokio::runtime::Runtime;
 
 fn request(messages: Vec<Message>, input_tokens: u32) -> Features {

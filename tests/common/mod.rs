@@ -5,12 +5,10 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use serde_json::Value;
 use pointsman::config::Config;
 use pointsman::gateway::{AppState, serve_on};
-use pointsman_test_support::upstream::{
-    ANTHROPIC_KEY, Api, OPENAI_KEY, RecordedRequest, Upstream,
-};
+use pointsman_test_support::upstream::{ANTHROPIC_KEY, Api, OPENAI_KEY, RecordedRequest, Upstream};
+use serde_json::Value;
 
 /// A daemon serving on a loopback port until dropped.
 pub struct Daemon {

@@ -10,10 +10,10 @@
 
 use std::collections::{HashMap, HashSet};
 
-use serde::Deserialize;
 use pointsman_sdk::{
     ChatRequest, Message, Model, Plan, Planner, Review, Subtask, SubtaskKind, Task, Tier,
 };
+use serde::Deserialize;
 
 /// Most subtasks a plan may have; more is a planner gone astray.
 pub const MAX_SUBTASKS: usize = 32;

@@ -2,11 +2,11 @@
 //! the upstream's wire formats and the SDK scripts before any gateway sits in
 //! between.
 
-use serde_json::{Value, json};
 use pointsman_test_support::sdk::{run_sdk_script, run_sdk_script_with};
 use pointsman_test_support::upstream::{
     ANTHROPIC_KEY, Api, OPENAI_KEY, Reply, Upstream, UpstreamConfig, Usage,
 };
+use serde_json::{Value, json};
 
 const NO_HEADERS: &[(&str, &str)] = &[("POINTSMAN_EXPECT_HEADERS", "0")];
 
