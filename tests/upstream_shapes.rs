@@ -224,8 +224,7 @@ fn read_openai(body: &str, stream: bool) -> Result<(Outcome, f64), String> {
                 .as_array()
                 .ok_or(format!("tool_calls must be a list: {v}"))?
             {
-                if call["id"].as_str().is_none_or(|id| id.is_empty())
-                    || call["type"] != "function"
+                if call["id"].as_str().is_none_or(|id| id.is_empty()) || call["type"] != "function"
                 {
                     return Err(format!("tool call without id or type: {call}"));
                 }

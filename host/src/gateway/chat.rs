@@ -69,6 +69,8 @@ struct Plan {
     planner_cost: Cost,
     /// Where the plan came from, in plan mode.
     plan: Option<PlanSource>,
+    /// Why a route that asked for a plan was served without one.
+    plan_error: Option<String>,
 }
 
 async fn serve(
@@ -110,6 +112,7 @@ async fn serve(
     let candidates = candidates(state, &decision.route, &features)?;
     let deadline = deadline(state, &decision.route, headers);
     let (mut planner_cost, mut plan_source) = (Cost::default(), None);
+    let mut plan_error = None;
     if decision.route.tier != Tier::Direct {
         // The planner gets the conversation uncut, not the policy's view.
         let conversation = features::conversation(format, &value);
@@ -123,7 +126,11 @@ async fn serve(
                 }
                 plan_source = Some(source);
             }
-            Err(why) => tracing::warn!(request = %id, "serving without a plan: {why}"),
+            Err(why) => {
+                tracing::warn!(request = %id, "serving without a plan: {why}");
+                plan_source = Some(PlanSource::Unavailable);
+                plan_error = Some(why);
+            }
         }
     }
     let plan = Plan {
@@ -134,6 +141,7 @@ async fn serve(
         format,
         planner_cost,
         plan: plan_source,
+        plan_error,
     };
     call(state, plan, request, deadline).await
 }
@@ -405,6 +413,14 @@ fn routing_headers(headers: &mut HeaderMap, plan: &Plan, model: &ModelConfig, at
     insert(headers, "x-pointsman-attempts", &attempts.to_string());
     if let Some(source) = plan.plan {
         insert(headers, "x-pointsman-plan", source.as_str());
+    }
+    if let Some(why) = &plan.plan_error {
+        let why: String = why
+            .chars()
+            .filter(|c| c.is_ascii_graphic() || *c == ' ')
+            .take(MAX_REASON_HEADER)
+            .collect();
+        insert(headers, "x-pointsman-plan-error", &why);
     }
     let reason: String = plan
         .decision
