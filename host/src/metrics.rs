@@ -129,9 +129,13 @@ pub fn upstream_failure(model: &str) {
         .increment(1);
 }
 
-/// The route's models all failed and the escalation model is tried.
-pub fn escalation(model: &str) {
-    metrics::counter!("pointsman_escalations_total", "model" => model.to_string()).increment(1);
+/// The route's models all failed and the escalation model is tried;
+/// `cause` says why (`upstream_fault`: errors, timeouts, malformed answers;
+/// `endpoint_refused`: the gateway's key or model refused;
+/// `circuit_open`: every breaker open, nothing asked).
+pub fn escalation(model: &str, cause: &'static str) {
+    metrics::counter!("pointsman_escalations_total", "model" => model.to_string(), "cause" => cause)
+        .increment(1);
 }
 
 /// An endpoint's circuit breaker changed state.

@@ -241,6 +241,12 @@ pub enum ProviderError {
     /// The answer could not be understood.
     #[error("the provider's answer is malformed: {0}")]
     Malformed(String),
+    /// No call was made: every endpoint of the models named has its
+    /// circuit breaker open after recent failures.
+    #[error(
+        "no call was made: every endpoint of {0} has its circuit breaker open after recent failures"
+    )]
+    CircuitOpen(String),
 }
 
 /// Where the fault of a failed call lies, which decides what is tried next.
@@ -270,7 +276,8 @@ impl ProviderError {
             ProviderError::Connect(_)
             | ProviderError::Timeout(_)
             | ProviderError::Broken(_)
-            | ProviderError::Malformed(_) => Blame::Upstream,
+            | ProviderError::Malformed(_)
+            | ProviderError::CircuitOpen(_) => Blame::Upstream,
             ProviderError::Status { status, .. } => match status {
                 408 | 409 | 429 => Blame::Upstream,
                 300..=399 | 401 | 403 | 404 => Blame::Endpoint,
