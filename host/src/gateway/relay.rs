@@ -44,6 +44,11 @@ pub struct Relay {
     /// first id, or one made up when it sends none, so that every chunk of
     /// the stream carries the same.
     chunk_id: Option<(String, u64)>,
+    /// Tool calls of the stream by the index the client sees, and the
+    /// upstream index each was last given: some servers (Gemini's) send
+    /// parallel calls without an index, or all at index 0.
+    tool_ids: Vec<String>,
+    tool_index: std::collections::HashMap<u32, u32>,
 }
 
 impl Relay {
@@ -61,6 +66,8 @@ impl Relay {
             held_delta: None,
             planner_cost: None,
             chunk_id: None,
+            tool_ids: Vec::new(),
+            tool_index: std::collections::HashMap::new(),
         }
     }
 
@@ -187,21 +194,22 @@ impl Relay {
                     // Servers that put the usage on a chunk with choices
                     // (or in an extension) still end with the usage chunk
                     // OpenAI clients expect: empty choices, the usage.
-                    let chunk = self.held_usage_chunk.take().unwrap_or_else(|| {
-                        let (id, created) = self.chunk_id.clone().unwrap_or_else(|| {
-                            (crate::provider::generated_id("chatcmpl"), unix_now())
-                        });
-                        ChatCompletionChunk {
-                            id,
-                            object: openai::OBJECT_CHUNK.to_owned(),
-                            created,
-                            model: self.model.clone(),
-                            choices: Vec::new(),
-                            usage: Some(self.usage().to_openai()),
-                            system_fingerprint: None,
-                            extra: Default::default(),
-                        }
-                    });
+                    let mut chunk =
+                        self.held_usage_chunk
+                            .take()
+                            .unwrap_or_else(|| ChatCompletionChunk {
+                                id: String::new(),
+                                object: openai::OBJECT_CHUNK.to_owned(),
+                                created: 0,
+                                model: self.model.clone(),
+                                choices: Vec::new(),
+                                usage: Some(self.usage().to_openai()),
+                                system_fingerprint: None,
+                                extra: Default::default(),
+                            });
+                    let (id, created) = self.stream_id(&chunk);
+                    chunk.id = id;
+                    chunk.created = created;
                     out.push(with_summary(None, &chunk, &summary));
                 }
                 out.push(comment(&summary));
@@ -271,26 +279,10 @@ impl Relay {
         out: &mut Vec<Bytes>,
     ) -> Result<(), String> {
         chunk.model.clone_from(&self.model);
-        let (id, created) = self
-            .chunk_id
-            .get_or_insert_with(|| {
-                let id = if chunk.id.is_empty() {
-                    crate::provider::generated_id("chatcmpl")
-                } else {
-                    chunk.id.clone()
-                };
-                (
-                    id,
-                    if chunk.created == 0 {
-                        unix_now()
-                    } else {
-                        chunk.created
-                    },
-                )
-            })
-            .clone();
-        chunk.id = id;
-        chunk.created = created;
+        chunk.object = openai::OBJECT_CHUNK.to_owned();
+        if let Some(usage) = &mut chunk.usage {
+            crate::provider::wire::translate::complete_openai_usage(usage);
+        }
         if chunk.choices.is_empty() {
             // The usage chunk is held for the end; a chunk with neither
             // choices nor usage (Azure's content-filter preamble, keep-alive
@@ -301,10 +293,74 @@ impl Relay {
             }
             return Ok(());
         }
+        let (id, created) = self.stream_id(&chunk);
+        chunk.id = id;
+        chunk.created = created;
         // Only the final chunk carries usage, as OpenAI sends it.
         chunk.usage = None;
+        for choice in &mut chunk.choices {
+            for call in &mut choice.delta.tool_calls {
+                call.index = self.tool_call_index(call);
+            }
+        }
         out.push(encode(None, &chunk));
         Ok(())
+    }
+
+    /// The id and creation time every chunk of the stream carries: the
+    /// upstream's first real ones, or made up when it sends none.
+    fn stream_id(&mut self, chunk: &ChatCompletionChunk) -> (String, u64) {
+        self.chunk_id
+            .get_or_insert_with(|| {
+                let id = if chunk.id.is_empty() {
+                    crate::provider::generated_id("chatcmpl")
+                } else {
+                    chunk.id.clone()
+                };
+                let created = if chunk.created == 0 {
+                    unix_now()
+                } else {
+                    chunk.created
+                };
+                (id, created)
+            })
+            .clone()
+    }
+
+    /// The index the client sees for a tool-call fragment: a new id is a
+    /// new call whatever index the upstream gave it; a fragment without an
+    /// id continues the call last seen at its upstream index.
+    fn tool_call_index(&mut self, call: &mut openai::ToolCallDelta) -> u32 {
+        let upstream = call.index;
+        match call.id.as_deref().filter(|id| !id.is_empty()) {
+            Some(id) => {
+                let ours = match self.tool_ids.iter().position(|known| known == id) {
+                    Some(i) => i as u32,
+                    None => {
+                        self.tool_ids.push(id.to_string());
+                        // A call's first fragment says what it is.
+                        call.kind.get_or_insert_with(|| "function".to_string());
+                        (self.tool_ids.len() - 1) as u32
+                    }
+                };
+                self.tool_index.insert(upstream, ours);
+                ours
+            }
+            None => match self.tool_index.get(&upstream) {
+                Some(ours) => *ours,
+                None => {
+                    // A call without any id: give it one, so the client can
+                    // answer it.
+                    let id = format!("call_{}_{}", self.tool_ids.len(), upstream);
+                    self.tool_ids.push(id.clone());
+                    call.id = Some(id);
+                    call.kind.get_or_insert_with(|| "function".to_string());
+                    let ours = (self.tool_ids.len() - 1) as u32;
+                    self.tool_index.insert(upstream, ours);
+                    ours
+                }
+            },
+        }
     }
 
     fn client_event(&mut self, mut event: StreamEvent, out: &mut Vec<Bytes>) -> Result<(), String> {

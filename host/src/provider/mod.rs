@@ -149,6 +149,9 @@ impl Response {
                 if r.id.is_empty() {
                     r.id = generated_id("chatcmpl");
                 }
+                if let Some(usage) = &mut r.usage {
+                    translate::complete_openai_usage(usage);
+                }
                 for choice in &mut r.choices {
                     for (i, call) in choice.message.tool_calls.iter_mut().enumerate() {
                         if call.id.is_empty() {

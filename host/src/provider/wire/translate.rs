@@ -40,7 +40,7 @@ pub use response::{
 };
 pub use stream_to_anthropic::OpenAiToAnthropicStream;
 pub use stream_to_openai::AnthropicToOpenAiStream;
-pub use usage::Usage;
+pub use usage::{Usage, complete_openai_usage};
 
 /// The key under which tool arguments that are not a JSON object travel in
 /// an Anthropic `input` object.

@@ -156,6 +156,28 @@ impl Usage {
     }
 }
 
+/// Completes an OpenAI usage object an OpenAI-compatible server sent, for
+/// an OpenAI client: cache reads reported the server's own way (DeepSeek's
+/// `prompt_cache_hit_tokens`) also go where OpenAI puts them,
+/// `prompt_tokens_details.cached_tokens`, and a missing total is the sum.
+/// The server's own fields are kept.
+pub fn complete_openai_usage(usage: &mut openai::Usage) {
+    let neutral = Usage::from_openai(usage);
+    let reported = usage
+        .prompt_tokens_details
+        .as_ref()
+        .is_some_and(|d| d.cached_tokens.is_some());
+    if !reported && neutral.cached_input_tokens > 0 {
+        usage
+            .prompt_tokens_details
+            .get_or_insert_with(Default::default)
+            .cached_tokens = Some(neutral.cached_input_tokens);
+    }
+    if usage.total_tokens == 0 {
+        usage.total_tokens = neutral.total_tokens();
+    }
+}
+
 impl From<&openai::Usage> for Usage {
     fn from(usage: &openai::Usage) -> Self {
         Self::from_openai(usage)
