@@ -524,7 +524,7 @@ pub fn parse_answer(format: Format, bytes: &[u8]) -> Result<Response, ProviderEr
 
 /// Parses one SSE payload; `None` for the OpenAI `[DONE]` marker and blank
 /// keep-alives.
-fn parse_event(format: Format, data: &str) -> Result<Option<Event>, ProviderError> {
+pub fn parse_event(format: Format, data: &str) -> Result<Option<Event>, ProviderError> {
     let data = data.trim();
     if data.is_empty() || data == "[DONE]" {
         return Ok(None);
