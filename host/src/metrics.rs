@@ -167,3 +167,13 @@ pub fn task_finished(
 pub fn subtask_escalated() {
     metrics::counter!("pointsman_subtasks_escalated_total").increment(1);
 }
+
+/// Samples the Tokio runtime before a scrape: `pointsman_runtime_alive_tasks`
+/// is the number of tasks alive (spawned and not finished), which a leak of
+/// tasks would make grow (the soak test watches it).
+pub fn sample_runtime() {
+    if let Ok(handle) = tokio::runtime::Handle::try_current() {
+        metrics::gauge!("pointsman_runtime_alive_tasks")
+            .set(handle.metrics().num_alive_tasks() as f64);
+    }
+}

@@ -233,6 +233,11 @@ impl TaskHandle {
         })
     }
 
+    /// Whether the task has ended.
+    pub fn is_final(&self) -> bool {
+        self.lock().status.is_final()
+    }
+
     /// A copy of the record.
     pub fn record(&self) -> TaskRecord {
         self.lock().clone()
@@ -253,6 +258,12 @@ impl TaskHandle {
         let mut log = self.log.lock().unwrap_or_else(|p| p.into_inner());
         log.push(event.clone());
         let _ = self.events.send(event);
+    }
+
+    /// Ends the task as cancelled, for tests of what keeps tasks.
+    #[cfg(test)]
+    pub(crate) fn finish_for_test(&self) {
+        self.set_status(Status::Cancelled);
     }
 
     fn set_status(&self, status: Status) {
