@@ -49,6 +49,8 @@ pub struct Relay {
     /// parallel calls without an index, or all at index 0.
     tool_ids: Vec<String>,
     tool_index: std::collections::HashMap<u32, u32>,
+    /// An Anthropic client has had its `message_start`.
+    message_started: bool,
 }
 
 impl Relay {
@@ -68,6 +70,7 @@ impl Relay {
             chunk_id: None,
             tool_ids: Vec::new(),
             tool_index: std::collections::HashMap::new(),
+            message_started: false,
         }
     }
 
@@ -364,9 +367,25 @@ impl Relay {
     }
 
     fn client_event(&mut self, mut event: StreamEvent, out: &mut Vec<Bytes>) -> Result<(), String> {
+        // An Anthropic stream starts with message_start; an upstream that
+        // skipped it still gives the client one.
+        if !self.message_started && !matches!(event, StreamEvent::MessageStart { .. }) {
+            let start = StreamEvent::MessageStart {
+                message: anthropic::MessagesResponse::empty(
+                    String::new(),
+                    self.model.clone(),
+                    self.usage.to_anthropic(),
+                ),
+            };
+            self.client_event(start, out)?;
+        }
         match &mut event {
             StreamEvent::MessageStart { message } => {
+                self.message_started = true;
                 message.model.clone_from(&self.model);
+                if message.id.is_empty() {
+                    message.id = crate::provider::generated_id("msg");
+                }
                 out.push(encode(Some("message_start"), &event));
                 if !matches!(self.mode, Mode::AnthropicPass) {
                     // Anthropic sends a ping early in every stream.
@@ -424,4 +443,59 @@ fn with_summary<T: Serialize>(event: Option<&str>, value: &T, summary: &str) -> 
 /// An SSE comment: ignored by SDKs, readable by people and scripts.
 fn comment(summary: &str) -> Bytes {
     Bytes::from(format!(": pointsman {summary}\n\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn text(out: &[Bytes]) -> String {
+        out.iter().map(|b| String::from_utf8_lossy(b)).collect()
+    }
+
+    #[test]
+    fn an_anthropic_stream_without_message_start_still_starts_with_one() {
+        let mut relay = Relay::new(Format::Anthropic, "m", false);
+        let event: StreamEvent = serde_json::from_value(json!({"type": "content_block_start",
+            "index": 0, "content_block": {"type": "text", "text": ""}}))
+        .expect("event");
+        let out = text(&relay.feed(Event::Anthropic(event)).expect("relayed"));
+        assert!(out.starts_with("event: message_start\n"), "{out}");
+        assert!(out.contains("\"id\":\"msg-pm"), "an id is made up: {out}");
+        assert!(out.contains("event: content_block_start"), "{out}");
+        let end = text(&relay.finish(Cost::default()));
+        assert_eq!(end.matches("event: message_start").count(), 0);
+        assert!(end.contains("event: message_stop"), "{end}");
+    }
+
+    #[test]
+    fn parallel_openai_tool_calls_without_index_get_one_each() {
+        let mut relay = Relay::new(Format::OpenAi, "m", true);
+        let chunk: ChatCompletionChunk = serde_json::from_value(json!({"id": "", "choices": [{
+            "delta": {"tool_calls": [
+                {"id": "a", "function": {"name": "f", "arguments": "{}"}},
+                {"id": "b", "function": {"name": "g", "arguments": "{}"}}]},
+            "finish_reason": "tool_calls"}]}))
+        .expect("chunk");
+        let out = text(&relay.feed(Event::OpenAi(chunk)).expect("relayed"));
+        let data: serde_json::Value =
+            serde_json::from_str(out.trim().trim_start_matches("data: ")).expect("json");
+        let calls = &data["choices"][0]["delta"]["tool_calls"];
+        assert_eq!(
+            (calls[0]["index"].as_u64(), calls[1]["index"].as_u64()),
+            (Some(0), Some(1))
+        );
+        assert_eq!(calls[1]["type"], "function");
+        assert!(
+            data["id"].as_str().is_some_and(|id| !id.is_empty()),
+            "{data}"
+        );
+        // The final usage chunk comes even though the upstream sent none.
+        let end = text(&relay.finish(Cost::default()));
+        assert!(
+            end.contains("\"choices\":[]") && end.contains("\"usage\""),
+            "{end}"
+        );
+    }
 }
