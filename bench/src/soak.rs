@@ -16,7 +16,8 @@
 //!   new `seed-matrix.wasm` in the watched folder (one of four variants of
 //!   the seed router, differing by a custom section, so each swap loads);
 //! - every `--sample-seconds` the daemon's RSS, open file descriptors and
-//!   live Tokio tasks (`pointsman_runtime_alive_tasks`) are sampled.
+//!   live Tokio tasks (`pointsman_runtime_alive_tasks`) are sampled, each
+//!   the median of five reads 100 ms apart.
 //!
 //! At the end, for each of the three, the least-squares slope over the last
 //! `--window-minutes` must be under 1% of its mean level per 10 minutes,
@@ -278,6 +279,22 @@ struct Sample {
     failed: u64,
 }
 
+/// The median of five reads 100 ms apart: fds and tasks count the
+/// requests in flight at the instant of a read, and one read a minute made
+/// the slope hinge on single samples.
+fn median(read: impl Fn() -> f64) -> f64 {
+    let mut reads: Vec<f64> = (0..5)
+        .map(|i| {
+            if i > 0 {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            read()
+        })
+        .collect();
+    reads.sort_by(f64::total_cmp);
+    reads[2]
+}
+
 fn rss_kib(pid: u32) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
@@ -421,9 +438,9 @@ pub fn main(args: &[String]) -> crate::Result<()> {
     loop {
         let sample = Sample {
             minute: started.elapsed().as_secs_f64() / 60.0,
-            rss_kib: rss_kib(pid),
-            fds: open_fds(pid),
-            tasks: alive_tasks(addr),
+            rss_kib: median(|| rss_kib(pid)),
+            fds: median(|| open_fds(pid)),
+            tasks: median(|| alive_tasks(addr)),
             requests: requests.load(Ordering::Relaxed),
             failed: failed.load(Ordering::Relaxed),
         };
