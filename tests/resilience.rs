@@ -1721,3 +1721,64 @@ async fn an_open_breaker_sends_the_pool_to_the_healthy_endpoint() {
     assert_eq!(upstreams[1].total(), 12);
     assert_eq!(total_attempts, 15);
 }
+
+/// When every endpoint's breaker is open, the error says so (not "the
+/// provider answered 503"), and an escalation that upstream faults caused
+/// is counted as such.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_say_what_happened() {
+    let upstream = Upstream::start(UpstreamConfig::default()).await;
+    upstream.on(|_| Some(Reply::error(500, "down")));
+    let knobs = Knobs {
+        max_retries: 0,
+        min_calls: 2,
+        cooldown_ms: 60_000,
+        ..Knobs::default()
+    };
+    let daemon = single_model_daemon(&upstream, &knobs).await;
+    let gateway = Gateway::new(&daemon);
+    for api in API {
+        let answer = gateway.ask(api, "primary", "fail", false, &[]).await;
+        assert_eq!(answer.status, 502, "{answer:?}");
+    }
+    assert_eq!(gateway.breaker("primary", 0).await.0, "open");
+    for api in API {
+        for stream in [false, true] {
+            let answer = gateway.ask(api, "primary", "skip", stream, &[]).await;
+            assert_eq!(answer.status, 503, "{answer:?}");
+            assert!(
+                answer.body.contains("circuit breaker open") && answer.body.contains("primary"),
+                "{api:?}: {}",
+                answer.body
+            );
+            assert!(!answer.body.contains("answered 503"), "{}", answer.body);
+        }
+    }
+    assert_eq!(upstream.count(), 2, "no call while the breaker is open");
+
+    // With an escalation model, the escalation is counted with its cause.
+    let spare = Upstream::start(UpstreamConfig::default()).await;
+    let daemon = breaker_daemon(&upstream, &spare, Wire::OpenAi, 1).await;
+    let gateway = Gateway::new(&daemon);
+    let answer = gateway.ask(Api::OpenAi, "m0", "fail", false, &[]).await;
+    assert_eq!(
+        answer.header("x-pointsman-model"),
+        Some("backup"),
+        "{answer:?}"
+    );
+    let metrics = reqwest::get(format!("{}/metrics", daemon.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    // The recorder is the process's: other tests of this binary count too.
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("pointsman_escalations_total")
+                && l.contains("model=\"backup\"")
+                && l.contains("cause=\"upstream_fault\"")),
+        "no escalation counted with its cause:\n{metrics}"
+    );
+}

@@ -433,3 +433,130 @@ async fn chat_plan_mode_plans_once_per_session() {
         2
     );
 }
+
+/// The models of a task's calls, with their purposes, in order.
+fn calls(record: &Value) -> Vec<(String, String)> {
+    record["calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["purpose"].as_str().unwrap().to_string(),
+                c["model"].as_str().unwrap_or("-").to_string(),
+            )
+        })
+        .collect()
+}
+
+/// A critical task whose planner answers prose every time is planned once
+/// more on the escalation model, then served direct, and its answer is
+/// reviewed before the task succeeds; the notes say so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_critical_task_without_a_plan_is_still_reviewed() {
+    let upstream = Upstream::start(UpstreamConfig::default()).await;
+    script(
+        &upstream,
+        vec!["I would rather talk about it than write JSON.".into()],
+        r#"{"verdict": "accept"}"#,
+        Duration::ZERO,
+    );
+    let daemon = Daemon::start(config(&upstream)).await;
+    let task = json!({"title": "Credentials", "description": CRITICAL});
+    let record = wait(&daemon, &submit(&daemon, task).await).await;
+    assert_eq!(record["route"]["tier"], "plan-and-verify", "{record}");
+    assert_eq!(record["status"], "succeeded", "{record}");
+    let calls = calls(&record);
+    let purposes: Vec<&str> = calls.iter().map(|(p, _)| p.as_str()).collect();
+    assert_eq!(
+        purposes,
+        ["plan", "plan", "plan", "direct", "direct:review"]
+    );
+    assert_eq!(
+        calls[2].1, "claude-opus-4.5",
+        "the third plan is asked of the escalation model"
+    );
+    let notes = record["notes"].to_string();
+    assert!(
+        notes.contains("asking the escalation model claude-opus-4.5 for the plan"),
+        "{notes}"
+    );
+    assert!(notes.contains("reviewed and accepted"), "{notes}");
+    assert!(
+        record["result"]
+            .as_str()
+            .unwrap()
+            .contains("output of direct")
+    );
+    check_accounts(&record);
+}
+
+/// When the reviewer answers prose too, the answer is escalated and
+/// reviewed again, and the task ends in a clear failure: never an
+/// unreviewed success.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_critical_task_that_cannot_be_reviewed_fails_clearly() {
+    let upstream = Upstream::start(UpstreamConfig::default()).await;
+    script(
+        &upstream,
+        vec!["Prose, always prose.".into()],
+        "Looks fine to me, I suppose.",
+        Duration::ZERO,
+    );
+    let daemon = Daemon::start(config(&upstream)).await;
+    let task = json!({"title": "Credentials", "description": CRITICAL});
+    let record = wait(&daemon, &submit(&daemon, task).await).await;
+    assert_eq!(record["status"], "failed", "{record}");
+    let error = record["error"].as_str().unwrap();
+    assert!(error.contains("rejected in review twice"), "{error}");
+    let purposes: Vec<String> = calls(&record).into_iter().map(|(p, _)| p).collect();
+    assert_eq!(
+        purposes,
+        [
+            "plan",
+            "plan",
+            "plan",
+            "direct",
+            "direct:review",
+            "direct:escalated",
+            "direct:review"
+        ]
+    );
+    assert!(record["result"].is_null(), "no unreviewed result: {record}");
+}
+
+/// In plan mode on the chat APIs, a critical request whose plan cannot be
+/// had (after a try on the escalation model) is served, and says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_critical_chat_request_served_without_a_plan_says_so() {
+    let upstream = Upstream::start(UpstreamConfig::default()).await;
+    script(&upstream, vec!["No plan today.".into()], "", Duration::ZERO);
+    let daemon = Daemon::start(config(&upstream)).await;
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/chat/completions", daemon.url))
+        .json(&json!({"model": "auto", "messages": [{"role": "user", "content": CRITICAL}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_string())
+    };
+    assert_eq!(
+        header("x-pointsman-tier").as_deref(),
+        Some("plan-and-verify")
+    );
+    assert_eq!(header("x-pointsman-plan").as_deref(), Some("none"));
+    let why = header("x-pointsman-plan-error").expect("the reason");
+    assert!(why.contains("escalation model"), "{why}");
+    let planners: Vec<String> = upstream
+        .requests()
+        .iter()
+        .filter(|r| is_plan_request(r))
+        .map(|r| r.model().unwrap_or("?").to_string())
+        .collect();
+    assert_eq!(planners, ["deepseek-v3.2", "claude-opus-4.5"]);
+}

@@ -10,9 +10,14 @@
 //!   glm-4.7's two endpoints failing, optionally LiteLLM), each
 //!   mode (plain, stream) and each concurrency, a fixed-duration `oha` run;
 //!   prints one table and writes it as JSON. `--help` lists the options.
+//! - `pointsman-bench soak [OPTIONS]` runs the soak test (see `soak.rs`):
+//!   steady mixed load, a failing endpoint and policy hot-swaps for an
+//!   hour, with RSS, open fds and live tasks sampled and their slopes
+//!   checked.
 
 mod proc;
 mod run;
+mod soak;
 mod upstream;
 
 /// Any error.
@@ -25,6 +30,7 @@ fn main() {
     let result = match args.first().map(String::as_str) {
         Some("upstream") => upstream::main(&args[1..]),
         Some("config") => run::print_config(&args[1..]),
+        Some("soak") => soak::main(&args[1..]),
         _ => run::main(&args),
     };
     if let Err(e) = result {

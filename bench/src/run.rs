@@ -110,11 +110,11 @@ impl Mode {
     }
 }
 
-fn bench_dir() -> PathBuf {
+pub(crate) fn bench_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn repo_dir() -> PathBuf {
+pub(crate) fn repo_dir() -> PathBuf {
     bench_dir()
         .parent()
         .map(Path::to_path_buf)
@@ -611,7 +611,11 @@ fn start_pointsman(
 /// provider pointed at the local upstream. With `faulty`, glm-4.7 has a
 /// second endpoint, provider `zhipu-faulty` on that address, shared
 /// round-robin (the default strategy) with the healthy one.
-fn pointsman_config(port: u16, upstream: SocketAddr, faulty: Option<SocketAddr>) -> String {
+pub(crate) fn pointsman_config(
+    port: u16,
+    upstream: SocketAddr,
+    faulty: Option<SocketAddr>,
+) -> String {
     let (faulty_provider, faulty_endpoint) = match faulty {
         Some(addr) => (
             format!(

@@ -202,6 +202,11 @@ pub struct ModelConfig {
     pub output_usd_per_mtok: f64,
     /// USD per million cached input tokens; defaults to the input price.
     pub cached_usd_per_mtok: Option<f64>,
+    /// USD per million input tokens written to the prompt cache (Anthropic's
+    /// `cache_creation_input_tokens`, billed at a premium); defaults to the
+    /// input price.
+    #[serde(default)]
+    pub cache_write_usd_per_mtok: Option<f64>,
     /// Context window in tokens.
     pub context_window: u32,
     /// Whether the model takes OpenAI's `reasoning_effort`: an Anthropic
@@ -517,6 +522,7 @@ impl Config {
                 ("input_usd_per_mtok", Some(model.input_usd_per_mtok)),
                 ("output_usd_per_mtok", Some(model.output_usd_per_mtok)),
                 ("cached_usd_per_mtok", model.cached_usd_per_mtok),
+                ("cache_write_usd_per_mtok", model.cache_write_usd_per_mtok),
             ] {
                 if price.is_some_and(|p| !(p.is_finite() && p >= 0.0)) {
                     problem!("{at}.{key}: must be a price of zero or more");

@@ -219,9 +219,10 @@ pub fn request_served(format: Format, model: &str, route: &Route, usage: &Usage,
 pub fn client_request(client: &str) {
     static HANDLES: LazyLock<Handles<Counter>> = LazyLock::new(Handles::new);
     HANDLES
-        .get(client, || {
-            metrics::counter!("pointsman_client_requests_total", "client" => client.to_string())
-        })
+        .get(
+            client,
+            || metrics::counter!("pointsman_client_requests_total", "client" => client.to_string()),
+        )
         .increment(1);
 }
 
@@ -284,9 +285,13 @@ pub fn upstream_failure(model: &str) {
         .increment(1);
 }
 
-/// The route's models all failed and the escalation model is tried.
-pub fn escalation(model: &str) {
-    metrics::counter!("pointsman_escalations_total", "model" => model.to_string()).increment(1);
+/// The route's models all failed and the escalation model is tried;
+/// `cause` says why (`upstream_fault`: errors, timeouts, malformed answers;
+/// `endpoint_refused`: the gateway's key or model refused;
+/// `circuit_open`: every breaker open, nothing asked).
+pub fn escalation(model: &str, cause: &'static str) {
+    metrics::counter!("pointsman_escalations_total", "model" => model.to_string(), "cause" => cause)
+        .increment(1);
 }
 
 /// An endpoint's circuit breaker changed state.
@@ -317,4 +322,14 @@ pub fn task_finished(
 /// A subtask was done by the escalation model (the seed expects about 1%).
 pub fn subtask_escalated() {
     metrics::counter!("pointsman_subtasks_escalated_total").increment(1);
+}
+
+/// Samples the Tokio runtime before a scrape: `pointsman_runtime_alive_tasks`
+/// is the number of tasks alive (spawned and not finished), which a leak of
+/// tasks would make grow (the soak test watches it).
+pub fn sample_runtime() {
+    if let Ok(handle) = tokio::runtime::Handle::try_current() {
+        metrics::gauge!("pointsman_runtime_alive_tasks")
+            .set(handle.metrics().num_alive_tasks() as f64);
+    }
 }

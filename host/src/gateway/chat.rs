@@ -95,6 +95,8 @@ struct Plan {
     plan: Option<PlanSource>,
     /// For `/v1/responses`: how the chat answer becomes a Responses one.
     responses: Option<Arc<ResponseFrame>>,
+    /// Why a route that asked for a plan was served without one.
+    plan_error: Option<String>,
 }
 
 /// How a request came in, beyond its chat body.
@@ -196,6 +198,7 @@ pub(super) async fn serve_value(
     let candidates = candidates(state, &decision.route, &features)?;
     let deadline = deadline(state, &decision.route, headers);
     let (mut planner_cost, mut plan_source) = (Cost::default(), None);
+    let mut plan_error = None;
     if decision.route.tier != Tier::Direct {
         // The planner gets the conversation uncut, not the policy's view.
         let conversation = features::conversation(format, &value);
@@ -216,7 +219,11 @@ pub(super) async fn serve_value(
                 }
                 plan_source = Some(source);
             }
-            Err(why) => tracing::warn!(request = %id, "serving without a plan: {why}"),
+            Err(why) => {
+                tracing::warn!(request = %id, "serving without a plan: {why}");
+                plan_source = Some(PlanSource::Unavailable);
+                plan_error = Some(why);
+            }
         }
     }
     let plan = Plan {
@@ -228,6 +235,7 @@ pub(super) async fn serve_value(
         planner_cost,
         plan: plan_source,
         responses: inbound.responses,
+        plan_error,
     };
     call(state, plan, request, deadline).await
 }
@@ -606,6 +614,14 @@ fn routing_headers(headers: &mut HeaderMap, plan: &Plan, model: &ModelConfig, at
     insert(headers, "x-pointsman-attempts", &attempts.to_string());
     if let Some(source) = plan.plan {
         insert(headers, "x-pointsman-plan", source.as_str());
+    }
+    if let Some(why) = &plan.plan_error {
+        let why: String = why
+            .chars()
+            .filter(|c| c.is_ascii_graphic() || *c == ' ')
+            .take(MAX_REASON_HEADER)
+            .collect();
+        insert(headers, "x-pointsman-plan-error", &why);
     }
     let reason: String = plan
         .decision

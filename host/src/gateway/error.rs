@@ -101,6 +101,8 @@ impl ApiError {
             ProviderError::Connect(_) => ErrorKind::Overloaded,
             // It answered, then broke its answer.
             ProviderError::Broken(_) | ProviderError::Malformed(_) => ErrorKind::Upstream,
+            // Nothing was asked: the breakers say the upstreams are down.
+            ProviderError::CircuitOpen(_) => ErrorKind::Overloaded,
             ProviderError::Status { status, .. } => match status {
                 400 | 422 => ErrorKind::InvalidRequest,
                 413 => ErrorKind::TooLarge,

@@ -185,6 +185,7 @@ impl AppState {
 
     /// The metrics in Prometheus text format.
     pub fn metrics_text(&self) -> String {
+        crate::metrics::sample_runtime();
         self.metrics.render()
     }
 

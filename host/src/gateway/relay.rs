@@ -40,6 +40,17 @@ pub struct Relay {
     held_usage_chunk: Option<ChatCompletionChunk>,
     held_delta: Option<StreamEvent>,
     planner_cost: Option<Cost>,
+    /// The id and creation time of the OpenAI chunks sent: the upstream's
+    /// first id, or one made up when it sends none, so that every chunk of
+    /// the stream carries the same.
+    chunk_id: Option<(String, u64)>,
+    /// Tool calls of the stream by the index the client sees, and the
+    /// upstream index each was last given: some servers (Gemini's) send
+    /// parallel calls without an index, or all at index 0.
+    tool_ids: Vec<String>,
+    tool_index: std::collections::HashMap<u32, u32>,
+    /// An Anthropic client has had its `message_start`.
+    message_started: bool,
 }
 
 impl Relay {
@@ -56,6 +67,10 @@ impl Relay {
             held_usage_chunk: None,
             held_delta: None,
             planner_cost: None,
+            chunk_id: None,
+            tool_ids: Vec::new(),
+            tool_index: std::collections::HashMap::new(),
+            message_started: false,
         }
     }
 
@@ -97,7 +112,8 @@ impl Relay {
         }
         let mut out = Vec::new();
         match event {
-            Event::OpenAi(chunk) => {
+            Event::OpenAi(mut chunk) => {
+                lift_extension_usage(&mut chunk);
                 if chunk.choices.iter().any(|c| c.finish_reason.is_some()) {
                     self.upstream_done = true;
                 }
@@ -177,9 +193,26 @@ impl Relay {
         let summary = self.summary(cost);
         match self.client {
             Format::OpenAi => {
-                if let Some(chunk) = self.held_usage_chunk.take()
-                    && self.include_usage
-                {
+                if self.include_usage {
+                    // Servers that put the usage on a chunk with choices
+                    // (or in an extension) still end with the usage chunk
+                    // OpenAI clients expect: empty choices, the usage.
+                    let mut chunk =
+                        self.held_usage_chunk
+                            .take()
+                            .unwrap_or_else(|| ChatCompletionChunk {
+                                id: String::new(),
+                                object: openai::OBJECT_CHUNK.to_owned(),
+                                created: 0,
+                                model: self.model.clone(),
+                                choices: Vec::new(),
+                                usage: Some(self.usage().to_openai()),
+                                system_fingerprint: None,
+                                extra: Default::default(),
+                            });
+                    let (id, created) = self.stream_id(&chunk);
+                    chunk.id = id;
+                    chunk.created = created;
                     out.push(with_summary(None, &chunk, &summary));
                 }
                 out.push(comment(&summary));
@@ -227,21 +260,110 @@ impl Relay {
         out: &mut Vec<Bytes>,
     ) -> Result<(), String> {
         chunk.model.clone_from(&self.model);
-        if chunk.choices.is_empty() && chunk.usage.is_some() {
-            self.held_usage_chunk = Some(chunk);
+        chunk.object = openai::OBJECT_CHUNK.to_owned();
+        if let Some(usage) = &mut chunk.usage {
+            crate::provider::wire::translate::complete_openai_usage(usage);
+        }
+        if chunk.choices.is_empty() {
+            // The usage chunk is held for the end; a chunk with neither
+            // choices nor usage (Azure's content-filter preamble, keep-alive
+            // chunks) tells an OpenAI client nothing, and some clients index
+            // `choices[0]` of every chunk.
+            if chunk.usage.is_some() {
+                self.held_usage_chunk = Some(chunk);
+            }
             return Ok(());
         }
-        if !self.include_usage {
-            chunk.usage = None;
+        let (id, created) = self.stream_id(&chunk);
+        chunk.id = id;
+        chunk.created = created;
+        // Only the final chunk carries usage, as OpenAI sends it.
+        chunk.usage = None;
+        for choice in &mut chunk.choices {
+            for call in &mut choice.delta.tool_calls {
+                call.index = self.tool_call_index(call);
+            }
         }
         out.push(encode(None, &chunk));
         Ok(())
     }
 
+    /// The id and creation time every chunk of the stream carries: the
+    /// upstream's first real ones, or made up when it sends none.
+    fn stream_id(&mut self, chunk: &ChatCompletionChunk) -> (String, u64) {
+        self.chunk_id
+            .get_or_insert_with(|| {
+                let id = if chunk.id.is_empty() {
+                    crate::provider::generated_id("chatcmpl")
+                } else {
+                    chunk.id.clone()
+                };
+                let created = if chunk.created == 0 {
+                    unix_now()
+                } else {
+                    chunk.created
+                };
+                (id, created)
+            })
+            .clone()
+    }
+
+    /// The index the client sees for a tool-call fragment: a new id is a
+    /// new call whatever index the upstream gave it; a fragment without an
+    /// id continues the call last seen at its upstream index.
+    fn tool_call_index(&mut self, call: &mut openai::ToolCallDelta) -> u32 {
+        let upstream = call.index;
+        match call.id.as_deref().filter(|id| !id.is_empty()) {
+            Some(id) => {
+                let ours = match self.tool_ids.iter().position(|known| known == id) {
+                    Some(i) => i as u32,
+                    None => {
+                        self.tool_ids.push(id.to_string());
+                        // A call's first fragment says what it is.
+                        call.kind.get_or_insert_with(|| "function".to_string());
+                        (self.tool_ids.len() - 1) as u32
+                    }
+                };
+                self.tool_index.insert(upstream, ours);
+                ours
+            }
+            None => match self.tool_index.get(&upstream) {
+                Some(ours) => *ours,
+                None => {
+                    // A call without any id: give it one, so the client can
+                    // answer it.
+                    let id = format!("call_{}_{}", self.tool_ids.len(), upstream);
+                    self.tool_ids.push(id.clone());
+                    call.id = Some(id);
+                    call.kind.get_or_insert_with(|| "function".to_string());
+                    let ours = (self.tool_ids.len() - 1) as u32;
+                    self.tool_index.insert(upstream, ours);
+                    ours
+                }
+            },
+        }
+    }
+
     fn client_event(&mut self, mut event: StreamEvent, out: &mut Vec<Bytes>) -> Result<(), String> {
+        // An Anthropic stream starts with message_start; an upstream that
+        // skipped it still gives the client one.
+        if !self.message_started && !matches!(event, StreamEvent::MessageStart { .. }) {
+            let start = StreamEvent::MessageStart {
+                message: anthropic::MessagesResponse::empty(
+                    String::new(),
+                    self.model.clone(),
+                    self.usage.to_anthropic(),
+                ),
+            };
+            self.client_event(start, out)?;
+        }
         match &mut event {
             StreamEvent::MessageStart { message } => {
+                self.message_started = true;
                 message.model.clone_from(&self.model);
+                if message.id.is_empty() {
+                    message.id = crate::provider::generated_id("msg");
+                }
                 out.push(encode(Some("message_start"), &event));
                 if !matches!(self.mode, Mode::AnthropicPass) {
                     // Anthropic sends a ping early in every stream.
@@ -260,6 +382,17 @@ impl Relay {
         let name = event.event_type().to_string();
         out.push(encode(Some(&name), &event));
         Ok(())
+    }
+}
+
+/// Groq reports a stream's usage in `x_groq.usage` on its last chunk:
+/// read it as the chunk's usage when there is no other.
+fn lift_extension_usage(chunk: &mut ChatCompletionChunk) {
+    if chunk.usage.is_none()
+        && let Some(usage) = chunk.extra.get("x_groq").and_then(|x| x.get("usage"))
+        && let Ok(usage) = serde_json::from_value::<openai::Usage>(usage.clone())
+    {
+        chunk.usage = Some(usage);
     }
 }
 
@@ -327,4 +460,59 @@ pub(super) fn cost_summary(
 /// An SSE comment: ignored by SDKs, readable by people and scripts.
 pub(super) fn comment(summary: &str) -> Bytes {
     Bytes::from(format!(": pointsman {summary}\n\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn text(out: &[Bytes]) -> String {
+        out.iter().map(|b| String::from_utf8_lossy(b)).collect()
+    }
+
+    #[test]
+    fn an_anthropic_stream_without_message_start_still_starts_with_one() {
+        let mut relay = Relay::new(Format::Anthropic, "m", false);
+        let event: StreamEvent = serde_json::from_value(json!({"type": "content_block_start",
+            "index": 0, "content_block": {"type": "text", "text": ""}}))
+        .expect("event");
+        let out = text(&relay.feed(Event::Anthropic(event)).expect("relayed"));
+        assert!(out.starts_with("event: message_start\n"), "{out}");
+        assert!(out.contains("\"id\":\"msg-pm"), "an id is made up: {out}");
+        assert!(out.contains("event: content_block_start"), "{out}");
+        let end = text(&relay.finish(Cost::default()));
+        assert_eq!(end.matches("event: message_start").count(), 0);
+        assert!(end.contains("event: message_stop"), "{end}");
+    }
+
+    #[test]
+    fn parallel_openai_tool_calls_without_index_get_one_each() {
+        let mut relay = Relay::new(Format::OpenAi, "m", true);
+        let chunk: ChatCompletionChunk = serde_json::from_value(json!({"id": "", "choices": [{
+            "delta": {"tool_calls": [
+                {"id": "a", "function": {"name": "f", "arguments": "{}"}},
+                {"id": "b", "function": {"name": "g", "arguments": "{}"}}]},
+            "finish_reason": "tool_calls"}]}))
+        .expect("chunk");
+        let out = text(&relay.feed(Event::OpenAi(chunk)).expect("relayed"));
+        let data: serde_json::Value =
+            serde_json::from_str(out.trim().trim_start_matches("data: ")).expect("json");
+        let calls = &data["choices"][0]["delta"]["tool_calls"];
+        assert_eq!(
+            (calls[0]["index"].as_u64(), calls[1]["index"].as_u64()),
+            (Some(0), Some(1))
+        );
+        assert_eq!(calls[1]["type"], "function");
+        assert!(
+            data["id"].as_str().is_some_and(|id| !id.is_empty()),
+            "{data}"
+        );
+        // The final usage chunk comes even though the upstream sent none.
+        let end = text(&relay.finish(Cost::default()));
+        assert!(
+            end.contains("\"choices\":[]") && end.contains("\"usage\""),
+            "{end}"
+        );
+    }
 }

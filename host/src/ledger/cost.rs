@@ -12,6 +12,9 @@ pub struct Prices {
     pub output: f64,
     /// Input read from the provider's prompt cache.
     pub cached_input: f64,
+    /// Input written to the provider's prompt cache (Anthropic bills these
+    /// at a premium over plain input).
+    pub cache_write: f64,
 }
 
 impl From<&ModelConfig> for Prices {
@@ -20,18 +23,25 @@ impl From<&ModelConfig> for Prices {
             input: m.input_usd_per_mtok,
             output: m.output_usd_per_mtok,
             cached_input: m.cached_usd_per_mtok.unwrap_or(m.input_usd_per_mtok),
+            cache_write: m.cache_write_usd_per_mtok.unwrap_or(m.input_usd_per_mtok),
         }
     }
 }
 
 impl Prices {
-    /// USD for `usage`. Cached input tokens are a subset of the input tokens
-    /// and are billed at the cached price.
+    /// USD for `usage`. Cache reads and cache writes are subsets of the
+    /// input tokens, billed at the cached and the cache-write price; the
+    /// rest of the input at the input price. Counts a broken upstream made
+    /// inconsistent (more cached than input) are capped, never negative.
     pub fn cost(&self, usage: &Usage) -> f64 {
         let cached = usage.cached_input_tokens.min(usage.input_tokens);
-        let uncached = usage.input_tokens - cached;
+        let written = usage
+            .cache_creation_input_tokens
+            .min(usage.input_tokens - cached);
+        let uncached = usage.input_tokens - cached - written;
         (uncached as f64 * self.input
             + cached as f64 * self.cached_input
+            + written as f64 * self.cache_write
             + usage.output_tokens as f64 * self.output)
             / 1_000_000.0
     }
@@ -78,6 +88,7 @@ mod tests {
             input: 5.0,
             output: 25.0,
             cached_input: 0.5,
+            cache_write: 6.25,
         };
         let usage = Usage {
             input_tokens: 50_000,
@@ -90,6 +101,7 @@ mod tests {
             input: 1.0,
             output: 2.0,
             cached_input: 0.2,
+            cache_write: 1.0,
         };
         let usage = Usage {
             input_tokens: 15_000,
@@ -105,6 +117,7 @@ mod tests {
             input: 1.0,
             output: 0.0,
             cached_input: 0.1,
+            cache_write: 1.0,
         };
         let usage = Usage {
             input_tokens: 1_000_000,
@@ -112,5 +125,47 @@ mod tests {
             ..Default::default()
         };
         assert!((p.cost(&usage) - 0.55).abs() < 1e-9);
+    }
+
+    #[test]
+    fn cache_writes_are_billed_at_the_cache_write_price() {
+        // Anthropic's Sonnet: $3 input, $0.30 cache reads, $3.75 cache writes.
+        let p = Prices {
+            input: 3.0,
+            output: 15.0,
+            cached_input: 0.3,
+            cache_write: 3.75,
+        };
+        let usage = Usage {
+            input_tokens: 1_000_000,
+            cached_input_tokens: 200_000,
+            cache_creation_input_tokens: 500_000,
+            output_tokens: 0,
+        };
+        // 300K uncached × 3 + 200K × 0.3 + 500K × 3.75, per million.
+        assert!((p.cost(&usage) - (0.9 + 0.06 + 1.875)).abs() < 1e-9);
+        // Inconsistent counts are capped, not negative or panicking.
+        let usage = Usage {
+            input_tokens: 10,
+            cached_input_tokens: 8,
+            cache_creation_input_tokens: 8,
+            output_tokens: 0,
+        };
+        let cost = p.cost(&usage);
+        assert!(
+            (cost - (8.0 * 0.3 + 2.0 * 3.75) / 1e6).abs() < 1e-12,
+            "{cost}"
+        );
+    }
+
+    #[test]
+    fn the_cache_write_price_defaults_to_the_input_price() {
+        let config = crate::config::Config::parse(crate::config::DEMO_TOML).expect("demo");
+        let model = config
+            .models
+            .iter()
+            .find(|m| m.cache_write_usd_per_mtok.is_none())
+            .expect("a model without a cache-write price");
+        assert_eq!(Prices::from(model).cache_write, model.input_usd_per_mtok);
     }
 }

@@ -96,7 +96,8 @@ impl Status {
 /// One model call of a task, for the cost breakdown.
 #[derive(Debug, Clone, Serialize)]
 pub struct CallRecord {
-    /// `plan`, `direct`, `subtask:<id>` or `review:<id>`.
+    /// `plan`, `direct`, `subtask:<id>` or `review:<id>`; for a critical
+    /// task served without a plan, `direct:review`, `direct:escalated`.
     pub purpose: String,
     /// The model that answered, if any did.
     pub model: Option<String>,
@@ -234,6 +235,11 @@ impl TaskHandle {
             cancel: CancellationToken::new(),
             started: Instant::now(),
         })
+    }
+
+    /// Whether the task has ended.
+    pub fn is_final(&self) -> bool {
+        self.lock().status.is_final()
     }
 
     /// A copy of the record.
@@ -435,6 +441,11 @@ async fn execute(
         Some(plan) => plan,
         None => {
             task.set_status(Status::Running);
+            // Critical work keeps its review: without a plan, the direct
+            // answer is reviewed as the plan's critical subtasks would be.
+            if route.tier == Tier::PlanAndVerify {
+                return reviewed_direct(state, task, &policy_task, deadline).await;
+            }
             return direct(state, task, &policy_task, deadline).await;
         }
     };
@@ -524,8 +535,31 @@ async fn direct(
     deadline: Instant,
 ) -> Result<String, Stop> {
     let route = &policy_task.route;
+    let chain = chain(state, &route.executor, route);
+    direct_on(state, task, policy_task, "direct", &chain, None, deadline)
+        .await
+        .map(|called| called.text)
+}
+
+/// The whole task asked of `chain` in one call, with a reviewer's
+/// `feedback` on an earlier answer if there was one.
+async fn direct_on(
+    state: &AppState,
+    task: &TaskHandle,
+    policy_task: &Task,
+    purpose: &str,
+    chain: &[Arc<ModelConfig>],
+    feedback: Option<&str>,
+    deadline: Instant,
+) -> Result<Called, Stop> {
+    let mut prompt = task_prompt(policy_task);
+    if let Some(feedback) = feedback {
+        prompt.push_str(&format!(
+            "\n## A reviewer rejected an earlier answer\n{feedback}\n"
+        ));
+    }
     let request = ChatRequest {
-        model: route.executor.clone(),
+        model: chain.first().map(|m| m.id.clone()).unwrap_or_default(),
         messages: vec![
             Message {
                 role: "system".into(),
@@ -533,26 +567,139 @@ async fn direct(
             },
             Message {
                 role: "user".into(),
-                content: task_prompt(policy_task),
+                content: prompt,
             },
         ],
         max_output_tokens: None,
         temperature: None,
     };
+    match budgeted_call(state, task, purpose.into(), chain, true, &request, deadline).await? {
+        Ok(called) => Ok(called),
+        Err(failed) => Err(Stop::Failed(format!("no model answered: {}", failed.error))),
+    }
+}
+
+/// The whole task as the one critical subtask a reviewer is shown when a
+/// critical task is served without a plan.
+fn whole_task(policy_task: &Task, model: &str) -> Subtask {
+    Subtask {
+        id: "direct".into(),
+        title: policy_task.title.clone(),
+        instructions: policy_task.description.clone(),
+        kind: crate::policy::types::SubtaskKind::Other,
+        depends_on: Vec::new(),
+        model: model.to_string(),
+        critical: true,
+    }
+}
+
+/// A critical (`plan-and-verify`) task that got no plan: served direct,
+/// and the answer reviewed before it is returned. A rejected answer is
+/// done again by the escalation model, and that answer reviewed too. An
+/// answer that cannot be reviewed (no planner policy, the reviewer failed)
+/// or is rejected twice fails the task: critical work is never returned
+/// unreviewed.
+async fn reviewed_direct(
+    state: &AppState,
+    task: &TaskHandle,
+    policy_task: &Task,
+    deadline: Instant,
+) -> Result<String, Stop> {
+    let route = &policy_task.route;
+    let Some(planner) = state.policies.planner() else {
+        return Err(Stop::Failed(
+            "a critical task without a plan must be reviewed, and no planner policy is loaded \
+             to review it"
+                .into(),
+        ));
+    };
+    let catalog = state.catalog();
     let chain = chain(state, &route.executor, route);
-    match budgeted_call(
+    let called = direct_on(state, task, policy_task, "direct", &chain, None, deadline).await?;
+    let subtask = whole_task(policy_task, &called.model);
+    let verdict = review(
         state,
         task,
-        "direct".into(),
-        &chain,
-        true,
-        &request,
+        &planner,
+        policy_task,
+        &subtask,
+        &called.text,
+        &catalog,
+        "direct:review".into(),
+        deadline,
+    )
+    .await?;
+    let why = match verdict {
+        Reviewed::Verdict(Review::Accept) => {
+            task.note(format!(
+                "served without a plan on {}: the answer was reviewed and accepted",
+                called.model
+            ));
+            return Ok(called.text);
+        }
+        Reviewed::Verdict(
+            Review::Retry { feedback, .. } | Review::Escalate { reason: feedback },
+        ) => feedback,
+        Reviewed::Skipped(why) => {
+            return Err(Stop::Failed(format!(
+                "a critical task served without a plan could not be reviewed ({why}); its \
+                 answer is not returned unreviewed"
+            )));
+        }
+    };
+    let Some(escalation) = state.escalation(&0) else {
+        return Err(Stop::Failed(format!(
+            "the answer to a critical task served without a plan was rejected in review \
+             ({why}) and no escalation model is configured"
+        )));
+    };
+    task.note(format!(
+        "served without a plan on {}: the answer was rejected in review ({why}); escalating to {}",
+        called.model, escalation.id
+    ));
+    let escalated = direct_on(
+        state,
+        task,
+        policy_task,
+        "direct:escalated",
+        std::slice::from_ref(&escalation),
+        Some(&why),
+        deadline,
+    )
+    .await?;
+    task.lock().escalated_subtasks += 1;
+    crate::metrics::subtask_escalated();
+    let subtask = whole_task(policy_task, &escalated.model);
+    match review(
+        state,
+        task,
+        &planner,
+        policy_task,
+        &subtask,
+        &escalated.text,
+        &catalog,
+        "direct:review".into(),
         deadline,
     )
     .await?
     {
-        Ok(called) => Ok(called.text),
-        Err(failed) => Err(Stop::Failed(format!("no model answered: {}", failed.error))),
+        Reviewed::Verdict(Review::Accept) => {
+            task.note(format!(
+                "the escalation model {}'s answer was reviewed and accepted",
+                escalated.model
+            ));
+            Ok(escalated.text)
+        }
+        Reviewed::Verdict(
+            Review::Retry { feedback: why, .. } | Review::Escalate { reason: why },
+        ) => Err(Stop::Failed(format!(
+            "the answer to a critical task served without a plan was rejected in review \
+                 twice, the second time the escalation model's: {why}"
+        ))),
+        Reviewed::Skipped(why) => Err(Stop::Failed(format!(
+            "the escalation model's answer to a critical task could not be reviewed ({why}); \
+             it is not returned unreviewed"
+        ))),
     }
 }
 
@@ -584,13 +731,35 @@ async fn plan(
             return Ok(None);
         }
     };
-    for round in 0..2 {
-        let chain = chain(state, &request.model, &policy_task.route);
+    // A critical task's planning gets one more try, on the escalation
+    // model, before it is served without a plan.
+    let critical = policy_task.route.tier == Tier::PlanAndVerify;
+    let escalation = state
+        .escalation(&0)
+        .filter(|e| critical && e.id != request.model);
+    let rounds = if escalation.is_some() { 3 } else { 2 };
+    let mut round = 0;
+    while round < rounds {
+        let on_escalation = round == 2;
+        let chain = match (&escalation, on_escalation) {
+            (Some(e), true) => vec![e.clone()],
+            _ => chain(state, &request.model, &policy_task.route),
+        };
         let called =
             match budgeted_call(state, task, "plan".into(), &chain, true, &request, deadline)
                 .await?
             {
                 Ok(called) => called,
+                Err(failed) if !on_escalation && escalation.is_some() => {
+                    let e = escalation.as_ref().map_or("", |e| e.id.as_str());
+                    task.note(format!(
+                    "the planner model failed ({}): asking the escalation model {e} for the plan",
+                    failed.error
+                ));
+                    request.model = e.to_string();
+                    round = 2;
+                    continue;
+                }
                 Err(failed) => {
                     task.note(format!(
                         "the planner model failed ({}): serving direct",
@@ -645,12 +814,35 @@ async fn plan(
                     ),
                 });
             }
-            Err(e) => {
+            Err(e) if round == 1 && escalation.is_some() => {
+                let e_id = escalation.as_ref().map_or("", |m| m.id.as_str());
                 task.note(format!(
-                    "the plan was rejected again ({e}): serving direct on the executor"
+                    "the plan was rejected again ({e}): asking the escalation model {e_id} for the plan"
                 ));
+                request.model = e_id.to_string();
+                // The last exchange stays: the escalation model sees what
+                // was wrong with the planner's answer.
+                request.messages.push(Message {
+                    role: "assistant".into(),
+                    content: called.text,
+                });
+                request.messages.push(Message {
+                    role: "user".into(),
+                    content: format!(
+                        "That plan cannot be used: {e}. Answer again with one valid JSON plan."
+                    ),
+                });
+            }
+            Err(e) => {
+                let next = if critical {
+                    "serving direct on the executor, the answer to be reviewed"
+                } else {
+                    "serving direct on the executor"
+                };
+                task.note(format!("the plan was rejected again ({e}): {next}"));
             }
         }
+        round += 1;
     }
     Ok(None)
 }
@@ -836,7 +1028,7 @@ async fn run_subtask(
         // escalation model's work is final.
         let review = match (&planner, route.tier, escalated) {
             (Some(planner), Tier::PlanAndVerify, false) if subtask.critical => {
-                review(
+                match review(
                     state,
                     task,
                     planner,
@@ -844,9 +1036,17 @@ async fn run_subtask(
                     subtask,
                     &called.text,
                     &catalog,
+                    format!("review:{}", subtask.id),
                     deadline,
                 )
                 .await?
+                {
+                    Reviewed::Verdict(verdict) => Some(verdict),
+                    Reviewed::Skipped(why) => {
+                        task.note(format!("{}: {why}: accepted unreviewed", subtask.id));
+                        None
+                    }
+                }
             }
             _ => None,
         };
@@ -892,6 +1092,14 @@ async fn run_subtask(
     )))
 }
 
+/// What came of asking for a review.
+enum Reviewed {
+    /// The reviewer's verdict.
+    Verdict(Review),
+    /// No review was had, and why.
+    Skipped(String),
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn review(
     state: &AppState,
@@ -901,41 +1109,34 @@ async fn review(
     subtask: &Subtask,
     output: &str,
     catalog: &[crate::policy::types::ModelInfo],
+    purpose: String,
     deadline: Instant,
-) -> Result<Option<Review>, Stop> {
+) -> Result<Reviewed, Stop> {
     let request = match planner
         .review_request(policy_task, subtask, output, catalog)
         .await
     {
         Ok(Some(r)) => r,
-        Ok(None) => return Ok(None),
-        Err(e) => {
-            task.note(format!(
-                "the planner policy could not review {} ({e}): accepted unreviewed",
-                subtask.id
+        Ok(None) => {
+            return Ok(Reviewed::Skipped(
+                "the planner policy asks for no review".into(),
             ));
-            return Ok(None);
+        }
+        Err(e) => {
+            return Ok(Reviewed::Skipped(format!(
+                "the planner policy could not review it ({e})"
+            )));
         }
     };
     let chain = chain(state, &request.model, &policy_task.route);
-    let reply = match budgeted_call(
-        state,
-        task,
-        format!("review:{}", subtask.id),
-        &chain,
-        false,
-        &request,
-        deadline,
-    )
-    .await?
+    let reply = match budgeted_call(state, task, purpose, &chain, false, &request, deadline).await?
     {
         Ok(c) => c,
         Err(f) => {
-            task.note(format!(
-                "the reviewer failed on {} ({}): accepted unreviewed",
-                subtask.id, f.error
-            ));
-            return Ok(None);
+            return Ok(Reviewed::Skipped(format!(
+                "the reviewer failed ({})",
+                f.error
+            )));
         }
     };
     let tokens = reply.usage.input_tokens + reply.usage.output_tokens;
@@ -947,14 +1148,14 @@ async fn review(
         .review(policy_task, subtask, output, &reply.text, catalog)
         .await
     {
-        Ok(verdict) => Ok(Some(verdict)),
+        Ok(verdict) => Ok(Reviewed::Verdict(verdict)),
         Err(e) => {
             task.note(format!(
                 "the review of {} could not be read ({e}): escalating",
                 subtask.id
             ));
-            Ok(Some(Review::Escalate {
-                reason: e.to_string(),
+            Ok(Reviewed::Verdict(Review::Escalate {
+                reason: format!("the review could not be read: {e}"),
             }))
         }
     }

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use super::call;
 use crate::gateway::AppState;
 use crate::ledger::Cost;
-use crate::policy::types::{Features, Message, Plan, Route, Task};
+use crate::policy::types::{Features, Message, Plan, Route, Task, Tier};
 use crate::provider::Request;
 use crate::provider::wire::{anthropic, openai};
 use crate::tenant::Owner;
@@ -56,13 +56,18 @@ struct Plans {
     per_owner: HashMap<Owner, usize>,
 }
 
-/// Whether the plan was made for this request or reused.
+/// Whether the plan was made for this request or reused, or could not be
+/// had.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PlanSource {
     /// Made now; its cost is this request's.
     New,
     /// Reused from the session.
     Cached,
+    /// The route asked for a plan and none could be had: the request is
+    /// served without one, and the client is told so
+    /// (`x-pointsman-plan: none`).
+    Unavailable,
 }
 
 impl PlanSource {
@@ -71,6 +76,7 @@ impl PlanSource {
         match self {
             PlanSource::New => "new",
             PlanSource::Cached => "cached",
+            PlanSource::Unavailable => "none",
         }
     }
 }
@@ -183,16 +189,56 @@ pub async fn plan_for(
         .chain(route.planner.as_deref())
         .filter_map(|id| state.models.get(id).cloned())
         .collect();
-    let called = call::complete(state, &chain, true, &request, deadline)
-        .await
-        .map_err(|f| format!("the planner model failed: {}", f.error))?;
-    let plan = planner
-        .parse_plan(&task, &called.text, &catalog)
-        .await
-        .map_err(|e| format!("the plan could not be used: {e}"))?;
+    let first = match call::complete(state, &chain, true, &request, deadline).await {
+        Ok(called) => match planner.parse_plan(&task, &called.text, &catalog).await {
+            Ok(plan) => Ok((plan, called.cost)),
+            Err(e) => Err((format!("the plan could not be used: {e}"), called.cost)),
+        },
+        Err(f) => Err((
+            format!("the planner model failed: {}", f.error),
+            Cost::default(),
+        )),
+    };
+    let (plan, cost) = match first {
+        Ok(planned) => planned,
+        Err((why, spent)) => {
+            // Critical work gets one more try, on the escalation model,
+            // before it is served without a plan.
+            let escalation = state
+                .escalation(&0)
+                .filter(|e| route.tier == Tier::PlanAndVerify && e.id != request.model);
+            let Some(escalation) = escalation else {
+                return Err(why);
+            };
+            tracing::info!(request = %features.id, "{why}: asking the escalation model {} for the plan", escalation.id);
+            let called = call::complete(
+                state,
+                std::slice::from_ref(&escalation),
+                true,
+                &request,
+                deadline,
+            )
+            .await
+            .map_err(|f| {
+                format!(
+                    "{why}; the escalation model {} failed too: {}",
+                    escalation.id, f.error
+                )
+            })?;
+            let plan = planner
+                .parse_plan(&task, &called.text, &catalog)
+                .await
+                .map_err(|e| {
+                    format!("{why}; the escalation model's plan could not be used either: {e}")
+                })?;
+            let mut cost = spent;
+            cost.add(called.cost);
+            (plan, cost)
+        }
+    };
     let plan = Arc::new(SessionPlan {
         text: render(&plan),
-        cost: called.cost,
+        cost,
     });
     if let Some(session) = &features.session {
         state.plans.put(owner, session, plan.clone());

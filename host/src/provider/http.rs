@@ -206,13 +206,12 @@ impl HttpProvider {
             )),
             Read::Failed(e) => ProviderError::Broken(error_text(&*e, self.key.as_deref())),
         })?;
-        let parsed = match self.format {
-            Format::OpenAi => serde_json::from_slice(&bytes).map(Response::OpenAi),
-            Format::Anthropic => serde_json::from_slice(&bytes).map(Response::Anthropic),
-        };
-        parsed
+        parse_answer(self.format, &bytes)
             .map(|r| Reply::Complete(Box::new(r)))
-            .map_err(|e| ProviderError::Malformed(self.redact(&format!("{e}"))))
+            .map_err(|e| match e {
+                ProviderError::Malformed(text) => ProviderError::Malformed(self.redact(&text)),
+                other => other,
+            })
     }
 
     /// Asks an Anthropic provider to count the input tokens of `request`
@@ -585,13 +584,13 @@ async fn read_at_most(mut body: Body, limit: usize) -> Result<Bytes, Read> {
     Ok(bytes.freeze())
 }
 
-/// The endpoint URL as a request target. Only `http` and `https` with a
-/// host are accepted.
 /// The `anthropic-beta` header to forward, if it is a valid header value.
 fn beta_header(betas: Option<&str>) -> Option<HeaderValue> {
     HeaderValue::from_str(betas?).ok()
 }
 
+/// The endpoint URL as a request target. Only `http` and `https` with a
+/// host are accepted.
 fn parse_endpoint(url: &str) -> anyhow::Result<Uri> {
     let uri: Uri = url.parse()?;
     match (uri.scheme_str(), uri.host()) {
@@ -666,20 +665,48 @@ fn error_message(body: &[u8]) -> String {
     message
 }
 
+/// Reads `T` from JSON text; an error names the field that failed, as a
+/// path (`choices[0].message.tool_calls`), so that an operator can tell
+/// which upstream quirk broke an answer.
+pub fn from_json_named<T: serde::de::DeserializeOwned>(data: &[u8]) -> Result<T, String> {
+    let mut deserializer = serde_json::Deserializer::from_slice(data);
+    serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path.is_empty() || path == "." {
+            inner.to_string()
+        } else {
+            format!("at `{path}`: {inner}")
+        }
+    })
+}
+
+/// Parses a non-streamed answer in `format`, and checks it is one a client
+/// can be given (an OpenAI answer has a choice).
+pub fn parse_answer(format: Format, bytes: &[u8]) -> Result<Response, ProviderError> {
+    let mut answer = match format {
+        Format::OpenAi => from_json_named(bytes).map(Response::OpenAi),
+        Format::Anthropic => from_json_named(bytes).map(Response::Anthropic),
+    }
+    .map_err(ProviderError::Malformed)?;
+    answer.normalize()?;
+    Ok(answer)
+}
+
 /// Parses one SSE payload; `None` for the OpenAI `[DONE]` marker and blank
 /// keep-alives.
-fn parse_event(format: Format, data: &str) -> Result<Option<Event>, ProviderError> {
+pub fn parse_event(format: Format, data: &str) -> Result<Option<Event>, ProviderError> {
     let data = data.trim();
     if data.is_empty() || data == "[DONE]" {
         return Ok(None);
     }
-    let malformed = |e: serde_json::Error| ProviderError::Malformed(format!("stream event: {e}"));
+    let malformed = |e: String| ProviderError::Malformed(format!("stream event: {e}"));
     match format {
         Format::OpenAi => {
             // Straight into the chunk type: going through a `Value` first
             // parsed every event twice. An error event has no `id`, so it
             // fails here, or lands in the unmodelled fields.
-            let parsed = serde_json::from_str::<openai::ChatCompletionChunk>(data);
+            let parsed = from_json_named::<openai::ChatCompletionChunk>(data.as_bytes());
             if let Ok(chunk) = &parsed
                 && !chunk.extra.contains_key("error")
             {
@@ -687,7 +714,8 @@ fn parse_event(format: Format, data: &str) -> Result<Option<Event>, ProviderErro
                     .map(|chunk| Some(Event::OpenAi(chunk)))
                     .map_err(malformed);
             }
-            let value: serde_json::Value = serde_json::from_str(data).map_err(malformed)?;
+            let value: serde_json::Value =
+                serde_json::from_str(data).map_err(|e| malformed(e.to_string()))?;
             if let Some(error) = value.get("error") {
                 return Err(ProviderError::Status {
                     status: 502,
@@ -703,7 +731,8 @@ fn parse_event(format: Format, data: &str) -> Result<Option<Event>, ProviderErro
                 .map_err(malformed)
         }
         Format::Anthropic => {
-            let event: anthropic::StreamEvent = serde_json::from_str(data).map_err(malformed)?;
+            let event: anthropic::StreamEvent =
+                from_json_named(data.as_bytes()).map_err(malformed)?;
             if let anthropic::StreamEvent::Error { error, .. } = &event {
                 return Err(ProviderError::Status {
                     status: error.kind.http_status(),
@@ -743,7 +772,7 @@ mod tests {
                 other => panic!("{error}: {other:?}"),
             }
         }
-        for malformed in ["{not json", r#"{"choices":[]}"#] {
+        for malformed in ["{not json", r#"{"choices":5}"#] {
             assert!(
                 matches!(
                     parse_event(Format::OpenAi, malformed),
@@ -751,6 +780,31 @@ mod tests {
                 ),
                 "{malformed}"
             );
+        }
+    }
+
+    #[test]
+    fn a_malformed_answer_names_its_field() {
+        let body = br#"{"id":"c","model":"m","choices":[{"index":0,
+            "message":{"role":"assistant","content":"hi","tool_calls":[{"id":"t","function":5}]}}]}"#;
+        match parse_answer(Format::OpenAi, body) {
+            Err(ProviderError::Malformed(text)) => {
+                assert!(
+                    text.contains("choices[0].message.tool_calls[0].function"),
+                    "{text}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        let event = r#"{"type":"message_delta","delta":{},"usage":{"output_tokens":"lots"}}"#;
+        match parse_event(Format::Anthropic, event) {
+            Err(ProviderError::Malformed(text)) => assert!(text.contains("usage"), "{text}"),
+            other => panic!("{other:?}"),
+        }
+        // An answer without a choice cannot be given to a client.
+        match parse_answer(Format::OpenAi, br#"{"id":"c","model":"m","choices":[]}"#) {
+            Err(ProviderError::Malformed(text)) => assert!(text.contains("choices"), "{text}"),
+            other => panic!("{other:?}"),
         }
     }
 

@@ -141,6 +141,52 @@ impl Response {
             Response::Anthropic(r) => r.model = model.to_string(),
         }
     }
+
+    /// Makes an answer read tolerantly from an upstream one that a client
+    /// of its format can take: ids where a server left them out (the
+    /// answer's, each tool call's). An OpenAI answer without a choice has
+    /// nothing to give and is malformed.
+    pub fn normalize(&mut self) -> Result<(), ProviderError> {
+        match self {
+            Response::OpenAi(r) => {
+                if r.choices.is_empty() {
+                    return Err(ProviderError::Malformed(
+                        "at `choices`: the answer has no choice".into(),
+                    ));
+                }
+                if r.id.is_empty() {
+                    r.id = generated_id("chatcmpl");
+                }
+                if let Some(usage) = &mut r.usage {
+                    translate::complete_openai_usage(usage);
+                }
+                for choice in &mut r.choices {
+                    for (i, call) in choice.message.tool_calls.iter_mut().enumerate() {
+                        if call.id.is_empty() {
+                            call.id = format!("call_{}_{i}", r.id);
+                        }
+                    }
+                }
+            }
+            Response::Anthropic(r) => {
+                if r.id.is_empty() {
+                    r.id = generated_id("msg");
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A unique id for an answer whose upstream gave it none.
+pub fn generated_id(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{prefix}-pm{}x{}",
+        unix_now(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// One streamed event in one of the two formats.
@@ -206,6 +252,12 @@ pub enum ProviderError {
     /// The answer could not be understood.
     #[error("the provider's answer is malformed: {0}")]
     Malformed(String),
+    /// No call was made: every endpoint of the models named has its
+    /// circuit breaker open after recent failures.
+    #[error(
+        "no call was made: every endpoint of {0} has its circuit breaker open after recent failures"
+    )]
+    CircuitOpen(String),
 }
 
 /// Where the fault of a failed call lies, which decides what is tried next.
@@ -231,6 +283,7 @@ impl ProviderError {
     pub fn class(&self) -> &'static str {
         match self {
             ProviderError::Connect(_) => "connect",
+            ProviderError::CircuitOpen(_) => "circuit_open",
             ProviderError::Timeout(_) => "timeout",
             ProviderError::Broken(_) => "broken",
             ProviderError::Malformed(_) => "malformed",
@@ -261,7 +314,7 @@ impl ProviderError {
                 message: clean(message),
                 retry_after,
             },
-            timeout @ ProviderError::Timeout(_) => timeout,
+            unchanged @ (ProviderError::Timeout(_) | ProviderError::CircuitOpen(_)) => unchanged,
         }
     }
 
@@ -274,7 +327,8 @@ impl ProviderError {
             ProviderError::Connect(_)
             | ProviderError::Timeout(_)
             | ProviderError::Broken(_)
-            | ProviderError::Malformed(_) => Blame::Upstream,
+            | ProviderError::Malformed(_)
+            | ProviderError::CircuitOpen(_) => Blame::Upstream,
             ProviderError::Status { status, .. } => match status {
                 408 | 409 | 429 => Blame::Upstream,
                 300..=399 | 401 | 403 | 404 => Blame::Endpoint,

@@ -226,8 +226,14 @@ impl Resilience {
                 continue;
             };
             if position == models.len() {
-                tracing::warn!(model = %model.id, "every model of the route failed: escalating");
-                crate::metrics::escalation(&model.id);
+                // Say why, so that an operator can tell an escalation the
+                // task needed from one a failing upstream caused.
+                let cause = escalation_cause(last_error.as_ref());
+                let last = last_error
+                    .as_ref()
+                    .map_or_else(|| "none".to_string(), ToString::to_string);
+                tracing::warn!(model = %model.id, cause, "every model of the route failed ({last}): escalating");
+                crate::metrics::escalation(&model.id, cause);
             }
             let mut retries = 0;
             // Endpoints of this model that refused the gateway's credentials
@@ -261,11 +267,16 @@ impl Resilience {
                         elapsed_ms: 0,
                         skipped: true,
                     });
-                    last_error.get_or_insert(ProviderError::Status {
-                        status: 503,
-                        message: format!("{} is unavailable (circuit open)", model.id),
-                        retry_after: None,
-                    });
+                    // Only when nothing was asked is "every breaker open"
+                    // the request's outcome; a real error seen on another
+                    // model says more.
+                    last_error = match last_error.take() {
+                        None => Some(ProviderError::CircuitOpen(model.id.clone())),
+                        Some(ProviderError::CircuitOpen(models)) => Some(
+                            ProviderError::CircuitOpen(format!("{models} and {}", model.id)),
+                        ),
+                        Some(other) => Some(other),
+                    };
                     break;
                 };
                 let endpoint = lease.endpoint.clone();
@@ -395,6 +406,16 @@ impl Resilience {
             max,
             &self.jitter,
         ))
+    }
+}
+
+/// Why a request escalates, for the log and the metric, from the error
+/// that ended the route's last model.
+fn escalation_cause(last_error: Option<&ProviderError>) -> &'static str {
+    match last_error {
+        Some(ProviderError::CircuitOpen(_)) => "circuit_open",
+        Some(e) if e.blame() == Blame::Endpoint => "endpoint_refused",
+        _ => "upstream_fault",
     }
 }
 

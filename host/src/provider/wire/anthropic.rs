@@ -301,7 +301,7 @@ impl ContentBlock {
 
 /// Mirror of the modelled [`ContentBlock`] variants, decoded strictly.
 #[derive(Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 enum KnownBlock {
     Text(TextBlock),
     Image(ImageBlock),
@@ -402,7 +402,7 @@ pub enum ImageSource {
 
 /// Mirror of the modelled [`ImageSource`] variants, decoded strictly.
 #[derive(Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 enum KnownImageSource {
     Base64 { media_type: String, data: String },
     Url { url: String },
@@ -579,17 +579,26 @@ pub enum ToolChoice {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MessagesResponse {
     /// Message id (`msg_...`).
+    #[serde(default, deserialize_with = "serde_helpers::null_default")]
     pub id: String,
     /// Always `message`.
-    #[serde(rename = "type", default = "message_type")]
+    #[serde(
+        rename = "type",
+        default = "message_type",
+        deserialize_with = "message_type_or_null"
+    )]
     pub kind: String,
     /// Always `assistant`.
-    #[serde(default = "assistant_role")]
+    #[serde(
+        default = "assistant_role",
+        deserialize_with = "assistant_role_or_null"
+    )]
     pub role: Role,
     /// Model that answered.
+    #[serde(default, deserialize_with = "serde_helpers::null_default")]
     pub model: String,
-    /// Generated blocks.
-    #[serde(default)]
+    /// Generated blocks (`null` reads as none).
+    #[serde(default, deserialize_with = "serde_helpers::null_default")]
     pub content: Vec<ContentBlock>,
     /// Why generation stopped; explicit `null` in `message_start`.
     #[serde(default)]
@@ -597,8 +606,8 @@ pub struct MessagesResponse {
     /// The stop sequence that matched, if any; explicit `null` otherwise.
     #[serde(default)]
     pub stop_sequence: Option<String>,
-    /// Token accounting.
-    #[serde(default)]
+    /// Token accounting (`null` reads as zero).
+    #[serde(default, deserialize_with = "serde_helpers::null_default")]
     pub usage: Usage,
     /// Fields not modelled above.
     #[serde(flatten)]
@@ -630,6 +639,14 @@ fn assistant_role() -> Role {
     Role::Assistant
 }
 
+fn message_type_or_null<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Ok(Option::<String>::deserialize(d)?.unwrap_or_else(message_type))
+}
+
+fn assistant_role_or_null<'de, D: Deserializer<'de>>(d: D) -> Result<Role, D::Error> {
+    Ok(Option::<Role>::deserialize(d)?.unwrap_or(Role::Assistant))
+}
+
 /// Why generation stopped.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -655,16 +672,24 @@ pub enum StopReason {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Usage {
     /// Uncached input tokens (after the last cache breakpoint).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "serde_helpers::token_count")]
     pub input_tokens: u64,
     /// Generated tokens.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "serde_helpers::token_count")]
     pub output_tokens: u64,
     /// Input tokens written to the prompt cache.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "serde_helpers::opt_token_count",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cache_creation_input_tokens: Option<u64>,
     /// Input tokens read from the prompt cache.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "serde_helpers::opt_token_count",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cache_read_input_tokens: Option<u64>,
     /// Fields not modelled above (`service_tier`, `server_tool_use`, ...).
     #[serde(flatten)]
@@ -747,29 +772,33 @@ impl StreamEvent {
 
 /// Mirror of the modelled [`StreamEvent`] variants, decoded strictly.
 #[derive(Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 enum KnownEvent {
     MessageStart {
         message: MessagesResponse,
     },
     ContentBlockStart {
+        #[serde(default, deserialize_with = "serde_helpers::lenient_u32")]
         index: u32,
         content_block: ContentBlock,
     },
     ContentBlockDelta {
+        #[serde(default, deserialize_with = "serde_helpers::lenient_u32")]
         index: u32,
         delta: BlockDelta,
     },
     ContentBlockStop {
+        #[serde(default, deserialize_with = "serde_helpers::lenient_u32")]
         index: u32,
     },
     MessageDelta {
+        #[serde(default, deserialize_with = "serde_helpers::null_default")]
         delta: MessageDelta,
-        #[serde(default)]
+        #[serde(default, deserialize_with = "serde_helpers::null_default")]
         usage: MessageDeltaUsage,
     },
-    MessageStop,
-    Ping,
+    MessageStop {},
+    Ping {},
     Error {
         error: ErrorDetail,
     },
@@ -791,8 +820,8 @@ impl From<KnownEvent> for StreamEvent {
             }
             KnownEvent::ContentBlockStop { index } => Self::ContentBlockStop { index },
             KnownEvent::MessageDelta { delta, usage } => Self::MessageDelta { delta, usage },
-            KnownEvent::MessageStop => Self::MessageStop,
-            KnownEvent::Ping => Self::Ping,
+            KnownEvent::MessageStop {} => Self::MessageStop,
+            KnownEvent::Ping {} => Self::Ping,
             KnownEvent::Error { error } => Self::Error { error },
         }
     }
@@ -849,7 +878,6 @@ pub enum BlockDelta {
 
 /// Mirror of the modelled [`BlockDelta`] variants, decoded strictly.
 #[derive(Deserialize)]
-#[serde(tag = "type")]
 enum KnownDelta {
     #[serde(rename = "text_delta")]
     Text { text: String },
@@ -908,16 +936,28 @@ pub struct MessageDelta {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct MessageDeltaUsage {
     /// Generated tokens so far.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "serde_helpers::token_count")]
     pub output_tokens: u64,
     /// Uncached input tokens.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "serde_helpers::opt_token_count",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub input_tokens: Option<u64>,
     /// Input tokens written to the prompt cache.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "serde_helpers::opt_token_count",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cache_creation_input_tokens: Option<u64>,
     /// Input tokens read from the prompt cache.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "serde_helpers::opt_token_count",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cache_read_input_tokens: Option<u64>,
     /// Fields not modelled above.
     #[serde(flatten)]
@@ -1165,6 +1205,32 @@ mod tests {
         assert_eq!(back, body);
         assert_eq!(resp.stop_reason, Some(StopReason::EndTurn));
         assert_eq!(resp.usage.cache_read_input_tokens, Some(5));
+    }
+
+    #[test]
+    fn answers_with_null_and_stringly_fields_are_read() {
+        let resp: MessagesResponse = serde_json::from_value(json!({
+            "id": "msg_1", "type": null, "role": null, "model": "claude", "content": null,
+            "stop_reason": null, "usage": {"input_tokens": "10", "output_tokens": 2.0,
+                "cache_creation_input_tokens": null, "cache_read_input_tokens": "5"}
+        }))
+        .expect("tolerated");
+        assert_eq!(
+            (resp.kind.as_str(), resp.role),
+            ("message", Role::Assistant)
+        );
+        assert!(resp.content.is_empty());
+        assert_eq!(resp.usage.input_tokens, 10);
+        assert_eq!(resp.usage.cache_read_input_tokens, Some(5));
+        let resp: MessagesResponse =
+            serde_json::from_value(json!({"id": "m", "model": "c", "usage": null}))
+                .expect("null usage");
+        assert_eq!(resp.usage, Usage::default());
+        let event: StreamEvent = serde_json::from_value(json!({
+            "type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": null
+        }))
+        .expect("null delta usage");
+        assert!(matches!(event, StreamEvent::MessageDelta { .. }));
     }
 
     #[test]

@@ -293,7 +293,7 @@ impl ContentPart {
 
 /// Mirror of the modelled [`ContentPart`] variants, decoded strictly.
 #[derive(Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 enum KnownPart {
     Text(TextPart),
     ImageUrl(ImageUrlPart),
@@ -367,10 +367,17 @@ pub struct RefusalPart {
 /// A tool call made by the assistant.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ToolCall {
-    /// Call id, echoed by the matching `tool` message.
+    /// Call id, echoed by the matching `tool` message. Some servers omit
+    /// it or send `null`: read as empty, and [`ChatCompletion::normalize`]
+    /// gives the call an id before a client sees it.
+    #[serde(default, deserialize_with = "serde_helpers::null_default")]
     pub id: String,
     /// Always `function` for function calls.
-    #[serde(rename = "type", default = "function_type")]
+    #[serde(
+        rename = "type",
+        default = "function_type",
+        deserialize_with = "function_type_or_null"
+    )]
     pub kind: String,
     /// Which function, with what arguments.
     pub function: FunctionCall,
@@ -403,14 +410,70 @@ fn function_type() -> String {
     "function".to_owned()
 }
 
+fn function_type_or_null<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Ok(Option::<String>::deserialize(d)?
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(function_type))
+}
+
+/// Tool-call arguments as servers send them: the JSON-encoded string
+/// OpenAI specifies, `null` (no arguments), or (Ollama and some others) the
+/// arguments object itself, which is encoded here.
+fn arguments_text<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Ok(match Value::deserialize(d)? {
+        Value::Null => String::new(),
+        Value::String(s) => s,
+        other => other.to_string(),
+    })
+}
+
+/// Message text as servers send it: a string, `null`, or (Mistral's
+/// reasoning models, some proxies) a list of parts whose `text` parts are
+/// joined. Thinking parts are not the answer's text and are left out.
+fn text_or_parts<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(match Value::deserialize(d)? {
+        Value::Null => None,
+        Value::String(s) => Some(s),
+        Value::Array(parts) => Some(
+            parts
+                .iter()
+                .filter(|p| {
+                    p.get("type")
+                        .and_then(Value::as_str)
+                        .is_none_or(|t| t == "text")
+                })
+                .filter_map(|p| p.get("text").and_then(Value::as_str))
+                .collect(),
+        ),
+        other => {
+            return Err(D::Error::custom(format_args!(
+                "content must be a string, null or a list of parts, got {}",
+                serde_helpers::json_kind(&other)
+            )));
+        }
+    })
+}
+
+/// A finish reason where `null` and `""` both mean "not yet".
+fn opt_finish_reason<'de, D: Deserializer<'de>>(d: D) -> Result<Option<FinishReason>, D::Error> {
+    Ok(match Option::<String>::deserialize(d)? {
+        None => None,
+        Some(s) if s.is_empty() => None,
+        Some(s) => Some(FinishReason::deserialize(
+            serde::de::value::StringDeserializer::<D::Error>::new(s),
+        )?),
+    })
+}
+
 /// The function part of a tool call.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FunctionCall {
     /// Function name.
+    #[serde(default, deserialize_with = "serde_helpers::null_default")]
     pub name: String,
     /// Arguments as a JSON-encoded string, exactly as the model produced them
     /// (not guaranteed to be valid JSON).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "arguments_text")]
     pub arguments: String,
     /// Fields not modelled above.
     #[serde(flatten)]
@@ -541,16 +604,22 @@ pub struct FunctionName {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChatCompletion {
     /// Response id (`chatcmpl-...`).
+    #[serde(default, deserialize_with = "serde_helpers::null_default")]
     pub id: String,
     /// Always [`OBJECT_COMPLETION`].
-    #[serde(default = "completion_object")]
+    #[serde(
+        default = "completion_object",
+        deserialize_with = "completion_object_or_null"
+    )]
     pub object: String,
     /// Unix time in seconds.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "serde_helpers::lenient_u64")]
     pub created: u64,
     /// Model that answered.
+    #[serde(default, deserialize_with = "serde_helpers::null_default")]
     pub model: String,
     /// One entry per requested choice.
+    #[serde(default, deserialize_with = "serde_helpers::null_default")]
     pub choices: Vec<Choice>,
     /// Token accounting.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -567,16 +636,32 @@ fn completion_object() -> String {
     OBJECT_COMPLETION.to_owned()
 }
 
+fn completion_object_or_null<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Ok(Option::<String>::deserialize(d)?.unwrap_or_else(completion_object))
+}
+
+fn chunk_object_or_null<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Ok(Option::<String>::deserialize(d)?.unwrap_or_else(chunk_object))
+}
+
+fn assistant_role_or_null<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Ok(Option::<String>::deserialize(d)?
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(assistant_role))
+}
+
 /// One choice of a completion.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Choice {
     /// Position among the choices.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "serde_helpers::lenient_u32")]
     pub index: u32,
-    /// The generated message.
+    /// The generated message (empty when a server omits it, as Azure does
+    /// for a choice its content filter withheld).
+    #[serde(default, deserialize_with = "serde_helpers::null_default")]
     pub message: ResponseMessage,
     /// Why generation stopped; explicit `null` while unknown.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "opt_finish_reason")]
     pub finish_reason: Option<FinishReason>,
     /// Fields not modelled above (`logprobs`, ...).
     #[serde(flatten)]
@@ -587,16 +672,27 @@ pub struct Choice {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ResponseMessage {
     /// Always `assistant`.
-    #[serde(default = "assistant_role")]
+    #[serde(
+        default = "assistant_role",
+        deserialize_with = "assistant_role_or_null"
+    )]
     pub role: String,
     /// Generated text; explicit `null` when the model only called tools.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "text_or_parts")]
     pub content: Option<String>,
-    /// Tool calls the model made.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// Tool calls the model made (`null` and `[]` read as none).
+    #[serde(
+        default,
+        deserialize_with = "serde_helpers::null_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub tool_calls: Vec<ToolCall>,
     /// Refusal text, when the model refused.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "serde_helpers::non_empty_string",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub refusal: Option<String>,
     /// Fields not modelled above (e.g. `reasoning_content`).
     #[serde(flatten)]
@@ -630,13 +726,13 @@ pub enum FinishReason {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Usage {
     /// All input tokens, cached or not.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "serde_helpers::token_count")]
     pub prompt_tokens: u64,
     /// Generated tokens, including reasoning tokens.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "serde_helpers::token_count")]
     pub completion_tokens: u64,
     /// `prompt_tokens + completion_tokens`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "serde_helpers::token_count")]
     pub total_tokens: u64,
     /// Breakdown of `prompt_tokens`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -650,7 +746,11 @@ pub struct Usage {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PromptTokensDetails {
     /// Prompt tokens served from the prompt cache.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "serde_helpers::opt_token_count",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cached_tokens: Option<u64>,
     /// Fields not modelled above (`audio_tokens`, ...).
     #[serde(flatten)]
@@ -665,18 +765,20 @@ pub struct PromptTokensDetails {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChatCompletionChunk {
     /// Same id on every chunk of a stream.
+    #[serde(default, deserialize_with = "serde_helpers::null_default")]
     pub id: String,
     /// Always [`OBJECT_CHUNK`].
-    #[serde(default = "chunk_object")]
+    #[serde(default = "chunk_object", deserialize_with = "chunk_object_or_null")]
     pub object: String,
     /// Unix time in seconds, same on every chunk.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "serde_helpers::lenient_u64")]
     pub created: u64,
     /// Model that answers.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "serde_helpers::null_default")]
     pub model: String,
-    /// Deltas; empty on the final usage chunk.
-    #[serde(default)]
+    /// Deltas; empty on the final usage chunk (and on Azure's content-filter
+    /// chunks).
+    #[serde(default, deserialize_with = "serde_helpers::null_default")]
     pub choices: Vec<ChunkChoice>,
     /// Only on the final chunk, when `include_usage` was requested.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -697,13 +799,13 @@ fn chunk_object() -> String {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ChunkChoice {
     /// Which choice this delta extends.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "serde_helpers::lenient_u32")]
     pub index: u32,
     /// What was added.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "serde_helpers::null_default")]
     pub delta: Delta,
     /// Set on the choice's last content chunk; explicit `null` before.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "opt_finish_reason")]
     pub finish_reason: Option<FinishReason>,
     /// Fields not modelled above (`logprobs`, ...).
     #[serde(flatten)]
@@ -717,10 +819,18 @@ pub struct Delta {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
     /// Text to append.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "text_or_parts",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub content: Option<String>,
-    /// Tool-call fragments to merge by `index`.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// Tool-call fragments to merge by `index` (`null` reads as none).
+    #[serde(
+        default,
+        deserialize_with = "serde_helpers::null_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub tool_calls: Vec<ToolCallDelta>,
     /// Refusal text to append.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -733,9 +843,9 @@ pub struct Delta {
 /// A fragment of one tool call.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ToolCallDelta {
-    /// Which tool call of the message this extends. Some servers omit it;
-    /// it then defaults to 0.
-    #[serde(default)]
+    /// Which tool call of the message this extends. Some servers omit it
+    /// (or send `null`); it then defaults to 0.
+    #[serde(default, deserialize_with = "serde_helpers::lenient_u32")]
     pub index: u32,
     /// Call id, on the call's first fragment.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -972,6 +1082,68 @@ mod tests {
             usage.prompt_tokens_details.and_then(|d| d.cached_tokens),
             Some(60)
         );
+    }
+
+    /// What an independent OpenAI-compatible mock server answered: every
+    /// optional field present as `null`. Refused with "invalid type: null,
+    /// expected a sequence" before the answer types read absence, `null`
+    /// and the empty form alike.
+    #[test]
+    fn an_answer_with_null_optional_fields_is_read() {
+        let body = json!({
+            "id": "chatcmpl-mock", "object": "chat.completion", "created": 1700000000,
+            "model": "mock", "system_fingerprint": null, "service_tier": null,
+            "choices": [{
+                "index": 0, "logprobs": null, "finish_reason": "stop",
+                "message": {"role": "assistant", "content": "hi", "tool_calls": null,
+                            "refusal": null, "function_call": null, "audio": null}
+            }],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4,
+                      "prompt_tokens_details": null, "completion_tokens_details": null}
+        });
+        let resp: ChatCompletion = serde_json::from_value(body).expect("tolerated");
+        let message = &resp.choices[0].message;
+        assert_eq!(message.content.as_deref(), Some("hi"));
+        assert!(message.tool_calls.is_empty());
+        assert_eq!(resp.usage.expect("usage").total_tokens, 4);
+
+        let chunk: ChatCompletionChunk = serde_json::from_value(json!({
+            "id": "c", "object": null, "created": "1700000000", "model": null, "usage": null,
+            "choices": [{"index": null, "finish_reason": "", "delta":
+                {"role": null, "content": null, "tool_calls": null, "refusal": null}}]
+        }))
+        .expect("tolerated chunk");
+        assert_eq!(chunk.object, OBJECT_CHUNK);
+        assert_eq!(chunk.choices[0].finish_reason, None);
+        assert!(chunk.choices[0].delta.tool_calls.is_empty());
+        let chunk: ChatCompletionChunk =
+            serde_json::from_value(json!({"id": "c", "choices": null})).expect("null choices");
+        assert!(chunk.choices.is_empty());
+    }
+
+    #[test]
+    fn answer_variants_servers_really_send_are_read() {
+        let resp: ChatCompletion = serde_json::from_value(json!({
+            "id": null, "model": "m", "created": 1.7e9,
+            "choices": [{"message": {"role": null, "content": [
+                    {"type": "thinking", "thinking": [{"type": "text", "text": "hmm"}]},
+                    {"type": "text", "text": "Hello "}, {"type": "text", "text": "world"}],
+                "tool_calls": [{"id": null, "type": null, "function":
+                    {"name": "f", "arguments": {"a": 1}}}]},
+                "finish_reason": "tool_calls"}],
+            "usage": {"prompt_tokens": "12", "completion_tokens": 3.0, "total_tokens": null,
+                      "prompt_tokens_details": {"cached_tokens": null}}
+        }))
+        .expect("tolerated");
+        assert_eq!(resp.id, "");
+        assert_eq!(resp.created, 1_700_000_000);
+        let message = &resp.choices[0].message;
+        assert_eq!(message.role, "assistant");
+        assert_eq!(message.content.as_deref(), Some("Hello world"));
+        assert_eq!(message.tool_calls[0].kind, "function");
+        assert_eq!(message.tool_calls[0].function.arguments, r#"{"a":1}"#);
+        let usage = resp.usage.expect("usage");
+        assert_eq!((usage.prompt_tokens, usage.completion_tokens), (12, 3));
     }
 
     #[test]

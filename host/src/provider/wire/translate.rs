@@ -49,7 +49,7 @@ pub use responses_response::{ResponseFrame, chat_completion_to_response};
 pub use stream_to_anthropic::OpenAiToAnthropicStream;
 pub use stream_to_openai::AnthropicToOpenAiStream;
 pub use stream_to_responses::ChatToResponsesStream;
-pub use usage::Usage;
+pub use usage::{Usage, complete_openai_usage};
 
 /// The key under which tool arguments that are not a JSON object travel in
 /// an Anthropic `input` object.

@@ -49,12 +49,24 @@ impl Usage {
             .saturating_sub(self.cache_creation_input_tokens)
     }
 
-    /// Reads an OpenAI usage object.
+    /// Reads an OpenAI usage object. Cache reads come from
+    /// `prompt_tokens_details.cached_tokens`, or where a server reports them
+    /// its own way, DeepSeek's `prompt_cache_hit_tokens` or a top-level
+    /// `cached_tokens` (Moonshot).
     pub fn from_openai(usage: &openai::Usage) -> Self {
+        let extension = |name: &str| {
+            usage
+                .extra
+                .get(name)
+                .and_then(|v| v.as_u64())
+                .map(|n| n.min(super::super::serde_helpers::MAX_TOKEN_COUNT))
+        };
         let cached = usage
             .prompt_tokens_details
             .as_ref()
             .and_then(|d| d.cached_tokens)
+            .or_else(|| extension("prompt_cache_hit_tokens"))
+            .or_else(|| extension("cached_tokens"))
             .unwrap_or(0);
         Self {
             input_tokens: usage.prompt_tokens,
@@ -144,6 +156,28 @@ impl Usage {
     }
 }
 
+/// Completes an OpenAI usage object an OpenAI-compatible server sent, for
+/// an OpenAI client: cache reads reported the server's own way (DeepSeek's
+/// `prompt_cache_hit_tokens`) also go where OpenAI puts them,
+/// `prompt_tokens_details.cached_tokens`, and a missing total is the sum.
+/// The server's own fields are kept.
+pub fn complete_openai_usage(usage: &mut openai::Usage) {
+    let neutral = Usage::from_openai(usage);
+    let reported = usage
+        .prompt_tokens_details
+        .as_ref()
+        .is_some_and(|d| d.cached_tokens.is_some());
+    if !reported && neutral.cached_input_tokens > 0 {
+        usage
+            .prompt_tokens_details
+            .get_or_insert_with(Default::default)
+            .cached_tokens = Some(neutral.cached_input_tokens);
+    }
+    if usage.total_tokens == 0 {
+        usage.total_tokens = neutral.total_tokens();
+    }
+}
+
 impl From<&openai::Usage> for Usage {
     fn from(usage: &openai::Usage) -> Self {
         Self::from_openai(usage)
@@ -228,6 +262,16 @@ mod tests {
             openai.prompt_tokens_details.and_then(|d| d.cached_tokens),
             Some(900)
         );
+    }
+
+    #[test]
+    fn deepseek_cache_hits_count_as_cached() {
+        let usage: openai::Usage = serde_json::from_value(json!({
+            "prompt_tokens": 100, "completion_tokens": 5, "total_tokens": 105,
+            "prompt_cache_hit_tokens": 60, "prompt_cache_miss_tokens": 40
+        }))
+        .expect("usage");
+        assert_eq!(Usage::from(&usage).cached_input_tokens, 60);
     }
 
     #[test]
