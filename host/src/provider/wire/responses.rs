@@ -139,7 +139,7 @@ pub enum InputItem {
 
 /// Mirror of the modelled [`InputItem`] variants, decoded strictly.
 #[derive(Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 enum KnownItem {
     Message(MessageItem),
     FunctionCall(FunctionCallItem),
@@ -255,7 +255,7 @@ pub enum ContentPart {
 }
 
 #[derive(Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 enum KnownPart {
     InputText(TextPart),
     OutputText(TextPart),
@@ -448,7 +448,7 @@ pub enum Tool {
 }
 
 #[derive(Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 enum KnownTool {
     Function(FunctionTool),
     Custom(CustomTool),
