@@ -27,7 +27,7 @@ mod common;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 
-use pointsman::gateway::features::{self, RequestContext};
+use pointsman::features::{self, RequestContext};
 use pointsman::gateway::relay::Relay;
 use pointsman::ledger::Cost;
 use pointsman::ledger::cost::Prices;

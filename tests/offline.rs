@@ -10,7 +10,7 @@ use std::process::{Command, Output};
 use std::sync::Arc;
 
 use pointsman::config::Config;
-use pointsman::gateway::features::{self, RequestContext};
+use pointsman::features::{self, RequestContext};
 use pointsman::policy::types::{Features, ModelInfo, Tier};
 use pointsman::policy::{PolicyEngine, PolicyModule, Registry, builtin, decide};
 use pointsman_test_support as support;

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use pointsman::config::Config;
-use pointsman::gateway::features;
+use pointsman::features;
 use pointsman::policy::types::{Features, Message, ModelInfo, WireApi};
 use pointsman::policy::{Limits, PolicyEngine, PolicyModule};
 use serde_json::Value;

@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 use serde_json::{Value, json};
 
 use crate::config::Config;
-use crate::gateway::features::{self, RequestContext};
+use crate::features::{self, RequestContext};
 use crate::offline::routing::Router;
 use crate::offline::sweep::Sweep;
 use crate::offline::{OutputFormat, eval, simulate};

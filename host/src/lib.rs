@@ -6,8 +6,10 @@
 //! ledger. The [`cli`] module wires the pieces into the `pointsman` binary;
 //! [`offline`] runs policies over recorded or labelled requests.
 
+pub mod app;
 pub mod cli;
 pub mod config;
+pub mod features;
 pub mod gateway;
 pub mod ledger;
 pub mod metrics;

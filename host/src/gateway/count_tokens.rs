@@ -16,8 +16,8 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use super::error::{ApiError, ErrorKind};
-use super::features::{self, RequestContext};
 use crate::config::ModelTarget;
+use crate::features::{self, RequestContext};
 use crate::provider::Format;
 use crate::provider::wire::anthropic::CountTokensRequest;
 

@@ -21,7 +21,7 @@ use super::input::{self, Malformed};
 use super::routing::{self, Routed, Router};
 use super::sweep::{self, Point, Sweep};
 use super::{OutputFormat, csv_field, percent};
-use crate::gateway::features::{self, RequestContext};
+use crate::features::{self, RequestContext};
 use crate::policy::types::{Features, ModelInfo};
 
 /// What to evaluate.

@@ -29,7 +29,7 @@ use super::routing::{Failure, Router, failures_by_kind};
 use super::workload::{self, Record};
 use super::{OutputFormat, csv_field, percent};
 use crate::config::Config;
-use crate::gateway::features;
+use crate::features;
 use crate::orchestrator::transparent::{CONVERSATION_TOKENS, task_of};
 use crate::policy::types::{ModelInfo, Route, Tier};
 use crate::policy::{PolicyEngine, PolicyModule, Registry, builtin};

@@ -15,7 +15,7 @@ use std::path::Path;
 use serde_json::Value;
 
 use super::input::{self, Malformed};
-use crate::gateway::features::{self, RequestContext};
+use crate::features::{self, RequestContext};
 use crate::policy::types::{Features, Message};
 use crate::provider::Format;
 

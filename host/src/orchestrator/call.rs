@@ -6,8 +6,8 @@ use std::time::Instant;
 
 use serde_json::json;
 
+use crate::app::AppState;
 use crate::config::ModelConfig;
-use crate::gateway::AppState;
 use crate::ledger::Cost;
 use crate::policy::types::ChatRequest;
 use crate::provider::wire::openai;

@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::task::{self, TaskHandle, TaskInput};
+use crate::app::AppState;
 use crate::config::TasksConfig;
-use crate::gateway::AppState;
 use crate::tenant::Owner;
 
 /// How often, at most, the whole store is swept for expired tasks (a

@@ -13,8 +13,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::call::{self, Called, Failed};
 use super::context;
+use crate::app::AppState;
 use crate::config::ModelConfig;
-use crate::gateway::AppState;
 use crate::policy::types::{
     ChatRequest, Features, Message, Plan, Review, Route, Subtask, Task, Tier, WireApi,
 };

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::call;
-use crate::gateway::AppState;
+use crate::app::AppState;
 use crate::ledger::Cost;
 use crate::policy::types::{Features, Message, Plan, Route, Task, Tier};
 use crate::provider::Request;
@@ -387,7 +387,7 @@ pub fn add_plan(request: &mut Request, plan: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gateway::features::{self, RequestContext};
+    use crate::features::{self, RequestContext};
     use crate::policy::types::Tier;
     use serde_json::json;
 
