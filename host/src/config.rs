@@ -15,9 +15,11 @@ use serde::Deserialize;
 use crate::policy::types::{ModelInfo, Route, Tier};
 
 pub mod check;
+pub mod ledger;
 mod model_names;
 use crate::resilience::balance::Strategy;
 use crate::resilience::breaker::BreakerConfig;
+pub use ledger::{BudgetConfig, KeepRequests, LedgerConfig, OnUnavailable, SyncMode};
 pub use model_names::{ModelNameRule, ModelTarget, ResolvedModel, glob_matches};
 
 /// The built-in demo configuration.
@@ -78,6 +80,12 @@ pub struct Config {
     /// Request limits shared by every client with a given label value.
     #[serde(default)]
     pub label_limits: Vec<LabelLimitConfig>,
+    /// Where calls and tasks are recorded.
+    #[serde(default)]
+    pub ledger: LedgerConfig,
+    /// Spending caps per client or label value.
+    #[serde(default)]
+    pub budgets: Vec<BudgetConfig>,
     /// Whether this is the built-in demo (not settable from a file).
     #[serde(skip)]
     pub demo: bool,

@@ -1,5 +1,7 @@
-//! Token and cost accounting.
+//! The ledger: what every call cost, durably on record.
 
 pub mod cost;
+pub mod record;
 
 pub use cost::{Cost, Prices};
+pub use record::{CallRecord, FeedbackRecord, Nanos, TaskRecord};
