@@ -184,6 +184,9 @@ pub struct CallRecord {
     pub endpoint: Option<String>,
     /// Every upstream attempt, failed ones included.
     pub attempts: Vec<AttemptRecord>,
+    /// Served by a fallback or the escalation model rather than the
+    /// route's executor (an escalation in reports).
+    pub escalated: bool,
     /// Input tokens (cache reads and writes included).
     pub input_tokens: u64,
     /// Output tokens.
