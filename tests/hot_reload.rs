@@ -30,6 +30,7 @@ fn features() -> Features {
         tool_count: 0,
         labels: Vec::new(),
         session: None,
+        ..Features::default()
     }
 }
 

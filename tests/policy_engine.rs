@@ -23,18 +23,41 @@ fn pointsman(args: &[&str]) -> std::process::Output {
 #[test]
 fn every_language_passes_the_shared_table() {
     let cases = support::workspace_root().join("examples/policies/cases.jsonl");
-    let count = std::fs::read_to_string(&cases).unwrap().lines().count();
+    let text = std::fs::read_to_string(&cases).unwrap();
+    let count = text.lines().count();
     assert!(count >= 30, "the shared table has {count} cases");
-    for module in [
-        support::SEED_MATRIX,
-        support::SEED_MATRIX_JS,
-        support::SEED_MATRIX_PY,
+    // Cases of fields 0.1.0 lacks (images, tool names) apply to 0.2.0 only.
+    let only_v0_2 = text
+        .lines()
+        .filter(|l| l.contains(r#""contract": "0.2.0""#))
+        .count();
+    assert!(only_v0_2 >= 2, "{only_v0_2} cases for contract 0.2.0");
+    for (module, version) in [
+        (support::SEED_MATRIX, "0.2.0"),
+        // The seed matrix built against the frozen 0.1.0 contract, next to
+        // its 0.2.0 build: the host serves both the same on every case
+        // both can read.
+        (support::SEED_MATRIX_V0_1, "0.1.0"),
+        (support::SEED_MATRIX_JS, "0.1.0"),
+        (support::SEED_MATRIX_PY, "0.1.0"),
     ] {
+        let out = pointsman(&["policy", "check", module]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{module}:\n{stdout}");
+        assert!(
+            stdout.contains(&format!("version: {version}")),
+            "{module}:\n{stdout}"
+        );
+        let expected = if version == "0.2.0" {
+            count
+        } else {
+            count - only_v0_2
+        };
         let out = pointsman(&["policy", "test", module, cases.to_str().unwrap()]);
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success(), "{module}:\n{stdout}");
         assert!(
-            stdout.contains(&format!("{count} passed, 0 failed")),
+            stdout.contains(&format!("{expected} passed, 0 failed")),
             "{module}:\n{stdout}"
         );
     }
@@ -73,7 +96,7 @@ fn check_prints_identity_or_one_line_reason() {
     assert!(out.status.success(), "{stdout}");
     assert!(stdout.contains("name:    seed-planner"), "{stdout}");
     assert!(stdout.contains("world:   planner"), "{stdout}");
-    assert!(stdout.contains("version: 0.1.0"), "{stdout}");
+    assert!(stdout.contains("version: 0.2.0"), "{stdout}");
 
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.wasm");
@@ -143,6 +166,7 @@ fn features(text: &str) -> Features {
         tool_count: 0,
         labels: Vec::new(),
         session: None,
+        ..Features::default()
     }
 }
 
@@ -272,6 +296,24 @@ async fn invalid_modules_are_refused_at_load() {
             )
             .unwrap(),
             "route",
+        ),
+        (
+            "both-contracts",
+            wat::parse_str(
+                r#"(component (instance $i)
+                    (export "pointsman:policy/routing@0.1.0" (instance $i))
+                    (export "pointsman:policy/routing@0.2.0" (instance $i)))"#,
+            )
+            .unwrap(),
+            "exports both contract 0.1.0 and contract 0.2.0",
+        ),
+        (
+            "v0_2-missing-configure",
+            wat::parse_str(
+                r#"(component (instance $i) (export "pointsman:policy/routing@0.2.0" (instance $i)))"#,
+            )
+            .unwrap(),
+            "does not implement the router world of contract 0.2.0 in full",
         ),
         (
             "exports-nothing",

@@ -58,6 +58,7 @@ fn features() -> Features {
         tool_count: 0,
         labels: Vec::new(),
         session: None,
+        ..Features::default()
     }
 }
 

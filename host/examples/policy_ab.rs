@@ -40,6 +40,7 @@ fn request(messages: Vec<Message>, input_tokens: u32) -> Features {
         tool_count: 0,
         labels: Vec::new(),
         session: None,
+        ..Features::default()
     }
 }
 

@@ -406,6 +406,7 @@ async fn load_module(config: &Config, path: &Path) -> anyhow::Result<Arc<PolicyM
         },
     };
     let engine = PolicyEngine::new(config.policy_limits(), config.cache_dir())?;
+    engine.set_module_config(config.policy_config());
     Registry::new(engine)
         .load(name, bytes, &config.catalog())
         .await
@@ -430,7 +431,9 @@ fn read_json(path: &Path) -> anyhow::Result<Value> {
 /// Anthropic messages body with `"api": "anthropic"`; `task_tier` is the
 /// tier the gateway would pass on a session's tool-result turn; and `expect` holds any of `tier`, `executor`, `fallbacks`, `planner`
 /// (null for none), `reasoning_contains` (a list) or `error` (a substring of
-/// the policy's error).
+/// the policy's error). A case with `"contract": "0.2.0"` applies only to
+/// modules built against that contract version (it tests a field older
+/// versions do not have); others skip it.
 async fn policy_test(
     module: &PolicyModule,
     config: &Config,
@@ -447,6 +450,12 @@ async fn policy_test(
         let case: Value = serde_json::from_str(&line)
             .with_context(|| format!("{}:{}: not JSON", cases.display(), i + 1))?;
         let name = case["name"].as_str().unwrap_or("unnamed").to_string();
+        if let Some(contract) = case["contract"].as_str()
+            && contract != module.info.version
+        {
+            println!("skip {name} (contract {contract} only)");
+            continue;
+        }
         let problems = run_case(module, config, &case).await;
         if problems.is_empty() {
             passed += 1;

@@ -12,7 +12,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use serde::Deserialize;
 
-use crate::policy::types::{ModelInfo, Route, Tier};
+use crate::policy::types::{Capabilities, ModelInfo, Route, Tier};
 
 pub mod check;
 pub mod ledger;
@@ -131,6 +131,10 @@ pub struct PoliciesConfig {
     pub load_timeout_ms: u64,
     /// Where compiled modules are cached; defaults to the user cache folder.
     pub cache_dir: Option<PathBuf>,
+    /// `[policies.config.<module>]`: keys and values (strings, numbers or
+    /// booleans) a contract 0.2.0 module receives with the catalog.
+    #[serde(default)]
+    pub config: BTreeMap<String, BTreeMap<String, toml::Value>>,
 }
 
 /// `[safe_route]`: a direct route that needs no policy.
@@ -222,6 +226,14 @@ pub struct ModelConfig {
     /// for such a model on an OpenAI-format provider.
     #[serde(default)]
     pub reasoning: bool,
+    /// What the model can do besides text: any of `vision`, `tools`,
+    /// `json`, `reasoning`. Left out, the model is taken to do everything
+    /// (as before capabilities existed) and the host corrects nothing.
+    #[serde(default)]
+    pub capabilities: Option<Vec<String>>,
+    /// Free-form tags policies see (`fast`, `eu`, ...).
+    #[serde(default)]
+    pub tags: Vec<String>,
     /// How traffic is shared between the model's endpoints.
     #[serde(default)]
     pub balance: Strategy,
@@ -283,6 +295,19 @@ impl Default for ResilienceConfig {
 }
 
 impl ModelConfig {
+    /// The capabilities config lists (unknown names are reported by
+    /// [`Config::problems`]), or all of them when it lists none.
+    pub fn capabilities(&self) -> Capabilities {
+        let Some(names) = &self.capabilities else {
+            return Capabilities::ALL;
+        };
+        let mut capabilities = Capabilities::NONE;
+        for name in names {
+            capabilities.add(name);
+        }
+        capabilities
+    }
+
     /// The upstream model name.
     pub fn upstream(&self) -> &str {
         self.upstream.as_deref().unwrap_or(&self.id)
@@ -669,6 +694,26 @@ impl Config {
                 problem!("providers.{name}.max_answer_bytes: must be at least 1024");
             }
         }
+        for (i, model) in self.models.iter().enumerate() {
+            for name in model.capabilities.iter().flatten() {
+                if !Capabilities::NAMES.contains(&name.as_str()) {
+                    problem!(
+                        "models[{i}] ({}).capabilities: unknown capability {name:?}; known: {}",
+                        model.id,
+                        Capabilities::NAMES.join(", ")
+                    );
+                }
+            }
+        }
+        for (module, values) in &self.policies.config {
+            for (key, value) in values {
+                if config_text(value).is_none() {
+                    problem!(
+                        "policies.config.{module}.{key}: must be a string, a number or a boolean"
+                    );
+                }
+            }
+        }
         if self.policies.call_deadline_ms == 0 {
             problem!("policies.call_deadline_ms: must be more than zero");
         }
@@ -695,6 +740,24 @@ impl Config {
                 available: true,
                 success_rate: 1.0,
                 p50_latency_ms: 0,
+                capabilities: m.capabilities(),
+                tags: m.tags.clone(),
+            })
+            .collect()
+    }
+
+    /// `[policies.config.<module>]` as each module receives it: keys and
+    /// values as text, in key order.
+    pub fn policy_config(&self) -> std::collections::HashMap<String, Vec<(String, String)>> {
+        self.policies
+            .config
+            .iter()
+            .map(|(module, values)| {
+                let values = values
+                    .iter()
+                    .filter_map(|(k, v)| Some((k.clone(), config_text(v)?)))
+                    .collect();
+                (module.clone(), values)
             })
             .collect()
     }
@@ -709,6 +772,8 @@ impl Config {
             reasoning: "safe route".into(),
             deadline_ms: None,
             max_cost_usd: None,
+            max_output_tokens: None,
+            labels: Vec::new(),
         }
     }
 
@@ -728,6 +793,19 @@ impl Config {
             .cache_dir
             .clone()
             .or_else(crate::policy::cache::default_dir)
+    }
+}
+
+/// A `[policies.config.<module>]` value as a module receives it: strings as
+/// they are, numbers and booleans as TOML writes them; `None` for tables,
+/// arrays and dates.
+fn config_text(value: &toml::Value) -> Option<String> {
+    match value {
+        toml::Value::String(s) => Some(s.clone()),
+        toml::Value::Integer(n) => Some(n.to_string()),
+        toml::Value::Float(f) => Some(f.to_string()),
+        toml::Value::Boolean(b) => Some(b.to_string()),
+        _ => None,
     }
 }
 

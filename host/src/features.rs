@@ -6,7 +6,7 @@
 
 use serde_json::Value;
 
-use crate::policy::types::{Features, Message, WireApi};
+use crate::policy::types::{Features, Message, ResponseFormat, WireApi};
 use crate::provider::Format;
 
 /// Most messages passed to a policy (the latest ones).
@@ -221,6 +221,78 @@ fn build(
         tool_count: tools.map_or(0, |t| t.len() as u32),
         labels,
         session: ctx.session,
+        tool_names: tools.map(|t| tool_names(t)).unwrap_or_default(),
+        image_count: images(&body["messages"]).saturating_add(images(&body["system"])),
+        stream: body["stream"].as_bool().unwrap_or(false),
+        temperature: body["temperature"].as_f64().map(|t| t as f32),
+        response_format: response_format(body),
+        // Set by the gateway, which knows the client and its budget.
+        client: None,
+        remaining_budget_usd: None,
+    }
+}
+
+/// Most tool names passed to a policy, and most bytes of each: agents
+/// offer a few dozen tools with short names.
+pub const POLICY_TOOL_NAMES: usize = 128;
+/// See [`POLICY_TOOL_NAMES`].
+pub const POLICY_TOOL_NAME_BYTES: usize = 64;
+
+/// The names of the tools offered, in either format (OpenAI's
+/// `function.name`, Anthropic's `name`), bounded.
+fn tool_names(tools: &[Value]) -> Vec<String> {
+    tools
+        .iter()
+        .filter_map(|t| {
+            t["function"]["name"]
+                .as_str()
+                .or_else(|| t["name"].as_str())
+        })
+        .take(POLICY_TOOL_NAMES)
+        .map(|name| {
+            let mut end = name.len().min(POLICY_TOOL_NAME_BYTES);
+            while !name.is_char_boundary(end) {
+                end -= 1;
+            }
+            name[..end].to_string()
+        })
+        .collect()
+}
+
+/// How many images `value` (messages, a message's content, an Anthropic
+/// tool result) holds: OpenAI's `image_url` parts, Anthropic's `image`
+/// blocks, at any depth of content. Bounded by the body, which is bounded.
+fn images(value: &Value) -> u32 {
+    match value {
+        Value::Array(items) => items
+            .iter()
+            .fold(0, |n: u32, v| n.saturating_add(images(v))),
+        Value::Object(fields) => {
+            let own = match fields.get("type").and_then(Value::as_str) {
+                Some("image_url" | "image" | "input_image") => 1,
+                _ => 0,
+            };
+            // Content nests only under these keys; other fields (tool
+            // inputs, metadata) are the client's data, not its images.
+            ["content", "parts"]
+                .iter()
+                .filter_map(|k| fields.get(*k))
+                .fold(own, |n: u32, v| n.saturating_add(images(v)))
+        }
+        _ => 0,
+    }
+}
+
+/// The output format asked: OpenAI's `response_format`, Anthropic's
+/// `output_format` (structured outputs).
+fn response_format(body: &Value) -> ResponseFormat {
+    let asked = body["response_format"]["type"]
+        .as_str()
+        .or_else(|| body["output_format"]["type"].as_str());
+    match asked {
+        Some("json_object") => ResponseFormat::JsonObject,
+        Some("json_schema") => ResponseFormat::JsonSchema,
+        _ => ResponseFormat::Text,
     }
 }
 

@@ -1,4 +1,5 @@
-//! wit-bindgen output for the two worlds; nothing here is public API.
+//! wit-bindgen output for contract 0.2.0's two worlds; nothing here is
+//! public API.
 //!
 //! Both worlds share the `types` and `host` interfaces, so the planner's
 //! bindings reuse the router's instead of generating a second copy of every
@@ -7,7 +8,7 @@
 
 pub mod router {
     wit_bindgen::generate!({
-        path: "../wit/0.1.0",
+        path: "../wit/0.2.0",
         world: "router",
         pub_export_macro: true,
         export_macro_name: "__export_router",
@@ -18,14 +19,14 @@ pub mod router {
 
 pub mod planner {
     wit_bindgen::generate!({
-        path: "../wit/0.1.0",
+        path: "../wit/0.2.0",
         world: "planner",
         pub_export_macro: true,
         export_macro_name: "__export_planner",
         default_bindings_module: "pointsman_sdk::__private::planner",
         with: {
-            "pointsman:policy/types@0.1.0": super::router::pointsman::policy::types,
-            "pointsman:policy/host@0.1.0": super::router::pointsman::policy::host,
+            "pointsman:policy/types@0.2.0": super::router::pointsman::policy::types,
+            "pointsman:policy/host@0.2.0": super::router::pointsman::policy::host,
         },
     });
 }

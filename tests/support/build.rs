@@ -31,6 +31,7 @@ fn main() {
             ("seed-planner", "seed-planner"),
             ("hostile-policy", "hostile"),
             ("hostile-planner", "hostile-planner"),
+            ("seed-matrix-v0-1", "seed-matrix-v0_1"),
         ],
         &out,
     )

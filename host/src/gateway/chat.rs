@@ -22,6 +22,7 @@ use crate::features::{self, RequestContext};
 use crate::ledger::{Cost, Prices, cost::format_usd};
 use crate::orchestrator::transparent::{self, PlanSource};
 use crate::policy::Decision;
+use crate::policy::capabilities::{self, Abilities, Correction, Needs};
 use crate::policy::types::{Features, Route, Tier};
 use crate::provider::async_stream;
 use crate::provider::wire::translate::{ResponseFrame, chat_completion_to_response};
@@ -188,14 +189,17 @@ pub(super) async fn serve_value(
     })
     .await?;
     features.labels = client.labels_with(std::mem::take(&mut features.labels));
+    features.client = Some(client.name.clone());
+    features.remaining_budget_usd = remaining_budget(state, &client);
     if let Request::Anthropic(r) = &mut request {
         r.betas = headers
             .get("anthropic-beta")
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
     }
-    let decision = route(state, client.owner.as_str(), &mut features).await?;
-    let candidates = candidates(state, &decision.route, &features)?;
+    let mut decision = route(state, client.owner.as_str(), &mut features).await?;
+    cap_output(&decision.route, &mut request, &mut features);
+    let candidates = candidates(state, &mut decision.route, &features)?;
     let deadline = deadline(state, &decision.route, headers);
     let (mut planner_cost, mut plan_source) = (Cost::default(), None);
     let mut plan_error = None;
@@ -331,6 +335,8 @@ pub async fn route(
                 reasoning,
                 deadline_ms: None,
                 max_cost_usd: None,
+                max_output_tokens: None,
+                labels: Vec::new(),
             },
             policy: "client".into(),
             fallback_reason: None,
@@ -438,11 +444,51 @@ fn deadline(state: &AppState, route: &Route, headers: &HeaderMap) -> Instant {
 
 /// The route's models that can hold the request; none is the API's own
 /// context-length error.
+/// What `client` may still spend, in USD, for routers to see: the one
+/// place the gateway sets it. `None` until the ledger's budgets are wired
+/// in here (the ledger integration fills it from `[[budgets]]`).
+fn remaining_budget(_state: &AppState, _client: &Client) -> Option<f64> {
+    None
+}
+
+/// Lowers the request's output limit to the route's cap, when the policy
+/// set one below it (or the client set none).
+fn cap_output(route: &Route, request: &mut Request, features: &mut Features) {
+    let Some(cap) = route.max_output_tokens else {
+        return;
+    };
+    if features.max_output_tokens.is_none_or(|asked| asked > cap) {
+        request.cap_output_tokens(cap);
+        features.max_output_tokens = Some(cap);
+    }
+}
+
+/// The models that may serve `route`: first corrected for what the request
+/// needs (a model that cannot read its images or call its tools is
+/// dropped, the reason appended to the route's), then those whose window
+/// holds it.
 fn candidates(
     state: &AppState,
-    route: &Route,
+    route: &mut Route,
     features: &Features,
 ) -> Result<Vec<Arc<ModelConfig>>, ApiError> {
+    let needs = Needs::of(features);
+    let lookup = |id: &str| {
+        state.models.get(id).map(|m| Abilities {
+            capabilities: m.capabilities(),
+            context_window: m.context_window,
+        })
+    };
+    match capabilities::correct(route, &needs, lookup, &state.config.safe_route()) {
+        Correction::Unchanged => {}
+        Correction::Corrected(corrected, why) => {
+            tracing::info!(request = %features.id, "route corrected: {why}");
+            let reasoning = format!("{}; {why}", route.reasoning);
+            *route = corrected;
+            route.reasoning = reasoning;
+        }
+        Correction::Impossible(why) => return Err(ApiError::invalid(why)),
+    }
     let needed = needed(features);
     let mut out: Vec<Arc<ModelConfig>> = Vec::new();
     let mut largest = 0;

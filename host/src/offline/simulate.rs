@@ -215,6 +215,7 @@ async fn planner_module(
     catalog: &[ModelInfo],
 ) -> anyhow::Result<Arc<PolicyModule>> {
     let engine = PolicyEngine::new(config.policy_limits(), config.cache_dir())?;
+    engine.set_module_config(config.policy_config());
     let mut registry = Registry::new(engine);
     registry.load_builtins(builtin::ALL, catalog).await?;
     let name = &config.policies.planner;

@@ -164,6 +164,8 @@ mod tests {
                 reasoning: String::new(),
                 deadline_ms: None,
                 max_cost_usd: None,
+                max_output_tokens: None,
+                labels: Vec::new(),
             },
         };
         let plan = Plan {

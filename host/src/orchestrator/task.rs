@@ -476,6 +476,7 @@ fn features(task: &TaskHandle, input: &TaskInput) -> Features {
         tool_count: 0,
         labels,
         session: None,
+        ..Features::default()
     }
 }
 

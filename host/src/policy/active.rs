@@ -27,6 +27,7 @@ impl ActivePolicies {
     /// watches the folder.
     pub async fn start(config: &Config) -> anyhow::Result<Self> {
         let engine = PolicyEngine::new(config.policy_limits(), config.cache_dir())?;
+        engine.set_module_config(config.policy_config());
         let mut registry = Registry::new(engine)
             .with_load_timeout(Duration::from_millis(config.policies.load_timeout_ms));
         let catalog = config.catalog();

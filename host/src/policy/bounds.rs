@@ -310,6 +310,8 @@ mod tests {
             reasoning: String::new(),
             deadline_ms: None,
             max_cost_usd: None,
+            max_output_tokens: None,
+            labels: Vec::new(),
         };
         assert!(route.clone().bounded().unwrap_err().contains("fallbacks"));
         let long_id = Route {

@@ -12,20 +12,24 @@
 //! - [`watcher`]: the hot-reload folder.
 //! - [`bounds`]: what a policy's answer may hold; plans checked by the host.
 //! - [`decide`]: validating a router's answer, or serving the safe route.
-//! - [`types`]: the host's contract-independent types; [`v0_1`] converts
-//!   them to contract 0.1.0.
+//! - [`types`]: the host's contract-independent types; [`v0_1`] and
+//!   [`v0_2`] convert them to contracts 0.1.0 and 0.2.0.
+//! - [`capabilities`]: correcting a route whose models cannot serve the
+//!   request (images, tools, context).
 
 pub mod active;
 pub mod bounds;
 pub mod budget;
 pub mod builtin;
 pub mod cache;
+pub mod capabilities;
 pub mod decide;
 pub mod module;
 pub mod registry;
 pub mod sandbox;
 pub mod types;
 pub mod v0_1;
+pub mod v0_2;
 pub mod watcher;
 
 pub use active::ActivePolicies;

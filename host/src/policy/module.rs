@@ -17,6 +17,7 @@ use super::cache::Cache;
 use super::sandbox::{self, Exhausted, Sandbox};
 use super::types::{ChatRequest, Features, ModelInfo, Plan, Review, Route, Subtask, Task};
 use super::v0_1::{self, planner, router};
+use super::v0_2;
 
 /// Instantiation runs a runtime's start-up code, which may take far longer
 /// than a decision; it is bounded separately.
@@ -77,6 +78,26 @@ impl fmt::Display for World {
     }
 }
 
+/// The contract version a module was built against, read from its exports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Contract {
+    /// `pointsman:policy@0.1.0`: the catalog with every call.
+    V0_1,
+    /// `pointsman:policy@0.2.0`: the catalog through `configure`, health
+    /// with every call.
+    V0_2,
+}
+
+impl Contract {
+    /// The version, as in the export names.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Contract::V0_1 => v0_1::VERSION,
+            Contract::V0_2 => v0_2::VERSION,
+        }
+    }
+}
+
 /// Why a policy call produced no usable answer.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum PolicyError {
@@ -132,6 +153,9 @@ pub struct PolicyEngine {
     cache: Option<Cache>,
     compat: String,
     ticker: Ticker,
+    /// `[policies.config.<name>]` by module name, delivered to 0.2.0
+    /// modules with the catalog.
+    module_config: Mutex<std::collections::HashMap<String, Vec<(String, String)>>>,
 }
 
 impl PolicyEngine {
@@ -156,7 +180,26 @@ impl PolicyEngine {
             cache: cache_dir.as_deref().and_then(Cache::open),
             compat,
             ticker,
+            module_config: Mutex::new(Default::default()),
         }))
+    }
+
+    /// Sets the configuration each module gets with the catalog
+    /// (`[policies.config.<name>]`), for modules loaded from now on.
+    pub fn set_module_config(
+        &self,
+        config: std::collections::HashMap<String, Vec<(String, String)>>,
+    ) {
+        *self.module_config.lock().unwrap_or_else(|p| p.into_inner()) = config;
+    }
+
+    fn config_of(&self, name: &str) -> Vec<(String, String)> {
+        self.module_config
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// The limits applied to calls.
@@ -172,21 +215,45 @@ impl PolicyEngine {
         }
         let hash = hex::encode(Sha256::digest(bytes));
         let component = self.compile(bytes, &hash)?;
-        let (world, version) = self.identify(&component)?;
+        let (world, contract) = identify(&self.engine, &component)?;
         let instance_pre = self
             .linker
             .instantiate_pre(&component)
             .map_err(anyhow::Error::from)
             .context("imports something the sandbox does not provide")?;
-        let pre = match world {
-            World::Router => Pre::Router(router::RouterPre::new(instance_pre)?),
-            World::Planner => Pre::Planner(planner::PlannerPre::new(instance_pre)?),
+        let incomplete = || {
+            format!(
+                "does not implement the {world} world of contract {} in full",
+                contract.as_str()
+            )
+        };
+        let pre = match (contract, world) {
+            (Contract::V0_1, World::Router) => Pre::Router(
+                router::RouterPre::new(instance_pre)
+                    .map_err(anyhow::Error::from)
+                    .with_context(incomplete)?,
+            ),
+            (Contract::V0_1, World::Planner) => Pre::Planner(
+                planner::PlannerPre::new(instance_pre)
+                    .map_err(anyhow::Error::from)
+                    .with_context(incomplete)?,
+            ),
+            (Contract::V0_2, World::Router) => Pre::Router2(
+                v0_2::router::RouterPre::new(instance_pre)
+                    .map_err(anyhow::Error::from)
+                    .with_context(incomplete)?,
+            ),
+            (Contract::V0_2, World::Planner) => Pre::Planner2(
+                v0_2::planner::PlannerPre::new(instance_pre)
+                    .map_err(anyhow::Error::from)
+                    .with_context(incomplete)?,
+            ),
         };
         Ok(PolicyModule {
             info: ModuleInfo {
                 name: name.to_string(),
                 world,
-                version,
+                version: contract.as_str().to_string(),
                 hash,
                 loaded_at: SystemTime::now(),
             },
@@ -198,7 +265,9 @@ impl PolicyEngine {
                 self.limits.max_instances.max(1),
             )),
             returned: tokio::sync::Notify::new(),
+            contract,
             catalog: v0_1::Catalog::default(),
+            catalog2: v0_2::Catalog::new(self.config_of(name)),
         })
     }
 
@@ -227,44 +296,65 @@ impl PolicyEngine {
         }
         Ok(component)
     }
+}
 
-    fn identify(&self, component: &Component) -> anyhow::Result<(World, String)> {
-        let ty = component.component_type();
-        let exports: Vec<&str> = ty.exports(&self.engine).map(|(name, _)| name).collect();
-        for name in &exports {
-            let world = match *name {
-                v0_1::ROUTING_EXPORT => World::Router,
-                v0_1::PLANNING_EXPORT => World::Planner,
-                other => {
-                    if let Some(version) = other
-                        .strip_prefix("pointsman:policy/routing@")
-                        .or_else(|| other.strip_prefix("pointsman:policy/planning@"))
-                    {
-                        bail!(
-                            "built against contract {version}, this host speaks {}",
-                            v0_1::VERSION
-                        );
-                    }
-                    if other.starts_with(FORMER_PACKAGE) {
-                        bail!(
-                            "exports {other}: the project was renamed to Pointsman and its \
-                             contract package to pointsman:policy; rebuild the module \
-                             against wit/{} (pointsman-sdk)",
-                            v0_1::VERSION
-                        );
-                    }
-                    continue;
+/// The world and contract version of `component`, from its export names.
+/// A module exporting two versions, or none, is refused with a message that
+/// says so (a 0.2.0 world missing a function is refused when its bindings
+/// are checked, in `load`).
+fn identify(engine: &Engine, component: &Component) -> anyhow::Result<(World, Contract)> {
+    let ty = component.component_type();
+    let exports: Vec<&str> = ty.exports(engine).map(|(name, _)| name).collect();
+    let mut found: Vec<(World, Contract)> = Vec::new();
+    for name in &exports {
+        let known = match *name {
+            v0_1::ROUTING_EXPORT => (World::Router, Contract::V0_1),
+            v0_1::PLANNING_EXPORT => (World::Planner, Contract::V0_1),
+            v0_2::ROUTING_EXPORT => (World::Router, Contract::V0_2),
+            v0_2::PLANNING_EXPORT => (World::Planner, Contract::V0_2),
+            other => {
+                if let Some(version) = other
+                    .strip_prefix("pointsman:policy/routing@")
+                    .or_else(|| other.strip_prefix("pointsman:policy/planning@"))
+                {
+                    bail!(
+                        "built against contract {version}, this host speaks {} and {}",
+                        v0_1::VERSION,
+                        v0_2::VERSION
+                    );
                 }
-            };
-            return Ok((world, v0_1::VERSION.to_string()));
-        }
-        bail!(
-            "not a Pointsman policy: exports [{}], expected {} or {}",
-            exports.join(", "),
-            v0_1::ROUTING_EXPORT,
-            v0_1::PLANNING_EXPORT
-        )
+                if other.starts_with(FORMER_PACKAGE) {
+                    bail!(
+                        "exports {other}: the project was renamed to Pointsman and its \
+                         contract package to pointsman:policy; rebuild the module \
+                         against wit/{} (pointsman-sdk)",
+                        v0_2::VERSION
+                    );
+                }
+                continue;
+            }
+        };
+        found.push(known);
     }
+    let versions = |c: Contract| found.iter().any(|(_, v)| *v == c);
+    if versions(Contract::V0_1) && versions(Contract::V0_2) {
+        bail!(
+            "exports both contract {} and contract {} ([{}]): a module implements one version",
+            v0_1::VERSION,
+            v0_2::VERSION,
+            exports.join(", ")
+        );
+    }
+    let Some(&(world, contract)) = found.first() else {
+        bail!(
+            "not a Pointsman policy: exports [{}], expected {} or {} (or their {} versions)",
+            exports.join(", "),
+            v0_2::ROUTING_EXPORT,
+            v0_2::PLANNING_EXPORT,
+            v0_1::VERSION
+        );
+    };
+    Ok((world, contract))
 }
 
 /// The contract's package before the project was renamed to Pointsman. No
@@ -319,17 +409,24 @@ pub(crate) mod unix_seconds {
 enum Pre {
     Router(router::RouterPre<Sandbox>),
     Planner(planner::PlannerPre<Sandbox>),
+    Router2(v0_2::router::RouterPre<Sandbox>),
+    Planner2(v0_2::planner::PlannerPre<Sandbox>),
 }
 
 enum Bindings {
     Router(router::Router),
     Planner(planner::Planner),
+    Router2(v0_2::router::Router),
+    Planner2(v0_2::planner::Planner),
 }
 
 struct Warm {
     store: Store<Sandbox>,
     bindings: Bindings,
     calls: u32,
+    /// The catalog generation this instance was last configured with (0:
+    /// never); only 0.2.0 instances are configured.
+    generation: u64,
     /// The instance's place in the module's bound; given back when the
     /// instance is dropped.
     _slot: tokio::sync::OwnedSemaphorePermit,
@@ -350,10 +447,73 @@ pub struct PolicyModule {
     slots: Arc<tokio::sync::Semaphore>,
     /// Woken when an instance goes back to `warm`.
     returned: tokio::sync::Notify,
+    contract: Contract,
+    /// The last catalog in 0.1.0's form.
     catalog: v0_1::Catalog,
+    /// The last catalog and configuration in 0.2.0's form, by generation.
+    catalog2: v0_2::Catalog,
 }
 
 impl PolicyModule {
+    /// The contract version the module was built against.
+    pub fn contract(&self) -> Contract {
+        self.contract
+    }
+
+    /// Fails with [`PolicyError::WrongWorld`] unless the module is a `world`.
+    fn expect(&self, world: World) -> Result<(), PolicyError> {
+        if self.info.world == world {
+            Ok(())
+        } else {
+            Err(PolicyError::WrongWorld(self.info.world))
+        }
+    }
+
+    /// Takes an instance configured with the current 0.2.0 `catalog`:
+    /// `configure` is called first on an instance that has not seen it (a
+    /// fresh one, or one from before the catalog changed).
+    async fn checkout_configured(&self, catalog: &v0_2::Converted) -> Result<Warm, PolicyError> {
+        let mut warm = self.checkout().await?;
+        if warm.generation == catalog.generation() {
+            return Ok(warm);
+        }
+        let result = match &warm.bindings {
+            Bindings::Router2(b) => {
+                let call = b
+                    .pointsman_policy_routing()
+                    .call_configure(&mut warm.store, &catalog.catalog);
+                self.bounded(call).await
+            }
+            Bindings::Planner2(b) => {
+                let call = b
+                    .pointsman_policy_planning()
+                    .call_configure(&mut warm.store, &catalog.catalog);
+                self.bounded(call).await
+            }
+            // 0.1.0 modules take the catalog with every call.
+            Bindings::Router(_) | Bindings::Planner(_) => return Ok(warm),
+        };
+        match result {
+            Ok(Ok(())) => {
+                warm.generation = catalog.generation();
+                // The call itself gets a whole budget of its own.
+                arm(&mut warm.store, self.engine.limits.call_deadline);
+                Ok(warm)
+            }
+            Ok(Err(why)) => self
+                .checkin::<()>(warm, Ok(Err(format!("configure: {why}"))))
+                .map(
+                    // `checkin` turns an error answer into `Rejected`.
+                    |()| unreachable!("an error answer is never Ok"),
+                ),
+            Err(trap) => Err(classify(
+                trap,
+                self.engine.limits.call_deadline,
+                warm.store.data().exhausted(),
+            )),
+        }
+    }
+
     /// Asks a router for a route. The answer is not validated against the
     /// catalog here: see [`super::decide`].
     pub async fn route(
@@ -361,7 +521,26 @@ impl PolicyModule {
         features: &Features,
         models: &[ModelInfo],
     ) -> Result<Route, PolicyError> {
-        let request = features.into();
+        self.expect(World::Router)?;
+        if self.contract == Contract::V0_2 {
+            let request: v0_2::wit::Request = features.into();
+            let catalog = self.catalog2.of(models);
+            let health = v0_2::health(models);
+            let mut warm = self.checkout_configured(&catalog).await?;
+            let Bindings::Router2(bindings) = &warm.bindings else {
+                return Err(PolicyError::WrongWorld(self.info.world));
+            };
+            let call =
+                bindings
+                    .pointsman_policy_routing()
+                    .call_route(&mut warm.store, &request, &health);
+            let result = self.bounded(call).await;
+            return self
+                .checkin(warm, result)
+                .map(Into::into)
+                .and_then(within_bounds::<Route>);
+        }
+        let request: v0_1::wit::Request = features.into();
         let catalog = self.catalog.of(models);
         let models = &catalog.models;
         let mut warm = self.checkout().await?;
@@ -384,7 +563,27 @@ impl PolicyModule {
         task: &Task,
         models: &[ModelInfo],
     ) -> Result<ChatRequest, PolicyError> {
-        let task = task.into();
+        self.expect(World::Planner)?;
+        if self.contract == Contract::V0_2 {
+            let task: v0_2::wit::Task = task.into();
+            let catalog = self.catalog2.of(models);
+            let health = v0_2::health(models);
+            let mut warm = self.checkout_configured(&catalog).await?;
+            let Bindings::Planner2(bindings) = &warm.bindings else {
+                return Err(PolicyError::WrongWorld(self.info.world));
+            };
+            let call = bindings.pointsman_policy_planning().call_plan_request(
+                &mut warm.store,
+                &task,
+                &health,
+            );
+            let result = self.bounded(call).await;
+            return self
+                .checkin(warm, result)
+                .map(Into::into)
+                .and_then(within_bounds::<ChatRequest>);
+        }
+        let task: v0_1::wit::Task = task.into();
         let catalog = self.catalog.of(models);
         let models = &catalog.models;
         let mut warm = self.checkout().await?;
@@ -410,7 +609,28 @@ impl PolicyModule {
         reply: &str,
         models: &[ModelInfo],
     ) -> Result<Plan, PolicyError> {
-        let task = task.into();
+        self.expect(World::Planner)?;
+        if self.contract == Contract::V0_2 {
+            let task: v0_2::wit::Task = task.into();
+            let catalog = self.catalog2.of(models);
+            let health = v0_2::health(models);
+            let mut warm = self.checkout_configured(&catalog).await?;
+            let Bindings::Planner2(bindings) = &warm.bindings else {
+                return Err(PolicyError::WrongWorld(self.info.world));
+            };
+            let call = bindings.pointsman_policy_planning().call_parse_plan(
+                &mut warm.store,
+                &task,
+                reply,
+                &health,
+            );
+            let result = self.bounded(call).await;
+            return self
+                .checkin(warm, result)
+                .map(Into::into)
+                .and_then(within_bounds::<Plan>);
+        }
+        let task: v0_1::wit::Task = task.into();
         let catalog = self.catalog.of(models);
         let models = &catalog.models;
         let mut warm = self.checkout().await?;
@@ -437,8 +657,31 @@ impl PolicyModule {
         output: &str,
         models: &[ModelInfo],
     ) -> Result<Option<ChatRequest>, PolicyError> {
-        let task = task.into();
-        let subtask = subtask.into();
+        self.expect(World::Planner)?;
+        if self.contract == Contract::V0_2 {
+            let task: v0_2::wit::Task = task.into();
+            let subtask: v0_2::wit::Subtask = subtask.into();
+            let catalog = self.catalog2.of(models);
+            let health = v0_2::health(models);
+            let mut warm = self.checkout_configured(&catalog).await?;
+            let Bindings::Planner2(bindings) = &warm.bindings else {
+                return Err(PolicyError::WrongWorld(self.info.world));
+            };
+            let call = bindings.pointsman_policy_planning().call_review_request(
+                &mut warm.store,
+                &task,
+                &subtask,
+                output,
+                &health,
+            );
+            let result = self.bounded(call).await;
+            return self
+                .checkin(warm, result)
+                .map(|r| r.map(Into::into))
+                .and_then(within_bounds::<Option<ChatRequest>>);
+        }
+        let task: v0_1::wit::Task = task.into();
+        let subtask: v0_1::wit::Subtask = subtask.into();
         let catalog = self.catalog.of(models);
         let models = &catalog.models;
         let mut warm = self.checkout().await?;
@@ -467,8 +710,32 @@ impl PolicyModule {
         reviewer_reply: &str,
         models: &[ModelInfo],
     ) -> Result<Review, PolicyError> {
-        let task = task.into();
-        let subtask = subtask.into();
+        self.expect(World::Planner)?;
+        if self.contract == Contract::V0_2 {
+            let task: v0_2::wit::Task = task.into();
+            let subtask: v0_2::wit::Subtask = subtask.into();
+            let catalog = self.catalog2.of(models);
+            let health = v0_2::health(models);
+            let mut warm = self.checkout_configured(&catalog).await?;
+            let Bindings::Planner2(bindings) = &warm.bindings else {
+                return Err(PolicyError::WrongWorld(self.info.world));
+            };
+            let call = bindings.pointsman_policy_planning().call_review(
+                &mut warm.store,
+                &task,
+                &subtask,
+                output,
+                reviewer_reply,
+                &health,
+            );
+            let result = self.bounded(call).await;
+            return self
+                .checkin(warm, result)
+                .map(Into::into)
+                .and_then(within_bounds::<Review>);
+        }
+        let task: v0_1::wit::Task = task.into();
+        let subtask: v0_1::wit::Subtask = subtask.into();
         let catalog = self.catalog.of(models);
         let models = &catalog.models;
         let mut warm = self.checkout().await?;
@@ -560,6 +827,14 @@ impl PolicyModule {
                 .instantiate_async(&mut store)
                 .await
                 .map(Bindings::Planner),
+            Pre::Router2(pre) => pre
+                .instantiate_async(&mut store)
+                .await
+                .map(Bindings::Router2),
+            Pre::Planner2(pre) => pre
+                .instantiate_async(&mut store)
+                .await
+                .map(Bindings::Planner2),
         }
         .map_err(|e| classify(e, INSTANTIATE_DEADLINE, store.data().exhausted()))?;
         tracing::debug!(module = %self.info.id(), elapsed = ?started.elapsed(), "instantiated policy");
@@ -567,6 +842,7 @@ impl PolicyModule {
             store,
             bindings,
             calls: 0,
+            generation: 0,
             _slot: slot,
         })
     }

@@ -289,6 +289,7 @@ fn probe_request() -> Features {
         tool_count: 0,
         labels: Vec::new(),
         session: None,
+        ..Features::default()
     }
 }
 
@@ -308,6 +309,8 @@ fn probe_task(catalog: &[ModelInfo]) -> Task {
             reasoning: "self-check".into(),
             deadline_ms: None,
             max_cost_usd: None,
+            max_output_tokens: None,
+            labels: Vec::new(),
         },
     }
 }

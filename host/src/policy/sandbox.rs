@@ -18,7 +18,7 @@ use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::budget::{Budget, TickClock};
-use super::v0_1;
+use super::{v0_1, v0_2};
 
 /// The longest line of guest output that reaches the log; the rest is cut so
 /// that a policy cannot flood the host's log.
@@ -197,6 +197,19 @@ impl v0_1::Host for Sandbox {
     }
 }
 
+impl v0_2::Host for Sandbox {
+    fn log(&mut self, level: v0_2::Level, message: String) {
+        // The same levels as 0.1.0's.
+        let level = match level {
+            v0_2::Level::Debug => v0_1::Level::Debug,
+            v0_2::Level::Info => v0_1::Level::Info,
+            v0_2::Level::Warn => v0_1::Level::Warn,
+            v0_2::Level::Error => v0_1::Level::Error,
+        };
+        v0_1::Host::log(self, level, message);
+    }
+}
+
 /// Called by wasmtime at each tick a call runs through: one more tick if the
 /// call is still within its CPU budget, a trap otherwise.
 pub fn on_epoch_deadline(
@@ -214,6 +227,7 @@ pub fn linker(engine: &Engine) -> anyhow::Result<Linker<Sandbox>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     v0_1::add_host_to_linker::<Sandbox, HasSelf<Sandbox>>(&mut linker, |s| s)?;
+    v0_2::add_host_to_linker::<Sandbox, HasSelf<Sandbox>>(&mut linker, |s| s)?;
     Ok(linker)
 }
 

@@ -27,7 +27,23 @@ pub struct Message {
     pub content: String,
 }
 
+/// The output format a request asks for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ResponseFormat {
+    /// Free text: nothing asked.
+    #[default]
+    Text,
+    /// Any JSON object.
+    JsonObject,
+    /// JSON following a schema.
+    JsonSchema,
+}
+
 /// What a router sees of a request.
+///
+/// Fields added with contract 0.2.0 default to "nothing known", so code
+/// that builds features for a task or a probe can leave them out.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Features {
     /// The host's request id.
@@ -50,6 +66,106 @@ pub struct Features {
     pub labels: Vec<(String, String)>,
     /// The agent session, if known.
     pub session: Option<String>,
+    /// Names of the tools offered (bounded: see `features`).
+    #[serde(default)]
+    pub tool_names: Vec<String>,
+    /// How many images the conversation holds.
+    #[serde(default)]
+    pub image_count: u32,
+    /// Whether the client asked for a stream.
+    #[serde(default)]
+    pub stream: bool,
+    /// Sampling temperature the client set.
+    #[serde(default)]
+    pub temperature: Option<f32>,
+    /// The output format the client asked for.
+    #[serde(default)]
+    pub response_format: ResponseFormat,
+    /// Name of the client key, when the request was authenticated by one.
+    #[serde(default)]
+    pub client: Option<String>,
+    /// What the client may still spend, in USD. The gateway sets it from the
+    /// ledger's budgets (see `gateway::chat::remaining_budget`); `None` when
+    /// unknown.
+    #[serde(default)]
+    pub remaining_budget_usd: Option<f64>,
+}
+
+impl Default for Features {
+    fn default() -> Self {
+        Features {
+            id: String::new(),
+            api: WireApi::OpenaiChat,
+            requested_model: String::new(),
+            messages: Vec::new(),
+            message_count: 0,
+            input_tokens: 0,
+            max_output_tokens: None,
+            tool_count: 0,
+            labels: Vec::new(),
+            session: None,
+            tool_names: Vec::new(),
+            image_count: 0,
+            stream: false,
+            temperature: None,
+            response_format: ResponseFormat::Text,
+            client: None,
+            remaining_budget_usd: None,
+        }
+    }
+}
+
+/// What a model can do besides reading and writing text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Capabilities {
+    /// Reads images.
+    pub vision: bool,
+    /// Calls tools.
+    pub tools: bool,
+    /// Returns JSON when asked.
+    pub json_output: bool,
+    /// Reasons before answering.
+    pub reasoning: bool,
+}
+
+impl Capabilities {
+    /// Every capability: what a model whose config lists none is assumed
+    /// to have, so that configs written before capabilities existed keep
+    /// routing as they did.
+    pub const ALL: Capabilities = Capabilities {
+        vision: true,
+        tools: true,
+        json_output: true,
+        reasoning: true,
+    };
+    /// No capability.
+    pub const NONE: Capabilities = Capabilities {
+        vision: false,
+        tools: false,
+        json_output: false,
+        reasoning: false,
+    };
+    /// The names config uses, in order.
+    pub const NAMES: [&'static str; 4] = ["vision", "tools", "json", "reasoning"];
+
+    /// Adds the capability called `name` in config; `false` for an unknown
+    /// name.
+    pub fn add(&mut self, name: &str) -> bool {
+        match name {
+            "vision" => self.vision = true,
+            "tools" => self.tools = true,
+            "json" => self.json_output = true,
+            "reasoning" => self.reasoning = true,
+            _ => return false,
+        }
+        true
+    }
+}
+
+impl Default for Capabilities {
+    fn default() -> Self {
+        Capabilities::ALL
+    }
 }
 
 /// A catalog entry with live health.
@@ -71,6 +187,12 @@ pub struct ModelInfo {
     pub success_rate: f64,
     /// Median recent latency in ms (0 when unknown).
     pub p50_latency_ms: u32,
+    /// What the model can do.
+    #[serde(default)]
+    pub capabilities: Capabilities,
+    /// Free-form tags from config.
+    #[serde(default)]
+    pub tags: Vec<String>,
 }
 
 /// How much machinery a request gets.
@@ -117,6 +239,12 @@ pub struct Route {
     /// Spending cap in USD.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_cost_usd: Option<f64>,
+    /// Cap on output tokens, applied to the request's own limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_output_tokens: Option<u32>,
+    /// Labels the policy attached, for the ledger and reports.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub labels: Vec<(String, String)>,
 }
 
 impl Route {

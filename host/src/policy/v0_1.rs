@@ -1,8 +1,11 @@
 //! Contract `pointsman:policy@0.1.0`: generated bindings and conversions to
 //! and from the host's own types.
 //!
-//! A future `0.2.0` gets a sibling module; the registry picks the module by
-//! the version in a component's export names.
+//! Frozen with the contract: `0.2.0` lives in the sibling [`super::v0_2`];
+//! the engine picks the bindings by the version in a component's export
+//! names. Fields the host gained since (capabilities, images, route labels)
+//! are not passed to a 0.1.0 module, and what it cannot return takes its
+//! default.
 
 use std::sync::Arc;
 
@@ -38,7 +41,7 @@ pub mod planner {
 }
 
 pub use router::pointsman::policy::host::{Host, Level, add_to_linker as add_host_to_linker};
-use router::pointsman::policy::types as wit;
+pub use router::pointsman::policy::types as wit;
 
 impl From<host::WireApi> for wit::WireApi {
     fn from(api: host::WireApi) -> Self {
@@ -168,6 +171,9 @@ impl From<wit::Route> for host::Route {
             reasoning: r.reasoning,
             deadline_ms: r.deadline_ms,
             max_cost_usd: r.max_cost_usd,
+            // 0.1.0 has neither: no cap, no labels.
+            max_output_tokens: None,
+            labels: Vec::new(),
         }
     }
 }

@@ -81,6 +81,26 @@ impl Request {
         }
     }
 
+    /// Lowers the output-token limit to `cap` (a route's cap); a request
+    /// that set none gets `cap` (OpenAI's `max_tokens`, which every
+    /// compatible provider takes).
+    pub fn cap_output_tokens(&mut self, cap: u32) {
+        match self {
+            Request::OpenAi(r) => {
+                if r.max_tokens.is_none() && r.max_completion_tokens.is_none() {
+                    r.max_tokens = Some(cap);
+                }
+                for limit in [&mut r.max_tokens, &mut r.max_completion_tokens]
+                    .into_iter()
+                    .flatten()
+                {
+                    *limit = (*limit).min(cap);
+                }
+            }
+            Request::Anthropic(r) => r.max_tokens = r.max_tokens.min(cap),
+        }
+    }
+
     /// Removes an OpenAI request's `reasoning_effort` (for a model that
     /// takes none).
     pub fn clear_reasoning_effort(&mut self) {

@@ -8,7 +8,7 @@
 //! fallbacks. With none, the router answers an error and the host serves
 //! its safe route.
 
-use pointsman_sdk::{Model, Request, Route, Router};
+use pointsman_sdk::{Config, Model, Request, Route, Router};
 
 /// The role this router sends everything to.
 pub const PREMIUM_ROLE: &str = "premium";
@@ -17,7 +17,7 @@ pub const PREMIUM_ROLE: &str = "premium";
 pub struct PremiumOnly;
 
 impl Router for PremiumOnly {
-    fn route(request: &Request, models: &[Model]) -> Result<Route, String> {
+    fn route(request: &Request, models: &[Model], _config: &Config) -> Result<Route, String> {
         let needed = request.input_tokens as u64 + request.max_output_tokens.unwrap_or(0) as u64;
         let fitting: Vec<&Model> = models
             .iter()
@@ -53,7 +53,8 @@ mod tests {
             "Design a new system across services",
             "Rotate the production secrets",
         ] {
-            let r = PremiumOnly::route(&request(text).build(), &seed_catalog()).unwrap();
+            let r = PremiumOnly::route(&request(text).build(), &seed_catalog(), &Config::default())
+                .unwrap();
             assert_eq!(r.tier, Tier::Direct);
             assert_eq!(r.executor, "claude-opus-4.5");
             assert!(r.planner.is_none());
@@ -63,6 +64,13 @@ mod tests {
     #[test]
     fn no_premium_model_is_an_error() {
         let catalog = without(seed_catalog(), "claude-opus-4.5");
-        assert!(PremiumOnly::route(&request("Fix the typo").build(), &catalog).is_err());
+        assert!(
+            PremiumOnly::route(
+                &request("Fix the typo").build(),
+                &catalog,
+                &Config::default()
+            )
+            .is_err()
+        );
     }
 }

@@ -27,13 +27,16 @@
 //!   (+1), the task tokens being the host's `task_tokens` label (the user
 //!   messages' tokens: an agent's constant system prompt and tool schemas
 //!   are not the task's size), or the input tokens without it; a
-//!   conversation of 16 or more messages (+1); 5 or more tools (+1); dependency signals
+//!   conversation of 16 or more messages (+1); 5 to 16 tools (+1: a tool
+//!   set picked for the task; dozens, more than 16, is an agent's whole kit,
+//!   offered with every request, and says nothing of the task); dependency signals
 //!   (+1 for one, +2 for two or more); novelty signals (+2); simple-change
 //!   signals (−1).
 //! - **High** when the score is at least `6 × threshold`, the threshold
 //!   being the `pointsman.threshold` label (a decimal such as `0.35`, which
 //!   only the operator can set: the gateway drops client labels under
-//!   `pointsman.`; `pointsman eval --sweep` sets it) or 0.5 without one, so
+//!   `pointsman.`; `pointsman eval --sweep` sets it), else the module's
+//!   `threshold` config (`[policies.config.seed-matrix]`), else 0.5, so
 //!   by default a score of 3 or more; **Medium** when it is 1 or more, or a
 //!   change signal matches without a simple one; **Low** otherwise. A set
 //!   threshold shows in the reasoning as `threshold:<value>`.
@@ -45,9 +48,10 @@
 //!   pile up.
 //!
 //! A model is a candidate only if the catalog has it, marks it available,
-//! and its context window holds the input tokens plus `max_output_tokens`.
+//! its context window holds the input tokens plus `max_output_tokens`, and,
+//! for an executor, it can read the request's images and call its tools.
 
-use pointsman_sdk::{Model, Request, Route, Router, Tier};
+use pointsman_sdk::{Capabilities, Config, Model, Request, Route, Router, Tier};
 
 /// Words whose presence makes a task critical, matched as stems.
 pub const CRITICAL_STEMS: &[&str] = &[
@@ -124,6 +128,10 @@ pub const TASK_TIER_LABEL: &str = "task_tier";
 pub const THRESHOLD_LABEL: &str = "pointsman.threshold";
 /// The threshold without the label: High from a score of 3.
 pub const DEFAULT_THRESHOLD: f64 = 0.5;
+/// The module's config key with the threshold (the label overrides it).
+pub const THRESHOLD_CONFIG: &str = "threshold";
+/// More tools than this is an agent's standard kit, not a sign of the task.
+pub const TASK_TOOLS_MAX: u32 = 16;
 /// A score of `SCORE_SCALE × threshold` or more is High.
 pub const SCORE_SCALE: f64 = 6.0;
 
@@ -180,9 +188,24 @@ impl Complexity {
 /// The seed matrix router.
 pub struct SeedMatrix;
 
+/// The `threshold` config as a number from 0 to 1, if set.
+pub fn configured_threshold(config: &Config) -> Result<Option<f64>, String> {
+    match config.parse::<f64>(THRESHOLD_CONFIG)? {
+        Some(t) if !(0.0..=1.0).contains(&t) => {
+            Err(format!("config {THRESHOLD_CONFIG} = {t} is outside 0 to 1"))
+        }
+        t => Ok(t),
+    }
+}
+
 impl Router for SeedMatrix {
-    fn route(request: &Request, models: &[Model]) -> Result<Route, String> {
-        let (complexity, mut signals) = classify(request);
+    fn configure(_models: &[Model], config: &Config) -> Result<(), String> {
+        configured_threshold(config).map(drop)
+    }
+
+    fn route(request: &Request, models: &[Model], config: &Config) -> Result<Route, String> {
+        let threshold = configured_threshold(config)?.unwrap_or(DEFAULT_THRESHOLD);
+        let (complexity, mut signals) = classify(request, threshold);
         let complexity = match continued_task(request) {
             Some((tier, name)) => {
                 signals.insert(0, format!("continues a {name} task"));
@@ -196,7 +219,16 @@ impl Router for SeedMatrix {
         };
         let needed = request.input_tokens as u64 + request.max_output_tokens.unwrap_or(0) as u64;
         let mut notes = Vec::new();
-        let executors = candidates(EXECUTORS, models, needed, &mut notes);
+        // Only the executor sees the images and the tools; a planner plans
+        // from the text.
+        let mut can = Capabilities::empty();
+        if request.has_images {
+            can |= Capabilities::VISION;
+        }
+        if request.tool_count > 0 {
+            can |= Capabilities::TOOLS;
+        }
+        let executors = candidates(EXECUTORS, models, needed, can, &mut notes);
         let Some((executor, fallbacks)) = executors.split_first() else {
             return Err(format!(
                 "no executor fits a request of {needed} tokens ({})",
@@ -210,7 +242,7 @@ impl Router for SeedMatrix {
         };
         let mut planner = None;
         if tier != Tier::Direct {
-            planner = candidates(PLANNERS, models, needed, &mut notes)
+            planner = candidates(PLANNERS, models, needed, Capabilities::empty(), &mut notes)
                 .first()
                 .map(|m| m.to_string());
             if planner.is_none() {
@@ -231,14 +263,17 @@ impl Router for SeedMatrix {
             reasoning,
             deadline_ms: None,
             max_cost_usd: None,
+            max_output_tokens: None,
+            labels: Vec::new(),
         })
     }
 }
 
 pointsman_sdk::register_policy!(router: SeedMatrix);
 
-/// Classifies `request`, returning the signals that decided.
-pub fn classify(request: &Request) -> (Complexity, Vec<String>) {
+/// Classifies `request` with the configured `threshold` (the label
+/// overrides it), returning the signals that decided.
+pub fn classify(request: &Request, threshold: f64) -> (Complexity, Vec<String>) {
     let found = scan(request);
     let critical: Vec<String> = found
         .critical
@@ -267,7 +302,7 @@ pub fn classify(request: &Request) -> (Complexity, Vec<String>) {
         score += 1;
         signals.push("messages>=16".to_string());
     }
-    if request.tool_count >= 5 {
+    if (5..=TASK_TOOLS_MAX).contains(&request.tool_count) {
         score += 1;
         signals.push("tools>=5".to_string());
     }
@@ -306,9 +341,9 @@ pub fn classify(request: &Request) -> (Complexity, Vec<String>) {
     let threshold = match threshold_label(request) {
         Some(raw) => {
             signals.push(format!("threshold:{raw}"));
-            raw.parse::<f64>().unwrap_or(DEFAULT_THRESHOLD)
+            raw.parse::<f64>().unwrap_or(threshold)
         }
-        None => DEFAULT_THRESHOLD,
+        None => threshold,
     };
     let complexity = if f64::from(score) >= SCORE_SCALE * threshold {
         Complexity::High
@@ -424,12 +459,13 @@ fn scan(request: &Request) -> Found {
     found
 }
 
-/// The models of `preference` that the catalog has, available and large
-/// enough, in order; notes why others were skipped.
+/// The models of `preference` that the catalog has, available, large
+/// enough and able to do `can`, in order; notes why others were skipped.
 fn candidates<'a>(
     preference: &[&'a str],
     models: &[Model],
     needed: u64,
+    can: Capabilities,
     notes: &mut Vec<String>,
 ) -> Vec<&'a str> {
     let mut out = Vec::new();
@@ -439,6 +475,10 @@ fn candidates<'a>(
         };
         if !model.available {
             push_once(notes, format!("skipped {id} (unavailable)"));
+        } else if !model.can(can & Capabilities::VISION) {
+            push_once(notes, format!("skipped {id} (no vision)"));
+        } else if !model.can(can & Capabilities::TOOLS) {
+            push_once(notes, format!("skipped {id} (no tools)"));
         } else if (model.context_window as u64) < needed {
             push_once(
                 notes,
@@ -462,8 +502,12 @@ mod tests {
     use super::*;
     use pointsman_sdk::testing::{request, seed_catalog, without};
 
+    fn config(threshold: &str) -> Config {
+        Config::new(vec![(THRESHOLD_CONFIG.into(), threshold.into())])
+    }
+
     fn route(req: &Request) -> Route {
-        SeedMatrix::route(req, &seed_catalog()).unwrap()
+        SeedMatrix::route(req, &seed_catalog(), &Config::default()).unwrap()
     }
 
     #[test]
@@ -534,14 +578,18 @@ mod tests {
 
     #[test]
     fn author_is_not_auth() {
-        let (c, _) = classify(&request("who is the author of this function").build());
+        let (c, _) = classify(
+            &request("who is the author of this function").build(),
+            DEFAULT_THRESHOLD,
+        );
         assert_eq!(c, Complexity::Low);
     }
 
     #[test]
     fn unavailable_executor_is_skipped() {
         let models = without(seed_catalog(), "glm-4.7");
-        let r = SeedMatrix::route(&request("fix the bug").build(), &models).unwrap();
+        let r = SeedMatrix::route(&request("fix the bug").build(), &models, &Config::default())
+            .unwrap();
         assert_eq!(r.executor, "deepseek-v3.2-exp");
         assert_eq!(r.fallbacks, ["claude-opus-4.5"]);
         assert!(r.reasoning.contains("skipped glm-4.7 (unavailable)"));
@@ -554,14 +602,23 @@ mod tests {
         let r = route(&request("fix the bug").tokens(180_000).build());
         assert_eq!(r.executor, "claude-opus-4.5");
         assert!(r.fallbacks.is_empty());
-        let err = SeedMatrix::route(&request("fix").tokens(250_000).build(), &seed_catalog());
+        let err = SeedMatrix::route(
+            &request("fix").tokens(250_000).build(),
+            &seed_catalog(),
+            &Config::default(),
+        );
         assert!(err.unwrap_err().contains("no executor fits"));
     }
 
     #[test]
     fn planner_falls_back_to_premium() {
         let models = without(seed_catalog(), "deepseek-v3.2");
-        let r = SeedMatrix::route(&request("deploy to production").build(), &models).unwrap();
+        let r = SeedMatrix::route(
+            &request("deploy to production").build(),
+            &models,
+            &Config::default(),
+        )
+        .unwrap();
         assert_eq!(r.planner.as_deref(), Some("claude-opus-4.5"));
     }
 
@@ -626,8 +683,84 @@ mod tests {
     #[test]
     fn plan_without_planner_degrades_to_direct() {
         let models = without(without(seed_catalog(), "deepseek-v3.2"), "claude-opus-4.5");
-        let r = SeedMatrix::route(&request("deploy to production").build(), &models).unwrap();
+        let r = SeedMatrix::route(
+            &request("deploy to production").build(),
+            &models,
+            &Config::default(),
+        )
+        .unwrap();
         assert_eq!(r.tier, Tier::Direct);
         assert!(r.reasoning.contains("no planner fits"));
+    }
+
+    #[test]
+    fn images_go_only_to_vision_models() {
+        let r = route(&request("What does this screenshot show?").images(1).build());
+        assert_eq!(r.executor, "claude-opus-4.5");
+        assert!(r.fallbacks.is_empty());
+        assert!(
+            r.reasoning.contains("skipped glm-4.7 (no vision)"),
+            "{}",
+            r.reasoning
+        );
+        // Without vision anywhere, the router says so rather than guess.
+        let models = without(seed_catalog(), "claude-opus-4.5");
+        let err = SeedMatrix::route(
+            &request("see").images(2).build(),
+            &models,
+            &Config::default(),
+        );
+        assert!(err.unwrap_err().contains("no vision"));
+    }
+
+    #[test]
+    fn tools_go_only_to_models_that_call_them() {
+        let mut models = seed_catalog();
+        models[3].capabilities = Capabilities::JSON_OUTPUT; // glm-4.7 without tools
+        let r = SeedMatrix::route(
+            &request("fix the bug").tools(3).build(),
+            &models,
+            &Config::default(),
+        )
+        .unwrap();
+        assert_eq!(r.executor, "deepseek-v3.2-exp");
+        assert!(
+            r.reasoning.contains("skipped glm-4.7 (no tools)"),
+            "{}",
+            r.reasoning
+        );
+        // No tools offered: glm-4.7 serves.
+        let r = SeedMatrix::route(&request("fix the bug").build(), &models, &Config::default())
+            .unwrap();
+        assert_eq!(r.executor, "glm-4.7");
+    }
+
+    #[test]
+    fn an_agents_dozens_of_tools_do_not_make_a_task_complex() {
+        let text = "Rewrite the cache layer"; // novelty: 2
+        assert_eq!(route(&request(text).tools(6).build()).tier, Tier::Plan);
+        let agent = route(&request(text).tools(40).build());
+        assert_eq!(agent.tier, Tier::Direct, "{}", agent.reasoning);
+        assert!(!agent.reasoning.contains("tools"), "{}", agent.reasoning);
+    }
+
+    #[test]
+    fn the_threshold_comes_from_config_and_the_label_overrides_it() {
+        let text = "Design the cache layer across modules"; // score 4
+        let with = |c: &Config, req: &Request| SeedMatrix::route(req, &seed_catalog(), c).unwrap();
+        assert_eq!(
+            with(&config("0.7"), &request(text).build()).tier,
+            Tier::Direct
+        );
+        assert_eq!(
+            with(&config("0.6"), &request(text).build()).tier,
+            Tier::Plan
+        );
+        let labelled = request(text).label(THRESHOLD_LABEL, "0.6").build();
+        assert_eq!(with(&config("0.7"), &labelled).tier, Tier::Plan);
+        assert!(SeedMatrix::configure(&seed_catalog(), &config("0.3")).is_ok());
+        let bad = SeedMatrix::configure(&seed_catalog(), &config("high")).unwrap_err();
+        assert!(bad.contains("threshold"), "{bad}");
+        assert!(SeedMatrix::configure(&seed_catalog(), &config("2")).is_err());
     }
 }

@@ -11,7 +11,8 @@
 use std::collections::{HashMap, HashSet};
 
 use pointsman_sdk::{
-    ChatRequest, Message, Model, Plan, Planner, Review, Subtask, SubtaskKind, Task, Tier,
+    ChatRequest, Config, Message, Model, Plan, Planner, Retry, Review, Subtask, SubtaskKind, Task,
+    Tier,
 };
 use serde::Deserialize;
 
@@ -35,7 +36,11 @@ Use "retry" when another attempt with your feedback is likely to fix it, "escala
 pub struct SeedPlanner;
 
 impl Planner for SeedPlanner {
-    fn plan_request(task: &Task, models: &[Model]) -> Result<ChatRequest, String> {
+    fn plan_request(
+        task: &Task,
+        models: &[Model],
+        _config: &Config,
+    ) -> Result<ChatRequest, String> {
         let planner = planner_model(task, models)?;
         let mut user = format!("# Task: {}\n\n{}\n", task.title, task.description);
         if task.route.tier == Tier::PlanAndVerify {
@@ -61,7 +66,12 @@ impl Planner for SeedPlanner {
         })
     }
 
-    fn parse_plan(task: &Task, reply: &str, models: &[Model]) -> Result<Plan, String> {
+    fn parse_plan(
+        task: &Task,
+        reply: &str,
+        models: &[Model],
+        _config: &Config,
+    ) -> Result<Plan, String> {
         let raw: RawPlan = serde_json::from_str(extract_json(reply)?)
             .map_err(|e| format!("the plan is not valid JSON of the expected shape: {e}"))?;
         if raw.subtasks.is_empty() {
@@ -112,6 +122,7 @@ impl Planner for SeedPlanner {
         subtask: &Subtask,
         output: &str,
         models: &[Model],
+        _config: &Config,
     ) -> Result<Option<ChatRequest>, String> {
         if !subtask.critical {
             return Ok(None);
@@ -143,6 +154,7 @@ impl Planner for SeedPlanner {
         _output: &str,
         reviewer_reply: &str,
         _models: &[Model],
+        _config: &Config,
     ) -> Result<Review, String> {
         let verdict: RawVerdict = extract_json(reviewer_reply)
             .ok()
@@ -152,7 +164,10 @@ impl Planner for SeedPlanner {
         match verdict.verdict.to_ascii_lowercase().as_str() {
             "accept" => Ok(Review::Accept),
             "retry" => match task.route.fallbacks.iter().find(|m| **m != subtask.model) {
-                Some(model) => Ok(Review::Retry((model.clone(), feedback))),
+                Some(model) => Ok(Review::Retry(Retry {
+                    model: model.clone(),
+                    feedback,
+                })),
                 None => Ok(Review::Escalate(format!(
                     "no other executor to retry on: {feedback}"
                 ))),
@@ -313,6 +328,8 @@ mod tests {
                 reasoning: String::new(),
                 deadline_ms: None,
                 max_cost_usd: None,
+                max_output_tokens: None,
+                labels: Vec::new(),
             },
         }
     }
@@ -331,14 +348,21 @@ Let me know if you need more."#;
 
     #[test]
     fn plan_request_goes_to_the_planner() {
-        let req = SeedPlanner::plan_request(&task(Tier::Plan), &seed_catalog()).unwrap();
+        let req = SeedPlanner::plan_request(&task(Tier::Plan), &seed_catalog(), &Config::default())
+            .unwrap();
         assert_eq!(req.model, "deepseek-v3.2");
         assert!(req.messages[1].content.contains("src/auth.rs"));
     }
 
     #[test]
     fn parses_a_fenced_plan_with_prose() {
-        let plan = SeedPlanner::parse_plan(&task(Tier::Plan), DIAMOND, &seed_catalog()).unwrap();
+        let plan = SeedPlanner::parse_plan(
+            &task(Tier::Plan),
+            DIAMOND,
+            &seed_catalog(),
+            &Config::default(),
+        )
+        .unwrap();
         let models: Vec<&str> = plan.subtasks.iter().map(|s| s.model.as_str()).collect();
         assert_eq!(models, ["deepseek-v3.2", "glm-4.7", "glm-4.7", "glm-4.7"]);
         assert_eq!(plan.subtasks[3].depends_on, ["code", "tests"]);
@@ -348,8 +372,13 @@ Let me know if you need more."#;
 
     #[test]
     fn verify_tier_marks_code_critical() {
-        let plan =
-            SeedPlanner::parse_plan(&task(Tier::PlanAndVerify), DIAMOND, &seed_catalog()).unwrap();
+        let plan = SeedPlanner::parse_plan(
+            &task(Tier::PlanAndVerify),
+            DIAMOND,
+            &seed_catalog(),
+            &Config::default(),
+        )
+        .unwrap();
         let critical: Vec<&str> = plan
             .subtasks
             .iter()
@@ -362,29 +391,49 @@ Let me know if you need more."#;
     #[test]
     fn rejects_cycles_and_unknown_dependencies() {
         let cyclic = r#"{"subtasks": [{"id": "a", "depends_on": ["b"]}, {"id": "b", "depends_on": ["a"]}, {"id": "c"}]}"#;
-        let err = SeedPlanner::parse_plan(&task(Tier::Plan), cyclic, &seed_catalog()).unwrap_err();
+        let err = SeedPlanner::parse_plan(
+            &task(Tier::Plan),
+            cyclic,
+            &seed_catalog(),
+            &Config::default(),
+        )
+        .unwrap_err();
         assert!(
             err.contains("cycle") && err.contains("\"a\"") && err.contains("\"b\""),
             "{err}"
         );
         let unknown = r#"{"subtasks": [{"id": "a", "depends_on": ["zzz"]}]}"#;
-        let err = SeedPlanner::parse_plan(&task(Tier::Plan), unknown, &seed_catalog()).unwrap_err();
+        let err = SeedPlanner::parse_plan(
+            &task(Tier::Plan),
+            unknown,
+            &seed_catalog(),
+            &Config::default(),
+        )
+        .unwrap_err();
         assert!(err.contains("unknown subtask \"zzz\""), "{err}");
-        let err =
-            SeedPlanner::parse_plan(&task(Tier::Plan), "no idea", &seed_catalog()).unwrap_err();
+        let err = SeedPlanner::parse_plan(
+            &task(Tier::Plan),
+            "no idea",
+            &seed_catalog(),
+            &Config::default(),
+        )
+        .unwrap_err();
         assert!(err.contains("no JSON"), "{err}");
     }
 
     #[test]
     fn reviews_only_critical_subtasks() {
         let t = task(Tier::PlanAndVerify);
-        let plan = SeedPlanner::parse_plan(&t, DIAMOND, &seed_catalog()).unwrap();
+        let plan =
+            SeedPlanner::parse_plan(&t, DIAMOND, &seed_catalog(), &Config::default()).unwrap();
         let code = &plan.subtasks[1];
-        let req = SeedPlanner::review_request(&t, code, "fn x() {}", &seed_catalog()).unwrap();
+        let req =
+            SeedPlanner::review_request(&t, code, "fn x() {}", &seed_catalog(), &Config::default())
+                .unwrap();
         assert_eq!(req.unwrap().model, "deepseek-v3.2");
         let docs = &plan.subtasks[3];
         assert!(
-            SeedPlanner::review_request(&t, docs, "", &seed_catalog())
+            SeedPlanner::review_request(&t, docs, "", &seed_catalog(), &Config::default())
                 .unwrap()
                 .is_none()
         );
@@ -395,10 +444,14 @@ Let me know if you need more."#;
             "",
             r#"{"verdict": "retry", "feedback": "no tests"}"#,
             &seed_catalog(),
+            &Config::default(),
         );
         assert_eq!(
             retry.unwrap(),
-            Review::Retry(("deepseek-v3.2-exp".into(), "no tests".into()))
+            Review::Retry(Retry {
+                model: "deepseek-v3.2-exp".into(),
+                feedback: "no tests".into()
+            })
         );
         let ok = SeedPlanner::review(
             &t,
@@ -406,8 +459,19 @@ Let me know if you need more."#;
             "",
             "```json\n{\"verdict\": \"accept\"}\n```",
             &seed_catalog(),
+            &Config::default(),
         );
         assert_eq!(ok.unwrap(), Review::Accept);
-        assert!(SeedPlanner::review(&t, code, "", "looks fine", &seed_catalog()).is_err());
+        assert!(
+            SeedPlanner::review(
+                &t,
+                code,
+                "",
+                "looks fine",
+                &seed_catalog(),
+                &Config::default()
+            )
+            .is_err()
+        );
     }
 }

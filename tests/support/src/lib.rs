@@ -32,6 +32,10 @@ component!(
     /// The Rust seed-matrix router.
     SEED_MATRIX, "seed-matrix.wasm");
 component!(
+    /// The seed-matrix router as released against contract 0.1.0 (see
+    /// `tests/guests/seed-matrix-v0_1`).
+    SEED_MATRIX_V0_1, "seed-matrix-v0_1.wasm");
+component!(
     /// The Rust seed planner.
     SEED_PLANNER, "seed-planner.wasm");
 component!(

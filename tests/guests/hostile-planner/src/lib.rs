@@ -5,7 +5,9 @@
 //! subtasks with one id), `huge` (10,000 subtasks); anything else gets a
 //! one-step plan. It checks nothing itself: the host must.
 
-use pointsman_sdk::{ChatRequest, Message, Model, Plan, Planner, Subtask, SubtaskKind, Task};
+use pointsman_sdk::{
+    ChatRequest, Config, Message, Model, Plan, Planner, Subtask, SubtaskKind, Task,
+};
 
 pub struct HostilePlanner;
 
@@ -22,7 +24,11 @@ fn subtask(id: &str, deps: &[&str], model: &str) -> Subtask {
 }
 
 impl Planner for HostilePlanner {
-    fn plan_request(task: &Task, _models: &[Model]) -> Result<ChatRequest, String> {
+    fn plan_request(
+        task: &Task,
+        _models: &[Model],
+        _config: &Config,
+    ) -> Result<ChatRequest, String> {
         Ok(ChatRequest {
             model: task
                 .route
@@ -38,7 +44,12 @@ impl Planner for HostilePlanner {
         })
     }
 
-    fn parse_plan(task: &Task, reply: &str, _models: &[Model]) -> Result<Plan, String> {
+    fn parse_plan(
+        task: &Task,
+        reply: &str,
+        _models: &[Model],
+        _config: &Config,
+    ) -> Result<Plan, String> {
         let m = task.route.executor.as_str();
         let subtasks = match reply.trim() {
             "cycle" => vec![

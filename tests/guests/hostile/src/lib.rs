@@ -6,12 +6,12 @@
 //! `Err`), `fallbacks` (1,000 fallbacks), `print` (write to stdout and
 //! stderr). Anything else gets a well-formed direct route.
 
-use pointsman_sdk::{Model, Request, Route, Router};
+use pointsman_sdk::{Config, Model, Request, Route, Router};
 
 pub struct Hostile;
 
 impl Router for Hostile {
-    fn route(request: &Request, models: &[Model]) -> Result<Route, String> {
+    fn route(request: &Request, models: &[Model], _config: &Config) -> Result<Route, String> {
         let first = models.first().map_or("none", |m| m.id.as_str());
         match request.last_user_text() {
             "trap" => panic!("hostile policy traps on purpose"),
