@@ -5,7 +5,9 @@
 //!
 //! Groups:
 //! - `route/<lang>`: one `PolicyModule::route` call on a warm instance, for the
-//!   Rust, JavaScript and Python seed matrices.
+//!   Rust, JavaScript and Python seed matrices; `route/rust-v0_1` is the Rust
+//!   matrix built against contract 0.1.0 (the catalog with every call), the
+//!   A/B pair for contract 0.2.0 (the catalog once, health per call).
 //! - `route-floor/rust`: the same call to a router that answers at once
 //!   (the hostile test guest on a benign message): the host's and the
 //!   canonical ABI's share of `route/rust`.
@@ -86,6 +88,12 @@ const PYTHON: Lang = Lang {
     id: "python",
     name: "seed-matrix-py",
     path: support::SEED_MATRIX_PY,
+};
+/// The seed matrix as released against contract 0.1.0.
+const RUST_V0_1: Lang = Lang {
+    id: "rust-v0_1",
+    name: "seed-matrix-v0_1",
+    path: support::SEED_MATRIX_V0_1,
 };
 /// The hostile test guest, which on a benign message answers a direct route
 /// at once: a Rust router with (almost) no logic.
@@ -198,7 +206,7 @@ fn bench_route(
 fn route(c: &mut Criterion, fx: &Fixture) {
     let features = features();
     let mut group = c.benchmark_group("route");
-    for lang in [RUST, JS, PYTHON] {
+    for lang in [RUST, RUST_V0_1, JS, PYTHON] {
         group.bench_function(lang.id, |b| {
             bench_route(b, &fx.rt, &fx.module(lang), &features, &fx.catalog)
         });

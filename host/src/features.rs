@@ -414,6 +414,43 @@ mod tests {
     }
 
     #[test]
+    fn contract_020_fields() {
+        let body = json!({
+            "model": "auto", "stream": true, "temperature": 0.2,
+            "response_format": {"type": "json_schema", "json_schema": {}},
+            "tools": [{"type": "function", "function": {"name": "read_file", "parameters": {}}},
+                      {"type": "function", "function": {"name": "x".repeat(100), "parameters": {}}}],
+            "messages": [{"role": "user", "content": [
+                {"type": "text", "text": "compare"},
+                {"type": "image_url", "image_url": {"url": "data:a"}},
+                {"type": "image_url", "image_url": {"url": "data:b"}}]}]
+        });
+        let f = from_openai(&body, RequestContext::default());
+        assert_eq!(f.image_count, 2);
+        assert!(f.stream);
+        assert_eq!(f.temperature, Some(0.2));
+        assert_eq!(f.response_format, ResponseFormat::JsonSchema);
+        assert_eq!(f.tool_names[0], "read_file");
+        assert_eq!(f.tool_names[1].len(), POLICY_TOOL_NAME_BYTES);
+        // Anthropic: images in a message and inside a tool result; a tool
+        // input that mentions an image type is the client's data.
+        let body = json!({
+            "model": "auto", "max_tokens": 10,
+            "tools": [{"name": "look", "input_schema": {}}],
+            "messages": [
+                {"role": "user", "content": [{"type": "image", "source": {}}]},
+                {"role": "assistant", "content": [{"type": "tool_use", "id": "1", "name": "look", "input": {"type": "image"}}]},
+                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "1",
+                    "content": [{"type": "image", "source": {}}]}]}]
+        });
+        let f = from_anthropic(&body, RequestContext::default());
+        assert_eq!(f.image_count, 2);
+        assert_eq!(f.tool_names, ["look"]);
+        assert!(!f.stream);
+        assert_eq!(f.response_format, ResponseFormat::Text);
+    }
+
+    #[test]
     fn anthropic_features() {
         let body = json!({
             "model": "auto",

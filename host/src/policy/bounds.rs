@@ -31,6 +31,10 @@ pub const MAX_INSTRUCTIONS_BYTES: usize = 32 * 1024;
 pub const MAX_CHAT_REQUEST_BYTES: usize = 4 << 20;
 /// Most messages in a request a policy builds.
 pub const MAX_CHAT_MESSAGES: usize = 256;
+/// Most labels a route may attach (contract 0.2.0).
+pub const MAX_ROUTE_LABELS: usize = 16;
+/// Longest route label key or value.
+pub const MAX_LABEL_BYTES: usize = 256;
 
 /// An answer cut to its bounds, or why it cannot be used.
 pub trait Bounded: Sized {
@@ -50,6 +54,22 @@ impl Bounded for Route {
         }
         for id in self.models() {
             check_id("model", id)?;
+        }
+        if self.labels.len() > MAX_ROUTE_LABELS {
+            return Err(format!(
+                "the route attaches {} labels, more than {MAX_ROUTE_LABELS}",
+                self.labels.len()
+            ));
+        }
+        if let Some((key, _)) = self
+            .labels
+            .iter()
+            .find(|(k, v)| k.is_empty() || k.len() > MAX_LABEL_BYTES || v.len() > MAX_LABEL_BYTES)
+        {
+            let shown: String = key.chars().take(64).collect();
+            return Err(format!(
+                "route label {shown:?}: keys must be 1 to {MAX_LABEL_BYTES} bytes, values at most {MAX_LABEL_BYTES}"
+            ));
         }
         Ok(self)
     }
@@ -314,6 +334,22 @@ mod tests {
             labels: Vec::new(),
         };
         assert!(route.clone().bounded().unwrap_err().contains("fallbacks"));
+        let labelled = |labels: Vec<(String, String)>| Route {
+            fallbacks: Vec::new(),
+            labels,
+            ..route.clone()
+        };
+        let many = (0..17).map(|i| (format!("k{i}"), "v".into())).collect();
+        assert!(labelled(many).bounded().unwrap_err().contains("17 labels"));
+        let long = vec![("arm".into(), "x".repeat(300))];
+        assert!(
+            labelled(long)
+                .bounded()
+                .unwrap_err()
+                .contains("route label \"arm\"")
+        );
+        let fine = vec![("arm".into(), "b".into())];
+        assert_eq!(labelled(fine.clone()).bounded().unwrap().labels, fine);
         let long_id = Route {
             fallbacks: vec!["m".repeat(MAX_ID_BYTES + 1)],
             ..route

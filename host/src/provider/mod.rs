@@ -427,6 +427,31 @@ pub fn unix_now() -> u64 {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_route_cap_lowers_the_output_limit_and_never_raises_it() {
+        let openai = |body: serde_json::Value| {
+            Request::OpenAi(serde_json::from_value(body).expect("an OpenAI body"))
+        };
+        let limits = |r: &Request| match r {
+            Request::OpenAi(r) => (r.max_tokens, r.max_completion_tokens),
+            Request::Anthropic(r) => (Some(r.max_tokens), None),
+        };
+        let mut none = openai(serde_json::json!({"model": "m", "messages": []}));
+        none.cap_output_tokens(500);
+        assert_eq!(limits(&none), (Some(500), None));
+        let mut both = openai(serde_json::json!({"model": "m", "messages": [],
+            "max_tokens": 100, "max_completion_tokens": 9000}));
+        both.cap_output_tokens(500);
+        assert_eq!(limits(&both), (Some(100), Some(500)));
+        let mut anthropic = Request::Anthropic(
+            serde_json::from_value(serde_json::json!({"model": "m", "max_tokens": 4096,
+                "messages": [{"role": "user", "content": "hi"}]}))
+            .expect("an Anthropic body"),
+        );
+        anthropic.cap_output_tokens(1000);
+        assert_eq!(limits(&anthropic), (Some(1000), None));
+    }
+
     fn status(status: u16) -> ProviderError {
         ProviderError::Status {
             status,
