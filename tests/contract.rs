@@ -139,3 +139,61 @@ fn policy_config_must_be_scalars_and_reaches_modules_as_text() {
         "{err}"
     );
 }
+
+/// A request's features as the gateway extracts them from `body`.
+fn features_of(body: &Value) -> pointsman::policy::types::Features {
+    pointsman::features::from_openai(body, pointsman::features::RequestContext::default())
+}
+
+#[tokio::test]
+async fn a_020_module_gets_the_catalog_and_its_config_again_after_each_change() {
+    use pointsman::policy::{Limits, PolicyEngine, Registry, types::Tier};
+    let engine = PolicyEngine::new(Limits::default(), None).unwrap();
+    engine.set_module_config(
+        [(
+            "seed-matrix".to_string(),
+            vec![("threshold".to_string(), "0.7".to_string())],
+        )]
+        .into(),
+    );
+    let mut catalog = Config::parse(DEMO_TOML).unwrap().catalog();
+    let module = Registry::new(engine)
+        .load(
+            "seed-matrix",
+            pointsman_test_support::read(pointsman_test_support::SEED_MATRIX),
+            &catalog,
+        )
+        .await
+        .unwrap();
+    assert_eq!(module.info.version, "0.2.0");
+
+    // Score 4: planned at the default threshold, direct at the configured 0.7.
+    let design = features_of(&json!({"model": "auto", "messages": [
+        {"role": "user", "content": "Design the cache layer across modules"}]}));
+    let route = module.route(&design, &catalog).await.unwrap();
+    assert_eq!(route.tier, Tier::Direct, "{}", route.reasoning);
+
+    let image = features_of(&with_image());
+    let route = module.route(&image, &catalog).await.unwrap();
+    assert_eq!(route.executor, "claude-opus-4.5", "{}", route.reasoning);
+    // The catalog changes: no model reads images any more. The warm
+    // instance must be configured again before its next call.
+    for model in &mut catalog {
+        model.capabilities.vision = false;
+    }
+    let err = module.route(&image, &catalog).await.unwrap_err();
+    assert!(err.to_string().contains("no vision"), "{err}");
+    // Back to the demo catalog (a third generation); then health alone
+    // moving is no catalog change, and is seen at once.
+    let mut catalog = Config::parse(DEMO_TOML).unwrap().catalog();
+    assert_eq!(catalog[0].id, "claude-opus-4.5");
+    let route = module.route(&image, &catalog).await.unwrap();
+    assert_eq!(route.executor, "claude-opus-4.5", "{}", route.reasoning);
+    catalog[0].available = false;
+    let err = module.route(&image, &catalog).await.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("skipped claude-opus-4.5 (unavailable)"),
+        "{err}"
+    );
+}
