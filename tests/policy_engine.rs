@@ -38,8 +38,8 @@ fn every_language_passes_the_shared_table() {
         // its 0.2.0 build: the host serves both the same on every case
         // both can read.
         (support::SEED_MATRIX_V0_1, "0.1.0"),
-        (support::SEED_MATRIX_JS, "0.1.0"),
-        (support::SEED_MATRIX_PY, "0.1.0"),
+        (support::SEED_MATRIX_JS, "0.2.0"),
+        (support::SEED_MATRIX_PY, "0.2.0"),
     ] {
         let out = pointsman(&["policy", "check", module]);
         let stdout = String::from_utf8_lossy(&out.stdout);

@@ -42,7 +42,7 @@ if [ "${POINTSMAN_JS_AOT:-}" = 1 ]; then
 fi
 mkdir -p "$(dirname "$out")"
 node_modules/.bin/componentize-js seed-matrix.js \
-    --wit ../../../wit/0.1.0 \
+    --wit ../../../wit/0.2.0 \
     --world-name router \
     --disable random clocks http fetch-event \
     ${aot[@]+"${aot[@]}"} \

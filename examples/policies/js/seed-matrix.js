@@ -12,11 +12,17 @@
 // request identically. They are checked against the same table
 // (`examples/policies/cases.jsonl`); a change there must be made here too.
 //
-// Built into a component of the `router` world of `wit/0.1.0/policy.wit` by
+// Built into a component of the `router` world of `wit/0.2.0/policy.wit` by
 // `build.sh`. componentize-js maps the WIT types as follows: record fields are
 // camelCase (`inputTokens`, `maxOutputTokens`, `toolCount`, `contextWindow`),
-// enums are their kebab-case strings (`"plan-and-verify"`), options are
-// `undefined` or the value. A `result<decision, string>` is returned by
+// enums are their kebab-case strings (`"plan-and-verify"`), flags are objects
+// of booleans (`capabilities.vision`), options are `undefined` or the value,
+// a u64 is a BigInt.
+//
+// The host calls `configure` with the catalog and this module's config before
+// the first `route` and after every change; `route` gets live health by
+// catalog position. The catalog is kept below between calls: it is the
+// host's, delivered again to any fresh instance, not the policy's own state. A `result<decision, string>` is returned by
 // returning the decision (ok) or throwing a string (err). The module imports
 // nothing, so `node test.mjs` can load it as is.
 //
@@ -186,6 +192,10 @@ export const TASK_TIER_LABEL = "task_tier";
  */
 export const THRESHOLD_LABEL = "pointsman.threshold";
 const DEFAULT_THRESHOLD = 0.5;
+/** The module's config key with the threshold (the label overrides it). */
+export const THRESHOLD_CONFIG = "threshold";
+/** More tools than this is an agent's whole kit, not a sign of the task. */
+export const TASK_TOOLS_MAX = 16;
 const SCORE_SCALE = 6;
 
 /** The `pointsman.threshold` label when it is a plain decimal, as written. */
@@ -238,7 +248,7 @@ export function continuedTask(request) {
  * Classifies `request`: returns `[complexity, signals]`, the complexity being
  * one of "critical", "high", "medium", "low".
  */
-export function classify(request) {
+export function classify(request, configured = DEFAULT_THRESHOLD) {
   const text = taskText(request);
   const critical = [];
   if (find(text, CRITICAL, critical) > 0) {
@@ -262,7 +272,7 @@ export function classify(request) {
     score += 1;
     signals.push("messages>=16");
   }
-  if (request.toolCount >= 5) {
+  if (request.toolCount >= 5 && request.toolCount <= TASK_TOOLS_MAX) {
     score += 1;
     signals.push("tools>=5");
   }
@@ -277,7 +287,7 @@ export function classify(request) {
   }
   const change = find(text, CHANGE, signals);
 
-  let threshold = DEFAULT_THRESHOLD;
+  let threshold = configured;
   const raw = thresholdLabel(request);
   if (raw !== undefined) {
     signals.push("threshold:" + raw);
@@ -303,10 +313,11 @@ function pushOnce(notes, note) {
 }
 
 /**
- * The models of `preference` that the catalog has, available and large
- * enough, in order; notes why others were skipped.
+ * The models of `preference` that the catalog has, available, large enough,
+ * and reading images and calling tools when `vision` and `tools` ask it, in
+ * order; notes why others were skipped.
  */
-function candidates(preference, models, needed, notes) {
+function candidates(preference, models, needed, vision, tools, notes) {
   const out = [];
   for (let i = 0; i < preference.length; i++) {
     const id = preference[i];
@@ -320,6 +331,10 @@ function candidates(preference, models, needed, notes) {
     if (model === undefined) continue;
     if (!model.available) {
       pushOnce(notes, `skipped ${id} (unavailable)`);
+    } else if (vision && !model.capabilities.vision) {
+      pushOnce(notes, `skipped ${id} (no vision)`);
+    } else if (tools && !model.capabilities.tools) {
+      pushOnce(notes, `skipped ${id} (no tools)`);
     } else if (model.contextWindow < needed) {
       pushOnce(notes, `skipped ${id} (context ${model.contextWindow} < ${needed})`);
     } else {
@@ -329,9 +344,29 @@ function candidates(preference, models, needed, notes) {
   return out;
 }
 
-/** Decides how to serve `request` given the catalog `models`; throws a string on error. */
-function route(request, models) {
-  const classified = classify(request);
+/** The `threshold` config as a number from 0 to 1, if set; throws a string otherwise. */
+export function configuredThreshold(config) {
+  for (let i = 0; i < config.length; i++) {
+    if (config[i][0] !== THRESHOLD_CONFIG) continue;
+    const raw = config[i][1];
+    const value = Number(raw);
+    if (raw.trim() === "" || Number.isNaN(value)) {
+      throw `config ${THRESHOLD_CONFIG} = ${JSON.stringify(raw)} is not a valid value`;
+    }
+    if (value < 0 || value > 1) {
+      throw `config ${THRESHOLD_CONFIG} = ${value} is outside 0 to 1`;
+    }
+    return value;
+  }
+  return undefined;
+}
+
+/**
+ * Decides how to serve `request` given the catalog `models` (with health)
+ * and the configured `threshold`; throws a string on error.
+ */
+export function decide(request, models, threshold = DEFAULT_THRESHOLD) {
+  const classified = classify(request, threshold);
   let complexity = classified[0];
   const taskTier = continuedTask(request);
   if (taskTier !== undefined) {
@@ -345,7 +380,9 @@ function route(request, models) {
   // u32 + u32 stays well inside a double's exact integers.
   const needed = request.inputTokens + (request.maxOutputTokens ?? 0);
   const notes = [];
-  const executors = candidates(EXECUTORS, models, needed, notes);
+  // Only the executor sees the images and the tools; a planner plans from the text.
+  const executors = candidates(
+    EXECUTORS, models, needed, request.hasImages, request.toolCount > 0, notes);
   if (executors.length === 0) {
     throw `no executor fits a request of ${needed} tokens (${notes.join(", ")})`;
   }
@@ -353,7 +390,7 @@ function route(request, models) {
     complexity === "critical" ? "plan-and-verify" : complexity === "high" ? "plan" : "direct";
   let planner = undefined;
   if (tier !== "direct") {
-    planner = candidates(PLANNERS, models, needed, notes)[0];
+    planner = candidates(PLANNERS, models, needed, false, false, notes)[0];
     if (planner === undefined) {
       tier = "direct";
       notes.push("no planner fits, serving direct");
@@ -371,14 +408,51 @@ function route(request, models) {
     reasoning,
     deadlineMs: undefined,
     maxCostUsd: undefined,
+    maxOutputTokens: undefined,
+    labels: [],
   };
 }
 
-/** The `pointsman:policy/routing@0.1.0` export. */
+/** What `configure` delivered: the catalog's models (health filled per call). */
+let models = undefined;
+let threshold = DEFAULT_THRESHOLD;
+
+/** The `pointsman:policy/routing@0.2.0` export. */
 export const routing = {
-  route(request, models) {
+  configure(catalog) {
+    const configured = configuredThreshold(catalog.config);
+    const delivered = [];
+    for (let i = 0; i < catalog.models.length; i++) {
+      const m = catalog.models[i];
+      delivered.push({
+        id: m.id,
+        roles: m.roles,
+        inputUsdPerMtok: m.inputUsdPerMtok,
+        outputUsdPerMtok: m.outputUsdPerMtok,
+        contextWindow: m.contextWindow,
+        capabilities: m.capabilities,
+        tags: m.tags,
+        available: true,
+        successRate: 1,
+        p50LatencyMs: 0,
+      });
+    }
+    models = delivered;
+    threshold = configured ?? DEFAULT_THRESHOLD;
+  },
+
+  route(request, health) {
     try {
-      return route(request, models);
+      if (models === undefined) throw "called before configure";
+      if (health.length !== models.length) {
+        throw `health for ${health.length} models, but the catalog has ${models.length}`;
+      }
+      for (let i = 0; i < health.length; i++) {
+        models[i].available = health[i].available;
+        models[i].successRate = health[i].successRate;
+        models[i].p50LatencyMs = health[i].p50LatencyMs;
+      }
+      return decide(request, models, threshold);
     } catch (error) {
       // componentize-js lowers only a thrown string into the `err` case; any
       // other thrown value (an `Error`) would trap the instance instead.

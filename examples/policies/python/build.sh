@@ -37,7 +37,7 @@ mkdir -p "$(dirname "$out")"
 # VIRTUAL_ENV would add the venv's site-packages (componentize-py itself) to
 # the app's path; the policy needs nothing from there.
 env -u VIRTUAL_ENV "$venv/bin/componentize-py" \
-    --wit-path "$repo/wit/0.1.0" \
+    --wit-path "$repo/wit/0.2.0" \
     --world router \
     --quiet \
     componentize \

@@ -16,7 +16,8 @@ This module is the policy's logic only and imports no generated bindings, so
 `python3 test_seed_matrix.py` runs it natively. It reads the WIT records by
 their snake_case attribute names (`input_tokens`, `max_output_tokens`,
 `tool_count`, `context_window`, ...), which is what componentize-py's
-bindings generate, and returns a `Decision` whose `tier` is the WIT enum case
+bindings generate; catalog models also carry `vision` and `tools` booleans
+(what `app.py` makes of contract 0.2.0's capability flags). It returns a `Decision` whose `tier` is the WIT enum case
 name (`"plan-and-verify"`). `app.py` turns that into the bindings' types.
 
 Written for speed inside the component, where CPython interprets it: the text
@@ -196,6 +197,10 @@ TASK_TIER_LABEL = "task_tier"
 # is high from a score of SCORE_SCALE * threshold (default 0.5, a score of 3).
 THRESHOLD_LABEL = "pointsman.threshold"
 DEFAULT_THRESHOLD = 0.5
+# The module's config key with the threshold (the label overrides it).
+THRESHOLD_CONFIG = "threshold"
+# More tools than this is an agent's whole kit, not a sign of the task.
+TASK_TOOLS_MAX = 16
 SCORE_SCALE = 6.0
 _THRESHOLD = re.compile(r"[0-9]{1,16}(\.[0-9]{1,16})?")
 
@@ -243,7 +248,7 @@ def continued_task(request):
     return tier if tier in _TASK_TIERS else None
 
 
-def classify(request) -> Tuple[str, List[str]]:
+def classify(request, configured: float = DEFAULT_THRESHOLD) -> Tuple[str, List[str]]:
     """Classifies `request`, returning the complexity and the signals that decided."""
     words = task_words(request)
     # Each distinct word once: long texts repeat their words, and everything
@@ -271,7 +276,7 @@ def classify(request) -> Tuple[str, List[str]]:
     if request.message_count >= 16:
         score += 1
         signals.append("messages>=16")
-    if request.tool_count >= 5:
+    if 5 <= request.tool_count <= TASK_TOOLS_MAX:
         score += 1
         signals.append("tools>=5")
     dependencies = _found(DEPENDENCY_STEMS, stems)
@@ -300,7 +305,7 @@ def classify(request) -> Tuple[str, List[str]]:
     if change:
         signals += [f"change:{s}" for s in change]
 
-    threshold = DEFAULT_THRESHOLD
+    threshold = configured
     raw = threshold_label(request)
     if raw is not None:
         signals.append("threshold:" + raw)
@@ -323,9 +328,12 @@ def _push_once(notes: List[str], note: str) -> None:
         notes.append(note)
 
 
-def candidates(preference: Sequence[str], models, needed: int, notes: List[str]) -> List[str]:
-    """The models of `preference` that the catalog has, available and large
-    enough, in order; notes why others were skipped. `models` maps ids to
+def candidates(
+    preference: Sequence[str], models, needed: int, vision: bool, tools: bool, notes: List[str]
+) -> List[str]:
+    """The models of `preference` that the catalog has, available, large
+    enough, and reading images and calling tools when `vision` and `tools`
+    ask it, in order; notes why others were skipped. `models` maps ids to
     catalog entries (the first entry of each id)."""
     out = []
     for model_id in preference:
@@ -334,6 +342,10 @@ def candidates(preference: Sequence[str], models, needed: int, notes: List[str])
             continue
         if not model.available:
             _push_once(notes, f"skipped {model_id} (unavailable)")
+        elif vision and not model.vision:
+            _push_once(notes, f"skipped {model_id} (no vision)")
+        elif tools and not model.tools:
+            _push_once(notes, f"skipped {model_id} (no tools)")
         elif model.context_window < needed:
             _push_once(notes, f"skipped {model_id} (context {model.context_window} < {needed})")
         else:
@@ -341,12 +353,29 @@ def candidates(preference: Sequence[str], models, needed: int, notes: List[str])
     return out
 
 
-def route(request, models) -> Decision:
-    """Decides how to serve `request` given the catalog `models`.
+def configured_threshold(config) -> Optional[float]:
+    """The `threshold` config, a list of (key, value), as a number from 0
+    to 1 if set. Raises `RouteError` when it is not one."""
+    for key, raw in config:
+        if key != THRESHOLD_CONFIG:
+            continue
+        try:
+            value = float(raw)
+        except ValueError:
+            raise RouteError(f"config {THRESHOLD_CONFIG} = {raw!r} is not a valid value")
+        if not 0.0 <= value <= 1.0:
+            raise RouteError(f"config {THRESHOLD_CONFIG} = {value} is outside 0 to 1")
+        return value
+    return None
+
+
+def route(request, models, threshold: float = DEFAULT_THRESHOLD) -> Decision:
+    """Decides how to serve `request` given the catalog `models` and the
+    configured `threshold`.
 
     Raises `RouteError` when no executor fits.
     """
-    complexity, signals = classify(request)
+    complexity, signals = classify(request, threshold)
     task_tier = continued_task(request)
     if task_tier is not None:
         signals = [f"continues a {task_tier} task"] + signals
@@ -361,14 +390,17 @@ def route(request, models) -> Decision:
     by_id = {}
     for model in models:
         by_id.setdefault(model.id, model)
-    executors = candidates(EXECUTORS, by_id, needed, notes)
+    # Only the executor sees the images and the tools; a planner plans from the text.
+    executors = candidates(
+        EXECUTORS, by_id, needed, request.has_images, request.tool_count > 0, notes
+    )
     if not executors:
         raise RouteError(f"no executor fits a request of {needed} tokens ({', '.join(notes)})")
     executor, fallbacks = executors[0], executors[1:]
     tier = TIERS[complexity]
     planner = None
     if tier != "direct":
-        planners = candidates(PLANNERS, by_id, needed, notes)
+        planners = candidates(PLANNERS, by_id, needed, False, False, notes)
         planner = planners[0] if planners else None
         if planner is None:
             tier = "direct"

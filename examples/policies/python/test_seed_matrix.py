@@ -31,6 +31,8 @@ class Request:
     message_count: int = 1
     max_output_tokens: Optional[int] = None
     tool_count: int = 0
+    has_images: bool = False
+    image_count: int = 0
     id: str = "test"
     api: str = "openai-chat"
     requested_model: str = "auto"
@@ -43,6 +45,8 @@ class Model:
     id: str
     context_window: int
     available: bool = True
+    vision: bool = False
+    tools: bool = True
     roles: List[str] = field(default_factory=list)
     input_usd_per_mtok: float = 1.0
     output_usd_per_mtok: float = 2.0
@@ -61,7 +65,8 @@ ALL = ["deepseek-v3.2-exp", "claude-opus-4.5"]
 
 def catalog(*down: str) -> List[Model]:
     """The seed catalog, with the models of `down` unavailable."""
-    return [Model(id, cw, available=id not in down) for id, cw in CONTEXT.items()]
+    return [Model(id, cw, available=id not in down, vision=id == "claude-opus-4.5")
+            for id, cw in CONTEXT.items()]
 
 
 def request(text: str, **fields) -> Request:
@@ -207,6 +212,28 @@ class SeedMatrixTest(unittest.TestCase):
                    "critical: keyword:deploy, keyword:production; "
                    "skipped claude-opus-4.5 (unavailable), skipped deepseek-v3.2 (unavailable), "
                    "no planner fits, serving direct")
+
+    def test_images_go_only_to_vision_models(self):
+        r = route(request("What does this screenshot show?", has_images=True, image_count=1),
+                  catalog())
+        self.check(r, "direct", "claude-opus-4.5", [], None,
+                   "low: no signals; skipped glm-4.7 (no vision), "
+                   "skipped deepseek-v3.2-exp (no vision)")
+
+    def test_an_agents_dozens_of_tools_do_not_make_a_task_complex(self):
+        text = "Rewrite the cache layer"
+        self.assertEqual(route(request(text, tool_count=6), catalog()).tier, "plan")
+        self.assertEqual(route(request(text, tool_count=40), catalog()).tier, "direct")
+
+    def test_the_threshold_comes_from_config_and_the_label_overrides_it(self):
+        text = "Design the cache layer across modules"  # score 4
+        at = seed_matrix.configured_threshold([("threshold", "0.7")])
+        self.assertEqual(route(request(text), catalog(), at).tier, "direct")
+        labelled = request(text, labels=[("pointsman.threshold", "0.6")])
+        self.assertEqual(route(labelled, catalog(), at).tier, "plan")
+        with self.assertRaises(RouteError):
+            seed_matrix.configured_threshold([("threshold", "high")])
+        self.assertIsNone(seed_matrix.configured_threshold([]))
 
 
 if __name__ == "__main__":
