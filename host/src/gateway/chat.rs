@@ -479,7 +479,17 @@ fn candidates(
             context_window: m.context_window,
         })
     };
-    match capabilities::correct(route, &needs, lookup, &state.config.safe_route()) {
+    let safe = state.config.safe_route();
+    let correction = match capabilities::correct(route, &needs, &lookup, &safe) {
+        // Too large for every model: the window check below says so, as a
+        // context-length error.
+        Correction::Impossible(_) => {
+            let capabilities_only = Needs { tokens: 0, ..needs };
+            capabilities::correct(route, &capabilities_only, &lookup, &safe)
+        }
+        correction => correction,
+    };
+    match correction {
         Correction::Unchanged => {}
         Correction::Corrected(corrected, why) => {
             tracing::info!(request = %features.id, "route corrected: {why}");
