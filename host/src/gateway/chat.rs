@@ -480,12 +480,12 @@ fn candidates(
         })
     };
     let safe = state.config.safe_route();
-    let correction = match capabilities::correct(route, &needs, &lookup, &safe) {
+    let correction = match capabilities::correct(route, &needs, lookup, &safe) {
         // Too large for every model: the window check below says so, as a
         // context-length error.
         Correction::Impossible(_) => {
             let capabilities_only = Needs { tokens: 0, ..needs };
-            capabilities::correct(route, &capabilities_only, &lookup, &safe)
+            capabilities::correct(route, &capabilities_only, lookup, &safe)
         }
         correction => correction,
     };
