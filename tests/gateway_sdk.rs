@@ -242,7 +242,7 @@ fn plan_named(text: &str) -> Option<u64> {
 }
 
 fn price(daemon: &Daemon, model: &str, usage: &Usage) -> f64 {
-    let m = &daemon.state.models[model];
+    let m = daemon.state.dispatch.model(model).expect("a catalog model");
     (usage.input as f64 * m.input_usd_per_mtok + usage.output as f64 * m.output_usd_per_mtok) / 1e6
 }
 

@@ -3,15 +3,13 @@
 //! [`crate::gateway::reload`]). The orchestrator and the gateway work
 //! through it.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::config::{Config, ModelConfig};
+use crate::config::Config;
+use crate::dispatch::Dispatch;
 use crate::gateway::{auth, limits, reload, sessions};
-use crate::ledger::{Cost, Prices};
+use crate::orchestrator::Orchestrator;
 use crate::policy::ActivePolicies;
-use crate::policy::types::ModelInfo;
-use crate::provider::{Provider, Usage};
 use crate::resilience::Resilience;
 
 /// What every request handler shares.
@@ -25,10 +23,9 @@ pub struct AppState {
     pub auth: auth::Auth,
     /// Per-client request limits.
     pub limits: limits::Limiter,
-    /// Catalog entries by id.
-    pub models: HashMap<String, Arc<ModelConfig>>,
-    /// Breakers, balancers, retry budget.
-    pub resilience: Resilience,
+    /// Providers, catalog, resilience and prices: where model calls are
+    /// made and settled.
+    pub dispatch: Arc<Dispatch>,
     /// Tasks submitted to `/v1/tasks` (kept across reloads).
     pub tasks: Arc<crate::orchestrator::store::Tasks>,
     /// Plans of agent sessions in transparent plan mode (kept across
@@ -39,8 +36,6 @@ pub struct AppState {
     pub task_tiers: Arc<sessions::TaskTiers>,
     /// Where the configuration came from, and when.
     pub loaded: reload::Loaded,
-    providers: HashMap<String, Provider>,
-    baseline: Prices,
     metrics: metrics_exporter_prometheus::PrometheusHandle,
 }
 
@@ -72,7 +67,7 @@ impl AppState {
         } else {
             Arc::new(ActivePolicies::start(&config).await?)
         };
-        let resilience = Resilience::carry_over(&config, &self.resilience);
+        let resilience = Resilience::carry_over(&config, self.dispatch.resilience());
         Self::build(
             config,
             policies,
@@ -91,76 +86,37 @@ impl AppState {
         plans: Arc<crate::orchestrator::transparent::PlanCache>,
         task_tiers: Arc<sessions::TaskTiers>,
     ) -> anyhow::Result<Self> {
-        let providers = config
-            .providers
-            .iter()
-            .map(|(name, p)| Ok((name.clone(), Provider::from_config(name, p)?)))
-            .collect::<anyhow::Result<HashMap<_, _>>>()?;
-        let models: HashMap<String, Arc<ModelConfig>> = config
-            .models
-            .iter()
-            .map(|m| (m.id.clone(), Arc::new(m.clone())))
-            .collect();
-        let baseline = Prices::from(&*models[&config.baseline_model]);
+        let dispatch = Arc::new(Dispatch::new(&config, resilience)?);
         // Build the tokenizer's tables now, not on the first request.
         crate::tokens::warm_up();
         Ok(AppState {
             auth: auth::Auth::new(&config),
             limits: limits::Limiter::new(&config),
-            resilience,
+            dispatch,
             tasks,
             plans,
             task_tiers,
             loaded: reload::Loaded::of(&config),
             policies,
-            models,
-            providers,
-            baseline,
             metrics: crate::metrics::install(),
             config,
         })
     }
 
-    /// The provider named `name` (validated at start).
-    pub fn provider(&self, name: &str) -> &Provider {
-        &self.providers[name]
-    }
-
-    /// The catalog with live health from the breakers.
-    pub fn catalog(&self) -> Vec<ModelInfo> {
-        let mut catalog = self.config.catalog();
-        for model in &mut catalog {
-            let (available, success_rate, p50) = self.resilience.health(&model.id);
-            model.available = available;
-            model.success_rate = success_rate;
-            model.p50_latency_ms = p50.map_or(0, |d| d.as_millis().min(u32::MAX as u128) as u32);
+    /// What the orchestrator works with: this state's dispatch layer and
+    /// policies.
+    pub fn orchestrator(&self) -> Orchestrator {
+        Orchestrator {
+            dispatch: self.dispatch.clone(),
+            policies: self.policies.clone(),
+            plans: self.plans.clone(),
+            total_deadline_ms: self.config.resilience.total_deadline_ms,
         }
-        catalog
-    }
-
-    /// The escalation model, if configured and large enough for a request
-    /// needing `needed` tokens.
-    pub fn escalation(&self, needed: &u64) -> Option<Arc<ModelConfig>> {
-        let id = self.config.resilience.escalation_model.as_ref()?;
-        self.models
-            .get(id)
-            .filter(|m| m.context_window as u64 >= *needed)
-            .cloned()
-    }
-
-    /// Prices of the baseline model.
-    pub fn baseline_prices(&self) -> Prices {
-        self.baseline
     }
 
     /// The metrics in Prometheus text format.
     pub fn metrics_text(&self) -> String {
         crate::metrics::sample_runtime();
         self.metrics.render()
-    }
-
-    /// The cost of `usage` on `model`, and on the baseline.
-    pub fn price(&self, model: &ModelConfig, usage: &Usage) -> Cost {
-        Cost::of(usage, Prices::from(model), self.baseline)
     }
 }

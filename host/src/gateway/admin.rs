@@ -60,7 +60,7 @@ pub async fn models(State(state): State<Arc<AppState>>, headers: HeaderMap) -> R
         .iter()
         .map(|alias| json!({"id": alias, "object": "model", "created": created, "owned_by": "pointsman"}))
         .collect();
-    data.extend(state.catalog().into_iter().map(|m| {
+    data.extend(state.dispatch.catalog().into_iter().map(|m| {
         json!({
             "id": m.id,
             "object": "model",
@@ -114,7 +114,7 @@ pub async fn providers(State(state): State<Arc<AppState>>) -> Json<serde_json::V
         .config
         .models
         .iter()
-        .filter_map(|m| state.resilience.pool(&m.id).map(|pool| (m, pool)))
+        .filter_map(|m| state.dispatch.resilience().pool(&m.id).map(|pool| (m, pool)))
         .map(|(m, pool)| {
             let endpoints: Vec<serde_json::Value> = pool
                 .endpoints()

@@ -103,6 +103,7 @@ impl ApiError {
             ProviderError::Broken(_) | ProviderError::Malformed(_) => ErrorKind::Upstream,
             // Nothing was asked: the breakers say the upstreams are down.
             ProviderError::CircuitOpen(_) => ErrorKind::Overloaded,
+            ProviderError::Untranslatable(_) => ErrorKind::InvalidRequest,
             ProviderError::Status { status, .. } => match status {
                 400 | 422 => ErrorKind::InvalidRequest,
                 413 => ErrorKind::TooLarge,

@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::Orchestrator;
 use super::task::{self, TaskHandle, TaskInput};
-use crate::app::AppState;
 use crate::config::TasksConfig;
 use crate::tenant::Owner;
 
@@ -60,7 +60,7 @@ impl Tasks {
     /// The task runs whether or not the client stays connected.
     pub fn submit(
         &self,
-        state: Arc<AppState>,
+        orchestrator: Orchestrator,
         owner: Owner,
         input: TaskInput,
     ) -> Result<Arc<TaskHandle>, Refused> {
@@ -100,7 +100,7 @@ impl Tasks {
             inner.by_id.insert(id, handle.clone());
             handle
         };
-        tokio::spawn(task::run(state, handle.clone(), input));
+        tokio::spawn(task::run(orchestrator, handle.clone(), input));
         Ok(handle)
     }
 

@@ -258,6 +258,10 @@ pub enum ProviderError {
         "no call was made: every endpoint of {0} has its circuit breaker open after recent failures"
     )]
     CircuitOpen(String),
+    /// No call was made: the request cannot be expressed in the routed
+    /// provider's format (a feature the other API lacks).
+    #[error("the request cannot be sent in the routed provider's format: {0}")]
+    Untranslatable(String),
 }
 
 /// Where the fault of a failed call lies, which decides what is tried next.
@@ -287,6 +291,7 @@ impl ProviderError {
             ProviderError::Timeout(_) => "timeout",
             ProviderError::Broken(_) => "broken",
             ProviderError::Malformed(_) => "malformed",
+            ProviderError::Untranslatable(_) => "untranslatable",
             ProviderError::Status { status: 429, .. } => "status_429",
             ProviderError::Status { status, .. } if *status >= 500 => "status_5xx",
             ProviderError::Status { .. } => "status_4xx",
@@ -314,7 +319,9 @@ impl ProviderError {
                 message: clean(message),
                 retry_after,
             },
-            unchanged @ (ProviderError::Timeout(_) | ProviderError::CircuitOpen(_)) => unchanged,
+            unchanged @ (ProviderError::Timeout(_)
+            | ProviderError::CircuitOpen(_)
+            | ProviderError::Untranslatable(_)) => unchanged,
         }
     }
 
@@ -329,6 +336,8 @@ impl ProviderError {
             | ProviderError::Broken(_)
             | ProviderError::Malformed(_)
             | ProviderError::CircuitOpen(_) => Blame::Upstream,
+            // The same request goes to every endpoint of the format.
+            ProviderError::Untranslatable(_) => Blame::Request,
             ProviderError::Status { status, .. } => match status {
                 408 | 409 | 429 => Blame::Upstream,
                 300..=399 | 401 | 403 | 404 => Blame::Endpoint,

@@ -73,6 +73,18 @@ pub enum State {
     HalfOpen,
 }
 
+impl State {
+    /// The state as the `pointsman_breaker_state` gauge shows it: 0
+    /// closed, 1 half-open, 2 open.
+    pub fn gauge(self) -> f64 {
+        match self {
+            State::Closed => 0.0,
+            State::HalfOpen => 1.0,
+            State::Open => 2.0,
+        }
+    }
+}
+
 #[derive(Debug)]
 enum Inner {
     Closed,
