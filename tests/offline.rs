@@ -35,7 +35,7 @@ fn stdout_json(out: &Output) -> Value {
 
 async fn module(name: &str, bytes: &[u8], catalog: &[ModelInfo]) -> Arc<PolicyModule> {
     let config = Config::demo();
-    let engine = PolicyEngine::new(config.policy_limits(), None).unwrap();
+    let engine = PolicyEngine::new(pointsman::policy::limits(&config), None).unwrap();
     Registry::new(engine)
         .load(name, bytes.to_vec(), catalog)
         .await
@@ -129,7 +129,7 @@ fn write_labelled(path: &Path) -> Vec<usize> {
 /// The recount: (strong calls, quality, strong only, weak only, oracle quality).
 async fn recount(labels: &[(String, String)]) -> (usize, f64, f64, f64, f64) {
     let config = Config::demo();
-    let catalog = config.catalog();
+    let catalog = pointsman::policy::catalog(&config);
     let router = module("seed-matrix", builtin::SEED_MATRIX, &catalog).await;
     let data = labelled();
     let n = data.len() as f64;
@@ -139,7 +139,7 @@ async fn recount(labels: &[(String, String)]) -> (usize, f64, f64, f64, f64) {
             Some(&router),
             &prompt_features(prompt, labels),
             &catalog,
-            &config.safe_route(),
+            &pointsman::policy::safe_route(&config),
         )
         .await;
         assert!(d.fallback_reason.is_none());
@@ -429,7 +429,7 @@ async fn a_policy_that_traps_on_some_prompts_is_counted_not_fatal() {
     // Recount: failures are served the safe route (glm-4.7, direct: a weak
     // call); the others go to the first catalog model.
     let config = Config::demo();
-    let catalog = config.catalog();
+    let catalog = pointsman::policy::catalog(&config);
     let hostile = module("hostile", &support::read(support::HOSTILE), &catalog).await;
     let mut calls = 0;
     for p in ["trap", "fine", "loop", "unknown", "fine too"] {
@@ -437,7 +437,7 @@ async fn a_policy_that_traps_on_some_prompts_is_counted_not_fatal() {
             Some(&hostile),
             &prompt_features(p, &[]),
             &catalog,
-            &config.safe_route(),
+            &pointsman::policy::safe_route(&config),
         )
         .await;
         calls += usize::from(strong(d.route.tier, &d.route.executor, &catalog));
@@ -490,7 +490,7 @@ async fn simulate_agrees_with_a_recount() {
 
     // The recount: the daemon's features and decisions, priced here.
     let config = Config::demo();
-    let catalog = config.catalog();
+    let catalog = pointsman::policy::catalog(&config);
     let price = |id: &str, input: f64, output: f64| {
         let m = catalog.iter().find(|m| m.id == id).unwrap();
         (input * m.input_usd_per_mtok + output * m.output_usd_per_mtok) / 1e6
@@ -519,7 +519,13 @@ async fn simulate_agrees_with_a_recount() {
         if continues && let Some(t) = session.as_ref().and_then(|s| session_tier.get(s)) {
             features::set_label(&mut f.labels, features::TASK_TIER_LABEL, t.as_str().into());
         }
-        let d = decide(Some(&matrix), &f, &catalog, &config.safe_route()).await;
+        let d = decide(
+            Some(&matrix),
+            &f,
+            &catalog,
+            &pointsman::policy::safe_route(&config),
+        )
+        .await;
         if !continues && let Some(s) = &session {
             session_tier.insert(s.clone(), d.route.tier);
         }

@@ -7,12 +7,9 @@
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use anyhow::{Context, bail};
 use serde::Deserialize;
-
-use crate::policy::types::{ModelInfo, Route, Tier};
 
 pub mod check;
 pub mod ledger;
@@ -679,55 +676,6 @@ impl Config {
             problem!("policies.memory_mib: must be at least 16");
         }
         problems
-    }
-
-    /// The catalog as policies see it, all healthy (resilience fills in live
-    /// health when it has any).
-    pub fn catalog(&self) -> Vec<ModelInfo> {
-        self.models
-            .iter()
-            .map(|m| ModelInfo {
-                id: m.id.clone(),
-                roles: m.roles.clone(),
-                input_usd_per_mtok: m.input_usd_per_mtok,
-                output_usd_per_mtok: m.output_usd_per_mtok,
-                context_window: m.context_window,
-                available: true,
-                success_rate: 1.0,
-                p50_latency_ms: 0,
-            })
-            .collect()
-    }
-
-    /// The safe route as a route.
-    pub fn safe_route(&self) -> Route {
-        Route {
-            tier: Tier::Direct,
-            executor: self.safe_route.executor.clone(),
-            fallbacks: self.safe_route.fallbacks.clone(),
-            planner: None,
-            reasoning: "safe route".into(),
-            deadline_ms: None,
-            max_cost_usd: None,
-        }
-    }
-
-    /// The policy limits.
-    pub fn policy_limits(&self) -> crate::policy::Limits {
-        crate::policy::Limits {
-            call_deadline: Duration::from_millis(self.policies.call_deadline_ms),
-            memory_bytes: self.policies.memory_mib << 20,
-            max_instances: self.policies.max_instances,
-        }
-    }
-
-    /// Where compiled policies are cached: `policies.cache_dir`, else the
-    /// user's cache folder; none without either (never a shared folder).
-    pub fn cache_dir(&self) -> Option<PathBuf> {
-        self.policies
-            .cache_dir
-            .clone()
-            .or_else(crate::policy::cache::default_dir)
     }
 }
 

@@ -63,7 +63,7 @@ impl Dispatch {
             baseline,
             escalation_model: config.resilience.escalation_model.clone(),
             first_token: Duration::from_millis(config.resilience.first_token_timeout_ms),
-            catalog: config.catalog(),
+            catalog: crate::policy::catalog(config),
         })
     }
 
