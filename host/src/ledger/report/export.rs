@@ -31,7 +31,8 @@ use serde_json::{Map, Value, json};
 
 use crate::ledger::record::{CallRecord, CallRole, CallStatus};
 
-/// The label the host sets on every request (recounted on replay).
+/// The label the host sets on every request (recounted on replay; the
+/// same as `features::TASK_TOKENS_LABEL`, checked in tests/offline.rs).
 const HOST_TASK_TOKENS_LABEL: &str = "task_tokens";
 /// What a placeholder tool says about itself.
 const PLACEHOLDER_TOOL: &str = "a tool the recorded request offered (its schema was not kept)";
@@ -220,17 +221,17 @@ fn labels(value: &Value) -> Map<String, Value> {
 
 #[cfg(test)]
 mod tests {
+    // The round trip through the gateway's feature extraction and the
+    // offline workload reader is in tests/offline.rs (those modules sit
+    // above the ledger); here, which requests are picked and the bodies.
     use std::collections::BTreeMap;
 
     use serde_json::json;
 
     use super::*;
-    use crate::features::{self, RequestContext};
     use crate::ledger::record::Api;
-    use crate::offline::workload;
-    use crate::policy::types::Features;
 
-    fn call(request_id: &str, at_ms: i64, view: Option<&Features>) -> CallRecord {
+    fn call(request_id: &str, at_ms: i64, view: Option<Value>) -> CallRecord {
         CallRecord {
             request_id: request_id.into(),
             task_id: None,
@@ -264,142 +265,113 @@ mod tests {
             arm: None,
             shadow: None,
             route_labels: BTreeMap::new(),
-            policy_view: view.map(|f| serde_json::to_string(f).unwrap()),
+            policy_view: view.map(|v| v.to_string()),
         }
     }
 
-    fn ctx(labels: &[(&str, &str)], session: Option<&str>) -> RequestContext {
-        RequestContext {
-            id: "pm-1".into(),
-            labels: labels
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            session: session.map(str::to_string),
-        }
-    }
-
-    /// What a replay must give a router: everything of the view but the
-    /// request id, the token counts of text that was never kept, and the
-    /// recounted `task_tokens` label.
-    fn comparable(f: &Features) -> Value {
-        let mut labels: Vec<&(String, String)> = f
-            .labels
-            .iter()
-            .filter(|(k, _)| k != features::TASK_TOKENS_LABEL)
-            .collect();
-        labels.sort();
+    /// A view as the host's `Features` serializes.
+    fn view(api: &str, messages: Value) -> Value {
         json!({
-            "api": f.api,
-            "requested_model": f.requested_model,
-            "messages": f.messages,
-            "max_output_tokens": f.max_output_tokens,
-            "tool_count": f.tool_count,
-            "labels": labels,
-            "session": f.session,
+            "id": "pm-1", "api": api, "requested_model": "auto",
+            "messages": messages, "message_count": 9, "input_tokens": 1234,
+            "max_output_tokens": null, "tool_count": 0,
+            "labels": [["team", "web"], ["task_tokens", "12"]], "session": null,
         })
     }
 
+    fn lines(text: &str) -> Vec<Value> {
+        text.lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
     #[test]
-    fn exported_lines_replay_the_view_the_policy_saw() {
-        assert_eq!(HOST_TASK_TOKENS_LABEL, features::TASK_TOKENS_LABEL);
-        // An OpenAI request with tools and a long message (cut in the view).
-        let long = "x".repeat(5_000);
-        let openai = features::from_openai(
-            &json!({
-                "model": "gpt-4.1", "max_tokens": 900,
-                "messages": [
-                    {"role": "system", "content": "You are a coding agent."},
-                    {"role": "user", "content": format!("Fix the bug, \"quoted\"\n{long}")},
-                ],
-                "tools": [{"type": "function", "function": {"name": "read"}},
-                          {"type": "function", "function": {"name": "edit"}}],
-            }),
-            ctx(&[("team", "web")], Some("s-1")),
-        );
-        // An Anthropic request with a system prompt and a tool result.
-        let anthropic = features::from_anthropic(
-            &json!({
-                "model": "claude-opus-4-5", "max_tokens": 4096,
-                "system": "Be brief.",
-                "messages": [
-                    {"role": "user", "content": "Rename foo to bar"},
-                    {"role": "assistant", "content": [{"type": "tool_use", "id": "t", "name": "grep", "input": {"q": "foo"}}]},
-                    {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t", "content": "src/a.rs:1 foo"}]},
-                ],
-                "tools": [{"name": "grep", "input_schema": {"type": "object"}}],
-                "metadata": {"user_id": "s-2"},
-            }),
-            ctx(&[], None),
-        );
-        assert_eq!(
-            openai.messages[1].content.len(),
-            features::POLICY_MESSAGE_BYTES
-        );
-        let planner_view = features::from_openai(
-            &json!({"model": "auto", "messages": [{"role": "user", "content": "plan me"}]}),
-            ctx(&[], None),
-        );
+    fn one_line_per_chat_request_in_start_order() {
+        let user = json!([{"role": "user", "content": "hi"}]);
         let calls = vec![
-            // r2 starts later but is listed first: lines follow start times.
-            call("r2", 2_000, Some(&anthropic)),
+            call("r2", 2_000, Some(view("openai-chat", user.clone()))),
             CallRecord {
                 output_tokens: 700,
-                ..call("r1", 1_000, Some(&openai))
+                ..call("r1", 1_000, Some(view("openai-chat", user.clone())))
             },
-            // A later, failed answer of r1: its output is not the record.
+            // A later failed answer of r1: its output is not the record.
             CallRecord {
                 status: CallStatus::Failed,
                 output_tokens: 5,
                 ..call("r1", 1_500, None)
             },
-            // r3: only its planner call kept a view; its answer failed.
+            // r3 kept a view on its planner call only; its answer failed.
             CallRecord {
                 role: CallRole::Planner,
-                ..call("r3", 3_000, Some(&planner_view))
+                ..call("r3", 3_000, Some(view("openai-chat", user.clone())))
             },
             CallRecord {
                 status: CallStatus::Failed,
                 ..call("r3", 3_100, None)
             },
-            // A task's call and an unreadable view are left out; r5 has none.
+            // Left out: a task's call, a task's view, an unreadable view,
+            // a request without a view.
             CallRecord {
                 task_id: Some("t1".into()),
-                role: CallRole::Executor,
-                ..call("t1-a", 500, Some(&openai))
+                ..call("t1-a", 500, Some(view("openai-chat", user.clone())))
             },
+            call("r6", 600, Some(view("task", user.clone()))),
             CallRecord {
                 policy_view: Some("{not json".into()),
                 ..call("r4", 4_000, None)
             },
             call("r5", 5_000, None),
         ];
-        let text = export_workload(&calls);
-        assert_eq!(text.lines().count(), 3, "{text}");
-        let path = std::env::temp_dir().join(format!(
-            "pointsman-export-{}-{:?}.jsonl",
-            std::process::id(),
-            std::thread::current().id()
-        ));
-        std::fs::write(&path, &text).unwrap();
-        let loaded = workload::load(&path);
-        std::fs::remove_file(&path).unwrap();
-        let (records, malformed) = loaded.unwrap();
-        assert!(malformed.is_empty(), "{malformed:?}");
-        assert_eq!(records.len(), 3);
-        let outputs: Vec<Option<u32>> = records.iter().map(|r| r.output_tokens).collect();
-        // r1's ok answer wrote 700; r2's answer 0; r3 has no ok answer.
-        assert_eq!(outputs, vec![Some(700), Some(0), None]);
-        for (record, original) in records.iter().zip([&openai, &anthropic, &planner_view]) {
-            assert_eq!(comparable(&record.features()), comparable(original));
-        }
-        assert_eq!(records[1].format, crate::provider::Format::Anthropic);
-        assert_eq!(records[0].session.as_deref(), Some("s-1"));
+        let lines = lines(&export_workload(&calls));
+        let outputs: Vec<&Value> = lines.iter().map(|l| &l["output_tokens"]).collect();
+        // r1's ok answer wrote 700, r2's 0; r3 has no ok answer.
+        assert_eq!(outputs, vec![&json!(700), &json!(0), &Value::Null]);
+        assert_eq!(
+            lines[0],
+            json!({
+                "request": {"model": "auto", "messages": [{"role": "user", "content": "hi"}]},
+                "output_tokens": 700,
+                "labels": {"team": "web"},
+            })
+        );
+        assert_eq!(export_workload(&[call("r1", 0, None)]), "");
     }
 
     #[test]
-    fn no_views_no_lines() {
-        assert_eq!(export_workload(&[call("r1", 0, None)]), "");
-        assert_eq!(export_workload(&[]), "");
+    fn an_anthropic_view_becomes_an_anthropic_body() {
+        let mut v = view(
+            "anthropic-messages",
+            json!([
+                {"role": "system", "content": "Be brief."},
+                {"role": "user", "content": "Rename foo"},
+                {"role": "assistant", "content": "{\"q\":\"foo\"}"},
+                {"role": "tool", "content": "src/a.rs:1 foo"},
+            ]),
+        );
+        v["max_output_tokens"] = json!(4096);
+        v["tool_count"] = json!(1);
+        v["session"] = json!("s-2");
+        v["labels"] = json!({"team": "web"});
+        let lines = lines(&export_workload(&[call("r1", 0, Some(v))]));
+        assert_eq!(
+            lines,
+            vec![json!({
+                "api": "anthropic",
+                "request": {
+                    "model": "auto", "max_tokens": 4096, "system": "Be brief.",
+                    "messages": [
+                        {"role": "user", "content": "Rename foo"},
+                        {"role": "assistant", "content": "{\"q\":\"foo\"}"},
+                        {"role": "user", "content": [{"type": "tool_result",
+                            "tool_use_id": "recorded", "content": "src/a.rs:1 foo"}]},
+                    ],
+                    "tools": [{"name": "recorded_tool_1", "description": PLACEHOLDER_TOOL,
+                        "input_schema": {"type": "object"}}],
+                },
+                "output_tokens": 0,
+                "labels": {"team": "web"},
+                "session": "s-2",
+            })]
+        );
     }
 }
