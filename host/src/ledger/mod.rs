@@ -2,6 +2,7 @@
 
 pub mod cost;
 pub mod record;
+pub mod report;
 
 pub use cost::{Cost, Prices};
 pub use record::{CallRecord, FeedbackRecord, Nanos, TaskRecord};
