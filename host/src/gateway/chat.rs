@@ -196,6 +196,7 @@ pub(super) async fn serve_value(
     }
     let decision = route(state, client.owner.as_str(), &mut features).await?;
     let candidates = candidates(state, &decision.route, &features)?;
+    let candidates = super::server_tools::restrict(state, &request, candidates)?;
     let deadline = deadline(state, &decision.route, headers);
     let (mut planner_cost, mut plan_source) = (Cost::default(), None);
     let mut plan_error = None;
@@ -380,7 +381,7 @@ fn task_turn(state: &AppState, client: &str, features: &mut Features) -> TaskTur
 }
 
 /// The 404 for a model name nothing resolves.
-fn unknown_model(state: &AppState, asked: &str) -> ApiError {
+pub(super) fn unknown_model(state: &AppState, asked: &str) -> ApiError {
     ApiError::new(
         ErrorKind::NotFound,
         format!(
