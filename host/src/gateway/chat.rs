@@ -196,6 +196,7 @@ pub(super) async fn serve_value(
     let asked = features.requested_model.clone();
     let decision = route(state, client.owner.as_str(), &mut features).await?;
     let candidates = candidates(state, &decision.route, &features)?;
+    let candidates = super::server_tools::restrict(state, &request, candidates)?;
     let deadline = deadline(state, &decision.route, headers);
     let caller = Caller {
         request_id: Some(id.clone()),
@@ -401,7 +402,7 @@ fn task_turn(state: &AppState, client: &str, features: &mut Features) -> TaskTur
 }
 
 /// The 404 for a model name nothing resolves.
-fn unknown_model(state: &AppState, asked: &str) -> ApiError {
+pub(super) fn unknown_model(state: &AppState, asked: &str) -> ApiError {
     ApiError::new(
         ErrorKind::NotFound,
         format!(
