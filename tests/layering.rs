@@ -471,7 +471,6 @@ fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
 }
 
 #[test]
-#[ignore = "until the dispatch layer lands (#13)"]
 fn no_module_imports_a_higher_layer() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let sources = read_tree(&root);

@@ -13,9 +13,9 @@ use serde::Deserialize;
 
 pub mod check;
 pub mod ledger;
+pub mod resilience;
+pub use resilience::{BreakerConfig, Strategy};
 mod model_names;
-use crate::resilience::balance::Strategy;
-use crate::resilience::breaker::BreakerConfig;
 pub use ledger::{BudgetConfig, KeepRequests, LedgerConfig, OnUnavailable, SyncMode};
 pub use model_names::{ModelNameRule, ModelTarget, ResolvedModel, glob_matches};
 
