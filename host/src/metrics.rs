@@ -334,3 +334,30 @@ pub fn sample_runtime() {
             .set(handle.metrics().num_alive_tasks() as f64);
     }
 }
+
+// ---- Ledger store -------------------------------------------------------
+
+/// A group commit of `records` writes took `elapsed`; it committed or not.
+pub fn ledger_commit(elapsed: std::time::Duration, records: usize, ok: bool) {
+    metrics::histogram!("pointsman_ledger_commit_seconds").record(elapsed.as_secs_f64());
+    if ok {
+        metrics::counter!("pointsman_ledger_records_written_total").increment(records as u64);
+    } else {
+        ledger_records_failed(records);
+    }
+}
+
+/// Records that could not be written (a failed commit, a full queue).
+pub fn ledger_records_failed(records: usize) {
+    metrics::counter!("pointsman_ledger_records_failed_total").increment(records as u64);
+}
+
+/// Writes waiting for the ledger's writer.
+pub fn ledger_backlog(queued: usize) {
+    metrics::gauge!("pointsman_ledger_backlog").set(queued as f64);
+}
+
+/// Whether the ledger store takes writes (1) or not (0).
+pub fn ledger_up(up: bool) {
+    metrics::gauge!("pointsman_ledger_up").set(if up { 1.0 } else { 0.0 });
+}
