@@ -8,6 +8,7 @@ use std::sync::Arc;
 use crate::config::Config;
 use crate::dispatch::Dispatch;
 use crate::gateway::{auth, limits, reload, sessions};
+use crate::ledger::Ledger;
 use crate::orchestrator::Orchestrator;
 use crate::policy::ActivePolicies;
 use crate::resilience::Resilience;
@@ -36,6 +37,10 @@ pub struct AppState {
     pub task_tiers: Arc<sessions::TaskTiers>,
     /// Where the configuration came from, and when.
     pub loaded: reload::Loaded,
+    /// Where every call and task is recorded (kept across reloads).
+    pub ledger: Ledger,
+    /// This daemon's name in task records.
+    pub replica: String,
     metrics: metrics_exporter_prometheus::PrometheusHandle,
 }
 
@@ -46,7 +51,27 @@ impl AppState {
         let resilience = Resilience::new(&config);
         // The task store keeps the bounds of the first config: a reload
         // does not resize it.
-        let tasks = Arc::new(crate::orchestrator::store::Tasks::new(&config.tasks));
+        let url = config.ledger.url_or_default();
+        let ledger = Ledger::open(&url, &config.ledger)
+            .await
+            .map_err(|e| anyhow::anyhow!("the ledger could not be opened: {e}"))?;
+        let replica = config
+            .ledger
+            .replica
+            .clone()
+            .unwrap_or_else(|| default_replica(&config));
+        // Tasks this replica was running when it stopped, and tasks of
+        // replicas that stopped updating theirs, will not finish.
+        match ledger.interrupt_tasks(&replica, STALE_TASK).await {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!("{n} task(s) interrupted by a restart are marked so"),
+            Err(e) => tracing::error!("tasks interrupted by a restart could not be marked: {e}"),
+        }
+        let tasks = Arc::new(crate::orchestrator::store::Tasks::new(
+            &config.tasks,
+            ledger.clone(),
+            replica.clone(),
+        ));
         Self::build(
             config,
             policies,
@@ -54,6 +79,8 @@ impl AppState {
             tasks,
             Default::default(),
             Default::default(),
+            ledger,
+            replica,
         )
     }
 
@@ -62,6 +89,11 @@ impl AppState {
     /// unchanged, and the breakers and latency of every endpoint that
     /// remains. Requests and tasks that hold this state finish on it.
     pub async fn reload(&self, config: Config) -> anyhow::Result<Self> {
+        if config.ledger != self.config.ledger {
+            anyhow::bail!(
+                "[ledger] changed: the ledger is opened once, at start; restart the daemon to change it"
+            );
+        }
         let policies = if reload::same_policies(&self.config, &config) {
             self.policies.clone()
         } else {
@@ -75,9 +107,12 @@ impl AppState {
             self.tasks.clone(),
             self.plans.clone(),
             self.task_tiers.clone(),
+            self.ledger.clone(),
+            self.replica.clone(),
         )
     }
 
+    #[allow(clippy::too_many_arguments)] // each is a piece kept across reloads
     fn build(
         config: Config,
         policies: Arc<ActivePolicies>,
@@ -85,8 +120,10 @@ impl AppState {
         tasks: Arc<crate::orchestrator::store::Tasks>,
         plans: Arc<crate::orchestrator::transparent::PlanCache>,
         task_tiers: Arc<sessions::TaskTiers>,
+        ledger: Ledger,
+        replica: String,
     ) -> anyhow::Result<Self> {
-        let dispatch = Arc::new(Dispatch::new(&config, resilience)?);
+        let dispatch = Arc::new(Dispatch::new(&config, resilience, ledger.clone())?);
         // Build the tokenizer's tables now, not on the first request.
         crate::tokens::warm_up();
         Ok(AppState {
@@ -97,6 +134,8 @@ impl AppState {
             plans,
             task_tiers,
             loaded: reload::Loaded::of(&config),
+            ledger,
+            replica,
             policies,
             metrics: crate::metrics::install(),
             config,
@@ -119,4 +158,20 @@ impl AppState {
         crate::metrics::sample_runtime();
         self.metrics.render()
     }
+}
+
+/// A task whose record has not changed for this long belongs to a replica
+/// that stopped: it is marked interrupted.
+const STALE_TASK: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+/// The host name and the listen port: stable across restarts of one
+/// daemon, distinct between replicas on one host.
+fn default_replica(config: &Config) -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".into());
+    format!("{host}:{}", config.listen.port())
 }

@@ -21,8 +21,9 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 
-use crate::config::{Config, ModelConfig};
-use crate::ledger::{Cost, Prices};
+use crate::config::{BudgetConfig, Config, ModelConfig, OnUnavailable};
+use crate::ledger::record::{Nanos, nanos};
+use crate::ledger::{BudgetScope, Cost, Health, Ledger, Prices, Reservation, ReserveError};
 use crate::policy::types::ModelInfo;
 use crate::provider::{EventStream, Provider, ProviderError, Reply, Request, Response, Usage};
 use crate::resilience::Resilience;
@@ -39,12 +40,20 @@ pub struct Dispatch {
     escalation_model: Option<String>,
     first_token: Duration,
     catalog: Vec<ModelInfo>,
+    ledger: Ledger,
+    on_unavailable: OnUnavailable,
+    budgets: Vec<BudgetConfig>,
 }
 
 impl Dispatch {
     /// Builds every provider of `config` around `resilience` (new, or
-    /// carried over from the previous configuration).
-    pub fn new(config: &Config, resilience: Resilience) -> anyhow::Result<Dispatch> {
+    /// carried over from the previous configuration), settling into
+    /// `ledger`.
+    pub fn new(
+        config: &Config,
+        resilience: Resilience,
+        ledger: Ledger,
+    ) -> anyhow::Result<Dispatch> {
         let providers = config
             .providers
             .iter()
@@ -64,7 +73,128 @@ impl Dispatch {
             escalation_model: config.resilience.escalation_model.clone(),
             first_token: Duration::from_millis(config.resilience.first_token_timeout_ms),
             catalog: crate::policy::catalog(config),
+            ledger,
+            on_unavailable: config.ledger.on_unavailable,
+            budgets: config.budgets.clone(),
         })
+    }
+
+    /// The ledger calls are settled into.
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    /// Whether new work may start: with `[ledger] on_unavailable =
+    /// "refuse"` (the default), not while the ledger cannot record it.
+    /// `Err` says why.
+    pub fn admit(&self) -> Result<(), String> {
+        if self.on_unavailable == OnUnavailable::Serve {
+            return Ok(());
+        }
+        match self.ledger.health() {
+            Health::Ok => Ok(()),
+            Health::Unavailable { reason, .. } => Err(format!(
+                "the ledger cannot record requests now ({reason}); refusing rather than serving unrecorded work"
+            )),
+            Health::Backlogged { queued } => Err(format!(
+                "the ledger is {queued} records behind; refusing new work until it catches up"
+            )),
+        }
+    }
+
+    /// The budgets that cover work of `client` (an owner, as
+    /// [`crate::tenant::Owner::as_str`] writes it) carrying `labels`: a
+    /// `[[budgets]]` entry naming the client, and one per label value
+    /// named.
+    pub fn budget_scopes<'a>(
+        &self,
+        client: &str,
+        labels: impl IntoIterator<Item = (&'a str, &'a str)> + Clone,
+    ) -> Vec<BudgetScope> {
+        let cap = |usd: Option<f64>| usd.map(nanos);
+        self.budgets
+            .iter()
+            .filter_map(|b| {
+                let key = if let Some(name) = &b.client {
+                    let key = crate::tenant::Owner::client(name);
+                    (key.as_str() == client).then(|| key.as_str().to_string())?
+                } else {
+                    let label = b.label.as_deref()?;
+                    let (k, v) = label.split_once('=')?;
+                    labels
+                        .clone()
+                        .into_iter()
+                        .any(|(lk, lv)| lk == k && lv == v)
+                        .then(|| format!("label:{label}"))?
+                };
+                Some(BudgetScope {
+                    key,
+                    daily_cap: cap(b.daily_usd),
+                    monthly_cap: cap(b.monthly_usd),
+                })
+            })
+            .collect()
+    }
+
+    /// The most a call can cost: `input` tokens and `output` tokens on
+    /// the dearest model it may reach (the chain, then the escalation
+    /// model when `escalate`).
+    pub fn worst_case(
+        &self,
+        chain: &[Arc<ModelConfig>],
+        escalate: bool,
+        input: u64,
+        output: u64,
+    ) -> Nanos {
+        let escalation = if escalate {
+            self.escalation(input + output)
+        } else {
+            None
+        };
+        chain
+            .iter()
+            .chain(escalation.as_ref())
+            .map(|m| {
+                let usage = Usage {
+                    input_tokens: input,
+                    output_tokens: output,
+                    ..Usage::default()
+                };
+                // Cached input is never dearer than input, so the plain
+                // price is the bound.
+                nanos(
+                    Prices {
+                        cached_input: m.input_usd_per_mtok,
+                        cache_write: m
+                            .input_usd_per_mtok
+                            .max(m.cache_write_usd_per_mtok.unwrap_or(m.input_usd_per_mtok)),
+                        ..Prices::from(&**m)
+                    }
+                    .cost(&usage),
+                )
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Reserves `amount` against `caller`'s budgets before a call; none
+    /// when no budget covers it.
+    pub async fn reserve(
+        &self,
+        caller: &Caller,
+        amount: Nanos,
+    ) -> Result<Option<Reservation>, ReserveError> {
+        if caller.budgets.is_empty() {
+            return Ok(None);
+        }
+        self.ledger.reserve(&caller.budgets, amount).await.map(Some)
+    }
+
+    /// Gives back a reservation whose call was never made.
+    pub async fn release(&self, reservation: Option<Reservation>) {
+        if let Some(reservation) = reservation {
+            self.ledger.release(reservation).await;
+        }
     }
 
     /// The catalog model `id`.

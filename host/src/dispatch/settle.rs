@@ -4,8 +4,9 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use crate::ledger::Cost;
+use crate::config::OnUnavailable;
 use crate::ledger::record::{Api, AttemptRecord, CallRecord, CallRole, CallStatus, nanos};
+use crate::ledger::{BudgetScope, Cost, Reservation};
 use crate::policy::types::Tier;
 use crate::provider::{ProviderError, Usage};
 use crate::resilience::Attempt;
@@ -39,6 +40,8 @@ pub struct Caller {
     pub tier: Option<Tier>,
     /// The router's reasoning.
     pub reasoning: Option<String>,
+    /// The budgets the work counts against.
+    pub budgets: Vec<BudgetScope>,
 }
 
 /// How one call went, for its record.
@@ -125,6 +128,9 @@ pub struct Settlement {
     pub record: CallRecord,
     /// The answering endpoint's lease, from [`super::Sent::lease`].
     pub lease: Option<(String, Lease)>,
+    /// What was reserved against budgets for it, settled to its real
+    /// cost in the same commit as its record.
+    pub reservation: Option<Reservation>,
 }
 
 /// What settling did not manage: the call happened but is not on record.
@@ -137,11 +143,27 @@ impl Dispatch {
     /// well (a stream that broke after its first event turns the success
     /// recorded then into a failure), the metrics count it, and the ledger
     /// records it.
+    ///
+    /// Resolves once the record is committed. When it cannot be, the call
+    /// is `Err` under `[ledger] on_unavailable = "refuse"` (its answer
+    /// must not leave unrecorded), and logged under `"serve"`.
     pub async fn settle(&self, settlement: Settlement) -> Result<(), Settled> {
-        let Settlement { record, lease } = settlement;
+        let Settlement {
+            record,
+            lease,
+            reservation,
+        } = settlement;
         crate::resilience::settle(lease, record.status == CallStatus::Ok);
         count(&record);
-        Ok(())
+        let request_id = record.request_id.clone();
+        match self.ledger.record(record, reservation).await {
+            Ok(()) => Ok(()),
+            Err(e) if self.on_unavailable == OnUnavailable::Serve => {
+                tracing::error!(request = %request_id, "served without a record: {e}");
+                Ok(())
+            }
+            Err(e) => Err(Settled(e.to_string())),
+        }
     }
 }
 

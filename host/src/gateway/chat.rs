@@ -90,6 +90,8 @@ struct Plan {
     plan_error: Option<String>,
     /// Whom the call is made for, as the ledger records it.
     caller: Caller,
+    /// What is held against the client's budgets for the answer.
+    reservation: Option<crate::ledger::Reservation>,
     /// When the request was read.
     started: Instant,
     /// The same, in Unix milliseconds.
@@ -214,6 +216,13 @@ pub(super) async fn serve_value(
         planner: None,
         tier: Some(decision.route.tier),
         reasoning: Some(decision.route.reasoning.clone()),
+        budgets: state.dispatch.budget_scopes(
+            client.owner.as_str(),
+            features
+                .labels
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str())),
+        ),
     };
     let (mut planner_cost, mut plan_source) = (Cost::default(), None);
     let mut plan_error = None;
@@ -256,6 +265,7 @@ pub(super) async fn serve_value(
         responses: inbound.responses,
         plan_error,
         caller,
+        reservation: None,
         started,
         at_ms,
     };
@@ -500,6 +510,9 @@ async fn call(
     request: Request,
     deadline: Instant,
 ) -> Result<Response, ApiError> {
+    let mut plan = plan;
+    let mut request = request;
+    plan.reservation = reserve(state, &plan, &mut request).await?;
     let sent = state
         .dispatch
         .send(Call {
@@ -544,6 +557,46 @@ async fn call(
     }
 }
 
+/// Reserves the answer's worst case against the client's budgets, before
+/// any upstream call: its input and its output cap on the dearest model
+/// it may reach. A request without an output cap is held to its first
+/// model's default so that the worst case is bounded. Refused: 429
+/// `budget_exceeded`, which clients must not retry before the reset.
+async fn reserve(
+    state: &AppState,
+    plan: &Plan,
+    request: &mut Request,
+) -> Result<Option<crate::ledger::Reservation>, ApiError> {
+    if plan.caller.budgets.is_empty() {
+        return Ok(None);
+    }
+    let cap = match request.max_output_tokens() {
+        Some(cap) => cap,
+        None => {
+            let cap = crate::provider::DEFAULT_MAX_TOKENS;
+            request.set_max_output_tokens(cap);
+            cap
+        }
+    };
+    let input = plan.needed.saturating_sub(u64::from(cap));
+    // Tokenizers differ: a tenth more input than counted here.
+    let input = input + input / 10 + 16;
+    let amount = state
+        .dispatch
+        .worst_case(&plan.candidates, true, input, u64::from(cap));
+    match state.dispatch.reserve(&plan.caller, amount).await {
+        Ok(reservation) => Ok(reservation),
+        Err(crate::ledger::ReserveError::Refused(refusal)) => Err(ApiError::budget_exceeded(
+            &refusal,
+            crate::dispatch::unix_ms(),
+        )),
+        Err(crate::ledger::ReserveError::Store(e)) => Err(ApiError::new(
+            ErrorKind::Overloaded,
+            format!("budgets cannot be checked now, so nothing is spent: {e}"),
+        )),
+    }
+}
+
 /// How a call that got no usable answer went.
 fn failed<'a>(
     plan: &'a Plan,
@@ -583,7 +636,11 @@ async fn settle(
     let record = plan.caller.record(CallRole::Answer, stream, outcome);
     state
         .dispatch
-        .settle(Settlement { record, lease })
+        .settle(Settlement {
+            record,
+            lease,
+            reservation: plan.reservation.clone(),
+        })
         .await
         .map_err(|e| ApiError::new(ErrorKind::Overloaded, e.to_string()))
 }
@@ -800,7 +857,13 @@ async fn streamed(
         // Only now is the call's outcome known: a stream that broke counts
         // against its endpoint's breaker. The last event waits for the
         // record.
-        let recorded = dispatch.settle(Settlement { record, lease }).await;
+        let recorded = dispatch
+            .settle(Settlement {
+                record,
+                lease,
+                reservation: plan.reservation.clone(),
+            })
+            .await;
         if client_left {
             return;
         }

@@ -61,6 +61,26 @@ pub async fn complete(
         crate::tokens::count(&prompt_text(request)) as u64
             + u64::from(request.max_output_tokens.unwrap_or(0))
     });
+    // The call's worst case is held against the client's budgets before
+    // it is made; a refusal is a failed call that asked no upstream.
+    let held = request
+        .max_output_tokens
+        .unwrap_or(crate::provider::DEFAULT_MAX_TOKENS);
+    let input = needed.saturating_sub(u64::from(request.max_output_tokens.unwrap_or(0)));
+    let amount = dispatch.worst_case(chain, escalate, input + input / 10 + 16, u64::from(held));
+    let reservation = match dispatch.reserve(caller, amount).await {
+        Ok(reservation) => reservation,
+        Err(e) => {
+            return Err(Failed {
+                error: ProviderError::Budget(e.to_string()),
+                attempts: Vec::new(),
+            });
+        }
+    };
+    let mut body = body;
+    if reservation.is_some() && request.max_output_tokens.is_none() {
+        body.set_max_output_tokens(held);
+    }
     let sent = dispatch
         .complete(Call {
             request: &body,
@@ -100,6 +120,7 @@ pub async fn complete(
         .settle(Settlement {
             record,
             lease: sent.lease,
+            reservation,
         })
         .await
     {

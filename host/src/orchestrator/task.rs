@@ -274,6 +274,12 @@ pub struct TaskHandle {
     pub owner: Owner,
     /// Its labels, as its calls are recorded with.
     labels: std::collections::BTreeMap<String, String>,
+    /// The budgets its calls count against.
+    budgets: Vec<crate::ledger::BudgetScope>,
+    /// Where its record is kept.
+    recorder: Recorder,
+    /// When it was submitted, Unix milliseconds.
+    created_ms: i64,
     record: Mutex<TaskRecord>,
     log: Mutex<Vec<TaskEvent>>,
     events: broadcast::Sender<TaskEvent>,
@@ -284,9 +290,18 @@ pub struct TaskHandle {
 
 impl TaskHandle {
     /// A queued task of `owner`.
-    pub fn new(id: String, owner: Owner, input: &TaskInput) -> Arc<Self> {
+    pub fn new(
+        id: String,
+        owner: Owner,
+        input: &TaskInput,
+        recorder: Recorder,
+        budgets: Vec<crate::ledger::BudgetScope>,
+    ) -> Arc<Self> {
         Arc::new(TaskHandle {
             owner,
+            budgets,
+            recorder,
+            created_ms: crate::dispatch::unix_ms(),
             labels: input.labels.clone().into_iter().collect(),
             record: Mutex::new(TaskRecord {
                 id,
@@ -331,6 +346,7 @@ impl TaskHandle {
             planner: None,
             tier: r.route.as_ref().map(|route| route.tier),
             reasoning: r.route.as_ref().map(|route| route.reasoning.clone()),
+            budgets: self.budgets.clone(),
         }
     }
 
@@ -379,6 +395,34 @@ impl TaskHandle {
     fn set_status(&self, status: Status) {
         self.lock().status = status;
         self.emit(EventKind::Status, serde_json::json!({"status": status}));
+        self.persist();
+    }
+
+    /// The task as the ledger keeps it.
+    fn ledger_record(&self) -> crate::ledger::TaskRecord {
+        let record = self.record();
+        crate::ledger::TaskRecord {
+            id: record.id.clone(),
+            client: self.owner.as_str().to_string(),
+            status: record.status.as_str().to_string(),
+            created_ms: self.created_ms,
+            updated_ms: crate::dispatch::unix_ms(),
+            replica: self.recorder.replica.clone(),
+            body: serde_json::to_value(&record).unwrap_or_default(),
+        }
+    }
+
+    /// Queues the task's record for the ledger (its changes commit in
+    /// order).
+    pub fn persist(&self) {
+        self.recorder.ledger.put_task_later(self.ledger_record());
+    }
+
+    /// Records the task in the ledger and waits for the commit.
+    async fn persist_now(&self) {
+        if let Err(e) = self.recorder.ledger.put_task(self.ledger_record()).await {
+            tracing::error!(task = %self.lock().id, "the task's record could not be committed: {e}");
+        }
     }
 
     fn note(&self, note: String) {
@@ -470,6 +514,15 @@ impl TaskHandle {
     }
 }
 
+/// Where a task's record is kept.
+#[derive(Clone)]
+pub struct Recorder {
+    /// The ledger.
+    pub ledger: crate::ledger::Ledger,
+    /// This daemon's name in task records.
+    pub replica: String,
+}
+
 /// A call's worst case, held against the task's budget while it runs.
 #[derive(Debug, Clone, Copy, Default)]
 struct Reserved {
@@ -534,7 +587,11 @@ pub async fn run(orchestrator: Orchestrator, task: Arc<TaskHandle>, input: TaskI
     }
     let subtasks = task.lock().subtasks.len() as u64;
     crate::metrics::task_finished(status.as_str(), subtasks, task.lock().spent_usd);
-    task.set_status(status);
+    task.lock().status = status;
+    // The final record is committed before the end is announced: a client
+    // that sees the task end can read it from any replica.
+    task.persist_now().await;
+    task.emit(EventKind::Status, serde_json::json!({"status": status}));
 }
 
 async fn execute(

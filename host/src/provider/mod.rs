@@ -73,6 +73,22 @@ impl Request {
         })
     }
 
+    /// The output cap the client set, if any.
+    pub fn max_output_tokens(&self) -> Option<u32> {
+        match self {
+            Request::OpenAi(r) => r.max_completion_tokens.or(r.max_tokens),
+            Request::Anthropic(r) => Some(r.max_tokens),
+        }
+    }
+
+    /// Sets an output cap on a request that has none.
+    pub fn set_max_output_tokens(&mut self, cap: u32) {
+        match self {
+            Request::OpenAi(r) => r.max_tokens = Some(cap),
+            Request::Anthropic(r) => r.max_tokens = cap,
+        }
+    }
+
     /// Sets the model name sent upstream.
     pub fn set_model(&mut self, model: &str) {
         match self {
@@ -262,6 +278,9 @@ pub enum ProviderError {
     /// provider's format (a feature the other API lacks).
     #[error("the request cannot be sent in the routed provider's format: {0}")]
     Untranslatable(String),
+    /// No call was made: a budget would be passed.
+    #[error("no call was made: {0}")]
+    Budget(String),
 }
 
 /// Where the fault of a failed call lies, which decides what is tried next.
@@ -292,6 +311,7 @@ impl ProviderError {
             ProviderError::Broken(_) => "broken",
             ProviderError::Malformed(_) => "malformed",
             ProviderError::Untranslatable(_) => "untranslatable",
+            ProviderError::Budget(_) => "budget",
             ProviderError::Status { status: 429, .. } => "status_429",
             ProviderError::Status { status, .. } if *status >= 500 => "status_5xx",
             ProviderError::Status { .. } => "status_4xx",
@@ -321,7 +341,8 @@ impl ProviderError {
             },
             unchanged @ (ProviderError::Timeout(_)
             | ProviderError::CircuitOpen(_)
-            | ProviderError::Untranslatable(_)) => unchanged,
+            | ProviderError::Untranslatable(_)
+            | ProviderError::Budget(_)) => unchanged,
         }
     }
 
@@ -337,7 +358,7 @@ impl ProviderError {
             | ProviderError::Malformed(_)
             | ProviderError::CircuitOpen(_) => Blame::Upstream,
             // The same request goes to every endpoint of the format.
-            ProviderError::Untranslatable(_) => Blame::Request,
+            ProviderError::Untranslatable(_) | ProviderError::Budget(_) => Blame::Request,
             ProviderError::Status { status, .. } => match status {
                 408 | 409 | 429 => Blame::Upstream,
                 300..=399 | 401 | 403 | 404 => Blame::Endpoint,

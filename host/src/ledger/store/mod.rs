@@ -281,6 +281,16 @@ impl Ledger {
             .map(|_| ())
     }
 
+    /// Queues a task's upsert for the next group commit without waiting:
+    /// upserts of one task commit in the order they were queued.
+    pub fn put_task_later(&self, task: TaskRecord) {
+        let id = task.id.clone();
+        if let Err(e) = self.inner.queue.write(Write::Task(task), None) {
+            crate::metrics::ledger_records_failed(1);
+            tracing::error!(error = %e, task = %id, "a task record was dropped");
+        }
+    }
+
     /// The task `id`, from the store.
     pub async fn task(&self, id: &str) -> Result<Option<TaskRecord>, LedgerError> {
         match &self.inner.reader {
