@@ -119,7 +119,7 @@ impl Default for LedgerOptions {
 /// Where reads and reservations go.
 enum Reader {
     Sqlite(Arc<sqlite::Readers>),
-    Postgres(postgres::Pool),
+    Postgres(Box<postgres::Pool>),
 }
 
 struct Inner {
@@ -203,7 +203,7 @@ impl Ledger {
             (
                 queue,
                 writer,
-                Reader::Postgres(postgres::Pool::new(target)),
+                Reader::Postgres(Box::new(postgres::Pool::new(target))),
                 store,
             )
         } else {
