@@ -120,7 +120,7 @@ impl Default for LedgerOptions {
 #[allow(clippy::large_enum_variant)] // one per ledger
 enum Reader {
     Sqlite(Arc<sqlite::Readers>),
-    Postgres(postgres::Pool),
+    Postgres(Box<postgres::Pool>),
 }
 
 struct Inner {
@@ -204,7 +204,7 @@ impl Ledger {
             (
                 queue,
                 writer,
-                Reader::Postgres(postgres::Pool::new(target)),
+                Reader::Postgres(Box::new(postgres::Pool::new(target))),
                 store,
             )
         } else {

@@ -322,7 +322,7 @@ fn clean_feedback(f: &FeedbackRecord) -> Option<FeedbackRecord> {
 /// A write made NUL-free when it needed to be.
 #[allow(clippy::large_enum_variant)] // short-lived, one per write being encoded
 enum Cleaned {
-    Call(CallRecord),
+    Call(Box<CallRecord>),
     Task(TaskRecord),
     Feedback(FeedbackRecord),
 }
@@ -361,8 +361,8 @@ impl WriterConnection {
             upsert_task,
             insert_feedback,
         } = self;
-        let tx = client.transaction().await?;
-        let tx = &tx;
+        let transaction = client.transaction().await?;
+        let tx = &transaction;
         let mut pending: Vec<Pending<'_>> = Vec::with_capacity(batch.len());
         for (i, write) in batch.iter().enumerate() {
             let cleaned = cleaned.get(i).and_then(Option::as_ref);
@@ -536,6 +536,7 @@ impl WriterConnection {
             }
         }
         let done = try_join_all(pending).await?;
+        transaction.commit().await?;
         counts.resize(batch.len(), 0);
         for (i, n) in done {
             counts[i] += n;
@@ -560,7 +561,7 @@ impl Backend for PgWriter {
         let cleaned: Vec<Option<Cleaned>> = batch
             .iter()
             .map(|w| match w {
-                Write::Call(c, _) => clean_call(c).map(Cleaned::Call),
+                Write::Call(c, _) => clean_call(c).map(|c| Cleaned::Call(Box::new(c))),
                 Write::Task(t) => clean_task(t).map(Cleaned::Task),
                 Write::Feedback(f) => clean_feedback(f).map(Cleaned::Feedback),
                 _ => None,
