@@ -175,6 +175,131 @@ async fn models_and_errors_take_the_shape_of_the_api_asked() {
     );
 }
 
+/// `GET /v1/models/{id}` (the SDKs' `models.retrieve`): an alias, a
+/// catalog id and a name a `[[model_names]]` rule maps, in OpenAI's shape
+/// and in Anthropic's; an unknown id is each API's 404.
+#[tokio::test]
+async fn one_model_is_retrieved_in_the_shape_asked_and_resolved_like_chat() {
+    let daemon = Daemon::start(demo()).await;
+    let get = |id: &str, anthropic: bool| {
+        let mut request = client().get(format!("{}/v1/models/{id}", daemon.url));
+        if anthropic {
+            request = request.header("anthropic-version", "2023-06-01");
+        }
+        async move { json_of(request.send().await.unwrap()).await }
+    };
+
+    let (status, _, body) = get("glm-4.7", false).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["object"], "model", "{body}");
+    assert_eq!(body["id"], "glm-4.7", "{body}");
+    assert!(body["context_window"].as_u64().unwrap() > 0, "{body}");
+    assert!(body.get("resolves_to").is_none(), "{body}");
+
+    let (status, _, body) = get("auto", false).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        (&body["id"], &body["object"]),
+        (&json!("auto"), &json!("model"))
+    );
+
+    // Claude Code's own name: the demo maps `claude-*` to the router.
+    let (status, _, body) = get("claude-opus-4-8", false).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["id"], "claude-opus-4-8", "{body}");
+    assert_eq!(body["resolves_to"], "auto", "{body}");
+    assert_eq!(body["model_names_pattern"], "claude-*", "{body}");
+
+    let (status, _, body) = get("claude-opus-4-8", true).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body,
+        json!({"type": "model", "id": "claude-opus-4-8", "display_name": "claude-opus-4-8",
+               "created_at": "1970-01-01T00:00:00Z"})
+    );
+
+    let (status, _, body) = get("llama-3", false).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(body["error"]["code"], "model_not_found", "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("`llama-3`") && message.contains("claude-*"),
+        "{body}"
+    );
+    let (status, _, body) = get("llama-3", true).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(body["type"], "error", "{body}");
+    assert_eq!(body["error"]["type"], "not_found_error", "{body}");
+}
+
+/// Anthropic server tools (`web_search_20250305`, ...): refused before any
+/// upstream call when the routed model is on an OpenAI-format upstream,
+/// passed through verbatim to an Anthropic-format one.
+#[tokio::test]
+async fn anthropic_server_tools_need_an_anthropic_upstream() {
+    let web_search = json!({"type": "web_search_20250305", "name": "web_search", "max_uses": 3,
+        "allowed_domains": ["docs.rs"]});
+    let custom = json!({"name": "lookup", "description": "Looks a fact up.",
+        "input_schema": {"type": "object", "properties": {"q": {"type": "string"}}}});
+    let body = json!({"model": "glm-4.7", "max_tokens": 64,
+        "messages": [{"role": "user", "content": "Find the axum docs"}],
+        "tools": [custom, web_search]});
+
+    let upstream = Upstream::start(UpstreamConfig::default()).await;
+    let daemon = Daemon::start(common::seed_on(&upstream, Api::OpenAi)).await;
+    let (status, _, answer) = json_of(
+        client()
+            .post(format!("{}/v1/messages", daemon.url))
+            .header("anthropic-version", "2023-06-01")
+            .json(&body)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert_eq!(answer["type"], "error", "{answer}");
+    assert_eq!(answer["error"]["type"], "invalid_request_error", "{answer}");
+    let message = answer["error"]["message"].as_str().unwrap();
+    for needle in [
+        "`web_search` (type `web_search_20250305`)",
+        "routed model `glm-4.7`",
+        "OpenAI-format provider `oa`",
+        "cannot run it",
+    ] {
+        assert!(message.contains(needle), "{needle:?} not in {message}");
+    }
+    assert_eq!(upstream.count(), 0, "no upstream was called");
+    // The same request routed by the policy: refused the same way.
+    let mut routed = body.clone();
+    routed["model"] = json!("claude-opus-4-8");
+    let response = client()
+        .post(format!("{}/v1/messages", daemon.url))
+        .json(&routed)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(upstream.count(), 0, "no upstream was called");
+
+    let upstream = Upstream::start(UpstreamConfig::default()).await;
+    let daemon = Daemon::start(common::seed_on(&upstream, Api::Anthropic)).await;
+    let (status, _, answer) = json_of(
+        client()
+            .post(format!("{}/v1/messages", daemon.url))
+            .header("anthropic-version", "2023-06-01")
+            .json(&body)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let sent = upstream.last_request().unwrap();
+    assert_eq!(sent.path, "/v1/messages");
+    assert_eq!(sent.body["tools"], body["tools"], "the tools verbatim");
+}
+
 #[tokio::test]
 async fn agents_model_names_route_on_both_apis_and_the_served_model_is_reported() {
     let daemon = Daemon::start(demo()).await;

@@ -156,7 +156,7 @@ async fn a_020_module_gets_the_catalog_and_its_config_again_after_each_change() 
         )]
         .into(),
     );
-    let mut catalog = Config::parse(DEMO_TOML).unwrap().catalog();
+    let mut catalog = pointsman::policy::catalog(&Config::parse(DEMO_TOML).unwrap());
     let module = Registry::new(engine)
         .load(
             "seed-matrix",
@@ -185,7 +185,7 @@ async fn a_020_module_gets_the_catalog_and_its_config_again_after_each_change() 
     assert!(err.to_string().contains("no vision"), "{err}");
     // Back to the demo catalog (a third generation); then health alone
     // moving is no catalog change, and is seen at once.
-    let mut catalog = Config::parse(DEMO_TOML).unwrap().catalog();
+    let mut catalog = pointsman::policy::catalog(&Config::parse(DEMO_TOML).unwrap());
     assert_eq!(catalog[0].id, "claude-opus-4.5");
     let route = module.route(&image, &catalog).await.unwrap();
     assert_eq!(route.executor, "claude-opus-4.5", "{}", route.reasoning);

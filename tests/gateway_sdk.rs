@@ -72,6 +72,10 @@ input_usd_per_mtok = 5.0
 output_usd_per_mtok = 25.0
 context_window = 200000
 
+[[model_names]]
+pattern = "sdk-pinned-*"
+model = "an-model"
+
 [[clients]]
 name = "sdk-tests"
 key_sha256 = "{hash}"
@@ -211,6 +215,54 @@ async fn anthropic_sdk_through_both_formats() {
     }
 }
 
+/// `models.retrieve` in both SDKs: a catalog id, the router's alias and a
+/// name a `[[model_names]]` rule maps come back as model objects of the id
+/// asked, in each API's shape; an unknown id is the SDK's `NotFoundError`
+/// carrying the API's error body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_sdks_retrieve_models() {
+    let upstream = Upstream::start(UpstreamConfig::default()).await;
+    let daemon = Daemon::start(config(&upstream)).await;
+    let ids = "oa-model,auto,sdk-pinned-7";
+    for script in ["openai_sdk", "anthropic_sdk"] {
+        let summary = run_sdk_script_async(
+            script,
+            &daemon.url,
+            CLIENT_KEY,
+            &[
+                ("POINTSMAN_CASES", "models"),
+                ("POINTSMAN_MODEL_IDS", ids),
+                ("POINTSMAN_UNKNOWN_MODEL", "llama-3"),
+            ],
+        )
+        .await;
+        let models = &summary["models"];
+        for id in ids.split(',') {
+            assert_eq!(models[id]["id"], id, "{script}: {summary}");
+        }
+        let unknown = &models["unknown"];
+        assert_eq!(unknown["status"], 404, "{script}: {summary}");
+        if script == "openai_sdk" {
+            assert_eq!(models["oa-model"]["context_window"], 128000, "{summary}");
+            assert_eq!(
+                models["sdk-pinned-7"]["resolves_to"], "an-model",
+                "{summary}"
+            );
+            assert_eq!(models["auto"]["owned_by"], "pointsman", "{summary}");
+            // The SDK hands over the body's `error` object.
+            assert_eq!(unknown["error"]["code"], "model_not_found", "{summary}");
+        } else {
+            assert_eq!(models["sdk-pinned-7"]["type"], "model", "{summary}");
+            assert_eq!(unknown["error"]["type"], "error", "{summary}");
+            assert_eq!(
+                unknown["error"]["error"]["type"], "not_found_error",
+                "{summary}"
+            );
+        }
+        assert_eq!(upstream.total(), 0, "{script}: no upstream is asked");
+    }
+}
+
 /// Prompts the seed matrix sends to each planner tier.
 const HIGH: &str = "Design the architecture of a plugin system across multiple modules";
 const CRITICAL: &str = "Rotate the production credentials of the payment service";
@@ -242,7 +294,7 @@ fn plan_named(text: &str) -> Option<u64> {
 }
 
 fn price(daemon: &Daemon, model: &str, usage: &Usage) -> f64 {
-    let m = &daemon.state.models[model];
+    let m = daemon.state.dispatch.model(model).expect("a catalog model");
     (usage.input as f64 * m.input_usd_per_mtok + usage.output as f64 * m.output_usd_per_mtok) / 1e6
 }
 

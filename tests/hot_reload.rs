@@ -45,7 +45,7 @@ fn publish(dir: &Path, name: &str, bytes: &[u8]) {
 async fn start(dir: &Path) -> (Arc<Registry>, watcher::WatchGuard, Arc<Vec<ModelInfo>>) {
     let engine = PolicyEngine::new(Limits::default(), None).unwrap();
     let registry = Arc::new(Registry::new(engine));
-    let catalog = Arc::new(Config::demo().catalog());
+    let catalog = Arc::new(pointsman::policy::catalog(&Config::demo()));
     let for_watch = catalog.clone();
     let guard = watcher::watch(
         dir,
@@ -233,7 +233,7 @@ async fn deleting_an_override_restores_the_built_in() {
     let dir = tempfile::tempdir().unwrap();
     let engine = PolicyEngine::new(Limits::default(), None).unwrap();
     let mut registry = Registry::new(engine);
-    let catalog = Config::demo().catalog();
+    let catalog = pointsman::policy::catalog(&Config::demo());
     registry
         .load_builtins(pointsman::policy::builtin::ALL, &catalog)
         .await

@@ -35,7 +35,7 @@ fn stdout_json(out: &Output) -> Value {
 
 async fn module(name: &str, bytes: &[u8], catalog: &[ModelInfo]) -> Arc<PolicyModule> {
     let config = Config::demo();
-    let engine = PolicyEngine::new(config.policy_limits(), None).unwrap();
+    let engine = PolicyEngine::new(pointsman::policy::limits(&config), None).unwrap();
     Registry::new(engine)
         .load(name, bytes.to_vec(), catalog)
         .await
@@ -129,7 +129,7 @@ fn write_labelled(path: &Path) -> Vec<usize> {
 /// The recount: (strong calls, quality, strong only, weak only, oracle quality).
 async fn recount(labels: &[(String, String)]) -> (usize, f64, f64, f64, f64) {
     let config = Config::demo();
-    let catalog = config.catalog();
+    let catalog = pointsman::policy::catalog(&config);
     let router = module("seed-matrix", builtin::SEED_MATRIX, &catalog).await;
     let data = labelled();
     let n = data.len() as f64;
@@ -139,7 +139,7 @@ async fn recount(labels: &[(String, String)]) -> (usize, f64, f64, f64, f64) {
             Some(&router),
             &prompt_features(prompt, labels),
             &catalog,
-            &config.safe_route(),
+            &pointsman::policy::safe_route(&config),
         )
         .await;
         assert!(d.fallback_reason.is_none());
@@ -429,7 +429,7 @@ async fn a_policy_that_traps_on_some_prompts_is_counted_not_fatal() {
     // Recount: failures are served the safe route (glm-4.7, direct: a weak
     // call); the others go to the first catalog model.
     let config = Config::demo();
-    let catalog = config.catalog();
+    let catalog = pointsman::policy::catalog(&config);
     let hostile = module("hostile", &support::read(support::HOSTILE), &catalog).await;
     let mut calls = 0;
     for p in ["trap", "fine", "loop", "unknown", "fine too"] {
@@ -437,7 +437,7 @@ async fn a_policy_that_traps_on_some_prompts_is_counted_not_fatal() {
             Some(&hostile),
             &prompt_features(p, &[]),
             &catalog,
-            &config.safe_route(),
+            &pointsman::policy::safe_route(&config),
         )
         .await;
         calls += usize::from(strong(d.route.tier, &d.route.executor, &catalog));
@@ -490,7 +490,7 @@ async fn simulate_agrees_with_a_recount() {
 
     // The recount: the daemon's features and decisions, priced here.
     let config = Config::demo();
-    let catalog = config.catalog();
+    let catalog = pointsman::policy::catalog(&config);
     let price = |id: &str, input: f64, output: f64| {
         let m = catalog.iter().find(|m| m.id == id).unwrap();
         (input * m.input_usd_per_mtok + output * m.output_usd_per_mtok) / 1e6
@@ -519,7 +519,13 @@ async fn simulate_agrees_with_a_recount() {
         if continues && let Some(t) = session.as_ref().and_then(|s| session_tier.get(s)) {
             features::set_label(&mut f.labels, features::TASK_TIER_LABEL, t.as_str().into());
         }
-        let d = decide(Some(&matrix), &f, &catalog, &config.safe_route()).await;
+        let d = decide(
+            Some(&matrix),
+            &f,
+            &catalog,
+            &pointsman::policy::safe_route(&config),
+        )
+        .await;
         if !continues && let Some(s) = &session {
             session_tier.insert(s.clone(), d.route.tier);
         }
@@ -634,4 +640,151 @@ fn simulate_runs_the_shipped_workload_and_refuses_bad_input() {
     ]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no usable request"));
+}
+
+/// A ledger call row with a kept policy view, as the dispatch path writes it
+/// with `[ledger] keep_requests = "policy-view"`.
+fn ledger_call(
+    request_id: &str,
+    at_ms: i64,
+    output_tokens: u64,
+    view: &Features,
+) -> pointsman::ledger::CallRecord {
+    use pointsman::ledger::record::{Api, CallRole, CallStatus};
+    pointsman::ledger::CallRecord {
+        request_id: request_id.into(),
+        task_id: None,
+        at_ms,
+        client: "alice".into(),
+        labels: BTreeMap::new(),
+        session: view.session.clone(),
+        api: Api::ChatCompletions,
+        role: CallRole::Answer,
+        stream: false,
+        requested_model: view.requested_model.clone(),
+        router: None,
+        planner: None,
+        tier: Some("direct".into()),
+        reasoning: None,
+        served_model: Some("glm-4.7".into()),
+        provider: None,
+        endpoint: None,
+        attempts: Vec::new(),
+        escalated: false,
+        input_tokens: u64::from(view.input_tokens),
+        output_tokens,
+        cache_read_tokens: 0,
+        cache_write_tokens: 0,
+        cost_nanos: 0,
+        baseline_nanos: 0,
+        latency_ms: 0,
+        ttft_ms: None,
+        status: CallStatus::Ok,
+        error_class: None,
+        arm: None,
+        shadow: None,
+        route_labels: BTreeMap::new(),
+        policy_view: Some(serde_json::to_string(view).unwrap()),
+    }
+}
+
+/// What a replayed request must give a router: the view but its request
+/// id, the token counts of text the view never kept, and the recounted
+/// `task_tokens` label.
+fn replayable(f: &Features) -> Value {
+    let mut labels: Vec<&(String, String)> = f
+        .labels
+        .iter()
+        .filter(|(k, _)| k != features::TASK_TOKENS_LABEL)
+        .collect();
+    labels.sort();
+    json!({
+        "api": f.api,
+        "requested_model": f.requested_model,
+        "messages": f.messages,
+        "max_output_tokens": f.max_output_tokens,
+        "tool_count": f.tool_count,
+        "labels": labels,
+        "session": f.session,
+    })
+}
+
+#[test]
+fn report_export_workload_replays_the_policy_view_and_simulate_reads_it() {
+    let ctx = |labels: &[(&str, &str)], session: Option<&str>| RequestContext {
+        id: "pm-1".into(),
+        labels: labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        session: session.map(str::to_string),
+    };
+    // An OpenAI request with tools and a message longer than a policy sees.
+    let long = "x".repeat(5_000);
+    let openai = features::from_openai(
+        &json!({
+            "model": "gpt-4.1", "max_tokens": 900,
+            "messages": [
+                {"role": "system", "content": "You are a coding agent."},
+                {"role": "user", "content": format!("Fix the bug, \"quoted\"\n{long}")},
+            ],
+            "tools": [{"type": "function", "function": {"name": "read"}},
+                      {"type": "function", "function": {"name": "edit"}}],
+        }),
+        ctx(&[("team", "web")], Some("s-1")),
+    );
+    assert_eq!(
+        openai.messages[1].content.len(),
+        features::POLICY_MESSAGE_BYTES
+    );
+    // An Anthropic request with a system prompt, a tool call and its result.
+    let anthropic = features::from_anthropic(
+        &json!({
+            "model": "claude-opus-4-5", "max_tokens": 4096, "system": "Be brief.",
+            "messages": [
+                {"role": "user", "content": "Rename foo to bar"},
+                {"role": "assistant", "content": [
+                    {"type": "tool_use", "id": "t", "name": "grep", "input": {"q": "foo"}}]},
+                {"role": "user", "content": [
+                    {"type": "tool_result", "tool_use_id": "t", "content": "src/a.rs:1 foo"}]},
+            ],
+            "tools": [{"name": "grep", "input_schema": {"type": "object"}}],
+            "metadata": {"user_id": "s-2"},
+        }),
+        ctx(&[], None),
+    );
+    let calls = vec![
+        ledger_call("r1", 1_000, 700, &openai),
+        ledger_call("r2", 2_000, 300, &anthropic),
+    ];
+    let text = pointsman::ledger::report::export_workload(&calls);
+    let first: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    // The host's own label (`features::TASK_TOKENS_LABEL`, which the view
+    // carries) is left for the replay to count again.
+    assert_eq!(first["labels"], json!({"team": "web"}));
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("exported.jsonl");
+    std::fs::write(&path, &text).unwrap();
+    let (records, malformed) = pointsman::offline::workload::load(&path).unwrap();
+    assert!(malformed.is_empty(), "{malformed:?}");
+    assert_eq!(records.len(), 2);
+    assert_eq!(records[0].output_tokens, Some(700));
+    assert_eq!(records[1].output_tokens, Some(300));
+    for (record, original) in records.iter().zip([&openai, &anthropic]) {
+        assert_eq!(replayable(&record.features()), replayable(original));
+    }
+
+    // And `pointsman simulate` takes the file as it is.
+    let out = pointsman(&[
+        "simulate",
+        "--policy",
+        "seed-matrix",
+        "--workload",
+        path.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    let report = stdout_json(&out);
+    assert_eq!(report["policies"][0]["requests"], 2, "{report}");
 }

@@ -181,7 +181,7 @@ struct Hostile {
 impl Hostile {
     async fn load() -> Hostile {
         let config = Config::demo();
-        let catalog = config.catalog();
+        let catalog = pointsman::policy::catalog(&config);
         let module = registry(limits())
             .load("hostile", support::read(support::HOSTILE), &catalog)
             .await
@@ -189,7 +189,7 @@ impl Hostile {
         Hostile {
             module,
             catalog,
-            safe: config.safe_route(),
+            safe: pointsman::policy::safe_route(&config),
         }
     }
 
@@ -262,7 +262,7 @@ async fn a_runaway_call_is_stopped_after_the_engine_sat_idle() {
 
 #[tokio::test]
 async fn invalid_modules_are_refused_at_load() {
-    let catalog = Config::demo().catalog();
+    let catalog = pointsman::policy::catalog(&Config::demo());
     let registry = registry(limits());
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
         ("bytes", b"definitely not wasm".to_vec(), "not a WebAssembly file"),
@@ -337,7 +337,7 @@ async fn invalid_modules_are_refused_at_load() {
 
 #[tokio::test]
 async fn a_planner_is_not_a_router() {
-    let catalog = Config::demo().catalog();
+    let catalog = pointsman::policy::catalog(&Config::demo());
     let registry = registry(limits());
     let planner = registry
         .load(
@@ -359,7 +359,7 @@ async fn a_planner_is_not_a_router() {
 async fn compiled_components_are_cached_by_content_hash() {
     let base = tempfile::tempdir().unwrap();
     let cache = base.path().join("components");
-    let catalog = Config::demo().catalog();
+    let catalog = pointsman::policy::catalog(&Config::demo());
     let bytes = support::read(support::SEED_MATRIX_JS);
     for _ in 0..2 {
         let engine = PolicyEngine::new(limits(), Some(cache.clone())).unwrap();
@@ -405,7 +405,7 @@ async fn compiled_components_are_cached_by_content_hash() {
 
 #[tokio::test]
 async fn calls_run_concurrently_on_one_module() {
-    let catalog = Arc::new(Config::demo().catalog());
+    let catalog = Arc::new(pointsman::policy::catalog(&Config::demo()));
     let registry = registry(limits());
     let module = registry
         .load("seed-matrix", support::read(support::SEED_MATRIX), &catalog)
@@ -436,7 +436,7 @@ async fn calls_run_concurrently_on_one_module() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_beyond_the_instance_bound_wait_their_turn() {
     let config = Config::demo();
-    let catalog = config.catalog();
+    let catalog = pointsman::policy::catalog(&config);
     let module = Registry::new(
         PolicyEngine::new(
             Limits {
@@ -492,7 +492,7 @@ fn wat_router(file: &str) -> Vec<u8> {
 #[tokio::test]
 async fn memory_and_table_bombs_are_stopped_per_instance() {
     let config = Config::demo();
-    let catalog = config.catalog();
+    let catalog = pointsman::policy::catalog(&config);
     for (file, expected) in [
         ("many-memories.wat", "memory cap"),
         ("table-bomb.wat", "table cap"),
@@ -506,12 +506,15 @@ async fn memory_and_table_bombs_are_stopped_per_instance() {
             Some(&module),
             &features("hi"),
             &catalog,
-            &config.safe_route(),
+            &pointsman::policy::safe_route(&config),
         )
         .await;
         let reason = decision.fallback_reason.unwrap_or_default();
         assert!(reason.contains(expected), "{file}: {reason}");
-        assert_eq!(decision.route.executor, config.safe_route().executor);
+        assert_eq!(
+            decision.route.executor,
+            pointsman::policy::safe_route(&config).executor
+        );
         // A fresh instance's first call behaves (it answers an error).
         let next = module.route(&features("hi"), &catalog).await.unwrap_err();
         assert!(
@@ -527,7 +530,7 @@ async fn memory_and_table_bombs_are_stopped_per_instance() {
 /// sound plan passes.
 #[tokio::test]
 async fn the_host_checks_a_planners_plans() {
-    let catalog = Config::demo().catalog();
+    let catalog = pointsman::policy::catalog(&Config::demo());
     let planner = registry(limits())
         .load(
             "hostile-planner",
@@ -542,7 +545,7 @@ async fn the_host_checks_a_planners_plans() {
         description: "Add a plugin system".into(),
         context: Vec::new(),
         labels: Vec::new(),
-        route: Config::demo().safe_route(),
+        route: pointsman::policy::safe_route(&Config::demo()),
     };
     for (reply, expected) in [
         ("cycle", "cycle"),

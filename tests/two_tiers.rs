@@ -292,9 +292,12 @@ async fn a_budget_stops_the_task_with_partial_results() {
     let upstream = Upstream::start(UpstreamConfig::default()).await;
     script(&upstream, vec![DIAMOND.into()], "", Duration::ZERO);
     let daemon = Daemon::start(config(&upstream)).await;
-    // The plan and the design fit; the executors' calls (estimated with
-    // 2048 output tokens at $2/M on glm-4.7) do not.
-    let task = json!({"title": "P", "description": HIGH, "budget": {"usd": 0.003}});
+    // Each call reserves its worst case before it is made: its prompt and
+    // its output cap, which it is then held to (the planner's 4096, 4,320
+    // tokens in all; 2048 for a subtask, about 2,200 in all). The plan and
+    // the design fit one after the other; the two middle subtasks, run in
+    // parallel, cannot both reserve theirs.
+    let task = json!({"title": "P", "description": HIGH, "budget": {"tokens": 4500}});
     let record = wait(&daemon, &submit(&daemon, task).await).await;
     assert_eq!(record["status"], "budget_exceeded", "{record}");
     assert!(
@@ -310,8 +313,25 @@ async fn a_budget_stops_the_task_with_partial_results() {
             .unwrap()
             .contains("output of design")
     );
-    assert!(record["spent_usd"].as_f64().unwrap() <= 0.003);
+    assert!(record["spent_tokens"].as_u64().unwrap() <= 4500);
     check_accounts(&record);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_budget_counts_the_dearest_model_a_call_may_reach() {
+    let upstream = Upstream::start(UpstreamConfig::default()).await;
+    script(&upstream, vec![DIAMOND.into()], "", Duration::ZERO);
+    let daemon = Daemon::start(config(&upstream)).await;
+    // The plan goes to a cheap planner, but it may fall back to the
+    // premium model: its worst case is priced there, and does not fit.
+    let task = json!({"title": "P", "description": HIGH, "budget": {"usd": 0.01}});
+    let record = wait(&daemon, &submit(&daemon, task).await).await;
+    assert_eq!(record["status"], "budget_exceeded", "{record}");
+    let error = record["error"].as_str().unwrap();
+    assert!(error.contains("plan on deepseek-v3.2"), "{error}");
+    assert!(error.contains("dearest model"), "{error}");
+    assert_eq!(record["calls"].as_array().unwrap().len(), 0);
+    assert!(upstream.requests().is_empty(), "no upstream call is made");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -129,8 +129,8 @@ impl Fixture {
             .expect("the policy engine starts");
         Fixture {
             rt: runtime(),
-            catalog: config.catalog(),
-            safe: config.safe_route(),
+            catalog: pointsman::policy::catalog(&config),
+            safe: pointsman::policy::safe_route(&config),
             cache,
             registry: Registry::new(engine),
         }

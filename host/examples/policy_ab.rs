@@ -101,7 +101,7 @@ fn options() -> anyhow::Result<Options> {
 fn main() -> anyhow::Result<()> {
     let options = options()?;
     let config = Config::demo();
-    let mut catalog = config.catalog();
+    let mut catalog = pointsman::policy::catalog(&config);
     if let Some(n) = options.catalog {
         catalog.truncate(n);
     }
@@ -175,7 +175,7 @@ fn compare_cases(
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         let case: Value = serde_json::from_str(line)?;
         // As `pointsman policy test` adjusts the catalog for a case.
-        let mut catalog = config.catalog();
+        let mut catalog = pointsman::policy::catalog(config);
         for model in catalog.iter_mut() {
             if let Some(down) = case["unavailable"].as_array()
                 && down.iter().any(|id| id.as_str() == Some(&model.id))

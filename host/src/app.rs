@@ -3,15 +3,14 @@
 //! [`crate::gateway::reload`]). The orchestrator and the gateway work
 //! through it.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::config::{Config, ModelConfig};
+use crate::config::Config;
+use crate::dispatch::Dispatch;
 use crate::gateway::{auth, limits, reload, sessions};
-use crate::ledger::{Cost, Prices};
+use crate::ledger::Ledger;
+use crate::orchestrator::Orchestrator;
 use crate::policy::ActivePolicies;
-use crate::policy::types::ModelInfo;
-use crate::provider::{Provider, Usage};
 use crate::resilience::Resilience;
 
 /// What every request handler shares.
@@ -25,10 +24,9 @@ pub struct AppState {
     pub auth: auth::Auth,
     /// Per-client request limits.
     pub limits: limits::Limiter,
-    /// Catalog entries by id.
-    pub models: HashMap<String, Arc<ModelConfig>>,
-    /// Breakers, balancers, retry budget.
-    pub resilience: Resilience,
+    /// Providers, catalog, resilience and prices: where model calls are
+    /// made and settled.
+    pub dispatch: Arc<Dispatch>,
     /// Tasks submitted to `/v1/tasks` (kept across reloads).
     pub tasks: Arc<crate::orchestrator::store::Tasks>,
     /// Plans of agent sessions in transparent plan mode (kept across
@@ -39,8 +37,10 @@ pub struct AppState {
     pub task_tiers: Arc<sessions::TaskTiers>,
     /// Where the configuration came from, and when.
     pub loaded: reload::Loaded,
-    providers: HashMap<String, Provider>,
-    baseline: Prices,
+    /// Where every call and task is recorded (kept across reloads).
+    pub ledger: Ledger,
+    /// This daemon's name in task records.
+    pub replica: String,
     metrics: metrics_exporter_prometheus::PrometheusHandle,
 }
 
@@ -51,7 +51,27 @@ impl AppState {
         let resilience = Resilience::new(&config);
         // The task store keeps the bounds of the first config: a reload
         // does not resize it.
-        let tasks = Arc::new(crate::orchestrator::store::Tasks::new(&config.tasks));
+        let url = config.ledger.url_or_default();
+        let ledger = Ledger::open(&url, &config.ledger)
+            .await
+            .map_err(|e| anyhow::anyhow!("the ledger could not be opened: {e}"))?;
+        let replica = config
+            .ledger
+            .replica
+            .clone()
+            .unwrap_or_else(|| default_replica(&config));
+        // Tasks this replica was running when it stopped, and tasks of
+        // replicas that stopped updating theirs, will not finish.
+        match ledger.interrupt_tasks(&replica, STALE_TASK).await {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!("{n} task(s) interrupted by a restart are marked so"),
+            Err(e) => tracing::error!("tasks interrupted by a restart could not be marked: {e}"),
+        }
+        let tasks = Arc::new(crate::orchestrator::store::Tasks::new(
+            &config.tasks,
+            ledger.clone(),
+            replica.clone(),
+        ));
         Self::build(
             config,
             policies,
@@ -59,6 +79,8 @@ impl AppState {
             tasks,
             Default::default(),
             Default::default(),
+            ledger,
+            replica,
         )
     }
 
@@ -67,12 +89,17 @@ impl AppState {
     /// unchanged, and the breakers and latency of every endpoint that
     /// remains. Requests and tasks that hold this state finish on it.
     pub async fn reload(&self, config: Config) -> anyhow::Result<Self> {
+        if config.ledger != self.config.ledger {
+            anyhow::bail!(
+                "[ledger] changed: the ledger is opened once, at start; restart the daemon to change it"
+            );
+        }
         let policies = if reload::same_policies(&self.config, &config) {
             self.policies.clone()
         } else {
             Arc::new(ActivePolicies::start(&config).await?)
         };
-        let resilience = Resilience::carry_over(&config, &self.resilience);
+        let resilience = Resilience::carry_over(&config, self.dispatch.resilience());
         Self::build(
             config,
             policies,
@@ -80,9 +107,12 @@ impl AppState {
             self.tasks.clone(),
             self.plans.clone(),
             self.task_tiers.clone(),
+            self.ledger.clone(),
+            self.replica.clone(),
         )
     }
 
+    #[allow(clippy::too_many_arguments)] // each is a piece kept across reloads
     fn build(
         config: Config,
         policies: Arc<ActivePolicies>,
@@ -90,67 +120,37 @@ impl AppState {
         tasks: Arc<crate::orchestrator::store::Tasks>,
         plans: Arc<crate::orchestrator::transparent::PlanCache>,
         task_tiers: Arc<sessions::TaskTiers>,
+        ledger: Ledger,
+        replica: String,
     ) -> anyhow::Result<Self> {
-        let providers = config
-            .providers
-            .iter()
-            .map(|(name, p)| Ok((name.clone(), Provider::from_config(name, p)?)))
-            .collect::<anyhow::Result<HashMap<_, _>>>()?;
-        let models: HashMap<String, Arc<ModelConfig>> = config
-            .models
-            .iter()
-            .map(|m| (m.id.clone(), Arc::new(m.clone())))
-            .collect();
-        let baseline = Prices::from(&*models[&config.baseline_model]);
+        let dispatch = Arc::new(Dispatch::new(&config, resilience, ledger.clone())?);
         // Build the tokenizer's tables now, not on the first request.
         crate::tokens::warm_up();
         Ok(AppState {
             auth: auth::Auth::new(&config),
             limits: limits::Limiter::new(&config),
-            resilience,
+            dispatch,
             tasks,
             plans,
             task_tiers,
             loaded: reload::Loaded::of(&config),
+            ledger,
+            replica,
             policies,
-            models,
-            providers,
-            baseline,
             metrics: crate::metrics::install(),
             config,
         })
     }
 
-    /// The provider named `name` (validated at start).
-    pub fn provider(&self, name: &str) -> &Provider {
-        &self.providers[name]
-    }
-
-    /// The catalog with live health from the breakers.
-    pub fn catalog(&self) -> Vec<ModelInfo> {
-        let mut catalog = self.config.catalog();
-        for model in &mut catalog {
-            let (available, success_rate, p50) = self.resilience.health(&model.id);
-            model.available = available;
-            model.success_rate = success_rate;
-            model.p50_latency_ms = p50.map_or(0, |d| d.as_millis().min(u32::MAX as u128) as u32);
+    /// What the orchestrator works with: this state's dispatch layer and
+    /// policies.
+    pub fn orchestrator(&self) -> Orchestrator {
+        Orchestrator {
+            dispatch: self.dispatch.clone(),
+            policies: self.policies.clone(),
+            plans: self.plans.clone(),
+            total_deadline_ms: self.config.resilience.total_deadline_ms,
         }
-        catalog
-    }
-
-    /// The escalation model, if configured and large enough for a request
-    /// needing `needed` tokens.
-    pub fn escalation(&self, needed: &u64) -> Option<Arc<ModelConfig>> {
-        let id = self.config.resilience.escalation_model.as_ref()?;
-        self.models
-            .get(id)
-            .filter(|m| m.context_window as u64 >= *needed)
-            .cloned()
-    }
-
-    /// Prices of the baseline model.
-    pub fn baseline_prices(&self) -> Prices {
-        self.baseline
     }
 
     /// The metrics in Prometheus text format.
@@ -158,9 +158,20 @@ impl AppState {
         crate::metrics::sample_runtime();
         self.metrics.render()
     }
+}
 
-    /// The cost of `usage` on `model`, and on the baseline.
-    pub fn price(&self, model: &ModelConfig, usage: &Usage) -> Cost {
-        Cost::of(usage, Prices::from(model), self.baseline)
-    }
+/// A task whose record has not changed for this long belongs to a replica
+/// that stopped: it is marked interrupted.
+const STALE_TASK: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+/// The host name and the listen port: stable across restarts of one
+/// daemon, distinct between replicas on one host.
+fn default_replica(config: &Config) -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".into());
+    format!("{host}:{}", config.listen.port())
 }

@@ -311,8 +311,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let decision = decide(
                 Some(&module),
                 &features,
-                &config.catalog(),
-                &config.safe_route(),
+                &crate::policy::catalog(&config),
+                &crate::policy::safe_route(&config),
             )
             .await;
             println!("{}", serde_json::to_string_pretty(&decision)?);
@@ -369,8 +369,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 async fn offline_router(config: &Config, path: &Path) -> anyhow::Result<Router> {
     Ok(Router {
         module: load_module(config, path).await?,
-        catalog: Arc::new(config.catalog()),
-        safe: config.safe_route(),
+        catalog: Arc::new(crate::policy::catalog(config)),
+        safe: crate::policy::safe_route(config),
         max_instances: config.policies.max_instances,
     })
 }
@@ -405,10 +405,13 @@ async fn load_module(config: &Config, path: &Path) -> anyhow::Result<Arc<PolicyM
             None => return Err(e).with_context(|| format!("cannot read {}", path.display())),
         },
     };
-    let engine = PolicyEngine::new(config.policy_limits(), config.cache_dir())?;
+    let engine = PolicyEngine::new(
+        crate::policy::limits(config),
+        crate::policy::cache_dir(config),
+    )?;
     engine.set_module_config(config.policy_config());
     Registry::new(engine)
-        .load(name, bytes, &config.catalog())
+        .load(name, bytes, &crate::policy::catalog(config))
         .await
 }
 
@@ -474,7 +477,7 @@ async fn policy_test(
 }
 
 async fn run_case(module: &PolicyModule, config: &Config, case: &Value) -> Vec<String> {
-    let mut catalog = config.catalog();
+    let mut catalog = crate::policy::catalog(config);
     adjust_catalog(&mut catalog, case);
     let mut ctx = request_context();
     if let Some(headers) = case["headers"].as_object() {

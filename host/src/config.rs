@@ -7,18 +7,17 @@
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use anyhow::{Context, bail};
 use serde::Deserialize;
 
-use crate::policy::types::{Capabilities, ModelInfo, Route, Tier};
-
+use capabilities::Capabilities;
+pub mod capabilities;
 pub mod check;
 pub mod ledger;
+pub mod resilience;
+pub use resilience::{BreakerConfig, Strategy};
 mod model_names;
-use crate::resilience::balance::Strategy;
-use crate::resilience::breaker::BreakerConfig;
 pub use ledger::{BudgetConfig, KeepRequests, LedgerConfig, OnUnavailable, SyncMode};
 pub use model_names::{ModelNameRule, ModelTarget, ResolvedModel, glob_matches};
 
@@ -726,26 +725,6 @@ impl Config {
         problems
     }
 
-    /// The catalog as policies see it, all healthy (resilience fills in live
-    /// health when it has any).
-    pub fn catalog(&self) -> Vec<ModelInfo> {
-        self.models
-            .iter()
-            .map(|m| ModelInfo {
-                id: m.id.clone(),
-                roles: m.roles.clone(),
-                input_usd_per_mtok: m.input_usd_per_mtok,
-                output_usd_per_mtok: m.output_usd_per_mtok,
-                context_window: m.context_window,
-                available: true,
-                success_rate: 1.0,
-                p50_latency_ms: 0,
-                capabilities: m.capabilities(),
-                tags: m.tags.clone(),
-            })
-            .collect()
-    }
-
     /// `[policies.config.<module>]` as each module receives it: keys and
     /// values as text, in key order.
     pub fn policy_config(&self) -> std::collections::HashMap<String, Vec<(String, String)>> {
@@ -760,39 +739,6 @@ impl Config {
                 (module.clone(), values)
             })
             .collect()
-    }
-
-    /// The safe route as a route.
-    pub fn safe_route(&self) -> Route {
-        Route {
-            tier: Tier::Direct,
-            executor: self.safe_route.executor.clone(),
-            fallbacks: self.safe_route.fallbacks.clone(),
-            planner: None,
-            reasoning: "safe route".into(),
-            deadline_ms: None,
-            max_cost_usd: None,
-            max_output_tokens: None,
-            labels: Vec::new(),
-        }
-    }
-
-    /// The policy limits.
-    pub fn policy_limits(&self) -> crate::policy::Limits {
-        crate::policy::Limits {
-            call_deadline: Duration::from_millis(self.policies.call_deadline_ms),
-            memory_bytes: self.policies.memory_mib << 20,
-            max_instances: self.policies.max_instances,
-        }
-    }
-
-    /// Where compiled policies are cached: `policies.cache_dir`, else the
-    /// user's cache folder; none without either (never a shared folder).
-    pub fn cache_dir(&self) -> Option<PathBuf> {
-        self.policies
-            .cache_dir
-            .clone()
-            .or_else(crate::policy::cache::default_dir)
     }
 }
 

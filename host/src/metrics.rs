@@ -7,10 +7,6 @@ use std::sync::{Arc, LazyLock, RwLock};
 
 use metrics::{Counter, Histogram};
 
-use crate::ledger::Cost;
-use crate::policy::types::{Route, Tier};
-use crate::provider::{Format, Usage};
-
 /// A policy's answer was replaced by the safe route, for `reason` (a
 /// [`crate::policy::PolicyError::as_str`]).
 pub fn policy_fallback(module: &str, reason: &'static str) {
@@ -197,21 +193,34 @@ pub fn install() -> metrics_exporter_prometheus::PrometheusHandle {
         .clone()
 }
 
-fn api(format: Format) -> &'static str {
-    match format {
-        Format::OpenAi => "openai",
-        Format::Anthropic => "anthropic",
-    }
+/// A request that was answered, in plain labels.
+pub struct Served<'a> {
+    /// The wire API (`openai`, `anthropic`).
+    pub api: &'static str,
+    /// The route's tier.
+    pub tier: &'a str,
+    /// The catalog model that answered.
+    pub model: &'a str,
+    /// Input tokens.
+    pub input_tokens: u64,
+    /// Output tokens.
+    pub output_tokens: u64,
+    /// What it cost, nano-USD.
+    pub cost_nanos: i64,
+    /// What the baseline would have cost, nano-USD.
+    pub baseline_nanos: i64,
 }
 
 /// A request was answered.
-pub fn request_served(format: Format, model: &str, route: &Route, usage: &Usage, cost: Cost) {
-    let series = served(format, route.tier, model);
+pub fn request_served(served: Served<'_>) {
+    let series = served_series(served.api, served.tier, served.model);
     series.requests.increment(1);
-    series.input_tokens.increment(usage.input_tokens);
-    series.output_tokens.increment(usage.output_tokens);
-    series.cost.increment(nano_usd(cost.usd));
-    series.baseline_cost.increment(nano_usd(cost.baseline_usd));
+    series.input_tokens.increment(served.input_tokens);
+    series.output_tokens.increment(served.output_tokens);
+    series.cost.increment(served.cost_nanos.max(0) as u64);
+    series
+        .baseline_cost
+        .increment(served.baseline_nanos.max(0) as u64);
 }
 
 /// A request of client `client` (its configured name, or `anonymous`) was
@@ -227,7 +236,7 @@ pub fn client_request(client: &str) {
 }
 
 /// The series a served request updates.
-struct Served {
+struct ServedSeries {
     requests: Counter,
     input_tokens: Counter,
     output_tokens: Counter,
@@ -239,30 +248,33 @@ struct Served {
 /// building the labelled keys and finding them in the registry on every
 /// request cost more than the increments. Models come from the
 /// configuration, so this stays small.
-type ServedSeries = HashMap<(Format, Tier), HashMap<String, Arc<Served>>>;
+type ServedByLabels = HashMap<&'static str, HashMap<String, HashMap<String, Arc<ServedSeries>>>>;
 
-fn served(format: Format, tier: Tier, model: &str) -> Arc<Served> {
-    static SERIES: LazyLock<RwLock<ServedSeries>> = LazyLock::new(Default::default);
+fn served_series(api: &'static str, tier: &str, model: &str) -> Arc<ServedSeries> {
+    static SERIES: LazyLock<RwLock<ServedByLabels>> = LazyLock::new(Default::default);
     let known = SERIES
         .read()
         .unwrap_or_else(|p| p.into_inner())
-        .get(&(format, tier))
+        .get(api)
+        .and_then(|tiers| tiers.get(tier))
         .and_then(|models| models.get(model))
         .cloned();
     if let Some(series) = known {
         return series;
     }
     let mut all = SERIES.write().unwrap_or_else(|p| p.into_inner());
-    all.entry((format, tier))
+    all.entry(api)
+        .or_default()
+        .entry(tier.to_string())
         .or_default()
         .entry(model.to_string())
         .or_insert_with(|| {
             let labels = [
-                ("api", api(format).to_string()),
+                ("api", api.to_string()),
                 ("model", model.to_string()),
-                ("tier", tier.as_str().to_string()),
+                ("tier", tier.to_string()),
             ];
-            Arc::new(Served {
+            Arc::new(ServedSeries {
                 requests: metrics::counter!("pointsman_requests_total", &labels),
                 input_tokens: metrics::counter!("pointsman_input_tokens_total", &labels),
                 output_tokens: metrics::counter!("pointsman_output_tokens_total", &labels),
@@ -274,8 +286,8 @@ fn served(format: Format, tier: Tier, model: &str) -> Arc<Served> {
 }
 
 /// A request got an error response.
-pub fn request_failed(format: Format, status: u16) {
-    metrics::counter!("pointsman_request_errors_total", "api" => api(format), "status" => status.to_string())
+pub fn request_failed(api: &'static str, status: u16) {
+    metrics::counter!("pointsman_request_errors_total", "api" => api, "status" => status.to_string())
         .increment(1);
 }
 
@@ -294,29 +306,18 @@ pub fn escalation(model: &str, cause: &'static str) {
         .increment(1);
 }
 
-/// An endpoint's circuit breaker changed state.
-pub fn breaker_state(model: &str, provider: &str, state: crate::resilience::breaker::State) {
-    let value = match state {
-        crate::resilience::breaker::State::Closed => 0.0,
-        crate::resilience::breaker::State::HalfOpen => 1.0,
-        crate::resilience::breaker::State::Open => 2.0,
-    };
+/// An endpoint's circuit breaker changed state: `value` 0 closed, 1
+/// half-open, 2 open.
+pub fn breaker_state(model: &str, provider: &str, value: f64) {
     metrics::gauge!("pointsman_breaker_state", "model" => model.to_string(), "provider" => provider.to_string())
         .set(value);
 }
 
 /// A task ended.
-pub fn task_finished(
-    status: crate::orchestrator::task::Status,
-    record: &crate::orchestrator::task::TaskRecord,
-) {
-    let status = serde_json::to_value(status)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default();
+pub fn task_finished(status: &'static str, subtasks: u64, spent_usd: f64) {
     metrics::counter!("pointsman_tasks_total", "status" => status).increment(1);
-    metrics::counter!("pointsman_subtasks_total").increment(record.subtasks.len() as u64);
-    metrics::counter!("pointsman_task_cost_nanousd_total").increment(nano_usd(record.spent_usd));
+    metrics::counter!("pointsman_subtasks_total").increment(subtasks);
+    metrics::counter!("pointsman_task_cost_nanousd_total").increment(nano_usd(spent_usd));
 }
 
 /// A subtask was done by the escalation model (the seed expects about 1%).
@@ -332,4 +333,31 @@ pub fn sample_runtime() {
         metrics::gauge!("pointsman_runtime_alive_tasks")
             .set(handle.metrics().num_alive_tasks() as f64);
     }
+}
+
+// ---- Ledger store -------------------------------------------------------
+
+/// A group commit of `records` writes took `elapsed`; it committed or not.
+pub fn ledger_commit(elapsed: std::time::Duration, records: usize, ok: bool) {
+    metrics::histogram!("pointsman_ledger_commit_seconds").record(elapsed.as_secs_f64());
+    if ok {
+        metrics::counter!("pointsman_ledger_records_written_total").increment(records as u64);
+    } else {
+        ledger_records_failed(records);
+    }
+}
+
+/// Records that could not be written (a failed commit, a full queue).
+pub fn ledger_records_failed(records: usize) {
+    metrics::counter!("pointsman_ledger_records_failed_total").increment(records as u64);
+}
+
+/// Writes waiting for the ledger's writer.
+pub fn ledger_backlog(queued: usize) {
+    metrics::gauge!("pointsman_ledger_backlog").set(queued as f64);
+}
+
+/// Whether the ledger store takes writes (1) or not (0).
+pub fn ledger_up(up: bool) {
+    metrics::gauge!("pointsman_ledger_up").set(if up { 1.0 } else { 0.0 });
 }

@@ -18,11 +18,19 @@ pub struct Daemon {
     pub state: Arc<AppState>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
+    /// Holds the daemon's own ledger file, when the config named none.
+    _ledger_dir: Option<tempfile::TempDir>,
 }
 
 impl Daemon {
     /// Starts a daemon on `config` (its listen address is ignored).
-    pub async fn start(config: Config) -> Daemon {
+    pub async fn start(mut config: Config) -> Daemon {
+        // Each daemon records into a ledger of its own, never the user's.
+        let ledger_dir = config.ledger.url.is_none().then(|| {
+            let dir = tempfile::tempdir().unwrap();
+            config.ledger.url = Some(format!("sqlite:{}", dir.path().join("ledger.db").display()));
+            dir
+        });
         let state = Arc::new(AppState::new(config).await.expect("the daemon starts"));
         let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
             .await
@@ -44,6 +52,7 @@ impl Daemon {
             state,
             stop: Some(stop),
             task: Some(task),
+            _ledger_dir: ledger_dir,
         }
     }
 

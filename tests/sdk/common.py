@@ -14,6 +14,9 @@ Environment:
                             a new feature across modules, which the seed
                             matrix sends to the `plan` tier)
   POINTSMAN_TIMEOUT        seconds per request (default 60)
+  POINTSMAN_MODEL_IDS      comma-separated ids the models case retrieves (default:
+                            the model the client asks for)
+  POINTSMAN_UNKNOWN_MODEL  an id the models case expects a 404 for
 """
 
 import json
@@ -120,6 +123,15 @@ def header_costs(headers):
         "planner_cost_usd": headers.get("x-pointsman-planner-cost-usd"),
         "baseline_cost_usd": headers.get("x-pointsman-baseline-cost-usd"),
     }
+
+
+def model_ids(default):
+    """The ids the models case retrieves."""
+    return [m.strip() for m in env("POINTSMAN_MODEL_IDS", default).split(",") if m.strip()]
+
+
+def unknown_model():
+    return env("POINTSMAN_UNKNOWN_MODEL", "no-such-model-anywhere")
 
 
 def parse_arguments(arguments, where):

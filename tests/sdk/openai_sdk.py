@@ -3,13 +3,15 @@
 Cases: basic (non-streaming), stream (streaming with usage), tools (tool-call
 round trip), stream_tools (the same, streamed); and, when named in
 POINTSMAN_CASES, plan and plan_stream (two turns of one session, sent as the
-x-pointsman-session header, in plan mode). Prints a JSON summary on stdout,
+x-pointsman-session header, in plan mode) and models (`models.retrieve` of
+POINTSMAN_MODEL_IDS, and a 404 for POINTSMAN_UNKNOWN_MODEL). Prints a JSON summary on stdout,
 exits 1 on a failed check. See common.py for the environment.
 """
 
 import openai
 
 from common import (
+    CheckFailed,
     TOOL_DESCRIPTION,
     TOOL_QUESTION,
     TOOL_RESULT,
@@ -20,10 +22,12 @@ from common import (
     env,
     gateway_headers,
     header_costs,
+    model_ids,
     parse_arguments,
     plan_session,
     run,
     timeout,
+    unknown_model,
 )
 
 MODEL = env("POINTSMAN_OPENAI_MODEL", "gpt-4o-mini")
@@ -241,6 +245,25 @@ def plan_turn(streamed):
     return turn
 
 
+def case_models():
+    """`client.models.retrieve`: each id comes back as a model object of that
+    id; an unknown one is the SDK's NotFoundError."""
+    out = {}
+    for model_id in model_ids(MODEL):
+        model = client.models.retrieve(model_id)
+        check(model.id == model_id, f"asked {model_id!r}, got {model}")
+        check(model.object == "model", f"not a model object: {model}")
+        out[model_id] = model.model_dump()
+    unknown = unknown_model()
+    try:
+        model = client.models.retrieve(unknown)
+    except openai.NotFoundError as e:
+        out["unknown"] = {"id": unknown, "status": e.status_code, "error": e.body}
+    else:
+        raise CheckFailed(f"{unknown!r} was found: {model}")
+    return out
+
+
 if __name__ == "__main__":
     run("openai", openai.__version__, {
         "basic": case_basic,
@@ -250,4 +273,5 @@ if __name__ == "__main__":
     }, plan_cases={
         "plan": lambda: plan_session("openai", "plan", plan_turn(streamed=False)),
         "plan_stream": lambda: plan_session("openai", "plan_stream", plan_turn(streamed=True)),
+        "models": case_models,
     })

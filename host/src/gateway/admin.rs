@@ -3,13 +3,15 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::AppState;
 use super::error::{ApiError, ErrorKind};
+use crate::config::ModelTarget;
+use crate::policy::types::ModelInfo;
 use crate::provider::Format;
 
 /// Lets a request through to an admin endpoint only with the admin key
@@ -60,20 +62,75 @@ pub async fn models(State(state): State<Arc<AppState>>, headers: HeaderMap) -> R
         .iter()
         .map(|alias| json!({"id": alias, "object": "model", "created": created, "owned_by": "pointsman"}))
         .collect();
-    data.extend(state.catalog().into_iter().map(|m| {
-        json!({
-            "id": m.id,
-            "object": "model",
-            "created": created,
-            "owned_by": "pointsman",
-            "context_window": m.context_window,
-            "roles": m.roles,
-            "input_usd_per_mtok": m.input_usd_per_mtok,
-            "output_usd_per_mtok": m.output_usd_per_mtok,
-            "available": m.available,
-        })
-    }));
+    data.extend(
+        state
+            .dispatch
+            .catalog()
+            .into_iter()
+            .map(|m| openai_catalog_model(m, created)),
+    );
     Json(json!({"object": "list", "data": data})).into_response()
+}
+
+/// `GET /v1/models/{id}`: one model, in Anthropic's format when asked
+/// Anthropic's way, else in OpenAI's. The id resolves as a chat request's
+/// `model` does ([`Config::resolve_model`]): an alias, a catalog id, or a
+/// name a `[[model_names]]` rule maps; the answer keeps the id asked (the
+/// SDKs check it) and an OpenAI-format one says what it resolves to. An id
+/// nothing resolves is the chat APIs' 404, in the format asked.
+///
+/// [`Config::resolve_model`]: crate::config::Config::resolve_model
+pub async fn model(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let format = if asks_anthropic_way(&headers) {
+        Format::Anthropic
+    } else {
+        Format::OpenAi
+    };
+    let Some(resolved) = state.config.resolve_model(&id) else {
+        return super::chat::unknown_model(&state, &id).into_response(format);
+    };
+    if format == Format::Anthropic {
+        return Json(anthropic_model(&id)).into_response();
+    }
+    let created = crate::provider::unix_now();
+    let mut object = match resolved.target {
+        ModelTarget::Catalog(catalog_id) => state
+            .dispatch
+            .catalog()
+            .into_iter()
+            .find(|m| m.id == catalog_id)
+            .map(|m| openai_catalog_model(m, created)),
+        ModelTarget::Router(_) => None,
+    }
+    .unwrap_or_else(|| {
+        json!({"id": resolved.name(), "object": "model", "created": created, "owned_by": "pointsman"})
+    });
+    if let Some(pattern) = resolved.pattern {
+        object["id"] = json!(id);
+        object["resolves_to"] = json!(resolved.name());
+        object["model_names_pattern"] = json!(pattern);
+    }
+    Json(object).into_response()
+}
+
+/// A catalog model as an OpenAI model object, with what the catalog knows
+/// of it.
+fn openai_catalog_model(m: ModelInfo, created: u64) -> serde_json::Value {
+    json!({
+        "id": m.id,
+        "object": "model",
+        "created": created,
+        "owned_by": "pointsman",
+        "context_window": m.context_window,
+        "roles": m.roles,
+        "input_usd_per_mtok": m.input_usd_per_mtok,
+        "output_usd_per_mtok": m.output_usd_per_mtok,
+        "available": m.available,
+    })
 }
 
 /// A model object of Anthropic's `GET /v1/models`. The catalog has no
@@ -114,7 +171,7 @@ pub async fn providers(State(state): State<Arc<AppState>>) -> Json<serde_json::V
         .config
         .models
         .iter()
-        .filter_map(|m| state.resilience.pool(&m.id).map(|pool| (m, pool)))
+        .filter_map(|m| state.dispatch.resilience().pool(&m.id).map(|pool| (m, pool)))
         .map(|(m, pool)| {
             let endpoints: Vec<serde_json::Value> = pool
                 .endpoints()

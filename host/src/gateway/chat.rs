@@ -2,7 +2,6 @@
 //! the route's models in order, translate, price.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -18,8 +17,10 @@ use super::error::{ApiError, ErrorKind};
 use super::relay::Relay;
 use super::responses_relay::{ClientRelay, ResponsesRelay};
 use crate::config::{ModelConfig, ModelTarget};
+use crate::dispatch::{Answer, Call, Caller, Outcome, Served, Settlement};
 use crate::features::{self, RequestContext};
-use crate::ledger::{Cost, Prices, cost::format_usd};
+use crate::ledger::record::{Api, CallRole};
+use crate::ledger::{Cost, cost::format_usd};
 use crate::orchestrator::transparent::{self, PlanSource};
 use crate::policy::Decision;
 use crate::policy::capabilities::{self, Abilities, Correction, Needs};
@@ -27,7 +28,7 @@ use crate::policy::types::{Features, Route, Tier};
 use crate::provider::async_stream;
 use crate::provider::wire::translate::{ResponseFrame, chat_completion_to_response};
 use crate::provider::wire::{anthropic, openai};
-use crate::provider::{EventStream, Format, ProviderError, Reply, Request, Response as Answer};
+use crate::provider::{EventStream, Format, ProviderError, Request, Response as Answer_};
 
 /// Longest reasoning echoed in the `x-pointsman-reason` header.
 const MAX_REASON_HEADER: usize = 256;
@@ -52,7 +53,7 @@ pub async fn handle(
         Err(error) => Err(error),
     };
     result.unwrap_or_else(|error| {
-        crate::metrics::request_failed(format, error.status().as_u16());
+        crate::metrics::request_failed(api, error.status().as_u16());
         crate::metrics::request_duration(api, "none", "error", started.elapsed().as_secs_f64());
         error.into_response(format)
     })
@@ -70,17 +71,7 @@ pub(super) fn admit(
     Ok((admission, client))
 }
 
-/// A request id unique within this process and across restarts.
-pub(super) fn request_id() -> String {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    static START: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-    let start = *START.get_or_init(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_micros() as u64)
-    });
-    format!("pm-{start:x}-{:x}", NEXT.fetch_add(1, Ordering::Relaxed))
-}
+pub(super) use crate::dispatch::request_id;
 
 /// Everything decided before the first upstream call.
 struct Plan {
@@ -98,6 +89,14 @@ struct Plan {
     responses: Option<Arc<ResponseFrame>>,
     /// Why a route that asked for a plan was served without one.
     plan_error: Option<String>,
+    /// Whom the call is made for, as the ledger records it.
+    caller: Caller,
+    /// What is held against the client's budgets for the answer.
+    reservation: Option<crate::ledger::Reservation>,
+    /// When the request was read.
+    started: Instant,
+    /// The same, in Unix milliseconds.
+    at_ms: i64,
 }
 
 /// How a request came in, beyond its chat body.
@@ -197,18 +196,47 @@ pub(super) async fn serve_value(
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
     }
+    let started = Instant::now();
+    let at_ms = crate::dispatch::unix_ms();
+    let asked = features.requested_model.clone();
     let mut decision = route(state, client.owner.as_str(), &mut features).await?;
     cap_output(&decision.route, &mut request, &mut features);
     let candidates = candidates(state, &mut decision.route, &features)?;
+    let candidates = super::server_tools::restrict(state, &request, candidates)?;
     let deadline = deadline(state, &decision.route, headers);
+    let caller = Caller {
+        request_id: Some(id.clone()),
+        task_id: None,
+        client: client.owner.as_str().to_string(),
+        labels: features.labels.iter().cloned().collect(),
+        session: features.session.clone(),
+        api: match (format, &inbound.responses) {
+            (_, Some(_)) => Api::Responses,
+            (Format::OpenAi, None) => Api::ChatCompletions,
+            (Format::Anthropic, None) => Api::Messages,
+        },
+        requested_model: asked,
+        router: Some(decision.policy.clone()),
+        planner: None,
+        tier: Some(decision.route.tier),
+        reasoning: Some(decision.route.reasoning.clone()),
+        budgets: state.dispatch.budget_scopes(
+            client.owner.as_str(),
+            features
+                .labels
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str())),
+        ),
+    };
     let (mut planner_cost, mut plan_source) = (Cost::default(), None);
     let mut plan_error = None;
     if decision.route.tier != Tier::Direct {
         // The planner gets the conversation uncut, not the policy's view.
         let conversation = features::conversation(format, &value);
         match transparent::plan_for(
-            state,
+            &state.orchestrator(),
             &client.owner,
+            &caller,
             &features,
             &conversation,
             &decision.route,
@@ -240,6 +268,10 @@ pub(super) async fn serve_value(
         plan: plan_source,
         responses: inbound.responses,
         plan_error,
+        caller,
+        reservation: None,
+        started,
+        at_ms,
     };
     call(state, plan, request, deadline).await
 }
@@ -343,7 +375,7 @@ pub async fn route(
         });
     }
     let task = task_turn(state, client, features);
-    let catalog = state.catalog();
+    let catalog = state.dispatch.catalog();
     let decision = state.policies.decide(features, &catalog).await;
     if let (TaskTurn::Starts, Some(session)) = (task, &features.session) {
         state.task_tiers.put(client, session, decision.route.tier);
@@ -386,7 +418,7 @@ fn task_turn(state: &AppState, client: &str, features: &mut Features) -> TaskTur
 }
 
 /// The 404 for a model name nothing resolves.
-fn unknown_model(state: &AppState, asked: &str) -> ApiError {
+pub(super) fn unknown_model(state: &AppState, asked: &str) -> ApiError {
     ApiError::new(
         ErrorKind::NotFound,
         format!(
@@ -474,12 +506,12 @@ fn candidates(
 ) -> Result<Vec<Arc<ModelConfig>>, ApiError> {
     let needs = Needs::of(features);
     let lookup = |id: &str| {
-        state.models.get(id).map(|m| Abilities {
+        state.dispatch.model(id).map(|m| Abilities {
             capabilities: m.capabilities(),
             context_window: m.context_window,
         })
     };
-    let safe = state.config.safe_route();
+    let safe = crate::policy::safe_route(&state.config);
     let correction = match capabilities::correct(route, &needs, lookup, &safe) {
         // Too large for every model: the window check below says so, as a
         // context-length error.
@@ -503,7 +535,7 @@ fn candidates(
     let mut out: Vec<Arc<ModelConfig>> = Vec::new();
     let mut largest = 0;
     for id in std::iter::once(&route.executor).chain(&route.fallbacks) {
-        let Some(model) = state.models.get(id.as_str()) else {
+        let Some(model) = state.dispatch.model(id) else {
             continue;
         };
         largest = largest.max(model.context_window);
@@ -524,87 +556,56 @@ fn candidates(
     Ok(out)
 }
 
-/// What the first successful attempt produced.
-enum Served {
-    Complete(Arc<ModelConfig>, Box<Answer>),
-    Stream(Arc<ModelConfig>, EventStream),
-}
-
-/// Calls the route's models through the resilience layer. A stream counts
-/// as answered once its first event arrives: until then a failure falls
-/// back to the next candidate, after it the client gets an error event.
+/// Calls the route's models through the dispatch layer and answers in
+/// the client's format. A stream counts as answered once its first event
+/// arrives: until then a failure falls back to the next candidate, after
+/// it the client gets an error event.
 async fn call(
     state: &AppState,
     plan: Plan,
     request: Request,
     deadline: Instant,
 ) -> Result<Response, ApiError> {
-    let first_token = Duration::from_millis(state.config.resilience.first_token_timeout_ms);
-    let escalation = state.escalation(&plan.needed);
-    let outcome = state
-        .resilience
-        .run(
-            &plan.candidates,
-            escalation,
+    let mut plan = plan;
+    let mut request = request;
+    plan.reservation = reserve(state, &plan, &mut request).await?;
+    let sent = state
+        .dispatch
+        .send(Call {
+            request: &request,
+            chain: &plan.candidates,
+            escalate: true,
+            needed: plan.needed,
             deadline,
-            |model, endpoint, left| {
-                let request = request.clone();
-                async move {
-                    let provider = state.provider(&endpoint.provider);
-                    let translated = request.format() != provider.format();
-                    let mut upstream = request.into_format(provider.format()).map_err(|e| {
-                        ProviderError::Status {
-                            status: 400,
-                            message: e.to_string(),
-                            retry_after: None,
-                        }
-                    })?;
-                    upstream.set_model(&endpoint.upstream);
-                    upstream.request_usage();
-                    if translated && !model.reasoning {
-                        // Effort the client asked of an Anthropic model, on
-                        // a model that takes none.
-                        upstream.clear_reasoning_effort();
-                    }
-                    match provider.send(upstream).await? {
-                        Reply::Complete(answer) => Ok(Served::Complete(model, answer)),
-                        Reply::Stream(mut events) => {
-                            let wait = first_token.min(left);
-                            match tokio::time::timeout(wait, events.next()).await {
-                                Err(_) => Err(ProviderError::Timeout(wait)),
-                                Ok(None) => Err(ProviderError::Malformed(
-                                    "the stream ended before its first event".into(),
-                                )),
-                                Ok(Some(Err(e))) => Err(e),
-                                Ok(Some(Ok(first))) => {
-                                    let rest: EventStream = Box::pin(
-                                        futures::stream::once(async { Ok(first) }).chain(events),
-                                    );
-                                    Ok(Served::Stream(model, rest))
-                                }
-                            }
-                        }
-                    }
-                }
-            },
-        )
+        })
         .await;
-    let attempts = outcome.calls();
-    let lease = outcome.lease;
-    match outcome.result {
-        Ok(Served::Complete(model, answer)) => {
-            crate::resilience::settle(lease, true);
-            complete(state, &plan, &model, *answer, attempts)
+    let attempts = sent.calls();
+    match sent.result {
+        Ok(Answer::Complete(served, answer)) => {
+            complete(state, &plan, served, *answer, &sent.attempts, sent.lease).await
         }
-        Ok(Served::Stream(model, events)) if request.is_stream() => Ok(streamed(
-            state, &plan, &model, events, &request, attempts, deadline, lease,
+        Ok(Answer::Stream(served, events)) if request.is_stream() => Ok(streamed(
+            state,
+            plan,
+            served,
+            events,
+            &request,
+            sent.attempts,
+            deadline,
+            sent.lease,
         )
         .await),
-        Ok(Served::Stream(..)) => Err(ApiError::new(
-            ErrorKind::Upstream,
-            "the provider streamed an answer that was not asked to stream",
-        )),
+        Ok(Answer::Stream(served, _)) => {
+            let error = ProviderError::Malformed(
+                "the provider streamed an answer that was not asked to stream".into(),
+            );
+            let outcome = failed(&plan, Some(&served), &sent.attempts, &error);
+            settle(state, &plan, outcome, request.is_stream(), sent.lease).await?;
+            Err(ApiError::from_upstream(&error))
+        }
         Err(error) => {
+            let outcome = failed(&plan, None, &sent.attempts, &error);
+            settle(state, &plan, outcome, request.is_stream(), sent.lease).await?;
             let mut response_error = ApiError::from_upstream(&error);
             response_error.attempts = Some(attempts);
             Err(response_error)
@@ -612,36 +613,140 @@ async fn call(
     }
 }
 
-fn complete(
+/// Reserves the answer's worst case against the client's budgets, before
+/// any upstream call: its input and its output cap on the dearest model
+/// it may reach. A request without an output cap is held to its first
+/// model's default so that the worst case is bounded. Refused: 429
+/// `budget_exceeded`, which clients must not retry before the reset.
+async fn reserve(
     state: &AppState,
     plan: &Plan,
-    model: &ModelConfig,
-    answer: Answer,
-    attempts: u32,
+    request: &mut Request,
+) -> Result<Option<crate::ledger::Reservation>, ApiError> {
+    if plan.caller.budgets.is_empty() {
+        return Ok(None);
+    }
+    let cap = match request.max_output_tokens() {
+        Some(cap) => cap,
+        None => {
+            let cap = crate::provider::DEFAULT_MAX_TOKENS;
+            request.set_max_output_tokens(cap);
+            cap
+        }
+    };
+    let input = plan.needed.saturating_sub(u64::from(cap));
+    // Tokenizers differ: a tenth more input than counted here.
+    let input = input + input / 10 + 16;
+    let amount = state
+        .dispatch
+        .worst_case(&plan.candidates, true, input, u64::from(cap));
+    match state.dispatch.reserve(&plan.caller, amount).await {
+        Ok(reservation) => Ok(reservation),
+        Err(crate::ledger::ReserveError::Refused(refusal)) => Err(ApiError::budget_exceeded(
+            &refusal,
+            crate::dispatch::unix_ms(),
+        )),
+        Err(crate::ledger::ReserveError::Store(e)) => Err(ApiError::new(
+            ErrorKind::Overloaded,
+            format!("budgets cannot be checked now, so nothing is spent: {e}"),
+        )),
+    }
+}
+
+/// How a call that got no usable answer went.
+fn failed<'a>(
+    plan: &'a Plan,
+    served: Option<&'a Served>,
+    attempts: &'a [crate::resilience::Attempt],
+    error: &'a ProviderError,
+) -> Outcome<'a> {
+    static NO_USAGE: crate::provider::Usage = crate::provider::Usage {
+        input_tokens: 0,
+        output_tokens: 0,
+        cached_input_tokens: 0,
+        cache_creation_input_tokens: 0,
+    };
+    Outcome {
+        served,
+        first: plan.candidates.first().map(|m| m.id.as_str()),
+        usage: &NO_USAGE,
+        cost: Cost::default(),
+        attempts,
+        error: Some(error),
+        broken: false,
+        started: plan.started,
+        at_ms: plan.at_ms,
+        ttft: None,
+    }
+}
+
+/// Settles the answer's call; an answer that cannot be recorded is not
+/// served (see `[ledger] on_unavailable`).
+async fn settle(
+    state: &AppState,
+    plan: &Plan,
+    outcome: Outcome<'_>,
+    stream: bool,
+    lease: Option<(String, crate::resilience::balance::Lease)>,
+) -> Result<(), ApiError> {
+    let record = plan.caller.record(CallRole::Answer, stream, outcome);
+    state
+        .dispatch
+        .settle(Settlement {
+            record,
+            lease,
+            reservation: plan.reservation.clone(),
+        })
+        .await
+        .map_err(|e| ApiError::new(ErrorKind::Overloaded, e.to_string()))
+}
+
+async fn complete(
+    state: &AppState,
+    plan: &Plan,
+    served: Served,
+    answer: Answer_,
+    attempts: &[crate::resilience::Attempt],
+    lease: Option<(String, crate::resilience::balance::Lease)>,
 ) -> Result<Response, ApiError> {
+    let model = &served.model;
     let usage = answer.usage();
     let mut answer = answer
         .into_format(plan.format)
         .map_err(|e| ApiError::new(ErrorKind::Upstream, e.to_string()))?;
     answer.set_model(&model.id);
-    let mut cost = state.price(model, &usage);
+    let own_cost = state.dispatch.price(model, &usage);
+    let mut cost = own_cost;
     cost.add(plan.planner_cost);
     let body = match (answer, &plan.responses) {
-        (Answer::OpenAi(r), Some(frame)) => {
+        (Answer_::OpenAi(r), Some(frame)) => {
             serde_json::to_vec(&chat_completion_to_response(r, frame, &model.id))
         }
-        (Answer::OpenAi(r), None) => serde_json::to_vec(&r),
-        (Answer::Anthropic(r), _) => serde_json::to_vec(&r),
+        (Answer_::OpenAi(r), None) => serde_json::to_vec(&r),
+        (Answer_::Anthropic(r), _) => serde_json::to_vec(&r),
     }
     .map_err(|e| ApiError::new(ErrorKind::Upstream, e.to_string()))?;
-    crate::metrics::request_served(plan.format, &model.id, &plan.decision.route, &usage, cost);
+    let outcome = Outcome {
+        served: Some(&served),
+        first: plan.candidates.first().map(|m| m.id.as_str()),
+        usage: &usage,
+        cost: own_cost,
+        attempts,
+        error: None,
+        broken: false,
+        started: plan.started,
+        at_ms: plan.at_ms,
+        ttft: None,
+    };
+    // The answer leaves only once it is on record.
+    settle(state, plan, outcome, false, lease).await?;
     let mut response = (StatusCode::OK, body).into_response();
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    routing_headers(headers, plan, model, attempts);
+    routing_headers(headers, plan, model, crate::resilience::calls(attempts));
     insert(headers, "x-pointsman-cost-usd", &format_usd(cost.usd));
     if plan.plan.is_some() {
         insert(
@@ -698,15 +803,16 @@ fn insert(headers: &mut HeaderMap, name: &'static str, value: &str) {
 
 /// Relays a stream, translating it to the client's format, holding back
 /// the final usage event to add the cost, and ending with an error event
-/// (never a clean end) if the upstream breaks.
+/// (never a clean end) if the upstream breaks. The final event leaves only
+/// once the call is on record.
 #[allow(clippy::too_many_arguments)]
 async fn streamed(
     state: &AppState,
-    plan: &Plan,
-    model: &Arc<ModelConfig>,
+    plan: Plan,
+    served: Served,
     events: EventStream,
     request: &Request,
-    attempts: u32,
+    attempts: Vec<crate::resilience::Attempt>,
     deadline: Instant,
     lease: Option<(String, crate::resilience::balance::Lease)>,
 ) -> Response {
@@ -715,6 +821,7 @@ async fn streamed(
         Request::OpenAi(r) => r.include_usage(),
         Request::Anthropic(_) => true,
     };
+    let model = served.model.clone();
     let planner_share = plan.plan.map(|_| plan.planner_cost);
     let mut relay = match &plan.responses {
         Some(frame) => ClientRelay::Responses(Box::new(
@@ -724,11 +831,15 @@ async fn streamed(
             Relay::new(client_format, &model.id, include_usage).planner_cost(planner_share),
         )),
     };
-    let prices = Prices::from(&**model);
-    let baseline = state.baseline_prices();
-    let route = plan.decision.route.clone();
-    let served = model.clone();
-    let planner_cost = plan.planner_cost;
+    let mut head = HeaderMap::new();
+    routing_headers(
+        &mut head,
+        &plan,
+        &model,
+        crate::resilience::calls(&attempts),
+    );
+    let dispatch = state.dispatch.clone();
+    let ttft = plan.started.elapsed();
     let mut events = Batches::new(events);
     let body = async_stream(move |tx| async move {
         let send = |bytes: Vec<u8>| {
@@ -742,6 +853,7 @@ async fn streamed(
             }
         };
         let mut failure = None;
+        let mut client_left = false;
         // The last batch waits for the tail, so that they leave in one frame.
         let mut frame = Vec::new();
         while failure.is_none() {
@@ -768,26 +880,56 @@ async fn streamed(
                 continue;
             }
             if !send(std::mem::take(&mut frame)).await {
-                return; // the client went away; dropping `events` ends the upstream call
+                // The client went away; dropping `events` ends the
+                // upstream call. What it used so far is still billed.
+                client_left = true;
+                failure = Some("the client went away".into());
+                break;
             }
         }
         if failure.is_none() && !relay.finished_upstream() {
             failure = Some("the provider's stream ended before the answer was complete".into());
         }
         let usage = relay.usage();
-        let mut cost = Cost::of(&usage, prices, baseline);
-        cost.add(planner_cost);
-        crate::metrics::request_served(client_format, &served.id, &route, &usage, cost);
+        let own_cost = dispatch.price(&served.model, &usage);
+        let mut cost = own_cost;
+        cost.add(planner_cost_of(&plan));
+        let record = plan.caller.record(
+            CallRole::Answer,
+            true,
+            Outcome {
+                served: Some(&served),
+                first: plan.candidates.first().map(|m| m.id.as_str()),
+                usage: &usage,
+                cost: own_cost,
+                attempts: &attempts,
+                error: None,
+                broken: failure.is_some(),
+                started: plan.started,
+                at_ms: plan.at_ms,
+                ttft: Some(ttft),
+            },
+        );
         // Only now is the call's outcome known: a stream that broke counts
-        // against its endpoint's breaker.
-        crate::resilience::settle(lease, failure.is_none());
-        let tail = match failure {
-            Some(message) => {
-                tracing::warn!(model = %served.id, "stream broke: {message}");
-                crate::metrics::upstream_failure(&served.id);
+        // against its endpoint's breaker. The last event waits for the
+        // record.
+        let recorded = dispatch
+            .settle(Settlement {
+                record,
+                lease,
+                reservation: plan.reservation.clone(),
+            })
+            .await;
+        if client_left {
+            return;
+        }
+        let tail = match (failure, recorded) {
+            (Some(message), _) => {
+                tracing::warn!(model = %served.model.id, "stream broke: {message}");
                 relay.error(&message)
             }
-            None => relay.finish(cost),
+            (None, Err(e)) => relay.error(&e.to_string()),
+            (None, Ok(())) => relay.finish(cost),
         };
         tail.iter().for_each(|bytes| frame.extend_from_slice(bytes));
         send(frame).await;
@@ -804,8 +946,17 @@ async fn streamed(
     );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    routing_headers(headers, plan, model, attempts);
+    headers.extend(head);
     response
+}
+
+/// The planner's share a request reports, when it made the plan.
+fn planner_cost_of(plan: &Plan) -> Cost {
+    if plan.plan.is_some() {
+        plan.planner_cost
+    } else {
+        Cost::default()
+    }
 }
 
 /// A stream's events in batches: events that arrive together leave

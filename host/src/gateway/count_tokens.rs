@@ -44,7 +44,7 @@ async fn count(state: &AppState, headers: &HeaderMap, body: Body) -> Result<u64,
     .await?;
     let value: Value = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::invalid(format!("the body is not valid JSON: {e}")))?;
-    let mut request = CountTokensRequest::deserialize(&value)
+    let request = CountTokensRequest::deserialize(&value)
         .map_err(|e| ApiError::invalid(format!("invalid request: {e}")))?;
     if request.messages.is_empty() {
         return Err(ApiError::invalid("`messages` must not be empty"));
@@ -71,20 +71,18 @@ async fn count(state: &AppState, headers: &HeaderMap, body: Body) -> Result<u64,
             routed.requested_model = resolved.name().to_string();
             state
                 .policies
-                .decide(&routed, &state.catalog())
+                .decide(&routed, &state.dispatch.catalog())
                 .await
                 .route
                 .executor
         }
     };
     let local = features.input_tokens as u64;
-    let Some(model) = state.models.get(&model_id) else {
+    let Some(model) = state.dispatch.model(&model_id) else {
         return Ok(local);
     };
-    let (provider, upstream) = model.endpoint_list()[0];
-    request.model = upstream.to_string();
     let betas = headers.get("anthropic-beta").and_then(|v| v.to_str().ok());
-    match state.provider(provider).count_tokens(&request, betas).await {
+    match state.dispatch.count_tokens(model, request, betas).await {
         None => Ok(local),
         Some(Ok(tokens)) => Ok(tokens),
         Some(Err(error)) => {

@@ -26,6 +26,9 @@ pub enum ErrorKind {
     RequestTimeout,
     /// Too many requests upstream (429).
     RateLimited,
+    /// A spending cap would be passed (429, not to be retried before the
+    /// cap resets).
+    BudgetExceeded,
     /// The upstream failed or answered nonsense (502).
     Upstream,
     /// Every candidate is unavailable (503).
@@ -45,6 +48,8 @@ pub struct ApiError {
     pub attempts: Option<u32>,
     /// Passed on to the client as `Retry-After`, in seconds.
     pub retry_after: Option<u64>,
+    /// Sends `x-should-retry: false`, which the official SDKs obey.
+    pub no_retry: bool,
 }
 
 impl ApiError {
@@ -55,7 +60,29 @@ impl ApiError {
             message: message.into(),
             attempts: None,
             retry_after: None,
+            no_retry: false,
         }
+    }
+
+    /// A budget refusal: 429 `budget_exceeded`, naming the cap and its
+    /// reset, with `Retry-After` until the reset and `x-should-retry:
+    /// false`.
+    pub fn budget_exceeded(refusal: &crate::ledger::Refusal, now_ms: i64) -> Self {
+        let reset = chrono_free_utc(refusal.resets_at_ms);
+        let mut error = ApiError::new(
+            ErrorKind::BudgetExceeded,
+            format!(
+                "budget_exceeded: the {} budget of {} is ${:.2} (spent ${:.4}, ${:.4} held by calls in flight); this request could cost more than is left; it resets at {reset}",
+                refusal.window.as_str(),
+                refusal.scope,
+                crate::ledger::record::usd(refusal.cap),
+                crate::ledger::record::usd(refusal.spent),
+                crate::ledger::record::usd(refusal.reserved),
+            ),
+        );
+        error.retry_after = Some(((refusal.resets_at_ms - now_ms).max(0) as u64).div_ceil(1000));
+        error.no_retry = true;
+        error
     }
 
     /// A 400.
@@ -72,7 +99,7 @@ impl ApiError {
             ErrorKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorKind::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
-            ErrorKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            ErrorKind::RateLimited | ErrorKind::BudgetExceeded => StatusCode::TOO_MANY_REQUESTS,
             ErrorKind::Upstream => StatusCode::BAD_GATEWAY,
             ErrorKind::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             ErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
@@ -103,6 +130,8 @@ impl ApiError {
             ProviderError::Broken(_) | ProviderError::Malformed(_) => ErrorKind::Upstream,
             // Nothing was asked: the breakers say the upstreams are down.
             ProviderError::CircuitOpen(_) => ErrorKind::Overloaded,
+            ProviderError::Untranslatable(_) => ErrorKind::InvalidRequest,
+            ProviderError::Budget(_) => ErrorKind::BudgetExceeded,
             ProviderError::Status { status, .. } => match status {
                 400 | 422 => ErrorKind::InvalidRequest,
                 413 => ErrorKind::TooLarge,
@@ -134,6 +163,7 @@ impl ApiError {
             ErrorKind::TooLarge => ("invalid_request_error", Some("request_too_large")),
             ErrorKind::RequestTimeout => ("invalid_request_error", Some("request_timeout")),
             ErrorKind::RateLimited => ("rate_limit_error", Some("rate_limit_exceeded")),
+            ErrorKind::BudgetExceeded => ("insufficient_quota", Some("budget_exceeded")),
             ErrorKind::Upstream => ("api_error", Some("upstream_error")),
             ErrorKind::Overloaded => ("api_error", Some("overloaded")),
             ErrorKind::Timeout => ("api_error", Some("timeout")),
@@ -153,7 +183,7 @@ impl ApiError {
             ErrorKind::NotFound => ErrorType::NotFoundError,
             ErrorKind::MethodNotAllowed => ErrorType::InvalidRequestError,
             ErrorKind::TooLarge => ErrorType::RequestTooLarge,
-            ErrorKind::RateLimited => ErrorType::RateLimitError,
+            ErrorKind::RateLimited | ErrorKind::BudgetExceeded => ErrorType::RateLimitError,
             ErrorKind::Upstream | ErrorKind::Timeout => ErrorType::ApiError,
             ErrorKind::Overloaded => ErrorType::OverloadedError,
         };
@@ -179,6 +209,12 @@ impl ApiError {
                 .headers_mut()
                 .insert(axum::http::header::RETRY_AFTER, after.into());
         }
+        if self.no_retry {
+            response.headers_mut().insert(
+                "x-should-retry",
+                axum::http::HeaderValue::from_static("false"),
+            );
+        }
         if let Some(attempts) = self.attempts {
             response
                 .headers_mut()
@@ -186,6 +222,28 @@ impl ApiError {
         }
         response
     }
+}
+
+/// `ms` (Unix milliseconds) as `YYYY-MM-DDTHH:MM:SSZ`.
+fn chrono_free_utc(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 #[cfg(test)]

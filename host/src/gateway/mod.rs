@@ -9,7 +9,10 @@
 //! - [`relay`], [`responses_relay`]: streaming answers back in the client's
 //!   format.
 //! - [`auth`], [`error`]: client keys, and errors in each API's format.
-//! - [`admin`]: models, policies, health and metrics.
+//! - [`server_tools`]: Anthropic server tools, runnable on Anthropic
+//!   upstreams only.
+//! - [`admin`]: models (`GET /v1/models`, `GET /v1/models/{id}`), policies,
+//!   health and metrics.
 
 pub mod admin;
 pub mod auth;
@@ -24,6 +27,7 @@ pub mod reload;
 pub mod responses;
 pub mod responses_relay;
 pub mod server;
+pub mod server_tools;
 pub mod sessions;
 pub mod tasks;
 
@@ -63,6 +67,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/tasks/{id}", get(tasks::get).delete(tasks::cancel))
         .route("/v1/tasks/{id}/events", get(tasks::events))
         .route("/v1/models", get(admin::models))
+        .route("/v1/models/{*id}", get(admin::model))
         .route("/healthz", get(admin::healthz))
         .merge(
             Router::new()

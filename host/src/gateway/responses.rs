@@ -52,7 +52,7 @@ pub async fn handle(
                 "error",
                 started.elapsed().as_secs_f64(),
             );
-            crate::metrics::request_failed(Format::OpenAi, error.status().as_u16());
+            crate::metrics::request_failed("openai", error.status().as_u16());
             error.into_response(Format::OpenAi)
         }
     }

@@ -15,7 +15,7 @@ use futures::StreamExt;
 use super::AppState;
 use super::error::{ApiError, ErrorKind};
 use crate::config::TasksConfig;
-use crate::orchestrator::task::{TaskEvent, TaskInput};
+use crate::orchestrator::task::{EventKind, TaskEvent, TaskInput};
 use crate::provider::Format;
 use crate::provider::async_stream;
 
@@ -42,7 +42,7 @@ pub async fn submit(
         input.labels = client.labels_with(input.labels).into_iter().collect();
         let handle = state
             .tasks
-            .submit(state.clone(), client.owner, input)
+            .submit(state.orchestrator(), client.owner, input)
             .map_err(|e| {
                 let mut error = ApiError::new(ErrorKind::RateLimited, e.to_string());
                 error.retry_after = Some(10);
@@ -99,7 +99,8 @@ pub async fn events(
             let tx = tx.clone();
             async move {
                 let data = serde_json::to_string(&event.data).unwrap_or_default();
-                let bytes = Bytes::from(format!("event: {}\ndata: {data}\n\n", event.kind));
+                let bytes =
+                    Bytes::from(format!("event: {}\ndata: {data}\n\n", event.kind.as_str()));
                 tx.send(Ok::<_, Infallible>(bytes)).await.is_ok()
             }
         };
@@ -112,7 +113,7 @@ pub async fn events(
         while !finished {
             match live.recv().await {
                 Ok(event) => {
-                    finished = event.kind == "status"
+                    finished = event.kind == EventKind::Status
                         && event.data["status"]
                             .as_str()
                             .is_some_and(|s| !matches!(s, "queued" | "planning" | "running"));

@@ -214,7 +214,10 @@ async fn planner_module(
     config: &Config,
     catalog: &[ModelInfo],
 ) -> anyhow::Result<Arc<PolicyModule>> {
-    let engine = PolicyEngine::new(config.policy_limits(), config.cache_dir())?;
+    let engine = PolicyEngine::new(
+        crate::policy::limits(config),
+        crate::policy::cache_dir(config),
+    )?;
     engine.set_module_config(config.policy_config());
     let mut registry = Registry::new(engine);
     registry.load_builtins(builtin::ALL, catalog).await?;
@@ -257,7 +260,7 @@ pub async fn run(
     {
         bail!("--per-day must be a positive number");
     }
-    let catalog = config.catalog();
+    let catalog = crate::policy::catalog(config);
     let baseline = catalog
         .iter()
         .find(|m| m.id == config.baseline_model)

@@ -1,17 +1,20 @@
 //! One model call on behalf of the orchestrator: a policy's chat request,
-//! sent through the resilience layer, answered as text with its cost.
+//! made and settled through the dispatch layer, answered as text with its
+//! cost.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use serde_json::json;
 
-use crate::app::AppState;
+use super::Orchestrator;
 use crate::config::ModelConfig;
+use crate::dispatch::{Answer, Call, Caller, Outcome, Settlement};
 use crate::ledger::Cost;
+use crate::ledger::record::CallRole;
 use crate::policy::types::ChatRequest;
 use crate::provider::wire::openai;
-use crate::provider::{ProviderError, Reply, Request, Response, Usage};
+use crate::provider::{ProviderError, Request, Response, Usage};
 use crate::resilience::Attempt;
 
 /// A finished call.
@@ -39,63 +42,102 @@ pub struct Failed {
 }
 
 /// Sends `request` to the models of `chain` in order (then the escalation
-/// model when `escalate`), non-streaming.
+/// model when `escalate`), non-streaming, and settles it: the ledger
+/// records it as `role` for `caller`.
 pub async fn complete(
-    state: &AppState,
+    orchestrator: &Orchestrator,
+    caller: &Caller,
+    role: CallRole,
     chain: &[Arc<ModelConfig>],
     escalate: bool,
     request: &ChatRequest,
     deadline: Instant,
 ) -> Result<Called, Failed> {
-    let body = openai_body(request);
-    let needed = chain
-        .first()
-        .map_or(0, |_| crate::tokens::count(&prompt_text(request)) as u64);
-    let escalation = if escalate {
-        state.escalation(&needed)
-    } else {
-        None
+    let started = Instant::now();
+    let at_ms = crate::dispatch::unix_ms();
+    let dispatch = &orchestrator.dispatch;
+    let body = Request::OpenAi(openai_body(request));
+    let needed = chain.first().map_or(0, |_| {
+        crate::tokens::count(&prompt_text(request)) as u64
+            + u64::from(request.max_output_tokens.unwrap_or(0))
+    });
+    // The call's worst case is held against the client's budgets before
+    // it is made; a refusal is a failed call that asked no upstream.
+    let held = request
+        .max_output_tokens
+        .unwrap_or(crate::provider::DEFAULT_MAX_TOKENS);
+    let input = needed.saturating_sub(u64::from(request.max_output_tokens.unwrap_or(0)));
+    let amount = dispatch.worst_case(chain, escalate, input + input / 10 + 16, u64::from(held));
+    let reservation = match dispatch.reserve(caller, amount).await {
+        Ok(reservation) => reservation,
+        Err(e) => {
+            return Err(Failed {
+                error: ProviderError::Budget(e.to_string()),
+                attempts: Vec::new(),
+            });
+        }
     };
-    let outcome = state
-        .resilience
-        .run(chain, escalation, deadline, |model, endpoint, _left| {
-            let body = body.clone();
-            async move {
-                let provider = state.provider(&endpoint.provider);
-                let mut upstream = Request::OpenAi(body)
-                    .into_format(provider.format())
-                    .map_err(|e| ProviderError::Status {
-                        status: 400,
-                        message: e.to_string(),
-                        retry_after: None,
-                    })?;
-                upstream.set_model(&endpoint.upstream);
-                match provider.send(upstream).await? {
-                    Reply::Complete(answer) => Ok((model, *answer)),
-                    Reply::Stream(_) => Err(ProviderError::Malformed(
-                        "the provider streamed an unrequested stream".into(),
-                    )),
-                }
-            }
+    let mut body = body;
+    if reservation.is_some() && request.max_output_tokens.is_none() {
+        body.set_max_output_tokens(held);
+    }
+    let sent = dispatch
+        .complete(Call {
+            request: &body,
+            chain,
+            escalate,
+            needed,
+            deadline,
         })
         .await;
-    crate::resilience::settle(outcome.lease, outcome.result.is_ok());
-    match outcome.result {
-        Ok((model, answer)) => {
+    let attempts = sent.attempts;
+    let (result, served, usage, cost) = match sent.result {
+        Ok(Answer::Complete(served, answer)) => {
             let usage = answer.usage();
-            let cost = state.price(&model, &usage);
-            Ok(Called {
-                text: answer_text(answer),
-                model: model.id.clone(),
-                usage,
-                cost,
-                attempts: outcome.attempts,
-            })
+            let cost = dispatch.price(&served.model, &usage);
+            (Ok(answer_text(*answer)), Some(served), usage, cost)
         }
-        Err(error) => Err(Failed {
-            error,
-            attempts: outcome.attempts,
+        Ok(Answer::Stream(..)) => unreachable!("complete() turns a stream into an error"),
+        Err(error) => (Err(error), None, Usage::default(), Cost::default()),
+    };
+    let record = caller.record(
+        role,
+        false,
+        Outcome {
+            served: served.as_ref(),
+            first: chain.first().map(|m| m.id.as_str()),
+            usage: &usage,
+            cost,
+            attempts: &attempts,
+            error: result.as_ref().err(),
+            broken: false,
+            started,
+            at_ms,
+            ttft: None,
+        },
+    );
+    if let Err(e) = dispatch
+        .settle(Settlement {
+            record,
+            lease: sent.lease,
+            reservation,
+        })
+        .await
+    {
+        // The answer was paid for: the task keeps it, and the log says
+        // the ledger missed it.
+        tracing::error!(task = ?caller.task_id, "{e}");
+    }
+    match (result, served) {
+        (Ok(text), Some(served)) => Ok(Called {
+            text,
+            model: served.model.id.clone(),
+            usage,
+            cost,
+            attempts,
         }),
+        (Err(error), _) => Err(Failed { error, attempts }),
+        (Ok(_), None) => unreachable!("an answer always has a model"),
     }
 }
 

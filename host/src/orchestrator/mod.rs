@@ -14,3 +14,22 @@ pub mod context;
 pub mod store;
 pub mod task;
 pub mod transparent;
+
+use std::sync::Arc;
+
+use crate::dispatch::Dispatch;
+use crate::policy::ActivePolicies;
+
+/// What the orchestrator works with, taken from one configuration: a task
+/// or a plan keeps the configuration it started on until it ends.
+#[derive(Clone)]
+pub struct Orchestrator {
+    /// Where model calls are made and settled.
+    pub dispatch: Arc<Dispatch>,
+    /// The router and planner.
+    pub policies: Arc<ActivePolicies>,
+    /// Plans of agent sessions in transparent plan mode.
+    pub plans: Arc<transparent::PlanCache>,
+    /// A task's deadline when it names none, in milliseconds.
+    pub total_deadline_ms: u64,
+}

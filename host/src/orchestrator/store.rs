@@ -1,4 +1,5 @@
-//! Tasks by id, kept in memory (the ledger will persist them), each visible
+//! Tasks by id, kept in memory while they run and recorded in the ledger
+//! (where any replica reads them), each visible
 //! to its owner only, and kept within bounds: a finished task is forgotten
 //! after `[tasks] keep_secs`, and a client holds at most
 //! `[tasks] max_per_client` tasks.
@@ -7,9 +8,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::Orchestrator;
 use super::task::{self, TaskHandle, TaskInput};
-use crate::app::AppState;
 use crate::config::TasksConfig;
+use crate::ledger::Ledger;
 use crate::tenant::Owner;
 
 /// How often, at most, the whole store is swept for expired tasks (a
@@ -26,6 +28,8 @@ pub const MAX_TASKS: usize = 10_000;
 /// The tasks of this daemon.
 pub struct Tasks {
     inner: Mutex<Inner>,
+    ledger: Ledger,
+    replica: String,
     keep: Duration,
     max_per_client: usize,
 }
@@ -45,8 +49,11 @@ pub enum Refused {
 
 impl Tasks {
     /// An empty store with the bounds of `[tasks]`.
-    pub fn new(config: &TasksConfig) -> Self {
+    /// Tasks are recorded in `ledger` as run by `replica`.
+    pub fn new(config: &TasksConfig, ledger: Ledger, replica: String) -> Self {
         Tasks {
+            ledger,
+            replica,
             inner: Mutex::new(Inner {
                 by_id: HashMap::new(),
                 swept: Instant::now(),
@@ -60,7 +67,7 @@ impl Tasks {
     /// The task runs whether or not the client stays connected.
     pub fn submit(
         &self,
-        state: Arc<AppState>,
+        orchestrator: Orchestrator,
         owner: Owner,
         input: TaskInput,
     ) -> Result<Arc<TaskHandle>, Refused> {
@@ -96,11 +103,20 @@ impl Tasks {
                 inner.by_id.remove(&oldest);
             }
             let id = task_id();
-            let handle = TaskHandle::new(id.clone(), owner, &input);
+            let budgets = orchestrator.dispatch.budget_scopes(
+                owner.as_str(),
+                input.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            );
+            let recorder = task::Recorder {
+                ledger: self.ledger.clone(),
+                replica: self.replica.clone(),
+            };
+            let handle = TaskHandle::new(id.clone(), owner, &input, recorder, budgets);
             inner.by_id.insert(id, handle.clone());
             handle
         };
-        tokio::spawn(task::run(state, handle.clone(), input));
+        handle.persist();
+        tokio::spawn(task::run(orchestrator, handle.clone(), input));
         Ok(handle)
     }
 

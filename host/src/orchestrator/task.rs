@@ -11,10 +11,12 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
+use super::Orchestrator;
 use super::call::{self, Called, Failed};
 use super::context;
-use crate::app::AppState;
 use crate::config::ModelConfig;
+use crate::dispatch::Caller;
+use crate::ledger::record::{Api, CallRole};
 use crate::policy::types::{
     ChatRequest, Features, Message, Plan, Review, Route, Subtask, Task, Tier, WireApi,
 };
@@ -87,6 +89,19 @@ pub enum Status {
 }
 
 impl Status {
+    /// The status as the API and the metrics name it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Queued => "queued",
+            Status::Planning => "planning",
+            Status::Running => "running",
+            Status::Succeeded => "succeeded",
+            Status::Failed => "failed",
+            Status::BudgetExceeded => "budget_exceeded",
+            Status::Cancelled => "cancelled",
+        }
+    }
+
     /// Whether the task has ended.
     pub fn is_final(self) -> bool {
         !matches!(self, Status::Queued | Status::Planning | Status::Running)
@@ -119,8 +134,8 @@ pub struct SubtaskRecord {
     /// The planned subtask.
     #[serde(flatten)]
     pub subtask: Subtask,
-    /// `pending`, `running`, `done`, `failed` or `skipped`.
-    pub status: &'static str,
+    /// Where it is.
+    pub status: SubtaskStatus,
     /// The model whose output was kept.
     pub served_by: Option<String>,
     /// Attempts over all its calls.
@@ -135,8 +150,8 @@ pub struct SubtaskRecord {
     pub finished_ms: Option<u64>,
     /// The output.
     pub output: Option<String>,
-    /// `accept`, `retry`, `escalate`, or none when not reviewed.
-    pub review: Option<String>,
+    /// The reviewer's last verdict, none when not reviewed.
+    pub review: Option<Verdict>,
     /// Whether the escalation model did it.
     pub escalated: bool,
     /// How the prompt was fitted to the context window, if it had to be.
@@ -182,13 +197,73 @@ pub struct TaskRecord {
     pub escalation_share: f64,
     /// Milliseconds the task took.
     pub elapsed_ms: Option<u64>,
+    /// The worst case of the calls in flight.
+    #[serde(skip)]
+    reserved: Reserved,
+}
+
+/// Where a subtask is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SubtaskStatus {
+    /// Waiting for its dependencies.
+    Pending,
+    /// Its call is in flight.
+    Running,
+    /// Its output is kept.
+    Done,
+    /// No model could do it.
+    Failed,
+    /// The task stopped before it ran.
+    Skipped,
+}
+
+/// A reviewer's verdict on a subtask's output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// Kept.
+    Accept,
+    /// Asked again with the reviewer's feedback.
+    Retry,
+    /// Given to the escalation model.
+    Escalate,
+}
+
+/// What a task event reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// The task's status changed.
+    Status,
+    /// The plan is known.
+    Plan,
+    /// A subtask changed.
+    Subtask,
+    /// A model call ended.
+    Call,
+    /// Something a reader should know.
+    Note,
+}
+
+impl EventKind {
+    /// The event's name on the wire (the SSE `event:` field).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Status => "status",
+            EventKind::Plan => "plan",
+            EventKind::Subtask => "subtask",
+            EventKind::Call => "call",
+            EventKind::Note => "note",
+        }
+    }
 }
 
 /// A progress event, as `GET /v1/tasks/{id}/events` streams it.
 #[derive(Debug, Clone, Serialize)]
 pub struct TaskEvent {
-    /// `status`, `plan`, `subtask`, `call`, `note`.
-    pub kind: &'static str,
+    /// What it reports.
+    pub kind: EventKind,
     /// Details.
     pub data: serde_json::Value,
 }
@@ -197,6 +272,14 @@ pub struct TaskEvent {
 pub struct TaskHandle {
     /// The client that submitted it; nobody else can see it.
     pub owner: Owner,
+    /// Its labels, as its calls are recorded with.
+    labels: std::collections::BTreeMap<String, String>,
+    /// The budgets its calls count against.
+    budgets: Vec<crate::ledger::BudgetScope>,
+    /// Where its record is kept.
+    recorder: Recorder,
+    /// When it was submitted, Unix milliseconds.
+    created_ms: i64,
     record: Mutex<TaskRecord>,
     log: Mutex<Vec<TaskEvent>>,
     events: broadcast::Sender<TaskEvent>,
@@ -207,9 +290,19 @@ pub struct TaskHandle {
 
 impl TaskHandle {
     /// A queued task of `owner`.
-    pub fn new(id: String, owner: Owner, input: &TaskInput) -> Arc<Self> {
+    pub fn new(
+        id: String,
+        owner: Owner,
+        input: &TaskInput,
+        recorder: Recorder,
+        budgets: Vec<crate::ledger::BudgetScope>,
+    ) -> Arc<Self> {
         Arc::new(TaskHandle {
             owner,
+            budgets,
+            recorder,
+            created_ms: crate::dispatch::unix_ms(),
+            labels: input.labels.clone().into_iter().collect(),
             record: Mutex::new(TaskRecord {
                 id,
                 title: input.title.clone(),
@@ -229,12 +322,32 @@ impl TaskHandle {
                 escalated_subtasks: 0,
                 escalation_share: 0.0,
                 elapsed_ms: None,
+                reserved: Reserved::default(),
             }),
             log: Mutex::new(Vec::new()),
             events: broadcast::channel(256).0,
             cancel: CancellationToken::new(),
             started: Instant::now(),
         })
+    }
+
+    /// Whom the task's calls are made for, as the ledger records them.
+    fn caller(&self) -> Caller {
+        let r = self.lock();
+        Caller {
+            request_id: None,
+            task_id: Some(r.id.clone()),
+            client: self.owner.as_str().to_string(),
+            labels: self.labels.clone(),
+            session: None,
+            api: Api::Tasks,
+            requested_model: "auto".into(),
+            router: r.policy.clone(),
+            planner: None,
+            tier: r.route.as_ref().map(|route| route.tier),
+            reasoning: r.route.as_ref().map(|route| route.reasoning.clone()),
+            budgets: self.budgets.clone(),
+        }
     }
 
     /// Whether the task has ended.
@@ -272,7 +385,7 @@ impl TaskHandle {
         self.record.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn emit(&self, kind: &'static str, data: serde_json::Value) {
+    fn emit(&self, kind: EventKind, data: serde_json::Value) {
         let event = TaskEvent { kind, data };
         let mut log = self.log.lock().unwrap_or_else(|p| p.into_inner());
         log.push(event.clone());
@@ -281,21 +394,50 @@ impl TaskHandle {
 
     fn set_status(&self, status: Status) {
         self.lock().status = status;
-        self.emit("status", serde_json::json!({"status": status}));
+        self.emit(EventKind::Status, serde_json::json!({"status": status}));
+        self.persist();
+    }
+
+    /// The task as the ledger keeps it.
+    fn ledger_record(&self) -> crate::ledger::TaskRecord {
+        let record = self.record();
+        crate::ledger::TaskRecord {
+            id: record.id.clone(),
+            client: self.owner.as_str().to_string(),
+            status: record.status.as_str().to_string(),
+            created_ms: self.created_ms,
+            updated_ms: crate::dispatch::unix_ms(),
+            replica: self.recorder.replica.clone(),
+            body: serde_json::to_value(&record).unwrap_or_default(),
+        }
+    }
+
+    /// Queues the task's record for the ledger (its changes commit in
+    /// order).
+    pub fn persist(&self) {
+        self.recorder.ledger.put_task_later(self.ledger_record());
+    }
+
+    /// Records the task in the ledger and waits for the commit.
+    async fn persist_now(&self) {
+        if let Err(e) = self.recorder.ledger.put_task(self.ledger_record()).await {
+            tracing::error!(task = %self.lock().id, "the task's record could not be committed: {e}");
+        }
     }
 
     fn note(&self, note: String) {
         tracing::info!(task = %self.lock().id, "{note}");
         self.lock().notes.push(note.clone());
-        self.emit("note", serde_json::json!({"note": note}));
+        self.emit(EventKind::Note, serde_json::json!({"note": note}));
     }
 
     fn elapsed_ms(&self) -> u64 {
         self.started.elapsed().as_millis() as u64
     }
 
-    /// Records a call's usage and cost.
-    fn account(&self, purpose: String, result: &Result<Called, Failed>) {
+    /// Records a call's usage and cost, releasing what was reserved for
+    /// it.
+    fn account(&self, purpose: String, result: &Result<Called, Failed>, reserved: Reserved) {
         let (model, input, output, cost, baseline, attempts) = match result {
             Ok(c) => (
                 Some(c.model.clone()),
@@ -318,21 +460,42 @@ impl TaskHandle {
         };
         {
             let mut r = self.lock();
+            r.reserved.usd -= reserved.usd;
+            r.reserved.tokens -= reserved.tokens;
             r.spent_usd += cost;
             r.spent_tokens += input + output;
             r.baseline_usd += baseline;
             r.calls.push(record.clone());
         }
-        self.emit("call", serde_json::to_value(&record).unwrap_or_default());
+        self.emit(
+            EventKind::Call,
+            serde_json::to_value(&record).unwrap_or_default(),
+        );
     }
 
-    /// Whether a call expected to use `tokens` and cost `usd` fits the
-    /// budget.
-    fn affordable(&self, tokens: u64, usd: f64) -> bool {
-        let r = self.lock();
-        let tokens_ok = r.budget.tokens.is_none_or(|b| r.spent_tokens + tokens <= b);
-        let usd_ok = r.budget.usd.is_none_or(|b| r.spent_usd + usd <= b + 1e-12);
-        tokens_ok && usd_ok
+    /// Reserves a call's worst case, `tokens` and `usd`, if it fits the
+    /// budget (the task's own, and its route's `max_cost_usd`) next to
+    /// what is spent and what calls in flight have reserved.
+    fn reserve(&self, tokens: u64, usd: f64) -> Option<Reserved> {
+        let mut r = self.lock();
+        let usd_cap = [
+            r.budget.usd,
+            r.route.as_ref().and_then(|route| route.max_cost_usd),
+        ]
+        .into_iter()
+        .flatten()
+        .reduce(f64::min);
+        let tokens_ok = r
+            .budget
+            .tokens
+            .is_none_or(|b| r.spent_tokens + r.reserved.tokens + tokens <= b);
+        let usd_ok = usd_cap.is_none_or(|b| r.spent_usd + r.reserved.usd + usd <= b + 1e-12);
+        if !(tokens_ok && usd_ok) {
+            return None;
+        }
+        r.reserved.usd += usd;
+        r.reserved.tokens += tokens;
+        Some(Reserved { usd, tokens })
     }
 
     fn update_subtask(&self, id: &str, f: impl FnOnce(&mut SubtaskRecord)) {
@@ -347,8 +510,32 @@ impl TaskHandle {
                 "review": s.review, "escalated": s.escalated, "cost_usd": s.cost_usd,
             })
         };
-        self.emit("subtask", snapshot);
+        self.emit(EventKind::Subtask, snapshot);
     }
+}
+
+/// Where a task's record is kept.
+#[derive(Clone)]
+pub struct Recorder {
+    /// The ledger.
+    pub ledger: crate::ledger::Ledger,
+    /// This daemon's name in task records.
+    pub replica: String,
+}
+
+/// A call's worst case, held against the task's budget while it runs.
+#[derive(Debug, Clone, Copy, Default)]
+struct Reserved {
+    usd: f64,
+    tokens: u64,
+}
+
+/// An upper bound on a request's input tokens: the local count, plus a
+/// tenth for tokenizers that split text finer, plus each message's
+/// framing.
+fn input_bound(request: &ChatRequest) -> u64 {
+    let counted = count_tokens(&call::prompt_text(request)) as u64;
+    counted + counted / 10 + 8 * request.messages.len() as u64 + 16
 }
 
 /// Why a task stopped early.
@@ -358,16 +545,12 @@ enum Stop {
 }
 
 /// Runs a task to its end (or until cancelled).
-pub async fn run(state: Arc<AppState>, task: Arc<TaskHandle>, input: TaskInput) {
+pub async fn run(orchestrator: Orchestrator, task: Arc<TaskHandle>, input: TaskInput) {
     let deadline = Instant::now()
-        + Duration::from_millis(
-            input
-                .deadline_ms
-                .unwrap_or(state.config.resilience.total_deadline_ms),
-        );
+        + Duration::from_millis(input.deadline_ms.unwrap_or(orchestrator.total_deadline_ms));
     let outcome = tokio::select! {
         _ = task.cancel.cancelled() => None,
-        outcome = execute(&state, &task, &input, deadline) => Some(outcome),
+        outcome = execute(&orchestrator, &task, &input, deadline) => Some(outcome),
     };
     let status = match outcome {
         None => Status::Cancelled,
@@ -397,23 +580,31 @@ pub async fn run(state: Arc<AppState>, task: Arc<TaskHandle>, input: TaskInput) 
             }
         }
         for s in &mut r.subtasks {
-            if s.status == "pending" || s.status == "running" {
-                s.status = "skipped";
+            if matches!(s.status, SubtaskStatus::Pending | SubtaskStatus::Running) {
+                s.status = SubtaskStatus::Skipped;
             }
         }
     }
-    crate::metrics::task_finished(status, &task.record());
-    task.set_status(status);
+    let subtasks = task.lock().subtasks.len() as u64;
+    crate::metrics::task_finished(status.as_str(), subtasks, task.lock().spent_usd);
+    task.lock().status = status;
+    // The final record is committed before the end is announced: a client
+    // that sees the task end can read it from any replica.
+    task.persist_now().await;
+    task.emit(EventKind::Status, serde_json::json!({"status": status}));
 }
 
 async fn execute(
-    state: &AppState,
+    orch: &Orchestrator,
     task: &TaskHandle,
     input: &TaskInput,
     deadline: Instant,
 ) -> Result<String, Stop> {
     let features = features(task, input);
-    let decision = state.policies.decide(&features, &state.catalog()).await;
+    let decision = orch
+        .policies
+        .decide(&features, &orch.dispatch.catalog())
+        .await;
     let route = decision.route.clone();
     {
         let mut r = task.lock();
@@ -434,23 +625,23 @@ async fn execute(
     };
     if route.tier == Tier::Direct {
         task.set_status(Status::Running);
-        return direct(state, task, &policy_task, deadline).await;
+        return direct(orch, task, &policy_task, deadline).await;
     }
     task.set_status(Status::Planning);
-    let plan = match plan(state, task, &policy_task, deadline).await? {
+    let plan = match plan(orch, task, &policy_task, deadline).await? {
         Some(plan) => plan,
         None => {
             task.set_status(Status::Running);
             // Critical work keeps its review: without a plan, the direct
             // answer is reviewed as the plan's critical subtasks would be.
             if route.tier == Tier::PlanAndVerify {
-                return reviewed_direct(state, task, &policy_task, deadline).await;
+                return reviewed_direct(orch, task, &policy_task, deadline).await;
             }
-            return direct(state, task, &policy_task, deadline).await;
+            return direct(orch, task, &policy_task, deadline).await;
         }
     };
     task.set_status(Status::Running);
-    execute_plan(state, task, &policy_task, plan, deadline).await
+    execute_plan(orch, task, &policy_task, plan, deadline).await
 }
 
 fn features(task: &TaskHandle, input: &TaskInput) -> Features {
@@ -482,13 +673,13 @@ fn features(task: &TaskHandle, input: &TaskInput) -> Features {
 
 /// Chain of models for a call: `first`, then the route's executor and
 /// fallbacks, each once, each known to the catalog.
-fn chain(state: &AppState, first: &str, route: &Route) -> Vec<Arc<ModelConfig>> {
+fn chain(orch: &Orchestrator, first: &str, route: &Route) -> Vec<Arc<ModelConfig>> {
     let mut out: Vec<Arc<ModelConfig>> = Vec::new();
     for id in std::iter::once(first)
         .chain(std::iter::once(route.executor.as_str()))
         .chain(route.fallbacks.iter().map(String::as_str))
     {
-        if let Some(m) = state.models.get(id)
+        if let Some(m) = orch.dispatch.model(id)
             && !out.iter().any(|o| o.id == m.id)
         {
             out.push(m.clone());
@@ -497,9 +688,21 @@ fn chain(state: &AppState, first: &str, route: &Route) -> Vec<Arc<ModelConfig>> 
     out
 }
 
+/// The ledger's role for a call made for `purpose` (see
+/// [`CallRecord::purpose`]).
+fn role_of(purpose: &str) -> CallRole {
+    if purpose == "plan" {
+        CallRole::Planner
+    } else if purpose.starts_with("review") || purpose == "direct:review" {
+        CallRole::Reviewer
+    } else {
+        CallRole::Executor
+    }
+}
+
 /// Checks the budget, then makes the call and accounts for it.
 async fn budgeted_call(
-    state: &AppState,
+    orch: &Orchestrator,
     task: &TaskHandle,
     purpose: String,
     chain: &[Arc<ModelConfig>],
@@ -513,31 +716,58 @@ async fn budgeted_call(
             attempts: Vec::new(),
         }));
     };
-    let input = count_tokens(&call::prompt_text(request)) as u64;
-    let output = request.max_output_tokens.unwrap_or(EXPECTED_OUTPUT_TOKENS) as u64;
-    let usd =
-        (input as f64 * first.input_usd_per_mtok + output as f64 * first.output_usd_per_mtok) / 1e6;
-    if !task.affordable(input + output, usd) {
+    // The call is held to an output cap, so that its worst case is known:
+    // every model it may reach (a fallback, the escalation model) at that
+    // cap, priced at the dearest of them. Parallel subtasks reserve their
+    // worst case before they call, so together they never pass the budget.
+    let cap = request.max_output_tokens.unwrap_or(EXPECTED_OUTPUT_TOKENS);
+    let mut held = request.clone();
+    held.max_output_tokens = Some(cap);
+    let request = &held;
+    let input = input_bound(request);
+    let output = u64::from(cap);
+    let escalation = if escalate {
+        orch.dispatch.escalation(0)
+    } else {
+        None
+    };
+    let usd = chain
+        .iter()
+        .chain(escalation.as_ref())
+        .map(|m| {
+            (input as f64 * m.input_usd_per_mtok + output as f64 * m.output_usd_per_mtok) / 1e6
+        })
+        .fold(0.0, f64::max);
+    let Some(reservation) = task.reserve(input + output, usd) else {
         return Err(Stop::Budget(format!(
-            "the next call ({purpose} on {}, about {} tokens, ${usd:.6}) would exceed the budget",
+            "the next call ({purpose} on {}, at most {} tokens, up to ${usd:.6} on its dearest model) would exceed the budget",
             first.id,
             input + output
         )));
-    }
-    let result = call::complete(state, chain, escalate, request, deadline).await;
-    task.account(purpose, &result);
+    };
+    let result = call::complete(
+        orch,
+        &task.caller(),
+        role_of(&purpose),
+        chain,
+        escalate,
+        request,
+        deadline,
+    )
+    .await;
+    task.account(purpose, &result, reservation);
     Ok(result)
 }
 
 async fn direct(
-    state: &AppState,
+    orch: &Orchestrator,
     task: &TaskHandle,
     policy_task: &Task,
     deadline: Instant,
 ) -> Result<String, Stop> {
     let route = &policy_task.route;
-    let chain = chain(state, &route.executor, route);
-    direct_on(state, task, policy_task, "direct", &chain, None, deadline)
+    let chain = chain(orch, &route.executor, route);
+    direct_on(orch, task, policy_task, "direct", &chain, None, deadline)
         .await
         .map(|called| called.text)
 }
@@ -545,7 +775,7 @@ async fn direct(
 /// The whole task asked of `chain` in one call, with a reviewer's
 /// `feedback` on an earlier answer if there was one.
 async fn direct_on(
-    state: &AppState,
+    orch: &Orchestrator,
     task: &TaskHandle,
     policy_task: &Task,
     purpose: &str,
@@ -574,7 +804,7 @@ async fn direct_on(
         max_output_tokens: None,
         temperature: None,
     };
-    match budgeted_call(state, task, purpose.into(), chain, true, &request, deadline).await? {
+    match budgeted_call(orch, task, purpose.into(), chain, true, &request, deadline).await? {
         Ok(called) => Ok(called),
         Err(failed) => Err(Stop::Failed(format!("no model answered: {}", failed.error))),
     }
@@ -601,25 +831,25 @@ fn whole_task(policy_task: &Task, model: &str) -> Subtask {
 /// or is rejected twice fails the task: critical work is never returned
 /// unreviewed.
 async fn reviewed_direct(
-    state: &AppState,
+    orch: &Orchestrator,
     task: &TaskHandle,
     policy_task: &Task,
     deadline: Instant,
 ) -> Result<String, Stop> {
     let route = &policy_task.route;
-    let Some(planner) = state.policies.planner() else {
+    let Some(planner) = orch.policies.planner() else {
         return Err(Stop::Failed(
             "a critical task without a plan must be reviewed, and no planner policy is loaded \
              to review it"
                 .into(),
         ));
     };
-    let catalog = state.catalog();
-    let chain = chain(state, &route.executor, route);
-    let called = direct_on(state, task, policy_task, "direct", &chain, None, deadline).await?;
+    let catalog = orch.dispatch.catalog();
+    let chain = chain(orch, &route.executor, route);
+    let called = direct_on(orch, task, policy_task, "direct", &chain, None, deadline).await?;
     let subtask = whole_task(policy_task, &called.model);
     let verdict = review(
-        state,
+        orch,
         task,
         &planner,
         policy_task,
@@ -648,7 +878,7 @@ async fn reviewed_direct(
             )));
         }
     };
-    let Some(escalation) = state.escalation(&0) else {
+    let Some(escalation) = orch.dispatch.escalation(0) else {
         return Err(Stop::Failed(format!(
             "the answer to a critical task served without a plan was rejected in review \
              ({why}) and no escalation model is configured"
@@ -659,7 +889,7 @@ async fn reviewed_direct(
         called.model, escalation.id
     ));
     let escalated = direct_on(
-        state,
+        orch,
         task,
         policy_task,
         "direct:escalated",
@@ -672,7 +902,7 @@ async fn reviewed_direct(
     crate::metrics::subtask_escalated();
     let subtask = whole_task(policy_task, &escalated.model);
     match review(
-        state,
+        orch,
         task,
         &planner,
         policy_task,
@@ -715,16 +945,16 @@ fn task_prompt(task: &Task) -> String {
 /// Asks the planner for a plan; re-asks once with the parse error; `None`
 /// means the task falls back to direct.
 async fn plan(
-    state: &AppState,
+    orch: &Orchestrator,
     task: &TaskHandle,
     policy_task: &Task,
     deadline: Instant,
 ) -> Result<Option<Plan>, Stop> {
-    let Some(planner) = state.policies.planner() else {
+    let Some(planner) = orch.policies.planner() else {
         task.note("no planner policy is loaded: serving direct".into());
         return Ok(None);
     };
-    let catalog = state.catalog();
+    let catalog = orch.dispatch.catalog();
     let mut request = match planner.plan_request(policy_task, &catalog).await {
         Ok(r) => r,
         Err(e) => {
@@ -735,8 +965,9 @@ async fn plan(
     // A critical task's planning gets one more try, on the escalation
     // model, before it is served without a plan.
     let critical = policy_task.route.tier == Tier::PlanAndVerify;
-    let escalation = state
-        .escalation(&0)
+    let escalation = orch
+        .dispatch
+        .escalation(0)
         .filter(|e| critical && e.id != request.model);
     let rounds = if escalation.is_some() { 3 } else { 2 };
     let mut round = 0;
@@ -744,11 +975,10 @@ async fn plan(
         let on_escalation = round == 2;
         let chain = match (&escalation, on_escalation) {
             (Some(e), true) => vec![e.clone()],
-            _ => chain(state, &request.model, &policy_task.route),
+            _ => chain(orch, &request.model, &policy_task.route),
         };
         let called =
-            match budgeted_call(state, task, "plan".into(), &chain, true, &request, deadline)
-                .await?
+            match budgeted_call(orch, task, "plan".into(), &chain, true, &request, deadline).await?
             {
                 Ok(called) => called,
                 Err(failed) if !on_escalation && escalation.is_some() => {
@@ -779,7 +1009,7 @@ async fn plan(
                     .iter()
                     .map(|s| SubtaskRecord {
                         subtask: s.clone(),
-                        status: "pending",
+                        status: SubtaskStatus::Pending,
                         served_by: None,
                         attempts: 0,
                         tokens: 0,
@@ -797,7 +1027,10 @@ async fn plan(
                     r.plan = Some(plan.clone());
                     r.subtasks = records;
                 }
-                task.emit("plan", serde_json::to_value(&plan).unwrap_or_default());
+                task.emit(
+                    EventKind::Plan,
+                    serde_json::to_value(&plan).unwrap_or_default(),
+                );
                 return Ok(Some(plan));
             }
             Err(e) if round == 0 => {
@@ -849,7 +1082,7 @@ async fn plan(
 }
 
 async fn execute_plan(
-    state: &AppState,
+    orch: &Orchestrator,
     task: &TaskHandle,
     policy_task: &Task,
     plan: Plan,
@@ -878,12 +1111,12 @@ async fn execute_plan(
                 let id = subtask.id.clone();
                 let started = task.elapsed_ms();
                 task.update_subtask(&id, |s| {
-                    s.status = "running";
+                    s.status = SubtaskStatus::Running;
                     s.started_ms = Some(started);
                 });
                 running.push(async move {
                     let result =
-                        run_subtask(state, task, policy_task, plan, &subtask, deps, deadline).await;
+                        run_subtask(orch, task, policy_task, plan, &subtask, deps, deadline).await;
                     (subtask, result)
                 });
             }
@@ -895,7 +1128,7 @@ async fn execute_plan(
         match result {
             Ok(output) => {
                 task.update_subtask(&subtask.id, |s| {
-                    s.status = "done";
+                    s.status = SubtaskStatus::Done;
                     s.output = Some(output.clone());
                     s.finished_ms = Some(finished);
                 });
@@ -903,7 +1136,7 @@ async fn execute_plan(
             }
             Err(e) => {
                 task.update_subtask(&subtask.id, |s| {
-                    s.status = "failed";
+                    s.status = SubtaskStatus::Failed;
                     s.finished_ms = Some(finished);
                 });
                 stop.get_or_insert(e);
@@ -930,7 +1163,7 @@ fn join_outputs(subtasks: &[SubtaskRecord]) -> String {
 }
 
 async fn run_subtask(
-    state: &AppState,
+    orch: &Orchestrator,
     task: &TaskHandle,
     policy_task: &Task,
     plan: &Plan,
@@ -941,15 +1174,15 @@ async fn run_subtask(
     let route = &policy_task.route;
     let mut model_id = subtask.model.clone();
     let mut feedback: Option<String> = None;
-    let planner = state.policies.planner();
-    let catalog = state.catalog();
+    let planner = orch.policies.planner();
+    let catalog = orch.dispatch.catalog();
     // At most: the first run, one retry on review, one escalation.
     for round in 0..3 {
         let escalating = round > 0 && feedback.is_some() && model_id.is_empty();
         let mut chain = if escalating {
-            state.escalation(&0).into_iter().collect()
+            orch.dispatch.escalation(0).into_iter().collect()
         } else {
-            chain(state, &model_id, route)
+            chain(orch, &model_id, route)
         };
         // The first model whose window holds the prompt goes first.
         let fits = chain.iter().position(|m| {
@@ -988,7 +1221,7 @@ async fn run_subtask(
             temperature: None,
         };
         let result = budgeted_call(
-            state,
+            orch,
             task,
             format!("subtask:{}", subtask.id),
             &chain,
@@ -1006,12 +1239,10 @@ async fn run_subtask(
                 )));
             }
         };
-        let escalated = state
-            .config
-            .resilience
-            .escalation_model
-            .as_deref()
-            .is_some_and(|e| e == called.model && !chain.is_empty() && chain[0].id != e)
+        let escalated = orch
+            .dispatch
+            .escalation(0)
+            .is_some_and(|e| e.id == called.model && !chain.is_empty() && chain[0].id != e.id)
             || escalating;
         let tokens = called.usage.input_tokens + called.usage.output_tokens;
         task.update_subtask(&subtask.id, |s| {
@@ -1030,7 +1261,7 @@ async fn run_subtask(
         let review = match (&planner, route.tier, escalated) {
             (Some(planner), Tier::PlanAndVerify, false) if subtask.critical => {
                 match review(
-                    state,
+                    orch,
                     task,
                     planner,
                     policy_task,
@@ -1054,7 +1285,7 @@ async fn run_subtask(
         match review {
             None | Some(Review::Accept) => {
                 if review.is_some() {
-                    task.update_subtask(&subtask.id, |s| s.review = Some("accept".into()));
+                    task.update_subtask(&subtask.id, |s| s.review = Some(Verdict::Accept));
                 }
                 return Ok(called.text);
             }
@@ -1062,7 +1293,7 @@ async fn run_subtask(
                 model,
                 feedback: why,
             }) if round == 0 => {
-                task.update_subtask(&subtask.id, |s| s.review = Some("retry".into()));
+                task.update_subtask(&subtask.id, |s| s.review = Some(Verdict::Retry));
                 task.note(format!(
                     "subtask {} rejected in review, retrying on {model}: {why}",
                     subtask.id
@@ -1071,12 +1302,12 @@ async fn run_subtask(
                 feedback = Some(why);
             }
             Some(Review::Retry { feedback: why, .. } | Review::Escalate { reason: why }) => {
-                task.update_subtask(&subtask.id, |s| s.review = Some("escalate".into()));
+                task.update_subtask(&subtask.id, |s| s.review = Some(Verdict::Escalate));
                 task.note(format!(
                     "subtask {} rejected in review, escalating: {why}",
                     subtask.id
                 ));
-                if state.escalation(&0).is_none() {
+                if orch.dispatch.escalation(0).is_none() {
                     return Err(Stop::Failed(format!(
                         "subtask {} was rejected and no escalation model is configured",
                         subtask.id
@@ -1103,7 +1334,7 @@ enum Reviewed {
 
 #[allow(clippy::too_many_arguments)]
 async fn review(
-    state: &AppState,
+    orch: &Orchestrator,
     task: &TaskHandle,
     planner: &crate::policy::PolicyModule,
     policy_task: &Task,
@@ -1129,9 +1360,8 @@ async fn review(
             )));
         }
     };
-    let chain = chain(state, &request.model, &policy_task.route);
-    let reply = match budgeted_call(state, task, purpose, &chain, false, &request, deadline).await?
-    {
+    let chain = chain(orch, &request.model, &policy_task.route);
+    let reply = match budgeted_call(orch, task, purpose, &chain, false, &request, deadline).await? {
         Ok(c) => c,
         Err(f) => {
             return Ok(Reviewed::Skipped(format!(

@@ -11,9 +11,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::Orchestrator;
 use super::call;
-use crate::app::AppState;
 use crate::ledger::Cost;
+use crate::ledger::record::CallRole;
 use crate::policy::types::{Features, Message, Plan, Route, Task, Tier};
 use crate::provider::Request;
 use crate::provider::wire::{anthropic, openai};
@@ -156,40 +157,51 @@ fn session_key(session: &str) -> String {
 /// planner. `Err` carries why there is none (the request is then served
 /// without a plan).
 pub async fn plan_for(
-    state: &AppState,
+    orch: &Orchestrator,
     owner: &Owner,
+    caller: &crate::dispatch::Caller,
     features: &Features,
     conversation: &[Message],
     route: &Route,
     deadline: Instant,
 ) -> Result<(Arc<SessionPlan>, PlanSource), String> {
     if let Some(session) = &features.session
-        && let Some(plan) = state.plans.get(owner, session)
+        && let Some(plan) = orch.plans.get(owner, session)
     {
         return Ok((plan, PlanSource::Cached));
     }
-    let planner = state
+    let planner = orch
         .policies
         .planner()
         .ok_or("no planner policy is loaded")?;
     let budget = route
         .planner
         .as_deref()
-        .and_then(|id| state.models.get(id))
+        .and_then(|id| orch.dispatch.model(id))
         .map_or(CONVERSATION_TOKENS, |m| {
             CONVERSATION_TOKENS.min(m.context_window as usize / 2)
         });
     let task = task_of(features, conversation, route, budget);
-    let catalog = state.catalog();
+    let catalog = orch.dispatch.catalog();
     let request = planner
         .plan_request(&task, &catalog)
         .await
         .map_err(|e| format!("the planner policy failed: {e}"))?;
     let chain: Vec<_> = std::iter::once(request.model.as_str())
         .chain(route.planner.as_deref())
-        .filter_map(|id| state.models.get(id).cloned())
+        .filter_map(|id| orch.dispatch.model(id).cloned())
         .collect();
-    let first = match call::complete(state, &chain, true, &request, deadline).await {
+    let first = match call::complete(
+        orch,
+        caller,
+        CallRole::Planner,
+        &chain,
+        true,
+        &request,
+        deadline,
+    )
+    .await
+    {
         Ok(called) => match planner.parse_plan(&task, &called.text, &catalog).await {
             Ok(plan) => Ok((plan, called.cost)),
             Err(e) => Err((format!("the plan could not be used: {e}"), called.cost)),
@@ -204,15 +216,18 @@ pub async fn plan_for(
         Err((why, spent)) => {
             // Critical work gets one more try, on the escalation model,
             // before it is served without a plan.
-            let escalation = state
-                .escalation(&0)
+            let escalation = orch
+                .dispatch
+                .escalation(0)
                 .filter(|e| route.tier == Tier::PlanAndVerify && e.id != request.model);
             let Some(escalation) = escalation else {
                 return Err(why);
             };
             tracing::info!(request = %features.id, "{why}: asking the escalation model {} for the plan", escalation.id);
             let called = call::complete(
-                state,
+                orch,
+                caller,
+                CallRole::Planner,
                 std::slice::from_ref(&escalation),
                 true,
                 &request,
@@ -241,7 +256,7 @@ pub async fn plan_for(
         cost,
     });
     if let Some(session) = &features.session {
-        state.plans.put(owner, session, plan.clone());
+        orch.plans.put(owner, session, plan.clone());
     }
     Ok((plan, PlanSource::New))
 }

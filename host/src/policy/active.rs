@@ -26,11 +26,14 @@ impl ActivePolicies {
     /// folder's modules (which replace built-ins of the same name), and
     /// watches the folder.
     pub async fn start(config: &Config) -> anyhow::Result<Self> {
-        let engine = PolicyEngine::new(config.policy_limits(), config.cache_dir())?;
+        let engine = PolicyEngine::new(
+            crate::policy::limits(config),
+            crate::policy::cache_dir(config),
+        )?;
         engine.set_module_config(config.policy_config());
         let mut registry = Registry::new(engine)
             .with_load_timeout(Duration::from_millis(config.policies.load_timeout_ms));
-        let catalog = config.catalog();
+        let catalog = crate::policy::catalog(config);
         registry.load_builtins(builtin::ALL, &catalog).await?;
         let registry = Arc::new(registry);
         let watch = match &config.policies.dir {
@@ -43,7 +46,7 @@ impl ActivePolicies {
             registry,
             router: config.policies.router.clone(),
             planner: config.policies.planner.clone(),
-            safe_route: config.safe_route(),
+            safe_route: crate::policy::safe_route(config),
             _watch: watch,
         })
     }

@@ -24,6 +24,7 @@ pub mod builtin;
 pub mod cache;
 pub mod capabilities;
 pub mod decide;
+pub mod from_config;
 pub mod module;
 pub mod registry;
 pub mod sandbox;
@@ -34,5 +35,6 @@ pub mod watcher;
 
 pub use active::ActivePolicies;
 pub use decide::{Decision, decide};
+pub use from_config::{cache_dir, catalog, limits, safe_route};
 pub use module::{Limits, ModuleInfo, PolicyEngine, PolicyError, PolicyModule, World};
 pub use registry::Registry;

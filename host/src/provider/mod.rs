@@ -73,6 +73,22 @@ impl Request {
         })
     }
 
+    /// The output cap the client set, if any.
+    pub fn max_output_tokens(&self) -> Option<u32> {
+        match self {
+            Request::OpenAi(r) => r.max_completion_tokens.or(r.max_tokens),
+            Request::Anthropic(r) => Some(r.max_tokens),
+        }
+    }
+
+    /// Sets an output cap on a request that has none.
+    pub fn set_max_output_tokens(&mut self, cap: u32) {
+        match self {
+            Request::OpenAi(r) => r.max_tokens = Some(cap),
+            Request::Anthropic(r) => r.max_tokens = cap,
+        }
+    }
+
     /// Sets the model name sent upstream.
     pub fn set_model(&mut self, model: &str) {
         match self {
@@ -278,6 +294,13 @@ pub enum ProviderError {
         "no call was made: every endpoint of {0} has its circuit breaker open after recent failures"
     )]
     CircuitOpen(String),
+    /// No call was made: the request cannot be expressed in the routed
+    /// provider's format (a feature the other API lacks).
+    #[error("the request cannot be sent in the routed provider's format: {0}")]
+    Untranslatable(String),
+    /// No call was made: a budget would be passed.
+    #[error("no call was made: {0}")]
+    Budget(String),
 }
 
 /// Where the fault of a failed call lies, which decides what is tried next.
@@ -307,6 +330,8 @@ impl ProviderError {
             ProviderError::Timeout(_) => "timeout",
             ProviderError::Broken(_) => "broken",
             ProviderError::Malformed(_) => "malformed",
+            ProviderError::Untranslatable(_) => "untranslatable",
+            ProviderError::Budget(_) => "budget",
             ProviderError::Status { status: 429, .. } => "status_429",
             ProviderError::Status { status, .. } if *status >= 500 => "status_5xx",
             ProviderError::Status { .. } => "status_4xx",
@@ -334,7 +359,10 @@ impl ProviderError {
                 message: clean(message),
                 retry_after,
             },
-            unchanged @ (ProviderError::Timeout(_) | ProviderError::CircuitOpen(_)) => unchanged,
+            unchanged @ (ProviderError::Timeout(_)
+            | ProviderError::CircuitOpen(_)
+            | ProviderError::Untranslatable(_)
+            | ProviderError::Budget(_)) => unchanged,
         }
     }
 
@@ -349,6 +377,8 @@ impl ProviderError {
             | ProviderError::Broken(_)
             | ProviderError::Malformed(_)
             | ProviderError::CircuitOpen(_) => Blame::Upstream,
+            // The same request goes to every endpoint of the format.
+            ProviderError::Untranslatable(_) | ProviderError::Budget(_) => Blame::Request,
             ProviderError::Status { status, .. } => match status {
                 408 | 409 | 429 => Blame::Upstream,
                 300..=399 | 401 | 403 | 404 => Blame::Endpoint,

@@ -419,7 +419,8 @@ mod tests {
     #[tokio::test]
     async fn plans_when_asked_for_one() {
         let sim = Simulated::new(&config(0.0));
-        let system = crate::policy::types::Tier::Plan.as_str().to_string() + " \"subtasks\"";
+        // "plan": the plan tier's name, as the seed planner writes it.
+        let system = "plan \"subtasks\"".to_string();
         let Ok(Reply::Complete(answer)) =
             sim.send(request(&system, "# Task: add login", false)).await
         else {

@@ -13,20 +13,9 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use serde::Deserialize;
-
 use super::breaker::{BreakerConfig, CircuitBreaker, Permit};
 
-/// How a model's endpoints share its traffic.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Strategy {
-    /// In turn (the seed's executor pool).
-    #[default]
-    RoundRobin,
-    /// Power of two choices over peak-EWMA latency × (in flight + 1).
-    LeastLatency,
-}
+pub use crate::config::resilience::Strategy;
 
 /// How fast the latency estimate forgets: the decay time constant.
 const EWMA_DECAY: Duration = Duration::from_secs(10);

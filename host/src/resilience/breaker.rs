@@ -14,52 +14,9 @@ use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-/// Breaker settings (`[resilience.breaker]`).
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct BreakerConfig {
-    /// How far back outcomes count.
-    #[serde(with = "millis", rename = "window_ms")]
-    pub window: Duration,
-    /// Fewest calls in the window before the rate can trip the breaker.
-    pub min_calls: u32,
-    /// Failure rate (0 to 1) that trips the breaker.
-    pub failure_rate: f64,
-    /// First cool-down.
-    #[serde(with = "millis", rename = "cooldown_ms")]
-    pub cooldown: Duration,
-    /// Longest cool-down.
-    #[serde(with = "millis", rename = "max_cooldown_ms")]
-    pub max_cooldown: Duration,
-    /// Calls let through while half-open.
-    pub half_open_probes: u32,
-}
-
-impl Default for BreakerConfig {
-    fn default() -> Self {
-        BreakerConfig {
-            window: Duration::from_secs(30),
-            min_calls: 5,
-            failure_rate: 0.5,
-            cooldown: Duration::from_secs(5),
-            max_cooldown: Duration::from_secs(300),
-            half_open_probes: 1,
-        }
-    }
-}
-
-/// Durations as integer milliseconds in config.
-pub(crate) mod millis {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer};
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        Ok(Duration::from_millis(u64::deserialize(d)?))
-    }
-}
+pub use crate::config::resilience::BreakerConfig;
 
 /// The state as reported to policies and `/v1/providers`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -71,6 +28,18 @@ pub enum State {
     Open,
     /// A few probes are let through.
     HalfOpen,
+}
+
+impl State {
+    /// The state as the `pointsman_breaker_state` gauge shows it: 0
+    /// closed, 1 half-open, 2 open.
+    pub fn gauge(self) -> f64 {
+        match self {
+            State::Closed => 0.0,
+            State::HalfOpen => 1.0,
+            State::Open => 2.0,
+        }
+    }
 }
 
 #[derive(Debug)]

@@ -139,7 +139,7 @@ impl Resilience {
                     .map(|(provider, upstream)| {
                         // Every breaker is on the dashboard from the start,
                         // not from its first change.
-                        crate::metrics::breaker_state(&m.id, provider, State::Closed);
+                        crate::metrics::breaker_state(&m.id, provider, State::Closed.gauge());
                         Endpoint::new(provider, upstream, r.breaker)
                     })
                     .collect();
@@ -422,6 +422,6 @@ fn escalation_cause(last_error: Option<&ProviderError>) -> &'static str {
 fn report(model: &str, endpoint: &Endpoint, change: Option<State>) {
     if let Some(state) = change {
         tracing::warn!(model, provider = %endpoint.provider, upstream = %endpoint.upstream, ?state, "circuit breaker changed state");
-        crate::metrics::breaker_state(model, &endpoint.provider, state);
+        crate::metrics::breaker_state(model, &endpoint.provider, state.gauge());
     }
 }

@@ -15,6 +15,7 @@ use std::path::Path;
 pub mod aider;
 pub mod claude_code;
 pub mod codex;
+pub mod postgres;
 mod python;
 pub mod sdk;
 pub mod upstream;
