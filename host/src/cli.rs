@@ -112,6 +112,17 @@ enum Command {
         #[arg(long)]
         sweep: Option<Sweep>,
     },
+    /// What the ledger holds: requests, tokens, spend, savings against the
+    /// baseline model and projections, per day, model, tier, client,
+    /// policy or label (read-only; a running daemon may share the ledger).
+    Report {
+        #[command(flatten)]
+        args: crate::ledger::report::ReportArgs,
+        /// Configuration naming the ledger (`[ledger] url`) when --ledger
+        /// is not given (default: the built-in demo's, the default file).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// What one or more routers cost on a workload, with savings against
     /// the baseline model and, for two or more, how their routes differ.
     Simulate {
@@ -216,6 +227,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             crate::gateway::serve(config).await?;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Report { args, config } => {
+            let config = load_config(config.as_deref())?;
+            report(&args, &config).await
         }
         Command::Reload { url } => {
             let mut request = reqwest::Client::new()
@@ -373,6 +388,61 @@ async fn offline_router(config: &Config, path: &Path) -> anyhow::Result<Router> 
         safe: crate::policy::safe_route(config),
         max_instances: config.policies.max_instances,
     })
+}
+
+/// `pointsman report`: reads the window's calls, prints the report and,
+/// if asked, writes the kept policy views as a `simulate` workload.
+async fn report(
+    args: &crate::ledger::report::ReportArgs,
+    config: &Config,
+) -> anyhow::Result<ExitCode> {
+    use crate::ledger::report::{ReportQuery, aggregate, export_workload, render};
+    use crate::ledger::store::{LedgerOptions, system_now_ms};
+    use crate::ledger::{CallFilter, Ledger};
+    let query = ReportQuery::from_args(args, system_now_ms())?;
+    let url = args
+        .ledger
+        .clone()
+        .unwrap_or_else(|| config.ledger.url_or_default());
+    // Opening creates a missing SQLite file; a report of a ledger that was
+    // never written is a mistyped path, so say so instead.
+    if let Some(path) = url.strip_prefix("sqlite:")
+        && !Path::new(path).exists()
+    {
+        anyhow::bail!(
+            "no ledger at {path}: the daemon creates it when it starts; pass --ledger sqlite:PATH or postgres://… (or --config naming [ledger] url)"
+        );
+    }
+    let options = LedgerOptions {
+        // A report only reads: retention is the daemon's job.
+        prune_every: None,
+        ..LedgerOptions::default()
+    };
+    let ledger = Ledger::open_with(&url, &config.ledger, options)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let calls = ledger
+        .calls(&CallFilter {
+            since_ms: query.since_ms,
+            until_ms: query.until_ms,
+            client: query.client.clone(),
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"));
+    ledger.close().await;
+    let calls = calls?;
+    print!("{}", render(&aggregate(&calls, &query), args.format));
+    if let Some(path) = &args.export_workload {
+        let workload = export_workload(&calls);
+        std::fs::write(path, &workload)
+            .with_context(|| format!("cannot write the workload to {}", path.display()))?;
+        eprintln!(
+            "wrote {} requests to {}",
+            workload.lines().count(),
+            path.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {

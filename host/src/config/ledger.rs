@@ -27,6 +27,9 @@ pub struct LedgerConfig {
     /// Most records waiting for the writer; past it new requests are
     /// treated as if the store were unavailable.
     pub max_backlog: usize,
+    /// Most call records one `GET /v1/usage` reads; a wider window is
+    /// refused (narrow it, or run `pointsman report`, which has no bound).
+    pub max_usage_calls: usize,
     /// This daemon's name in task records (a task whose daemon restarts is
     /// marked interrupted). None: the host name and the listen port.
     pub replica: Option<String>,
@@ -42,6 +45,7 @@ impl Default for LedgerConfig {
             sync: SyncMode::Normal,
             max_batch: 1_024,
             max_backlog: 100_000,
+            max_usage_calls: 200_000,
             replica: None,
         }
     }

@@ -194,19 +194,32 @@ pub async fn providers(State(state): State<Arc<AppState>>) -> Json<serde_json::V
     Json(json!({"models": models}))
 }
 
-/// `GET /healthz`.
+/// `GET /healthz`: 200 while the daemon can serve, else 503 with why: no
+/// router policy loaded, or a ledger that cannot record new work under
+/// `[ledger] on_unavailable = "refuse"` (a load balancer then sends
+/// traffic to a replica that can record it).
 pub async fn healthz(State(state): State<Arc<AppState>>) -> Response {
+    use crate::ledger::Health;
     let router = state.policies.router().is_some();
-    let status = if router {
+    let admits = state.dispatch.admit();
+    let ledger = match state.dispatch.ledger().health() {
+        Health::Ok => json!({"status": "ok"}),
+        Health::Unavailable { reason, since_ms } => {
+            json!({"status": "unavailable", "reason": reason, "since_ms": since_ms})
+        }
+        Health::Backlogged { queued } => json!({"status": "backlogged", "queued": queued}),
+    };
+    let status = match (router, &admits) {
+        (true, Ok(())) => "ok".to_string(),
+        (false, _) => "no router policy loaded".to_string(),
+        (true, Err(reason)) => reason.clone(),
+    };
+    let code = if router && admits.is_ok() {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (
-        status,
-        Json(json!({"status": if router { "ok" } else { "no router policy loaded" }})),
-    )
-        .into_response()
+    (code, Json(json!({"status": status, "ledger": ledger}))).into_response()
 }
 
 /// `GET /metrics`: Prometheus text format.

@@ -106,6 +106,11 @@ impl Auth {
         }
     }
 
+    /// Whether an admin key is configured.
+    pub fn has_admin(&self) -> bool {
+        self.admin.is_some()
+    }
+
     /// Whether keys are required.
     pub fn required(&self) -> bool {
         !self.keys.is_empty()

@@ -66,10 +66,26 @@ pub(super) fn admit(
     headers: &HeaderMap,
 ) -> Result<(super::limits::Admission, Client), ApiError> {
     let client = state.auth.check(headers)?;
+    ledger_admits(state)?;
     let admission = state.limits.admit(&client)?;
     crate::metrics::client_request(&client.name);
     Ok((admission, client))
 }
+
+/// A 503 while the ledger cannot record new work (`[ledger]
+/// on_unavailable = "refuse"`, the default): nothing is served unrecorded.
+pub(super) fn ledger_admits(state: &AppState) -> Result<(), ApiError> {
+    state.dispatch.admit().map_err(|reason| {
+        let mut error = ApiError::new(ErrorKind::Overloaded, reason);
+        error.retry_after = Some(LEDGER_RETRY_AFTER_S);
+        error
+    })
+}
+
+/// What a refusal for an unavailable ledger asks clients to wait: the
+/// writer retries with a backoff of at most 5 s, so a brief outage clears
+/// within it.
+const LEDGER_RETRY_AFTER_S: u64 = 5;
 
 pub(super) use crate::dispatch::request_id;
 
@@ -420,7 +436,7 @@ fn task_turn(state: &AppState, client: &str, features: &mut Features) -> TaskTur
 /// The 404 for a model name nothing resolves.
 pub(super) fn unknown_model(state: &AppState, asked: &str) -> ApiError {
     ApiError::new(
-        ErrorKind::NotFound,
+        ErrorKind::ModelNotFound,
         format!(
             "the model `{}` does not exist; use one of {} or an alias ({}){}",
             asked.chars().take(100).collect::<String>(),

@@ -57,7 +57,7 @@ async fn count(state: &AppState, headers: &HeaderMap, body: Body) -> Result<u64,
     let features = features::from_anthropic(&value, ctx);
     let resolved = state.config.resolve_model(&request.model).ok_or_else(|| {
         ApiError::new(
-            ErrorKind::NotFound,
+            ErrorKind::ModelNotFound,
             format!(
                 "the model `{}` does not exist",
                 request.model.chars().take(100).collect::<String>()

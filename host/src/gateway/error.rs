@@ -16,8 +16,11 @@ pub enum ErrorKind {
     ContextLength,
     /// No or wrong client key (401).
     Authentication,
-    /// The model or path does not exist (404).
+    /// The path or object (a task) does not exist (404).
     NotFound,
+    /// The model named resolves to nothing (404, OpenAI code
+    /// `model_not_found`).
+    ModelNotFound,
     /// The path does not take the request's method (405).
     MethodNotAllowed,
     /// The body is over the size limit (413).
@@ -95,7 +98,7 @@ impl ApiError {
         match self.kind {
             ErrorKind::InvalidRequest | ErrorKind::ContextLength => StatusCode::BAD_REQUEST,
             ErrorKind::Authentication => StatusCode::UNAUTHORIZED,
-            ErrorKind::NotFound => StatusCode::NOT_FOUND,
+            ErrorKind::NotFound | ErrorKind::ModelNotFound => StatusCode::NOT_FOUND,
             ErrorKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorKind::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
@@ -158,7 +161,9 @@ impl ApiError {
             ErrorKind::InvalidRequest => ("invalid_request_error", None),
             ErrorKind::ContextLength => ("invalid_request_error", Some("context_length_exceeded")),
             ErrorKind::Authentication => ("invalid_request_error", Some("invalid_api_key")),
-            ErrorKind::NotFound => ("invalid_request_error", Some("model_not_found")),
+            // OpenAI answers an unknown path or object with no code.
+            ErrorKind::NotFound => ("invalid_request_error", None),
+            ErrorKind::ModelNotFound => ("invalid_request_error", Some("model_not_found")),
             ErrorKind::MethodNotAllowed => ("invalid_request_error", Some("method_not_allowed")),
             ErrorKind::TooLarge => ("invalid_request_error", Some("request_too_large")),
             ErrorKind::RequestTimeout => ("invalid_request_error", Some("request_timeout")),
@@ -180,7 +185,7 @@ impl ApiError {
                 ErrorType::InvalidRequestError
             }
             ErrorKind::Authentication => ErrorType::AuthenticationError,
-            ErrorKind::NotFound => ErrorType::NotFoundError,
+            ErrorKind::NotFound | ErrorKind::ModelNotFound => ErrorType::NotFoundError,
             ErrorKind::MethodNotAllowed => ErrorType::InvalidRequestError,
             ErrorKind::TooLarge => ErrorType::RequestTooLarge,
             ErrorKind::RateLimited | ErrorKind::BudgetExceeded => ErrorType::RateLimitError,

@@ -11,6 +11,7 @@
 //! - [`auth`], [`error`]: client keys, and errors in each API's format.
 //! - [`server_tools`]: Anthropic server tools, runnable on Anthropic
 //!   upstreams only.
+//! - [`usage`]: `GET /v1/usage`, the ledger's report.
 //! - [`admin`]: models (`GET /v1/models`, `GET /v1/models/{id}`), policies,
 //!   health and metrics.
 
@@ -30,6 +31,7 @@ pub mod server;
 pub mod server_tools;
 pub mod sessions;
 pub mod tasks;
+pub mod usage;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -66,6 +68,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/tasks", post(tasks::submit))
         .route("/v1/tasks/{id}", get(tasks::get).delete(tasks::cancel))
         .route("/v1/tasks/{id}/events", get(tasks::events))
+        .route("/v1/usage", get(usage::handle))
         .route("/v1/models", get(admin::models))
         .route("/v1/models/{*id}", get(admin::model))
         .route("/healthz", get(admin::healthz))

@@ -27,6 +27,7 @@ pub async fn submit(
 ) -> Response {
     let result = async {
         let client = state.auth.check(&headers)?;
+        super::chat::ledger_admits(&state)?;
         // A task is one request against the client's rate; it runs in the
         // background, bounded by `[tasks] max_per_client` instead.
         drop(state.limits.admit(&client)?);
@@ -54,29 +55,42 @@ pub async fn submit(
     result.unwrap_or_else(|e| e.into_response(Format::OpenAi))
 }
 
-/// `GET /v1/tasks/{id}`.
+/// `GET /v1/tasks/{id}`: the live task when this daemon runs it, else its
+/// record in the ledger (another replica's task, or one from before a
+/// restart, marked `interrupted`).
 pub async fn get(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    match find(&state, &headers, &id) {
-        Ok(handle) => Json(handle.record()).into_response(),
+    match find(&state, &headers, &id).await {
+        Ok(Found::Here(handle)) => Json(handle.record()).into_response(),
+        Ok(Found::Recorded(record)) => Json(record.body).into_response(),
         Err(e) => e.into_response(Format::OpenAi),
     }
 }
 
-/// `DELETE /v1/tasks/{id}`: cancels the task and its calls in flight.
+/// `DELETE /v1/tasks/{id}`: cancels the task and its calls in flight. A
+/// task another replica runs is cancelled there; one that has ended
+/// answers its record.
 pub async fn cancel(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    match find(&state, &headers, &id) {
-        Ok(handle) => {
+    match find(&state, &headers, &id).await {
+        Ok(Found::Here(handle)) => {
             handle.cancel.cancel();
             Json(handle.record()).into_response()
         }
+        Ok(Found::Recorded(record)) if is_final(&record.status) => {
+            Json(record.body).into_response()
+        }
+        Ok(Found::Recorded(record)) => ApiError::invalid(format!(
+            "task {id:?} runs on replica {:?}: cancel it there",
+            record.replica
+        ))
+        .into_response(Format::OpenAi),
         Err(e) => e.into_response(Format::OpenAi),
     }
 }
@@ -88,8 +102,9 @@ pub async fn events(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    let handle = match find(&state, &headers, &id) {
-        Ok(handle) => handle,
+    let handle = match find(&state, &headers, &id).await {
+        Ok(Found::Here(handle)) => handle,
+        Ok(Found::Recorded(record)) => return recorded_events(record),
         Err(e) => return e.into_response(Format::OpenAi),
     };
     let (past, mut live) = handle.subscribe();
@@ -134,18 +149,63 @@ pub async fn events(
     response
 }
 
-/// The task `id` of the client presenting `headers`; another client's
-/// task is a 404 like one that never existed.
-fn find(
-    state: &AppState,
-    headers: &HeaderMap,
-    id: &str,
-) -> Result<Arc<crate::orchestrator::task::TaskHandle>, ApiError> {
+/// Where a task was found.
+enum Found {
+    /// This daemon runs (or ran) it: live events, cancellable.
+    Here(Arc<crate::orchestrator::task::TaskHandle>),
+    /// Only its record in the ledger.
+    Recorded(crate::ledger::record::TaskRecord),
+}
+
+/// The task `id` of the client presenting `headers`, here or in the
+/// ledger; another client's task is a 404 like one that never existed.
+async fn find(state: &AppState, headers: &HeaderMap, id: &str) -> Result<Found, ApiError> {
     let client = state.auth.check(headers)?;
-    state.tasks.get(&client.owner, id).ok_or_else(|| {
+    if let Some(handle) = state.tasks.get(&client.owner, id) {
+        return Ok(Found::Here(handle));
+    }
+    let not_found = || {
         let shown: String = id.chars().take(64).collect();
         ApiError::new(ErrorKind::NotFound, format!("no task {shown:?}"))
-    })
+    };
+    // Ids are ours (bounded, URL-safe); anything longer is no task of
+    // ours and not worth a query.
+    if id.len() > MAX_TASK_ID_BYTES {
+        return Err(not_found());
+    }
+    match state.dispatch.ledger().task(id).await {
+        Ok(Some(record)) if record.client == client.owner.as_str() => Ok(Found::Recorded(record)),
+        Ok(_) => Err(not_found()),
+        Err(e) => Err(ApiError::new(
+            ErrorKind::Overloaded,
+            format!("task {id:?} is not on this replica and the ledger cannot be read now: {e}"),
+        )),
+    }
+}
+
+/// Longest task id looked up in the ledger.
+const MAX_TASK_ID_BYTES: usize = 128;
+
+/// Whether a task status (as recorded) is final.
+fn is_final(status: &str) -> bool {
+    !matches!(status, "queued" | "planning" | "running")
+}
+
+/// The events of a task this daemon does not run: its recorded outcome,
+/// as the `status` event that ends a live stream, then the end.
+fn recorded_events(record: crate::ledger::record::TaskRecord) -> Response {
+    let data = serde_json::json!({
+        "status": record.status,
+        "replica": record.replica,
+        "task": record.body,
+    });
+    let body = format!("event: {}\ndata: {data}\n\n", EventKind::Status.as_str());
+    let mut response = Response::new(Body::from(body));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    response
 }
 
 /// A task's fields within `[tasks]`'s bounds.

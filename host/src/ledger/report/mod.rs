@@ -27,7 +27,7 @@ pub mod window;
 pub use aggregate::{DayPoint, Projection, Report, Row, TierShare, aggregate};
 pub use export::export_workload;
 pub use format::render;
-pub use query::{GroupBy, QueryError, ReportArgs, ReportFormat, ReportQuery};
+pub use query::{GroupBy, QueryError, ReportArgs, ReportFormat, ReportQuery, owner_name};
 
 #[cfg(test)]
 mod tests;

@@ -240,8 +240,20 @@ impl ReportQuery {
             since_ms,
             until_ms,
             by,
-            client,
+            client: client.as_deref().map(owner_name),
         })
+    }
+}
+
+/// A client as the ledger records it: `client:NAME` for a configured
+/// client, `key:HASH` for a key of a daemon without `[[clients]]`. A bare
+/// name is a configured client's (`platform` is `client:platform`).
+pub fn owner_name(client: &str) -> String {
+    let client = client.trim();
+    if client.starts_with("client:") || client.starts_with("key:") {
+        client.to_string()
+    } else {
+        format!("client:{client}")
     }
 }
 
@@ -302,7 +314,7 @@ mod tests {
         let q = ReportQuery::from_args(&a, NOW).unwrap();
         assert_eq!(q.since_ms, NOW - 7 * DAY);
         assert_eq!(q.by, GroupBy::Label("team".into()));
-        assert_eq!(q.client.as_deref(), Some("ci"));
+        assert_eq!(q.client.as_deref(), Some("client:ci"));
         assert_eq!(a.export_workload, Some(PathBuf::from("w.jsonl")));
         // A date pair covers the whole of both days.
         let a = args(&["--since", "2026-12-01", "--until", "2026-12-02"]).unwrap();

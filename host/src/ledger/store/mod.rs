@@ -349,9 +349,24 @@ impl Ledger {
     /// pages so a large window never holds the store.
     pub async fn calls(&self, filter: &CallFilter) -> Result<Vec<CallRecord>, LedgerError> {
         match &self.inner.reader {
-            Reader::Sqlite(r) => r.calls(filter).await,
-            Reader::Postgres(p) => p.calls(filter).await,
+            Reader::Sqlite(r) => r.calls(filter, usize::MAX).await,
+            Reader::Postgres(p) => p.calls(filter, usize::MAX).await,
         }
+    }
+
+    /// [`Ledger::calls`], but `None` when the window holds more than `most`
+    /// calls (reading stops a page past it), so a daemon answering a
+    /// report never holds an unbounded window in memory.
+    pub async fn calls_at_most(
+        &self,
+        filter: &CallFilter,
+        most: usize,
+    ) -> Result<Option<Vec<CallRecord>>, LedgerError> {
+        let calls = match &self.inner.reader {
+            Reader::Sqlite(r) => r.calls(filter, most).await?,
+            Reader::Postgres(p) => p.calls(filter, most).await?,
+        };
+        Ok((calls.len() <= most).then_some(calls))
     }
 
     /// Reserves `amount` against every scope's daily and monthly cap;

@@ -788,7 +788,11 @@ impl Pool {
             .collect()
     }
 
-    pub(crate) async fn calls(&self, filter: &CallFilter) -> Result<Vec<CallRecord>, LedgerError> {
+    pub(crate) async fn calls(
+        &self,
+        filter: &CallFilter,
+        most: usize,
+    ) -> Result<Vec<CallRecord>, LedgerError> {
         let client_clause = if filter.client.is_some() {
             "AND client = $6"
         } else {
@@ -828,7 +832,7 @@ impl Pool {
                 after = (call.at_ms, r.get(0));
                 out.push(call);
             }
-            if !full {
+            if !full || out.len() > most {
                 return Ok(out);
             }
         }

@@ -601,6 +601,7 @@ impl Readers {
     pub(crate) async fn calls(
         self: &Arc<Self>,
         filter: &CallFilter,
+        most: usize,
     ) -> Result<Vec<CallRecord>, LedgerError> {
         let mut out = Vec::new();
         let mut after = (i64::MIN, i64::MIN);
@@ -611,7 +612,7 @@ impl Readers {
                 after = (last.at_ms, *id);
             }
             out.extend(page.into_iter().map(|(_, c)| c));
-            if !full {
+            if !full || out.len() > most {
                 return Ok(out);
             }
         }

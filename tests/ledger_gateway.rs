@@ -1,0 +1,296 @@
+//! The ledger seen from outside: what clients were told is what
+//! `GET /v1/usage` and `pointsman report` say, each client reads only its
+//! own usage, tasks are answered from the ledger after a restart, and a
+//! client budget refuses before any upstream call, in each API's shape.
+
+mod common;
+
+use pointsman::config::Config;
+use pointsman_test_support::upstream::{Api, Upstream, UpstreamConfig};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use common::{Daemon, seed_on};
+
+fn sha256(key: &str) -> String {
+    hex::encode(Sha256::digest(key.as_bytes()))
+}
+
+/// The demo with two clients and an admin key, recording into `ledger`.
+fn config(extra: &str, ledger: &std::path::Path) -> Config {
+    let text = pointsman::config::DEMO_TOML
+        .replace("latency_ms = 20", "latency_ms = 0")
+        .replace("tokens_per_second = 400", "tokens_per_second = 0");
+    let mut config = Config::parse(&format!(
+        "{text}\n[admin]\nkey_sha256 = \"{}\"\n\
+         [[clients]]\nname = \"alice\"\nkey_sha256 = \"{}\"\n\
+         [[clients]]\nname = \"bob\"\nkey_sha256 = \"{}\"\n{extra}",
+        sha256("admin-key"),
+        sha256("alice-key"),
+        sha256("bob-key"),
+    ))
+    .unwrap();
+    config.ledger.url = Some(format!("sqlite:{}", ledger.display()));
+    config
+}
+
+/// Sends one request; returns the cost the daemon told the client (the
+/// header, or a stream's closing cost summary).
+async fn spend(daemon: &Daemon, key: &str, path: &str, body: Value) -> f64 {
+    let response = reqwest::Client::new()
+        .post(format!("{}{path}", daemon.url))
+        .bearer_auth(key)
+        .header("anthropic-version", "2023-06-01")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK, "{path}");
+    let header = response
+        .headers()
+        .get("x-pointsman-cost-usd")
+        .map(|v| v.to_str().unwrap().parse::<f64>().unwrap());
+    let text = response.text().await.unwrap();
+    header.unwrap_or_else(|| {
+        // A stream's cost arrives in its summary: the `pointsman` object
+        // of its usage event, or an SSE comment.
+        text.lines()
+            .filter_map(|l| {
+                let data = l.strip_prefix("data: ")?;
+                let v = serde_json::from_str::<Value>(data).ok()?;
+                Some(v["pointsman"].clone())
+            })
+            .chain(text.lines().filter_map(|l| {
+                serde_json::from_str::<Value>(l.strip_prefix(": pointsman ")?).ok()
+            }))
+            .find_map(|v| v["cost_usd"].as_str()?.parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("no cost told for {path}: {text}"))
+    })
+}
+
+async fn usage(daemon: &Daemon, key: &str, query: &str) -> (StatusCode, Value) {
+    let response = reqwest::Client::new()
+        .get(format!("{}/v1/usage?{query}", daemon.url))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap();
+    (response.status(), response.json().await.unwrap())
+}
+
+fn chat(text: &str) -> Value {
+    json!({"model": "auto", "max_tokens": 60, "messages": [{"role": "user", "content": text}]})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_and_report_agree_with_what_clients_were_told() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("ledger.db");
+    let daemon = Daemon::start(config("", &ledger)).await;
+
+    let mut alice = 0.0;
+    alice += spend(
+        &daemon,
+        "alice-key",
+        "/v1/chat/completions",
+        chat("Fix the typo"),
+    )
+    .await;
+    let mut stream = chat("Rename the variable");
+    stream["stream"] = json!(true);
+    stream["stream_options"] = json!({"include_usage": true});
+    alice += spend(&daemon, "alice-key", "/v1/chat/completions", stream).await;
+    alice += spend(
+        &daemon,
+        "alice-key",
+        "/v1/messages",
+        chat("Add a docstring"),
+    )
+    .await;
+    let bob = spend(
+        &daemon,
+        "bob-key",
+        "/v1/chat/completions",
+        chat("Fix the test"),
+    )
+    .await;
+
+    // Each client sees its own requests; the admin key sees both.
+    let (status, own) = usage(&daemon, "alice-key", "since=1h").await;
+    assert_eq!(status, StatusCode::OK, "{own}");
+    assert_eq!(own["total"]["requests"], 3, "{own}");
+    assert_eq!(own["client"], "client:alice");
+    let told = own["total"]["spent_usd"].as_f64().unwrap();
+    assert!((told - alice).abs() < 1e-6, "ledger {told} vs told {alice}");
+    let (status, refused) = usage(&daemon, "alice-key", "client=bob").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{refused}");
+    let (status, all) = usage(&daemon, "admin-key", "since=1h&by=client").await;
+    assert_eq!(status, StatusCode::OK, "{all}");
+    assert_eq!(all["total"]["requests"], 4, "{all}");
+    let total = all["total"]["spent_usd"].as_f64().unwrap();
+    assert!((total - alice - bob).abs() < 1e-6, "{all}");
+    let (status, bad) = usage(&daemon, "admin-key", "by=colour").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+    assert!(
+        bad["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("label:KEY")
+    );
+
+    let (status, health) = {
+        let r = reqwest::get(format!("{}/healthz", daemon.url))
+            .await
+            .unwrap();
+        (r.status(), r.json::<Value>().await.unwrap())
+    };
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(health["ledger"]["status"], "ok", "{health}");
+
+    // A task, then a restart: its record answers from the ledger.
+    let task: Value = reqwest::Client::new()
+        .post(format!("{}/v1/tasks", daemon.url))
+        .bearer_auth("alice-key")
+        .json(&json!({"title": "t", "description": "Fix the typo in main.rs"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = task["id"].as_str().unwrap().to_string();
+    let url = format!("{}/v1/tasks/{id}", daemon.url);
+    let done = loop {
+        let record: Value = reqwest::Client::new()
+            .get(&url)
+            .bearer_auth("alice-key")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if !matches!(
+            record["status"].as_str(),
+            Some("queued" | "planning" | "running")
+        ) {
+            break record;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    daemon.shutdown().await;
+
+    let daemon = Daemon::start(config("", &ledger)).await;
+    let get = |key: &'static str, path: String| async move {
+        let r = reqwest::Client::new()
+            .get(path)
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap();
+        (r.status(), r.text().await.unwrap())
+    };
+    let (status, body) = get("alice-key", format!("{}/v1/tasks/{id}", daemon.url)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let recorded: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(recorded["status"], done["status"]);
+    assert_eq!(recorded["spent_usd"], done["spent_usd"]);
+    let (status, events) = get("alice-key", format!("{}/v1/tasks/{id}/events", daemon.url)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(events.starts_with("event: status\n"), "{events}");
+    // Another client's task is absent, as if it never existed.
+    let (status, body) = get("bob-key", format!("{}/v1/tasks/{id}", daemon.url)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    daemon.shutdown().await;
+
+    // The command line reads the same ledger, with the daemon stopped.
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_pointsman"))
+        .args([
+            "report", "--since", "1h", "--by", "client", "--format", "json",
+        ])
+        .arg("--ledger")
+        .arg(format!("sqlite:{}", ledger.display()))
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    // The four answers and the task's calls.
+    let requests = report["total"]["requests"].as_u64().unwrap();
+    assert!(requests >= 5, "{report}");
+    let spent = report["total"]["spent_usd"].as_f64().unwrap();
+    let task_spent = done["spent_usd"].as_f64().unwrap();
+    assert!(
+        (spent - (alice + bob + task_spent)).abs() < 1e-6,
+        "report {spent} vs told {} + task {task_spent}",
+        alice + bob
+    );
+    let table = std::process::Command::new(env!("CARGO_BIN_EXE_pointsman"))
+        .args(["report", "--since", "1h", "--ledger"])
+        .arg(format!("sqlite:{}", ledger.display()))
+        .output()
+        .unwrap();
+    let table = String::from_utf8(table.stdout).unwrap();
+    assert!(table.contains("total"), "{table}");
+    assert!(table.contains("Monthly"), "{table}");
+
+    let missing = std::process::Command::new(env!("CARGO_BIN_EXE_pointsman"))
+        .args(["report", "--ledger"])
+        .arg(format!("sqlite:{}", dir.path().join("nope.db").display()))
+        .output()
+        .unwrap();
+    assert!(!missing.status.success());
+    let error = String::from_utf8(missing.stderr).unwrap();
+    assert!(error.contains("no ledger at"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_budget_refuses_before_any_upstream_call_in_each_api() {
+    let upstream = Upstream::start(UpstreamConfig::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = seed_on(&upstream, Api::OpenAi);
+    let budgets: Config = config_with_budget(&dir);
+    config.clients = budgets.clients;
+    config.admin = budgets.admin;
+    config.budgets = budgets.budgets;
+    config.ledger = budgets.ledger;
+    let daemon = Daemon::start(config).await;
+
+    for (path, anthropic) in [("/v1/chat/completions", false), ("/v1/messages", true)] {
+        let mut request = reqwest::Client::new()
+            .post(format!("{}{path}", daemon.url))
+            .json(&json!({"model": "auto", "max_tokens": 4000,
+                          "messages": [{"role": "user", "content": "Fix the typo"}]}));
+        request = if anthropic {
+            request
+                .header("x-api-key", "alice-key")
+                .header("anthropic-version", "2023-06-01")
+        } else {
+            request.bearer_auth("alice-key")
+        };
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS, "{path}");
+        assert_eq!(response.headers()["x-should-retry"], "false");
+        assert!(response.headers().contains_key("retry-after"));
+        let body: Value = response.json().await.unwrap();
+        let message = if anthropic {
+            assert_eq!(body["type"], "error", "{body}");
+            assert_eq!(body["error"]["type"], "rate_limit_error", "{body}");
+            body["error"]["message"].as_str().unwrap().to_string()
+        } else {
+            assert_eq!(body["error"]["code"], "budget_exceeded", "{body}");
+            body["error"]["message"].as_str().unwrap().to_string()
+        };
+        assert!(message.contains("budget_exceeded"), "{message}");
+        assert!(message.contains("resets at"), "{message}");
+    }
+    assert!(upstream.requests().is_empty(), "no upstream call is made");
+}
+
+/// Clients, an admin key, a ledger and a tiny daily budget for alice.
+fn config_with_budget(dir: &tempfile::TempDir) -> Config {
+    config(
+        "[[budgets]]\nclient = \"alice\"\ndaily_usd = 0.0001\n",
+        &dir.path().join("ledger.db"),
+    )
+}
