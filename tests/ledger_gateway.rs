@@ -87,7 +87,8 @@ fn chat(text: &str) -> Value {
 async fn usage_and_report_agree_with_what_clients_were_told() {
     let dir = tempfile::tempdir().unwrap();
     let ledger = dir.path().join("ledger.db");
-    let daemon = Daemon::start(config("", &ledger)).await;
+    let keep = "[ledger]\nkeep_requests = \"policy-view\"\n";
+    let daemon = Daemon::start(config(keep, &ledger)).await;
 
     let mut alice = 0.0;
     alice += spend(
@@ -233,6 +234,34 @@ async fn usage_and_report_agree_with_what_clients_were_told() {
     let table = String::from_utf8(table.stdout).unwrap();
     assert!(table.contains("total"), "{table}");
     assert!(table.contains("Monthly"), "{table}");
+
+    // The kept policy views replay through `simulate`: one line per
+    // answered request (a task's calls are no client request).
+    let workload = dir.path().join("workload.jsonl");
+    let export = std::process::Command::new(env!("CARGO_BIN_EXE_pointsman"))
+        .args(["report", "--since", "1h", "--format", "json", "--ledger"])
+        .arg(format!("sqlite:{}", ledger.display()))
+        .arg("--export-workload")
+        .arg(&workload)
+        .output()
+        .unwrap();
+    assert!(export.status.success(), "{export:?}");
+    let lines = std::fs::read_to_string(&workload).unwrap();
+    assert_eq!(lines.lines().count(), 4, "{lines}");
+    assert!(lines.contains("Add a docstring"), "{lines}");
+    let simulate = std::process::Command::new(env!("CARGO_BIN_EXE_pointsman"))
+        .args([
+            "simulate",
+            "--policy",
+            "seed-matrix",
+            "--format",
+            "json",
+            "--workload",
+        ])
+        .arg(&workload)
+        .output()
+        .unwrap();
+    assert!(simulate.status.success(), "{simulate:?}");
 
     let missing = std::process::Command::new(env!("CARGO_BIN_EXE_pointsman"))
         .args(["report", "--ledger"])

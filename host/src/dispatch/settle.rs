@@ -2,6 +2,7 @@
 //! metrics and the ledger.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::OnUnavailable;
@@ -42,6 +43,9 @@ pub struct Caller {
     pub reasoning: Option<String>,
     /// The budgets the work counts against.
     pub budgets: Vec<BudgetScope>,
+    /// The request as the router saw it, as JSON, kept with the call when
+    /// `[ledger] keep_requests = "policy-view"` (for offline replay).
+    pub policy_view: Option<Arc<str>>,
 }
 
 /// How one call went, for its record.
@@ -117,7 +121,7 @@ impl Caller {
             arm: None,
             shadow: None,
             route_labels: BTreeMap::new(),
-            policy_view: None,
+            policy_view: self.policy_view.as_deref().map(str::to_string),
         }
     }
 }

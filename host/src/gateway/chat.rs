@@ -16,7 +16,7 @@ use super::auth::Client;
 use super::error::{ApiError, ErrorKind};
 use super::relay::Relay;
 use super::responses_relay::{ClientRelay, ResponsesRelay};
-use crate::config::{ModelConfig, ModelTarget};
+use crate::config::{KeepRequests, ModelConfig, ModelTarget};
 use crate::dispatch::{Answer, Call, Caller, Outcome, Served, Settlement};
 use crate::features::{self, RequestContext};
 use crate::ledger::record::{Api, CallRole};
@@ -243,6 +243,9 @@ pub(super) async fn serve_value(
                 .iter()
                 .map(|(k, v)| (k.as_str(), v.as_str())),
         ),
+        policy_view: (state.config.ledger.keep_requests == KeepRequests::PolicyView)
+            .then(|| serde_json::to_string(&features).ok().map(Arc::from))
+            .flatten(),
     };
     let (mut planner_cost, mut plan_source) = (Cost::default(), None);
     let mut plan_error = None;

@@ -347,6 +347,8 @@ impl TaskHandle {
             tier: r.route.as_ref().map(|route| route.tier),
             reasoning: r.route.as_ref().map(|route| route.reasoning.clone()),
             budgets: self.budgets.clone(),
+            // A task has no single request a router saw.
+            policy_view: None,
         }
     }
 
