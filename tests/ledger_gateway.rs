@@ -313,13 +313,28 @@ async fn a_client_budget_refuses_before_any_upstream_call_in_each_api() {
         assert!(message.contains("budget_exceeded"), "{message}");
         assert!(message.contains("resets at"), "{message}");
     }
+
+    // Bob's budget is spent before he starts: a task is refused at once.
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/tasks", daemon.url))
+        .bearer_auth("bob-key")
+        .json(&json!({"title": "t", "description": "Fix the typo"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(response.headers()["x-should-retry"], "false");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "budget_exceeded", "{body}");
     assert!(upstream.requests().is_empty(), "no upstream call is made");
 }
 
-/// Clients, an admin key, a ledger and a tiny daily budget for alice.
+/// Clients, an admin key, a ledger, a tiny daily budget for alice and
+/// none at all for bob.
 fn config_with_budget(dir: &tempfile::TempDir) -> Config {
     config(
-        "[[budgets]]\nclient = \"alice\"\ndaily_usd = 0.0001\n",
+        "[[budgets]]\nclient = \"alice\"\ndaily_usd = 0.0001\n\
+         [[budgets]]\nclient = \"bob\"\ndaily_usd = 0.0\n",
         &dir.path().join("ledger.db"),
     )
 }

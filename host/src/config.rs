@@ -653,6 +653,40 @@ impl Config {
                 );
             }
         }
+        // A budget that names nothing matches nothing: a misspelt client
+        // would silently leave its spending uncapped.
+        for (i, budget) in self.budgets.iter().enumerate() {
+            let at = format!("budgets[{i}]");
+            match (&budget.client, &budget.label) {
+                (Some(_), Some(_)) | (None, None) => {
+                    problem!("{at}: set client or label (one of them)")
+                }
+                (Some(name), None) => {
+                    if !self.clients.iter().any(|c| &c.name == name) {
+                        problem!("{at}.client: no client named {name:?} in [[clients]]");
+                    }
+                }
+                (None, Some(label)) => {
+                    if !label
+                        .split_once('=')
+                        .is_some_and(|(k, v)| !k.trim().is_empty() && !v.trim().is_empty())
+                    {
+                        problem!("{at}.label: must be KEY=VALUE (e.g. \"team=platform\")");
+                    }
+                }
+            }
+            if budget.daily_usd.is_none() && budget.monthly_usd.is_none() {
+                problem!("{at}: set daily_usd, monthly_usd or both");
+            }
+            for (key, usd) in [
+                ("daily_usd", budget.daily_usd),
+                ("monthly_usd", budget.monthly_usd),
+            ] {
+                if usd.is_some_and(|u| !(u.is_finite() && u >= 0.0)) {
+                    problem!("{at}.{key}: must be an amount of zero or more");
+                }
+            }
+        }
         let limits = self
             .clients
             .iter()
@@ -795,5 +829,38 @@ mod tests {
         let broken = format!("{DEMO_TOML}\nlisten_on = 1\n");
         let err = Config::parse(&broken).unwrap_err().to_string();
         assert!(err.contains("listen_on"), "{err}");
+    }
+
+    #[test]
+    fn a_budget_must_name_what_it_caps() {
+        let client = format!(
+            "[[clients]]\nname = \"web\"\nkey_sha256 = \"{}\"\n",
+            "a".repeat(64)
+        );
+        let with = |budget: &str| Config::parse(&format!("{DEMO_TOML}\n{client}{budget}"));
+        with("[[budgets]]\nclient = \"web\"\ndaily_usd = 5.0\n").unwrap();
+        with("[[budgets]]\nlabel = \"team=core\"\nmonthly_usd = 50.0\n").unwrap();
+        for (budget, expected) in [
+            (
+                "[[budgets]]\nclient = \"wbe\"\ndaily_usd = 5.0\n",
+                "budgets[0].client: no client named \"wbe\"",
+            ),
+            (
+                "[[budgets]]\nlabel = \"team\"\ndaily_usd = 5.0\n",
+                "budgets[0].label: must be KEY=VALUE",
+            ),
+            (
+                "[[budgets]]\nclient = \"web\"\n",
+                "set daily_usd, monthly_usd",
+            ),
+            (
+                "[[budgets]]\nclient = \"web\"\ndaily_usd = -1.0\n",
+                "budgets[0].daily_usd: must be an amount",
+            ),
+            ("[[budgets]]\ndaily_usd = 1.0\n", "set client or label"),
+        ] {
+            let err = with(budget).unwrap_err().to_string();
+            assert!(err.contains(expected), "{budget}: {err}");
+        }
     }
 }

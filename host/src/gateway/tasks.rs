@@ -41,6 +41,7 @@ pub async fn submit(
             .map_err(|e| ApiError::invalid(format!("invalid task: {e}")))?;
         check_bounds(&state.config.tasks, &input)?;
         input.labels = client.labels_with(input.labels).into_iter().collect();
+        refuse_if_spent(&state, &client, &input).await?;
         let handle = state
             .tasks
             .submit(state.orchestrator(), client.owner, input)
@@ -206,6 +207,41 @@ fn recorded_events(record: crate::ledger::record::TaskRecord) -> Response {
         HeaderValue::from_static("text/event-stream"),
     );
     response
+}
+
+/// A 429 `budget_exceeded` for a task whose client or label budget has
+/// nothing left: each of its calls would be refused anyway, so the client
+/// hears it now, in the API's shape, instead of from a task that ends
+/// `budget_exceeded` having done nothing. The check is the calls' own
+/// mechanism (a reservation of one nano-USD, given back at once), so it
+/// sees other calls' holds and, on PostgreSQL, other replicas'.
+async fn refuse_if_spent(
+    state: &AppState,
+    client: &super::auth::Client,
+    input: &TaskInput,
+) -> Result<(), ApiError> {
+    let scopes = state.dispatch.budget_scopes(
+        client.owner.as_str(),
+        input.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+    );
+    if scopes.is_empty() {
+        return Ok(());
+    }
+    let ledger = state.dispatch.ledger();
+    match ledger.reserve(&scopes, 1).await {
+        Ok(reservation) => {
+            ledger.release(reservation).await;
+            Ok(())
+        }
+        Err(crate::ledger::ReserveError::Refused(refusal)) => Err(ApiError::budget_exceeded(
+            &refusal,
+            crate::dispatch::unix_ms(),
+        )),
+        Err(crate::ledger::ReserveError::Store(e)) => Err(ApiError::new(
+            ErrorKind::Overloaded,
+            format!("budgets cannot be checked now, so the task is not started: {e}"),
+        )),
+    }
 }
 
 /// A task's fields within `[tasks]`'s bounds.
