@@ -338,3 +338,70 @@ fn config_with_budget(dir: &tempfile::TempDir) -> Config {
         &dir.path().join("ledger.db"),
     )
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn feedback_scores_a_clients_own_work_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(config("", &dir.path().join("ledger.db"))).await;
+    let http = reqwest::Client::new();
+    let response = http
+        .post(format!("{}/v1/chat/completions", daemon.url))
+        .bearer_auth("alice-key")
+        .json(&chat("Fix the typo"))
+        .send()
+        .await
+        .unwrap();
+    let id = response.headers()["x-pointsman-request-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let feedback = |key: &'static str, body: Value| {
+        let http = http.clone();
+        let url = format!("{}/v1/feedback", daemon.url);
+        async move {
+            let r = http
+                .post(url)
+                .bearer_auth(key)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            (r.status(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, body) = feedback(
+        "alice-key",
+        json!({"request_id": id, "score": 1.0, "labels": {"tests_passed": "true"}}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["target"], json!({"kind": "request", "id": id}));
+    let (status, body) = feedback("alice-key", json!({"session": "s-1", "score": 0.25})).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    // Bob cannot score alice's request: it is not there for him.
+    let (status, body) = feedback("bob-key", json!({"request_id": id, "score": 0.0})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    for bad in [
+        json!({"request_id": id, "score": 1.5}),
+        json!({"request_id": id, "session": "s", "score": 1.0}),
+        json!({"score": 1.0}),
+        json!({"request_id": id, "score": 1.0, "colour": "red"}),
+    ] {
+        let (status, body) = feedback("alice-key", bad.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
+        assert!(body["error"]["message"].is_string(), "{body}");
+    }
+    let entries = daemon
+        .state
+        .dispatch
+        .ledger()
+        .feedback(&pointsman::ledger::CallFilter {
+            since_ms: 0,
+            until_ms: i64::MAX,
+            client: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(entries.len(), 2, "{entries:?}");
+    assert!(entries.iter().all(|e| e.client == "client:alice"));
+}

@@ -12,6 +12,8 @@
 //! - [`server_tools`]: Anthropic server tools, runnable on Anthropic
 //!   upstreams only.
 //! - [`usage`]: `GET /v1/usage`, the ledger's report.
+//! - [`feedback`]: `POST /v1/feedback`, scores of requests, tasks and
+//!   sessions.
 //! - [`admin`]: models (`GET /v1/models`, `GET /v1/models/{id}`), policies,
 //!   health and metrics.
 
@@ -21,6 +23,7 @@ pub mod body;
 pub mod chat;
 pub mod count_tokens;
 pub mod error;
+pub mod feedback;
 pub mod inflight;
 pub mod limits;
 pub mod relay;
@@ -69,6 +72,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/tasks/{id}", get(tasks::get).delete(tasks::cancel))
         .route("/v1/tasks/{id}/events", get(tasks::events))
         .route("/v1/usage", get(usage::handle))
+        .route("/v1/feedback", post(feedback::handle))
         .route("/v1/models", get(admin::models))
         .route("/v1/models/{*id}", get(admin::model))
         .route("/healthz", get(admin::healthz))
