@@ -69,14 +69,20 @@ async fn spend(daemon: &Daemon, key: &str, path: &str, body: Value) -> f64 {
     })
 }
 
-async fn usage(daemon: &Daemon, key: &str, query: &str) -> (StatusCode, Value) {
+/// `GET path` as `key`: the status and the body's text.
+async fn get(daemon: &Daemon, key: &str, path: &str) -> (StatusCode, String) {
     let response = reqwest::Client::new()
-        .get(format!("{}/v1/usage?{query}", daemon.url))
+        .get(format!("{}{path}", daemon.url))
         .bearer_auth(key)
         .send()
         .await
         .unwrap();
-    (response.status(), response.json().await.unwrap())
+    (response.status(), response.text().await.unwrap())
+}
+
+async fn usage(daemon: &Daemon, key: &str, query: &str) -> (StatusCode, Value) {
+    let (status, body) = get(daemon, key, &format!("/v1/usage?{query}")).await;
+    (status, serde_json::from_str(&body).unwrap())
 }
 
 fn chat(text: &str) -> Value {
@@ -140,13 +146,9 @@ async fn usage_and_report_agree_with_what_clients_were_told() {
             .contains("label:KEY")
     );
 
-    let (status, health) = {
-        let r = reqwest::get(format!("{}/healthz", daemon.url))
-            .await
-            .unwrap();
-        (r.status(), r.json::<Value>().await.unwrap())
-    };
+    let (status, health) = get(&daemon, "", "/healthz").await;
     assert_eq!(status, StatusCode::OK);
+    let health: Value = serde_json::from_str(&health).unwrap();
     assert_eq!(health["ledger"]["status"], "ok", "{health}");
 
     // A task, then a restart: its record answers from the ledger.
@@ -161,47 +163,20 @@ async fn usage_and_report_agree_with_what_clients_were_told() {
         .await
         .unwrap();
     let id = task["id"].as_str().unwrap().to_string();
-    let url = format!("{}/v1/tasks/{id}", daemon.url);
-    let done = loop {
-        let record: Value = reqwest::Client::new()
-            .get(&url)
-            .bearer_auth("alice-key")
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if !matches!(
-            record["status"].as_str(),
-            Some("queued" | "planning" | "running")
-        ) {
-            break record;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    };
+    let done = common::wait_for_task(&daemon, Some("alice-key"), &id).await;
     daemon.shutdown().await;
 
     let daemon = Daemon::start(config("", &ledger)).await;
-    let get = |key: &'static str, path: String| async move {
-        let r = reqwest::Client::new()
-            .get(path)
-            .bearer_auth(key)
-            .send()
-            .await
-            .unwrap();
-        (r.status(), r.text().await.unwrap())
-    };
-    let (status, body) = get("alice-key", format!("{}/v1/tasks/{id}", daemon.url)).await;
+    let (status, body) = get(&daemon, "alice-key", &format!("/v1/tasks/{id}")).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let recorded: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(recorded["status"], done["status"]);
     assert_eq!(recorded["spent_usd"], done["spent_usd"]);
-    let (status, events) = get("alice-key", format!("{}/v1/tasks/{id}/events", daemon.url)).await;
+    let (status, events) = get(&daemon, "alice-key", &format!("/v1/tasks/{id}/events")).await;
     assert_eq!(status, StatusCode::OK);
     assert!(events.starts_with("event: status\n"), "{events}");
     // Another client's task is absent, as if it never existed.
-    let (status, body) = get("bob-key", format!("{}/v1/tasks/{id}", daemon.url)).await;
+    let (status, body) = get(&daemon, "bob-key", &format!("/v1/tasks/{id}")).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
     daemon.shutdown().await;
 

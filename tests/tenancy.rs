@@ -266,26 +266,7 @@ async fn task_fields_and_counts_are_bounded() {
         let record: Value = response.json().await.unwrap();
         ids.push(record["id"].as_str().unwrap().to_string());
         // Let it end, so that it can be forgotten.
-        let started = Instant::now();
-        loop {
-            let record: Value = client
-                .get(format!("{}/v1/tasks/{}", daemon.url, ids[i]))
-                .bearer_auth("k")
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            if !matches!(
-                record["status"].as_str(),
-                Some("queued" | "planning" | "running")
-            ) {
-                break;
-            }
-            assert!(started.elapsed() < Duration::from_secs(10), "{record}");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        common::wait_for_task(&daemon, Some("k"), &ids[i]).await;
     }
     assert_eq!(daemon.state.tasks.len(), 3);
     // Forgotten from memory, the oldest is still on record: the ledger

@@ -72,23 +72,7 @@ async fn submit(daemon: &Daemon, task: Value) -> String {
 }
 
 async fn wait(daemon: &Daemon, id: &str) -> Value {
-    let started = Instant::now();
-    loop {
-        let record: Value = reqwest::get(format!("{}/v1/tasks/{id}", daemon.url))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if !matches!(
-            record["status"].as_str(),
-            Some("queued" | "planning" | "running")
-        ) {
-            return record;
-        }
-        assert!(started.elapsed() < Duration::from_secs(30), "{record}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    common::wait_for_task(daemon, None, id).await
 }
 
 fn subtask<'a>(record: &'a Value, id: &str) -> &'a Value {

@@ -160,3 +160,27 @@ pub fn system_text(r: &RecordedRequest) -> String {
 pub fn is_plan_request(r: &RecordedRequest) -> bool {
     system_text(r).contains("\"subtasks\"")
 }
+
+/// Polls `GET /v1/tasks/<id>` (as `key`, if given) until the task has
+/// ended; returns its record. Fails the test after 30 s.
+pub async fn wait_for_task(daemon: &Daemon, key: Option<&str>, id: &str) -> Value {
+    let started = std::time::Instant::now();
+    loop {
+        let mut request = reqwest::Client::new().get(format!("{}/v1/tasks/{id}", daemon.url));
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        let record: Value = request.send().await.unwrap().json().await.unwrap();
+        if !matches!(
+            record["status"].as_str(),
+            Some("queued" | "planning" | "running")
+        ) {
+            return record;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "{record}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}

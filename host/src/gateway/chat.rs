@@ -243,9 +243,10 @@ pub(super) async fn serve_value(
                 .iter()
                 .map(|(k, v)| (k.as_str(), v.as_str())),
         ),
-        policy_view: (state.config.ledger.keep_requests == KeepRequests::PolicyView)
-            .then(|| serde_json::to_string(&features).ok().map(Arc::from))
-            .flatten(),
+        policy_view: match state.config.ledger.keep_requests {
+            KeepRequests::PolicyView => serde_json::to_string(&features).ok().map(Arc::from),
+            KeepRequests::None => None,
+        },
     };
     let (mut planner_cost, mut plan_source) = (Cost::default(), None);
     let mut plan_error = None;
@@ -659,17 +660,11 @@ async fn reserve(
     let amount = state
         .dispatch
         .worst_case(&plan.candidates, true, input, u64::from(cap));
-    match state.dispatch.reserve(&plan.caller, amount).await {
-        Ok(reservation) => Ok(reservation),
-        Err(crate::ledger::ReserveError::Refused(refusal)) => Err(ApiError::budget_exceeded(
-            &refusal,
-            crate::dispatch::unix_ms(),
-        )),
-        Err(crate::ledger::ReserveError::Store(e)) => Err(ApiError::new(
-            ErrorKind::Overloaded,
-            format!("budgets cannot be checked now, so nothing is spent: {e}"),
-        )),
-    }
+    state
+        .dispatch
+        .reserve(&plan.caller, amount)
+        .await
+        .map_err(|e| ApiError::from_reserve(e, crate::dispatch::unix_ms()))
 }
 
 /// How a call that got no usable answer went.

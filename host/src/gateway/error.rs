@@ -88,6 +88,22 @@ impl ApiError {
         error
     }
 
+    /// Why a reservation against the budgets was not made, for the
+    /// client: a refusal is [`ApiError::budget_exceeded`]; a store that
+    /// cannot be asked is a 503 (budgets hold by refusing, so nothing was
+    /// spent).
+    pub fn from_reserve(error: crate::ledger::ReserveError, now_ms: i64) -> Self {
+        match error {
+            crate::ledger::ReserveError::Refused(refusal) => {
+                Self::budget_exceeded(&refusal, now_ms)
+            }
+            crate::ledger::ReserveError::Store(e) => ApiError::new(
+                ErrorKind::Overloaded,
+                format!("budgets cannot be checked now, so nothing is spent: {e}"),
+            ),
+        }
+    }
+
     /// A 400.
     pub fn invalid(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::InvalidRequest, message)

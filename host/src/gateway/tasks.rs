@@ -130,9 +130,7 @@ pub async fn events(
             match live.recv().await {
                 Ok(event) => {
                     finished = event.kind == EventKind::Status
-                        && event.data["status"]
-                            .as_str()
-                            .is_some_and(|s| !matches!(s, "queued" | "planning" | "running"));
+                        && event.data["status"].as_str().is_some_and(is_final);
                     if !send(event).await {
                         return;
                     }
@@ -228,20 +226,12 @@ async fn refuse_if_spent(
         return Ok(());
     }
     let ledger = state.dispatch.ledger();
-    match ledger.reserve(&scopes, 1).await {
-        Ok(reservation) => {
-            ledger.release(reservation).await;
-            Ok(())
-        }
-        Err(crate::ledger::ReserveError::Refused(refusal)) => Err(ApiError::budget_exceeded(
-            &refusal,
-            crate::dispatch::unix_ms(),
-        )),
-        Err(crate::ledger::ReserveError::Store(e)) => Err(ApiError::new(
-            ErrorKind::Overloaded,
-            format!("budgets cannot be checked now, so the task is not started: {e}"),
-        )),
-    }
+    let reservation = ledger
+        .reserve(&scopes, 1)
+        .await
+        .map_err(|e| ApiError::from_reserve(e, crate::dispatch::unix_ms()))?;
+    ledger.release(reservation).await;
+    Ok(())
 }
 
 /// A task's fields within `[tasks]`'s bounds.
