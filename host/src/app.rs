@@ -11,6 +11,7 @@ use crate::gateway::{auth, limits, reload, sessions};
 use crate::ledger::Ledger;
 use crate::orchestrator::Orchestrator;
 use crate::policy::ActivePolicies;
+use crate::policy::rollout::{Defaults, Rollouts};
 use crate::resilience::Resilience;
 
 /// What every request handler shares.
@@ -47,7 +48,6 @@ pub struct AppState {
 impl AppState {
     /// Builds providers and policies from `config`.
     pub async fn new(config: Config) -> anyhow::Result<Self> {
-        let policies = Arc::new(ActivePolicies::start(&config).await?);
         let resilience = Resilience::new(&config);
         // The task store keeps the bounds of the first config: a reload
         // does not resize it.
@@ -55,6 +55,13 @@ impl AppState {
         let ledger = Ledger::open(&url, &config.ledger)
             .await
             .map_err(|e| anyhow::anyhow!("the ledger could not be opened: {e}"))?;
+        let rollouts = Rollouts::open(ledger.clone(), Defaults::from_config(&config.rollouts))
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let policies = Arc::new(ActivePolicies::start(&config, rollouts.clone()).await?);
+        start_declared(&policies, &config).await?;
+        // The loop ends by itself when the rollouts are dropped.
+        drop(rollouts.spawn_evaluations());
         let replica = config
             .ledger
             .replica
@@ -94,11 +101,16 @@ impl AppState {
                 "[ledger] changed: the ledger is opened once, at start; restart the daemon to change it"
             );
         }
+        check_declared_unchanged(self.policies.rollouts(), &self.config, &config)?;
         let policies = if reload::same_policies(&self.config, &config) {
             self.policies.clone()
         } else {
-            Arc::new(ActivePolicies::start(&config).await?)
+            Arc::new(ActivePolicies::start(&config, self.policies.rollouts().clone()).await?)
         };
+        policies
+            .rollouts()
+            .set_defaults(Defaults::from_config(&config.rollouts));
+        start_declared(&policies, &config).await?;
         let resilience = Resilience::carry_over(&config, self.dispatch.resilience());
         Self::build(
             config,
@@ -158,6 +170,57 @@ impl AppState {
         crate::metrics::sample_runtime();
         self.metrics.render()
     }
+}
+
+/// Starts the rollouts `[rollouts.router]` and `[rollouts.planner]`
+/// declare, unless the ledger already holds one running, or holds a
+/// rollout of the very same candidate (rolled back or promoted: a restart
+/// must not start it again).
+async fn start_declared(policies: &ActivePolicies, config: &Config) -> anyhow::Result<()> {
+    use crate::policy::World;
+    for (world, declared) in [
+        (World::Router, &config.rollouts.router),
+        (World::Planner, &config.rollouts.planner),
+    ] {
+        let Some(declared) = declared else { continue };
+        use crate::policy::rollout::{Refused, RolloutError};
+        match policies
+            .rollouts()
+            .start_declared(world, declared, policies.configured(world))
+            .await
+        {
+            Ok(()) => {}
+            // Another rollout runs: the stored state wins over the file.
+            Err(RolloutError::Refused(Refused::Conflict(why))) => {
+                tracing::warn!("[rollouts.{world}] is not started: {why}");
+            }
+            Err(e) => anyhow::bail!("[rollouts.{world}]: {e}"),
+        }
+    }
+    Ok(())
+}
+
+/// Refuses a reload that changes the declaration of a rollout that runs:
+/// the running one would silently go on under a file that says otherwise.
+fn check_declared_unchanged(rollouts: &Rollouts, old: &Config, new: &Config) -> anyhow::Result<()> {
+    use crate::policy::World;
+    for (world, before, after) in [
+        (World::Router, &old.rollouts.router, &new.rollouts.router),
+        (World::Planner, &old.rollouts.planner, &new.rollouts.planner),
+    ] {
+        if before == after {
+            continue;
+        }
+        if let Some(r) = rollouts.current(world).filter(|r| !r.phase.is_final()) {
+            anyhow::bail!(
+                "[rollouts.{world}] changed while rollout {} of {} is {}: promote or abort it (pointsman rollout promote|abort) before changing its declaration",
+                r.id,
+                r.candidate.id(),
+                r.phase.as_str()
+            );
+        }
+    }
+    Ok(())
 }
 
 /// A task whose record has not changed for this long belongs to a replica

@@ -7,6 +7,8 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+
+mod rollout;
 use serde_json::{Value, json};
 
 use crate::config::Config;
@@ -60,6 +62,10 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Roll a candidate router or planner out on a running daemon: shadow,
+    /// growing shares, guards, promote, abort (the admin key, when one is
+    /// set, is read from POINTSMAN_ADMIN_KEY).
+    Rollout(rollout::RolloutArgs),
     /// Ask a running daemon to reload its config file (as SIGHUP does); the
     /// admin key, when one is set, is read from POINTSMAN_ADMIN_KEY.
     Reload {
@@ -232,6 +238,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let config = load_config(config.as_deref())?;
             report(&args, &config).await
         }
+        Command::Rollout(args) => rollout::run(args).await,
         Command::Reload { url } => {
             let mut request = reqwest::Client::new()
                 .post(format!("{}/v1/admin/reload", url.trim_end_matches('/')));

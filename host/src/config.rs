@@ -16,6 +16,7 @@ pub mod capabilities;
 pub mod check;
 pub mod ledger;
 pub mod resilience;
+pub mod rollouts;
 pub use resilience::{BreakerConfig, Strategy};
 mod model_names;
 pub use ledger::{BudgetConfig, KeepRequests, LedgerConfig, OnUnavailable, SyncMode};
@@ -85,6 +86,10 @@ pub struct Config {
     /// Spending caps per client or label value.
     #[serde(default)]
     pub budgets: Vec<BudgetConfig>,
+    /// `[rollouts]`: defaults and guards of policy rollouts, and rollouts
+    /// declared in the file.
+    #[serde(default)]
+    pub rollouts: rollouts::RolloutsConfig,
     /// Whether this is the built-in demo (not settable from a file).
     #[serde(skip)]
     pub demo: bool,
@@ -652,6 +657,9 @@ impl Config {
                     limit.label
                 );
             }
+        }
+        if let Err(e) = self.rollouts.validate() {
+            problem!("{e}");
         }
         // A budget that names nothing matches nothing: a misspelt client
         // would silently leave its spending uncapped.

@@ -14,6 +14,36 @@ pub fn policy_fallback(module: &str, reason: &'static str) {
         .increment(1);
 }
 
+/// A rollout of `world` (`router` or `planner`) is in `phase`, its
+/// candidate serving `share_bp` basis points.
+pub fn rollout_state(world: &'static str, phase: &'static str, share_bp: u32) {
+    metrics::gauge!("pointsman_rollout_candidate_share", "world" => world)
+        .set(f64::from(share_bp) / 10_000.0);
+    for p in [
+        "shadow",
+        "running",
+        "paused",
+        "rolled-back",
+        "aborted",
+        "promoted",
+    ] {
+        metrics::gauge!("pointsman_rollout_phase", "world" => world, "phase" => p)
+            .set(if p == phase { 1.0 } else { 0.0 });
+    }
+}
+
+/// A rollout guard on `metric` rolled a candidate back.
+pub fn rollout_rollback(world: &'static str, metric: &'static str) {
+    metrics::counter!("pointsman_rollout_rollbacks_total", "world" => world, "metric" => metric)
+        .increment(1);
+}
+
+/// A request's shadow decision was skipped: `reason` is `busy` (too many
+/// in flight) or `not-loaded` (the pinned candidate is not here).
+pub fn rollout_shadow_skipped(reason: &'static str) {
+    metrics::counter!("pointsman_rollout_shadow_skipped_total", "reason" => reason).increment(1);
+}
+
 /// A call found every instance of a module busy.
 pub fn policy_busy(module: &str) {
     metrics::counter!("pointsman_policy_busy_total", "module" => module.to_string()).increment(1);

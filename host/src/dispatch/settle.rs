@@ -46,7 +46,16 @@ pub struct Caller {
     /// The request as the router saw it, as JSON, kept with the call when
     /// `[ledger] keep_requests = "policy-view"` (for offline replay).
     pub policy_view: Option<Arc<str>>,
+    /// The rollout arm the work is on (`<rollout id>/stable|candidate`).
+    pub arm: Option<String>,
+    /// A shadow candidate's decision, recorded if made by the time the
+    /// call settles.
+    pub shadow: Option<Arc<std::sync::OnceLock<String>>>,
 }
+
+/// A shadow decision not made by the time its call settled (the candidate
+/// is slow, or the runtime busy): recorded so that a diff counts it.
+pub const SHADOW_LATE: &str = r#"{"late":true}"#;
 
 /// How one call went, for its record.
 pub struct Outcome<'a> {
@@ -118,8 +127,17 @@ impl Caller {
                 .error
                 .map(|e| e.class().to_string())
                 .or_else(|| outcome.broken.then(|| "broken".to_string())),
-            arm: None,
-            shadow: None,
+            arm: self.arm.clone(),
+            // One row per request carries the shadow: its answer.
+            shadow: self
+                .shadow
+                .as_ref()
+                .filter(|_| role == CallRole::Answer)
+                .map(|slot| {
+                    slot.get()
+                        .cloned()
+                        .unwrap_or_else(|| SHADOW_LATE.to_string())
+                }),
             route_labels: BTreeMap::new(),
             policy_view: self.policy_view.as_deref().map(str::to_string),
         }

@@ -233,6 +233,18 @@ pub(super) async fn serve_value(
         },
         requested_model: asked,
         router: Some(decision.policy.clone()),
+        // A planned request is on a planner rollout's arm when one runs.
+        arm: decision.arm.clone().or_else(|| {
+            (decision.route.tier != Tier::Direct)
+                .then(|| {
+                    state
+                        .policies
+                        .planner_for(crate::policy::ActivePolicies::assignment_key(&features))
+                        .1
+                })
+                .flatten()
+        }),
+        shadow: decision.shadow.clone(),
         planner: None,
         tier: Some(decision.route.tier),
         reasoning: Some(decision.route.reasoning.clone()),
@@ -392,6 +404,8 @@ pub async fn route(
             },
             policy: "client".into(),
             fallback_reason: None,
+            arm: None,
+            shadow: None,
         });
     }
     let task = task_turn(state, client, features);
@@ -786,6 +800,9 @@ fn routing_headers(headers: &mut HeaderMap, plan: &Plan, model: &ModelConfig, at
         plan.decision.route.tier.as_str(),
     );
     insert(headers, "x-pointsman-policy", &plan.decision.policy);
+    if let Some(arm) = &plan.decision.arm {
+        insert(headers, "x-pointsman-arm", arm);
+    }
     insert(headers, "x-pointsman-attempts", &attempts.to_string());
     if let Some(source) = plan.plan {
         insert(headers, "x-pointsman-plan", source.as_str());

@@ -23,6 +23,8 @@ pub enum ErrorKind {
     ModelNotFound,
     /// The path does not take the request's method (405).
     MethodNotAllowed,
+    /// The request conflicts with the object's state (409).
+    Conflict,
     /// The body is over the size limit (413).
     TooLarge,
     /// The client did not send its request in time (408).
@@ -116,6 +118,7 @@ impl ApiError {
             ErrorKind::Authentication => StatusCode::UNAUTHORIZED,
             ErrorKind::NotFound | ErrorKind::ModelNotFound => StatusCode::NOT_FOUND,
             ErrorKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ErrorKind::Conflict => StatusCode::CONFLICT,
             ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorKind::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ErrorKind::RateLimited | ErrorKind::BudgetExceeded => StatusCode::TOO_MANY_REQUESTS,
@@ -181,6 +184,7 @@ impl ApiError {
             ErrorKind::NotFound => ("invalid_request_error", None),
             ErrorKind::ModelNotFound => ("invalid_request_error", Some("model_not_found")),
             ErrorKind::MethodNotAllowed => ("invalid_request_error", Some("method_not_allowed")),
+            ErrorKind::Conflict => ("invalid_request_error", Some("conflict")),
             ErrorKind::TooLarge => ("invalid_request_error", Some("request_too_large")),
             ErrorKind::RequestTimeout => ("invalid_request_error", Some("request_timeout")),
             ErrorKind::RateLimited => ("rate_limit_error", Some("rate_limit_exceeded")),
@@ -202,7 +206,7 @@ impl ApiError {
             }
             ErrorKind::Authentication => ErrorType::AuthenticationError,
             ErrorKind::NotFound | ErrorKind::ModelNotFound => ErrorType::NotFoundError,
-            ErrorKind::MethodNotAllowed => ErrorType::InvalidRequestError,
+            ErrorKind::MethodNotAllowed | ErrorKind::Conflict => ErrorType::InvalidRequestError,
             ErrorKind::TooLarge => ErrorType::RequestTooLarge,
             ErrorKind::RateLimited | ErrorKind::BudgetExceeded => ErrorType::RateLimitError,
             ErrorKind::Upstream | ErrorKind::Timeout => ErrorType::ApiError,

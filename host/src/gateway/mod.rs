@@ -11,6 +11,8 @@
 //! - [`auth`], [`error`]: client keys, and errors in each API's format.
 //! - [`server_tools`]: Anthropic server tools, runnable on Anthropic
 //!   upstreams only.
+//! - [`rollouts`]: the rollout admin API (start, status, promote, abort,
+//!   shadow diff).
 //! - [`usage`]: `GET /v1/usage`, the ledger's report.
 //! - [`feedback`]: `POST /v1/feedback`, scores of requests, tasks and
 //!   sessions.
@@ -30,6 +32,7 @@ pub mod relay;
 pub mod reload;
 pub mod responses;
 pub mod responses_relay;
+pub mod rollouts;
 pub mod server;
 pub mod server_tools;
 pub mod sessions;
@@ -81,6 +84,10 @@ pub fn router(state: Arc<AppState>) -> Router {
                 .route("/v1/policies", get(admin::policies))
                 .route("/v1/config", get(admin::config))
                 .route("/v1/providers", get(admin::providers))
+                .route("/v1/rollouts", get(rollouts::status).post(rollouts::start))
+                .route("/v1/rollouts/{world}/promote", post(rollouts::promote))
+                .route("/v1/rollouts/{world}/abort", post(rollouts::abort))
+                .route("/v1/rollouts/{world}/diff", get(rollouts::shadow_diff))
                 .route("/metrics", get(admin::metrics))
                 .route_layer(axum::middleware::from_fn_with_state(
                     state.clone(),

@@ -171,6 +171,9 @@ pub struct TaskRecord {
     pub route: Option<Route>,
     /// The router policy that decided.
     pub policy: Option<String>,
+    /// The rollout arm the task is on (a rollout assigns per task).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub arm: Option<String>,
     /// The plan, for planned tiers.
     pub plan: Option<Plan>,
     /// Per subtask, in plan order.
@@ -309,6 +312,7 @@ impl TaskHandle {
                 status: Status::Queued,
                 route: None,
                 policy: None,
+                arm: None,
                 plan: None,
                 subtasks: Vec::new(),
                 calls: Vec::new(),
@@ -343,6 +347,8 @@ impl TaskHandle {
             api: Api::Tasks,
             requested_model: "auto".into(),
             router: r.policy.clone(),
+            arm: r.arm.clone(),
+            shadow: None,
             planner: None,
             tier: r.route.as_ref().map(|route| route.tier),
             reasoning: r.route.as_ref().map(|route| route.reasoning.clone()),
@@ -612,6 +618,7 @@ async fn execute(
         let mut r = task.lock();
         r.route = Some(route.clone());
         r.policy = Some(decision.policy.clone());
+        r.arm = decision.arm.clone();
     }
     let policy_task = Task {
         id: task.lock().id.clone(),
@@ -832,6 +839,17 @@ fn whole_task(policy_task: &Task, model: &str) -> Subtask {
 /// answer that cannot be reviewed (no planner policy, the reviewer failed)
 /// or is rejected twice fails the task: critical work is never returned
 /// unreviewed.
+/// The planner for `task`: a planner rollout assigns per task, and the
+/// task's calls then record its arm.
+fn planner_for(orch: &Orchestrator, task: &TaskHandle) -> Option<Arc<crate::policy::PolicyModule>> {
+    let id = task.lock().id.clone();
+    let (planner, arm) = orch.policies.planner_for(&id);
+    if arm.is_some() {
+        task.lock().arm = arm;
+    }
+    planner
+}
+
 async fn reviewed_direct(
     orch: &Orchestrator,
     task: &TaskHandle,
@@ -839,7 +857,7 @@ async fn reviewed_direct(
     deadline: Instant,
 ) -> Result<String, Stop> {
     let route = &policy_task.route;
-    let Some(planner) = orch.policies.planner() else {
+    let Some(planner) = planner_for(orch, task) else {
         return Err(Stop::Failed(
             "a critical task without a plan must be reviewed, and no planner policy is loaded \
              to review it"
@@ -952,7 +970,7 @@ async fn plan(
     policy_task: &Task,
     deadline: Instant,
 ) -> Result<Option<Plan>, Stop> {
-    let Some(planner) = orch.policies.planner() else {
+    let Some(planner) = planner_for(orch, task) else {
         task.note("no planner policy is loaded: serving direct".into());
         return Ok(None);
     };
@@ -1176,7 +1194,7 @@ async fn run_subtask(
     let route = &policy_task.route;
     let mut model_id = subtask.model.clone();
     let mut feedback: Option<String> = None;
-    let planner = orch.policies.planner();
+    let planner = planner_for(orch, task);
     let catalog = orch.dispatch.catalog();
     // At most: the first run, one retry on review, one escalation.
     for round in 0..3 {

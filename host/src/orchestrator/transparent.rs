@@ -170,9 +170,11 @@ pub async fn plan_for(
     {
         return Ok((plan, PlanSource::Cached));
     }
+    // The same key as the request's Caller was given its arm by.
     let planner = orch
         .policies
-        .planner()
+        .planner_for(crate::policy::ActivePolicies::assignment_key(features))
+        .0
         .ok_or("no planner policy is loaded")?;
     let budget = route
         .planner

@@ -6,9 +6,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::rollout::{Choice, Rollouts};
 use super::types::{Features, ModelInfo, Route};
 use super::watcher::{self, WatchGuard};
-use super::{Decision, PolicyEngine, PolicyModule, Registry, builtin, decide};
+use super::{Decision, PolicyEngine, PolicyModule, Registry, World, builtin, decide};
 use crate::config::Config;
 
 /// Everything policy-related a running daemon holds.
@@ -18,14 +19,16 @@ pub struct ActivePolicies {
     router: String,
     planner: String,
     safe_route: Route,
+    rollouts: Arc<Rollouts>,
     _watch: Option<WatchGuard>,
 }
 
 impl ActivePolicies {
     /// Starts the engine, loads the built-in modules, then the configured
     /// folder's modules (which replace built-ins of the same name), and
-    /// watches the folder.
-    pub async fn start(config: &Config) -> anyhow::Result<Self> {
+    /// watches the folder. `rollouts` (kept across reloads) decide which
+    /// of two modules serves while one is rolled out.
+    pub async fn start(config: &Config, rollouts: Arc<Rollouts>) -> anyhow::Result<Self> {
         let engine = PolicyEngine::new(
             crate::policy::limits(config),
             crate::policy::cache_dir(config),
@@ -42,8 +45,10 @@ impl ActivePolicies {
             }
             None => None,
         };
+        rollouts.use_registry(registry.clone());
         Ok(ActivePolicies {
             registry,
+            rollouts,
             router: config.policies.router.clone(),
             planner: config.policies.planner.clone(),
             safe_route: crate::policy::safe_route(config),
@@ -67,19 +72,115 @@ impl ActivePolicies {
         .await
     }
 
-    /// The active router's serving version.
+    /// The rollouts these policies serve under.
+    pub fn rollouts(&self) -> &Arc<Rollouts> {
+        &self.rollouts
+    }
+
+    /// The configured router's name (a rollout may serve another).
+    pub fn configured(&self, world: World) -> &str {
+        match world {
+            World::Router => &self.router,
+            World::Planner => &self.planner,
+        }
+    }
+
+    /// The router serving requests outside a rollout's candidate arm.
     pub fn router(&self) -> Option<Arc<PolicyModule>> {
-        self.registry.get(&self.router)
+        self.registry
+            .get(&self.rollouts.effective(World::Router, &self.router))
     }
 
-    /// The active planner's serving version.
+    /// The planner serving work outside a rollout's candidate arm.
     pub fn planner(&self) -> Option<Arc<PolicyModule>> {
-        self.registry.get(&self.planner)
+        self.registry
+            .get(&self.rollouts.effective(World::Planner, &self.planner))
     }
 
-    /// Routes a request with the active router, or the safe route.
+    /// What a rollout assigns a request by: its agent session, else its
+    /// client, else the request (or task) itself.
+    pub fn assignment_key(features: &Features) -> &str {
+        features
+            .session
+            .as_deref()
+            .or(features.client.as_deref())
+            .unwrap_or(&features.id)
+    }
+
+    /// The planner for work keyed `key` (a task id, or an agent session),
+    /// and the rollout arm it is on.
+    pub fn planner_for(&self, key: &str) -> (Option<Arc<PolicyModule>>, Option<String>) {
+        let choice = self.rollouts.choose(World::Planner, &self.planner, key);
+        self.resolve(choice)
+    }
+
+    /// The module a choice names, or its stable fallback when the pinned
+    /// candidate is not the one loaded here.
+    fn resolve(&self, choice: Choice) -> (Option<Arc<PolicyModule>>, Option<String>) {
+        let module = self.registry.get(&choice.module);
+        let pinned_ok = match (&choice.pinned, &module) {
+            (Some(hash), Some(m)) => &m.info.hash == hash,
+            (Some(_), None) => false,
+            (None, _) => true,
+        };
+        if pinned_ok {
+            return (module, choice.arm);
+        }
+        match choice.fallback {
+            Some((stable, arm)) => (self.registry.get(&stable), Some(arm)),
+            None => (module, choice.arm),
+        }
+    }
+
+    /// Routes a request with the active router (or, during a rollout, the
+    /// arm its session, client or id is on), or the safe route. In shadow
+    /// mode the candidate decides too, off the request's path: its answer
+    /// lands in the decision's shadow slot when it is ready.
     pub async fn decide(&self, features: &Features, models: &[ModelInfo]) -> Decision {
-        let router = self.router();
-        decide(router.as_deref(), features, models, &self.safe_route).await
+        let key = Self::assignment_key(features);
+        let choice = self.rollouts.choose(World::Router, &self.router, key);
+        let shadow = choice.shadow.clone();
+        let (router, arm) = self.resolve(choice);
+        let mut decision = decide(router.as_deref(), features, models, &self.safe_route).await;
+        decision.arm = arm;
+        if let Some(pin) = shadow {
+            decision.shadow = self.shadow(&pin, features, models);
+        }
+        decision
+    }
+
+    /// Starts the shadow decision of `pin` for `features`, unless the pinned
+    /// candidate is not loaded here or too many shadows are in flight.
+    fn shadow(
+        &self,
+        pin: &super::rollout::Pin,
+        features: &Features,
+        models: &[ModelInfo],
+    ) -> Option<super::ShadowSlot> {
+        let Some(module) = self
+            .registry
+            .get(&pin.name)
+            .filter(|m| m.info.hash == pin.hash)
+        else {
+            crate::metrics::rollout_shadow_skipped("not-loaded");
+            return None;
+        };
+        let Some(permit) = self.rollouts.shadow_permit() else {
+            crate::metrics::rollout_shadow_skipped("busy");
+            return None;
+        };
+        let slot = super::ShadowSlot::default();
+        let (filled, features, models, safe) = (
+            slot.clone(),
+            features.clone(),
+            models.to_vec(),
+            self.safe_route.clone(),
+        );
+        tokio::spawn(async move {
+            let _permit = permit;
+            let d = decide(Some(&module), &features, &models, &safe).await;
+            let _ = filled.set(super::decide::shadow_json(&d));
+        });
+        Some(slot)
     }
 }

@@ -23,6 +23,29 @@ pub struct Decision {
     /// Why the safe route was served instead of the policy's answer.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fallback_reason: Option<String>,
+    /// The rollout arm that decided (`<rollout id>/stable|candidate`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub arm: Option<String>,
+    /// Where a shadow candidate's decision lands, once made.
+    #[serde(skip)]
+    pub shadow: Option<ShadowSlot>,
+}
+
+/// A shadow decision as JSON, filled when the candidate has answered (it
+/// runs off the request's path, so a call may settle before it does).
+pub type ShadowSlot = std::sync::Arc<std::sync::OnceLock<String>>;
+
+/// What the ledger keeps of a shadow decision.
+pub fn shadow_json(d: &Decision) -> String {
+    serde_json::json!({
+        "policy": d.policy,
+        "tier": d.route.tier.as_str(),
+        "executor": d.route.executor,
+        "planner": d.route.planner,
+        "reasoning": d.route.reasoning,
+        "fallback_reason": d.fallback_reason,
+    })
+    .to_string()
 }
 
 /// Asks `module` for a route, falling back to `safe` when there is no module
@@ -46,6 +69,8 @@ pub async fn decide(
             route,
             policy,
             fallback_reason: None,
+            arm: None,
+            shadow: None,
         },
         Err(error) => {
             tracing::warn!(policy, request = %features.id, "serving the safe route: {error}");
@@ -81,6 +106,8 @@ fn fallback(reason: String, policy: String, safe: &Route) -> Decision {
         route: safe_route(&reason, safe),
         policy,
         fallback_reason: Some(reason),
+        arm: None,
+        shadow: None,
     }
 }
 

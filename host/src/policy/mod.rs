@@ -14,6 +14,8 @@
 //! - [`decide`]: validating a router's answer, or serving the safe route.
 //! - [`types`]: the host's contract-independent types; [`v0_1`] and
 //!   [`v0_2`] convert them to contracts 0.1.0 and 0.2.0.
+//! - [`rollout`]: a candidate next to the stable policy: shadow, growing
+//!   shares, guards and rollback.
 //! - [`capabilities`]: correcting a route whose models cannot serve the
 //!   request (images, tools, context).
 
@@ -27,6 +29,7 @@ pub mod decide;
 pub mod from_config;
 pub mod module;
 pub mod registry;
+pub mod rollout;
 pub mod sandbox;
 pub mod types;
 pub mod v0_1;
@@ -34,7 +37,7 @@ pub mod v0_2;
 pub mod watcher;
 
 pub use active::ActivePolicies;
-pub use decide::{Decision, decide};
+pub use decide::{Decision, ShadowSlot, decide};
 pub use from_config::{cache_dir, catalog, limits, safe_route};
 pub use module::{Limits, ModuleInfo, PolicyEngine, PolicyError, PolicyModule, World};
 pub use registry::Registry;

@@ -60,7 +60,7 @@ impl Limits {
 }
 
 /// Which world a module implements.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum World {
     /// Exports `routing`.

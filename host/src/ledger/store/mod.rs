@@ -291,6 +291,34 @@ impl Ledger {
         }
     }
 
+    /// The rollout state stored under `key`, as written.
+    pub async fn rollout_state(&self, key: &str) -> Result<Option<String>, LedgerError> {
+        match &self.inner.reader {
+            Reader::Sqlite(r) => r.rollout_state(key).await,
+            Reader::Postgres(p) => p.rollout_state(key).await,
+        }
+    }
+
+    /// Replaces the rollout state under `key` with `value` if it is still
+    /// `expected` (`None`: nothing stored yet); false when another writer
+    /// (another replica) changed it first. Replicas share a rollout through
+    /// this compare-and-set.
+    pub async fn swap_rollout_state(
+        &self,
+        key: &str,
+        expected: Option<&str>,
+        value: &str,
+    ) -> Result<bool, LedgerError> {
+        let now = (self.inner.clock)();
+        match &self.inner.reader {
+            Reader::Sqlite(r) => {
+                r.swap_rollout_state(key, expected.map(str::to_string), value.to_string(), now)
+                    .await
+            }
+            Reader::Postgres(p) => p.swap_rollout_state(key, expected, value, now).await,
+        }
+    }
+
     /// The task `id`, from the store.
     pub async fn task(&self, id: &str) -> Result<Option<TaskRecord>, LedgerError> {
         match &self.inner.reader {

@@ -750,6 +750,43 @@ impl Pool {
         }))
     }
 
+    pub(crate) async fn rollout_state(&self, key: &str) -> Result<Option<String>, LedgerError> {
+        let guard = self.client().await?;
+        let client = guard.as_ref().expect("connected");
+        let row = client
+            .query_opt("SELECT value FROM rollouts WHERE key = $1", &[&key])
+            .await
+            .map_err(|e| self.error(&e))?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    pub(crate) async fn swap_rollout_state(
+        &self,
+        key: &str,
+        expected: Option<&str>,
+        value: &str,
+        now_ms: i64,
+    ) -> Result<bool, LedgerError> {
+        let guard = self.client().await?;
+        let client = guard.as_ref().expect("connected");
+        let changed = match expected {
+            None => client
+                .execute(
+                    "INSERT INTO rollouts (key, value, updated_ms) VALUES ($1, $2, $3) ON CONFLICT (key) DO NOTHING",
+                    &[&key, &value, &now_ms],
+                )
+                .await,
+            Some(old) => client
+                .execute(
+                    "UPDATE rollouts SET value = $2, updated_ms = $3 WHERE key = $1 AND value = $4",
+                    &[&key, &value, &now_ms, &old],
+                )
+                .await,
+        }
+        .map_err(|e| self.error(&e))?;
+        Ok(changed == 1)
+    }
+
     pub(crate) async fn request_client(&self, id: &str) -> Result<Option<String>, LedgerError> {
         let guard = self.client().await?;
         let client = guard.as_ref().expect("connected");

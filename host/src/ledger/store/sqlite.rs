@@ -521,6 +521,47 @@ impl Readers {
         .await
     }
 
+    pub(crate) async fn rollout_state(
+        self: &Arc<Self>,
+        key: &str,
+    ) -> Result<Option<String>, LedgerError> {
+        let key = key.to_string();
+        self.read(move |conn| {
+            conn.prepare_cached("SELECT value FROM rollouts WHERE key = ?1")?
+                .query_row(params![key], |r| r.get(0))
+                .optional()
+        })
+        .await
+    }
+
+    /// Writes `value` under `key` if the stored value is still `expected`
+    /// (`None`: no row). A rare write, so it runs on a reader's connection
+    /// (opened read-write) rather than through the group-commit writer; the
+    /// busy timeout orders it with the writer's commits.
+    pub(crate) async fn swap_rollout_state(
+        self: &Arc<Self>,
+        key: &str,
+        expected: Option<String>,
+        value: String,
+        now_ms: i64,
+    ) -> Result<bool, LedgerError> {
+        let key = key.to_string();
+        self.read(move |conn| {
+            let changed = match expected {
+                None => conn.execute(
+                    "INSERT INTO rollouts (key, value, updated_ms) VALUES (?1, ?2, ?3) ON CONFLICT (key) DO NOTHING",
+                    params![key, value, now_ms],
+                )?,
+                Some(old) => conn.execute(
+                    "UPDATE rollouts SET value = ?2, updated_ms = ?3 WHERE key = ?1 AND value = ?4",
+                    params![key, value, now_ms, old],
+                )?,
+            };
+            Ok(changed == 1)
+        })
+        .await
+    }
+
     pub(crate) async fn request_client(
         self: &Arc<Self>,
         id: &str,

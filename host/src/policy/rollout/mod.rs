@@ -1,0 +1,594 @@
+//! Safe policy changes: a candidate router or planner next to the stable
+//! one, in shadow (decides, is recorded, serves nothing) or on a growing
+//! share of traffic (the seed's 10% → 50% → 95%), watched by guards that
+//! roll it back when it does worse.
+//!
+//! - [`plan`]: a rollout's state and transitions (pure).
+//! - [`guard`]: the metrics, the statistical tests, the verdict.
+//! - [`assign`]: which arm a request or task is on (sticky by hash).
+//! - [`evaluate`]: reading an arm's measurements from the ledger.
+//! - [`diff`]: what a shadow candidate would have changed.
+//!
+//! State lives in the ledger store's `rollouts` table (key `router` or
+//! `planner`, the rollout as JSON), written by compare-and-set on the
+//! stored text: replicas sharing a PostgreSQL ledger run the same rollout,
+//! each re-reading it at every evaluation, and one of two replicas that
+//! evaluate at once wins while the other re-reads. A restarted daemon
+//! reads it back, so the same step serves and (the hash being stable) the
+//! same sessions are on the same arm.
+
+pub mod assign;
+pub mod diff;
+pub mod evaluate;
+pub mod guard;
+pub mod plan;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::{ArcSwap, ArcSwapOption};
+use serde::Serialize;
+
+pub use assign::{Arm, bucket};
+pub use guard::{Guards, Metric, Verdict};
+pub use plan::{Phase, Pin, Refused, Rollout, Spec};
+
+use super::{Registry, World};
+use crate::ledger::Ledger;
+
+/// How rollouts behave unless a rollout says otherwise (`[rollouts]`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Defaults {
+    /// Least time at a step.
+    pub hold_ms: u64,
+    /// Least candidate requests at a step, and per arm before a guard
+    /// judges.
+    pub min_requests: u64,
+    /// Rollback thresholds.
+    pub guards: Guards,
+    /// How often the guards run.
+    pub evaluate_every: Duration,
+    /// Most calls one evaluation reads; past it, the newest are left out
+    /// and the evaluation says so.
+    pub max_window_calls: usize,
+    /// Shadow decisions in flight at once; past it a request's shadow is
+    /// skipped (and counted), never waited for.
+    pub max_shadow_inflight: usize,
+}
+
+impl Default for Defaults {
+    fn default() -> Self {
+        Defaults {
+            hold_ms: 3_600_000,
+            min_requests: 50,
+            guards: Guards::default(),
+            evaluate_every: Duration::from_secs(15),
+            max_window_calls: 200_000,
+            max_shadow_inflight: 64,
+        }
+    }
+}
+
+impl Defaults {
+    /// The defaults `[rollouts]` sets (validated at config load).
+    pub fn from_config(config: &crate::config::rollouts::RolloutsConfig) -> Defaults {
+        Defaults {
+            hold_ms: plan::parse_duration_ms(&config.hold).unwrap_or(3_600_000),
+            min_requests: config.min_requests.max(1),
+            guards: config.guards.clone(),
+            evaluate_every: Duration::from_millis(config.evaluate_every_ms.max(1)),
+            max_window_calls: config.max_window_calls.max(1),
+            max_shadow_inflight: config.max_shadow_inflight,
+        }
+    }
+}
+
+/// Which module serves a decision, and under which arm.
+#[derive(Debug, Clone)]
+pub struct Choice {
+    /// The module to ask.
+    pub module: String,
+    /// The hash it must have (a pinned rollout module).
+    pub pinned: Option<String>,
+    /// The stable module, asked when the pinned candidate is not loaded
+    /// here (the request then serves on the stable arm).
+    pub fallback: Option<(String, String)>,
+    /// The arm label calls record.
+    pub arm: Option<String>,
+    /// The candidate to ask in shadow (routers only).
+    pub shadow: Option<Pin>,
+}
+
+/// Why an operator's rollout command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RolloutError {
+    /// Refused: bad input or a state conflict; nothing changed.
+    #[error(transparent)]
+    Refused(#[from] Refused),
+    /// The ledger store failed; nothing changed.
+    #[error("the rollout state could not be read or written: {0}")]
+    Store(String),
+}
+
+/// The rollouts of one daemon, shared by its reloads.
+pub struct Rollouts {
+    ledger: Ledger,
+    defaults: ArcSwap<Defaults>,
+    registry: ArcSwapOption<Registry>,
+    router: ArcSwapOption<Rollout>,
+    planner: ArcSwapOption<Rollout>,
+    /// The stored text each world's rollout was read from or written as:
+    /// the compare-and-set's expected value.
+    stored: Mutex<HashMap<World, String>>,
+    /// Serialises this daemon's writes (another replica's are caught by
+    /// the compare-and-set).
+    writing: tokio::sync::Mutex<()>,
+    shadows: Arc<tokio::sync::Semaphore>,
+}
+
+impl std::fmt::Debug for Rollouts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rollouts").finish_non_exhaustive()
+    }
+}
+
+fn key(world: World) -> &'static str {
+    match world {
+        World::Router => "router",
+        World::Planner => "planner",
+    }
+}
+
+impl Rollouts {
+    /// The rollouts on record in `ledger`.
+    pub async fn open(ledger: Ledger, defaults: Defaults) -> Result<Arc<Rollouts>, RolloutError> {
+        let rollouts = Arc::new(Rollouts {
+            ledger,
+            shadows: Arc::new(tokio::sync::Semaphore::new(defaults.max_shadow_inflight)),
+            defaults: ArcSwap::from_pointee(defaults),
+            registry: ArcSwapOption::empty(),
+            router: ArcSwapOption::empty(),
+            planner: ArcSwapOption::empty(),
+            stored: Mutex::default(),
+            writing: tokio::sync::Mutex::new(()),
+        });
+        for world in [World::Router, World::Planner] {
+            rollouts.reread(world).await?;
+        }
+        Ok(rollouts)
+    }
+
+    /// New defaults (a config reload); running rollouts keep their own.
+    pub fn set_defaults(&self, defaults: Defaults) {
+        self.defaults.store(Arc::new(defaults));
+    }
+
+    /// The defaults in force.
+    pub fn defaults(&self) -> Arc<Defaults> {
+        self.defaults.load_full()
+    }
+
+    /// The registry whose modules rollouts pin (the latest policies').
+    pub fn use_registry(&self, registry: Arc<Registry>) {
+        self.registry.store(Some(registry));
+    }
+
+    fn slot(&self, world: World) -> &ArcSwapOption<Rollout> {
+        match world {
+            World::Router => &self.router,
+            World::Planner => &self.planner,
+        }
+    }
+
+    /// The rollout of `world` on record (running or ended).
+    pub fn current(&self, world: World) -> Option<Arc<Rollout>> {
+        self.slot(world).load_full()
+    }
+
+    /// The module serving `world` when `configured` is the configured one
+    /// and no rollout is running: a promoted candidate replaces the stable
+    /// module it was rolled out against, for as long as the configuration
+    /// still names that stable module.
+    pub fn effective(&self, world: World, configured: &str) -> String {
+        match self.current(world) {
+            Some(r) if r.phase == Phase::Promoted && r.stable.name == configured => {
+                r.candidate.name.clone()
+            }
+            Some(r) if !r.phase.is_final() => r.stable.name.clone(),
+            _ => configured.to_string(),
+        }
+    }
+
+    /// Which module decides for `key` (a session, client, task or request
+    /// id), on which arm. The hot path: an atomic load, and a SHA-256 of
+    /// the key only while a rollout runs.
+    pub fn choose(&self, world: World, configured: &str, key: &str) -> Choice {
+        let plain = |module: String| Choice {
+            module,
+            pinned: None,
+            fallback: None,
+            arm: None,
+            shadow: None,
+        };
+        let Some(rollout) = self.current(world) else {
+            return plain(configured.to_string());
+        };
+        match &rollout.phase {
+            Phase::Running => {
+                let on_candidate = bucket(&rollout.id, key) < rollout.candidate_share_bp();
+                if on_candidate {
+                    Choice {
+                        module: rollout.candidate.name.clone(),
+                        pinned: Some(rollout.candidate.hash.clone()),
+                        fallback: Some((
+                            rollout.stable.name.clone(),
+                            rollout.arm_label(Arm::Stable),
+                        )),
+                        arm: Some(rollout.arm_label(Arm::Candidate)),
+                        shadow: None,
+                    }
+                } else {
+                    Choice {
+                        module: rollout.stable.name.clone(),
+                        pinned: None,
+                        fallback: None,
+                        arm: Some(rollout.arm_label(Arm::Stable)),
+                        shadow: None,
+                    }
+                }
+            }
+            Phase::Shadow => Choice {
+                module: rollout.stable.name.clone(),
+                pinned: None,
+                fallback: None,
+                arm: Some(rollout.arm_label(Arm::Stable)),
+                shadow: Some(rollout.candidate.clone()),
+            },
+            Phase::Paused { .. } => Choice {
+                arm: Some(rollout.arm_label(Arm::Stable)),
+                ..plain(rollout.stable.name.clone())
+            },
+            _ => plain(self.effective(world, configured)),
+        }
+    }
+
+    /// A permit to run one shadow decision, if one is free.
+    pub fn shadow_permit(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.shadows.clone().try_acquire_owned().ok()
+    }
+
+    /// Re-reads `world`'s rollout from the store.
+    async fn reread(&self, world: World) -> Result<(), RolloutError> {
+        let text = self
+            .ledger
+            .rollout_state(key(world))
+            .await
+            .map_err(|e| RolloutError::Store(e.to_string()))?;
+        let mut stored = self.stored.lock().unwrap_or_else(|e| e.into_inner());
+        match text {
+            Some(text) => {
+                if stored.get(&world) == Some(&text) {
+                    return Ok(());
+                }
+                match serde_json::from_str::<Rollout>(&text) {
+                    Ok(rollout) => {
+                        self.slot(world).store(Some(Arc::new(rollout)));
+                        stored.insert(world, text);
+                    }
+                    Err(e) => {
+                        return Err(RolloutError::Store(format!(
+                            "the stored {} rollout cannot be read: {e}",
+                            key(world)
+                        )));
+                    }
+                }
+            }
+            None => {
+                stored.remove(&world);
+                self.slot(world).store(None);
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes `next` as `world`'s rollout if the store still holds what we
+    /// read; false when another replica changed it first (it is re-read).
+    async fn write(&self, world: World, next: &Rollout) -> Result<bool, RolloutError> {
+        let text = serde_json::to_string(next).map_err(|e| RolloutError::Store(e.to_string()))?;
+        let expected = self
+            .stored
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&world)
+            .cloned();
+        let swapped = self
+            .ledger
+            .swap_rollout_state(key(world), expected.as_deref(), &text)
+            .await
+            .map_err(|e| RolloutError::Store(e.to_string()))?;
+        if swapped {
+            self.slot(world).store(Some(Arc::new(next.clone())));
+            self.stored
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(world, text);
+            crate::metrics::rollout_state(
+                key(world),
+                next.phase.as_str(),
+                next.candidate_share_bp(),
+            );
+        } else {
+            self.reread(world).await?;
+        }
+        Ok(swapped)
+    }
+
+    /// Applies `change` to `world`'s rollout and stores it, re-reading and
+    /// retrying when another replica wrote first.
+    async fn update<F>(&self, world: World, mut change: F) -> Result<Arc<Rollout>, RolloutError>
+    where
+        F: FnMut(&mut Rollout) -> Result<(), Refused>,
+    {
+        let _one = self.writing.lock().await;
+        for _ in 0..5 {
+            self.reread(world).await?;
+            let Some(current) = self.current(world) else {
+                return Err(
+                    Refused::NotFound(format!("no {} rollout is on record", key(world))).into(),
+                );
+            };
+            let mut next = Rollout::clone(&current);
+            change(&mut next)?;
+            if self.write(world, &next).await? {
+                return Ok(Arc::new(next));
+            }
+        }
+        Err(RolloutError::Store(
+            "other replicas kept changing the rollout; try again".into(),
+        ))
+    }
+
+    /// Starts a rollout of `spec`, replacing the module that serves now
+    /// (`configured`, or a promoted candidate).
+    pub async fn start(
+        &self,
+        spec: &Spec,
+        configured: &str,
+        by: &str,
+    ) -> Result<Arc<Rollout>, RolloutError> {
+        let registry = self
+            .registry
+            .load_full()
+            .ok_or_else(|| RolloutError::Store("no policies are loaded yet".into()))?;
+        let _one = self.writing.lock().await;
+        for world in [World::Router, World::Planner] {
+            self.reread(world).await?;
+        }
+        let other = match spec.world {
+            World::Router => World::Planner,
+            World::Planner => World::Router,
+        };
+        if let Some(r) = self.current(other).filter(|r| !r.phase.is_final()) {
+            return Err(Refused::Conflict(format!(
+                "the {other} rollout {} is {}: one rollout runs at a time (a call records one arm)",
+                r.id,
+                r.phase.as_str()
+            ))
+            .into());
+        }
+        let previous = self.current(spec.world);
+        if let Some(r) = &previous
+            && !r.phase.is_final()
+        {
+            return Err(Refused::Conflict(format!(
+                "rollout {} of {} is {}: promote or abort it first",
+                r.id,
+                r.candidate.id(),
+                r.phase.as_str()
+            ))
+            .into());
+        }
+        let pin = |name: &str, role: &str| -> Result<Pin, RolloutError> {
+            let module = registry.get(name).ok_or_else(|| {
+                Refused::Invalid(format!("the {role} module {name:?} is not loaded"))
+            })?;
+            if module.info.world != spec.world {
+                return Err(Refused::Invalid(format!(
+                    "the {role} module {name:?} is a {}, not a {}",
+                    module.info.world, spec.world
+                ))
+                .into());
+            }
+            Ok(Pin {
+                name: name.to_string(),
+                hash: module.info.hash.clone(),
+            })
+        };
+        let stable = pin(&self.effective(spec.world, configured), "stable")?;
+        let candidate = pin(&spec.candidate, "candidate")?;
+        let now = crate::ledger::store::system_now_ms();
+        let rollout = Rollout::new(spec, stable, candidate, &self.defaults(), now)?;
+        let mut rollout = rollout;
+        rollout.history.insert(
+            0,
+            plan::Event {
+                at_ms: now,
+                what: format!("started by {by}"),
+            },
+        );
+        if let Some(r) = &previous {
+            // Keep the ended one's record; the key holds the latest.
+            let text =
+                serde_json::to_string(&**r).map_err(|e| RolloutError::Store(e.to_string()))?;
+            self.ledger
+                .swap_rollout_state(&format!("archive/{}", r.id), None, &text)
+                .await
+                .map_err(|e| RolloutError::Store(e.to_string()))?;
+        }
+        if !self.write(spec.world, &rollout).await? {
+            return Err(Refused::Conflict(
+                "another replica changed the rollout at the same time; look at its status and try again".into(),
+            )
+            .into());
+        }
+        Ok(Arc::new(rollout))
+    }
+
+    /// Starts the rollout the config file declares for `world`, unless one
+    /// runs (the stored state wins over the file) or the latest on record
+    /// is of this very candidate version (it ran already: a restart must
+    /// not start a rolled-back candidate again).
+    pub async fn start_declared(
+        &self,
+        world: World,
+        declared: &crate::config::rollouts::DeclaredRollout,
+        configured: &str,
+    ) -> Result<(), RolloutError> {
+        self.reread(world).await?;
+        if let Some(r) = self.current(world) {
+            let loaded = self
+                .registry
+                .load_full()
+                .and_then(|reg| reg.get(&declared.candidate))
+                .map(|m| m.info.hash.clone());
+            let same = r.candidate.name == declared.candidate
+                && loaded.as_deref() == Some(r.candidate.hash.as_str());
+            if !r.phase.is_final() || same {
+                return Ok(());
+            }
+        }
+        let spec = Spec::declared(world, declared);
+        self.start(&spec, configured, "the config file")
+            .await
+            .map(drop)
+    }
+
+    /// Operator's `promote` (see [`Rollout::promote`]).
+    pub async fn promote(&self, world: World, by: &str) -> Result<Arc<Rollout>, RolloutError> {
+        let now = crate::ledger::store::system_now_ms();
+        self.update(world, |r| r.promote(by, now)).await
+    }
+
+    /// Operator's `abort`.
+    pub async fn abort(&self, world: World, by: &str) -> Result<Arc<Rollout>, RolloutError> {
+        let now = crate::ledger::store::system_now_ms();
+        self.update(world, |r| r.abort(by, now)).await
+    }
+
+    /// Re-reads every rollout from the store (another replica may have
+    /// moved one), without evaluating.
+    pub async fn tick_read(&self) -> Result<(), RolloutError> {
+        for world in [World::Router, World::Planner] {
+            self.reread(world).await?;
+        }
+        Ok(())
+    }
+
+    /// One evaluation of every running rollout: re-read (another replica
+    /// may have moved it), check the pinned modules, judge, advance.
+    pub async fn tick(&self) -> Result<(), RolloutError> {
+        for world in [World::Router, World::Planner] {
+            self.reread(world).await?;
+            let Some(current) = self.current(world) else {
+                continue;
+            };
+            if current.phase.is_final() {
+                continue;
+            }
+            let registry = self.registry.load_full();
+            let loaded = |name: &str| {
+                registry
+                    .as_ref()
+                    .and_then(|r| r.get(name))
+                    .map(|m| m.info.hash.clone())
+            };
+            let now = crate::ledger::store::system_now_ms();
+            let mut next = Rollout::clone(&current);
+            let mut changed = next.check_pins(loaded, now);
+            if next.phase == Phase::Running {
+                let defaults = self.defaults();
+                let window = evaluate::measure(&self.ledger, &next, defaults.max_window_calls, now)
+                    .await
+                    .map_err(|e| RolloutError::Store(e.to_string()))?;
+                let verdict = guard::judge(
+                    &window.stable,
+                    &window.candidate,
+                    &next.guards,
+                    next.min_requests,
+                );
+                if let Some(v) = &verdict {
+                    crate::metrics::rollout_rollback(key(world), v.metric.as_str());
+                }
+                changed |= next.evaluate(verdict, window.candidate_requests_this_step, now);
+            }
+            if changed {
+                let _one = self.writing.lock().await;
+                // Lost to another replica: its state is read back and the
+                // next tick judges again.
+                self.write(world, &next).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs [`Rollouts::tick`] every `[rollouts] evaluate_every` until the
+    /// last handle to the rollouts is dropped.
+    pub fn spawn_evaluations(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                let every = match weak.upgrade() {
+                    Some(r) => r.defaults().evaluate_every,
+                    None => return,
+                };
+                tokio::time::sleep(every).await;
+                let Some(rollouts) = weak.upgrade() else {
+                    return;
+                };
+                if let Err(e) = rollouts.tick().await {
+                    tracing::warn!("rollout evaluation failed, retried at the next: {e}");
+                }
+            }
+        })
+    }
+
+    /// What `status` shows: each world's rollout, and whether this replica
+    /// has its pinned modules.
+    pub fn status(&self) -> Vec<Status> {
+        let registry = self.registry.load_full();
+        [World::Router, World::Planner]
+            .into_iter()
+            .filter_map(|world| {
+                let rollout = self.current(world)?;
+                let here = |pin: &Pin| {
+                    registry
+                        .as_ref()
+                        .and_then(|r| r.get(&pin.name))
+                        .is_some_and(|m| m.info.hash == pin.hash)
+                };
+                Some(Status {
+                    candidate_share_percent: f64::from(rollout.candidate_share_bp()) / 100.0,
+                    stable_loaded_here: here(&rollout.stable),
+                    candidate_loaded_here: here(&rollout.candidate),
+                    rollout: Rollout::clone(&rollout),
+                })
+            })
+            .collect()
+    }
+}
+
+/// A rollout as `status` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    /// The rollout.
+    #[serde(flatten)]
+    pub rollout: Rollout,
+    /// The share the candidate serves now.
+    pub candidate_share_percent: f64,
+    /// Whether this replica has the pinned stable module.
+    pub stable_loaded_here: bool,
+    /// Whether this replica has the pinned candidate (without it, it
+    /// serves the stable policy and records the stable arm).
+    pub candidate_loaded_here: bool,
+}

@@ -1,0 +1,611 @@
+//! Rollouts seen from outside, on a real daemon: the seed's plan from
+//! `premium-only` to `seed-matrix` (10% → 50% → 95%, sticky sessions,
+//! shares within sampling error, the same step and arms after a restart),
+//! a bad candidate rolled back within its first step, shadow mode's
+//! recorded decisions and diff, a changed module pausing a rollout, and
+//! bad input refused with nothing changed.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use pointsman::config::Config;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use common::Daemon;
+
+const ADMIN: &str = "admin-key";
+
+fn sha256(key: &str) -> String {
+    hex::encode(Sha256::digest(key.as_bytes()))
+}
+
+/// The demo on `premium-only` with an admin key, fast evaluations, and
+/// `extra` appended; recording into `ledger`.
+fn config(extra: &str, ledger: &std::path::Path) -> Config {
+    let text = pointsman::config::DEMO_TOML
+        .replace("latency_ms = 20", "latency_ms = 0")
+        .replace("tokens_per_second = 400", "tokens_per_second = 0")
+        .replace("router = \"seed-matrix\"", "router = \"premium-only\"");
+    let mut config = Config::parse(&format!(
+        "{text}\n[admin]\nkey_sha256 = \"{}\"\n{extra}",
+        sha256(ADMIN)
+    ))
+    .unwrap();
+    config.ledger.url = Some(format!("sqlite:{}", ledger.display()));
+    config
+}
+
+const FAST: &str = "[rollouts]\nevaluate_every_ms = 100\nmin_requests = 20\n";
+
+/// One chat request in session `session`: the arm and policy it was
+/// served by (from the response headers).
+async fn ask(daemon: &Daemon, session: &str, text: &str) -> (Option<String>, String) {
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/chat/completions", daemon.url))
+        .bearer_auth("any")
+        .header("x-pointsman-session", session)
+        .json(&json!({"model": "auto", "messages": [{"role": "user", "content": text}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_string())
+    };
+    let arm = header("x-pointsman-arm");
+    let policy = header("x-pointsman-policy").unwrap();
+    response.bytes().await.unwrap();
+    (arm, policy)
+}
+
+async fn admin(
+    daemon: &Daemon,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    admin_as(daemon, ADMIN, method, path, body).await
+}
+
+async fn admin_as(
+    daemon: &Daemon,
+    key: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let mut request = reqwest::Client::new()
+        .request(method, format!("{}{path}", daemon.url))
+        .bearer_auth(key);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+async fn status(daemon: &Daemon) -> Value {
+    let (code, body) = admin(daemon, reqwest::Method::GET, "/v1/rollouts", None).await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    body["rollouts"][0].clone()
+}
+
+/// Waits until the rollout's status satisfies `done`.
+async fn wait_for(daemon: &Daemon, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+    for _ in 0..200 {
+        let s = status(daemon).await;
+        if done(&s) {
+            return s;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the rollout never reached {what}: {}", status(daemon).await);
+}
+
+/// Sends one request from each of `sessions` sessions (named `prefix-i`);
+/// the arm each was served on.
+async fn round(daemon: &Daemon, prefix: &str, sessions: usize) -> HashMap<String, Option<String>> {
+    let mut arms = HashMap::new();
+    for i in 0..sessions {
+        let session = format!("{prefix}-{i}");
+        let (arm, _) = ask(daemon, &session, "Fix the typo in the README's first line.").await;
+        arms.insert(session, arm);
+    }
+    arms
+}
+
+fn on_candidate(arms: &HashMap<String, Option<String>>) -> usize {
+    arms.values()
+        .filter(|a| a.as_deref().is_some_and(|a| a.ends_with("/candidate")))
+        .count()
+}
+
+/// Whether `count` of `n` is within 4 standard errors of share `p`.
+fn near(count: usize, n: usize, p: f64) -> bool {
+    let se = (p * (1.0 - p) / n as f64).sqrt();
+    ((count as f64 / n as f64) - p).abs() < 4.0 * se
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_seed_plan_runs_from_premium_only_to_95_percent_and_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("ledger.db");
+    let daemon = Daemon::start(config(FAST, &ledger)).await;
+    let (code, started) = admin(
+        &daemon,
+        reqwest::Method::POST,
+        "/v1/rollouts",
+        // A long hold: the operator moves the steps here (`promote`), so
+        // that each step's shares can be counted; the next test lets the
+        // hold move them.
+        Some(json!({"world": "router", "candidate": "seed-matrix", "steps": [10, 50, 95], "hold": "1h"})),
+    )
+    .await;
+    assert_eq!(code, StatusCode::CREATED, "{started}");
+    assert_eq!(started["stable"]["name"], "premium-only");
+    let id = started["id"].as_str().unwrap().to_string();
+
+    // Step 1, 10%: 400 sessions, each on one arm for two requests.
+    let first = round(&daemon, "a", 400).await;
+    let again = round(&daemon, "a", 400).await;
+    assert!(first == again, "a session changed arms within a step");
+    assert!(
+        near(on_candidate(&first), 400, 0.10),
+        "{} of 400 at 10%",
+        on_candidate(&first)
+    );
+    assert!(
+        first
+            .values()
+            .all(|a| a.as_deref().is_some_and(|a| a.starts_with(&id)))
+    );
+
+    // 50%, then 95%. Sessions on the candidate stay there as its share
+    // grows.
+    let (code, _) = admin(
+        &daemon,
+        reqwest::Method::POST,
+        "/v1/rollouts/router/promote",
+        None,
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK);
+    let s = status(&daemon).await;
+    assert_eq!(s["candidate_share_percent"], json!(50.0));
+    assert_eq!(s["phase"]["state"], "running");
+    let half = round(&daemon, "a", 400).await;
+    assert!(
+        near(on_candidate(&half), 400, 0.50),
+        "{} of 400 at 50%",
+        on_candidate(&half)
+    );
+    for (session, arm) in &first {
+        if arm.as_deref().is_some_and(|a| a.ends_with("/candidate")) {
+            assert_eq!(
+                &half[session], arm,
+                "{session} left the candidate as its share grew"
+            );
+        }
+    }
+    let (code, _) = admin(
+        &daemon,
+        reqwest::Method::POST,
+        "/v1/rollouts/router/promote",
+        None,
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK);
+    let s = status(&daemon).await;
+    assert_eq!(s["candidate_share_percent"], json!(95.0));
+    let last = round(&daemon, "a", 400).await;
+    assert!(
+        near(on_candidate(&last), 400, 0.95),
+        "{} of 400 at 95%",
+        on_candidate(&last)
+    );
+    // The last step holds, the stable arm is the control and the guards
+    // keep running.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let held = status(&daemon).await;
+    assert_eq!(held["candidate_share_percent"], json!(95.0));
+    assert_eq!(held["phase"]["state"], "running");
+    assert_eq!(held["version"], s["version"]);
+
+    // Cost per arm: the candidate (mostly cheap executors) costs less per
+    // request than the premium-only control.
+    let (code, usage) = admin(
+        &daemon,
+        reqwest::Method::GET,
+        "/v1/usage?by=arm&since=1h",
+        None,
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK, "{usage}");
+    let per_request = |arm: &str| {
+        let row = usage["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["key"] == json!(format!("{id}/{arm}")))
+            .unwrap_or_else(|| panic!("no {arm} row in {usage}"));
+        row["spent_usd"].as_f64().unwrap() / row["requests"].as_f64().unwrap()
+    };
+    assert!(
+        per_request("candidate") < per_request("stable") / 2.0,
+        "{usage}"
+    );
+
+    // A restart (the same ledger): the same step, the same arms.
+    daemon.shutdown().await;
+    let daemon = Daemon::start(config(FAST, &ledger)).await;
+    let after = status(&daemon).await;
+    assert_eq!(after["id"], json!(id));
+    assert_eq!(after["candidate_share_percent"], json!(95.0));
+    let restarted = round(&daemon, "a", 400).await;
+    assert!(restarted == last, "sessions changed arms across a restart");
+
+    // Promote: the candidate replaces premium-only; no arm any more.
+    let (code, promoted) = admin(
+        &daemon,
+        reqwest::Method::POST,
+        "/v1/rollouts/router/promote",
+        None,
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK, "{promoted}");
+    assert_eq!(promoted["phase"]["state"], "promoted");
+    let (arm, policy) = ask(&daemon, "a-1", "Fix the typo.").await;
+    assert_eq!(arm, None);
+    assert!(policy.starts_with("seed-matrix@"), "{policy}");
+    // Nothing left to promote or abort.
+    let (code, _) = admin(
+        &daemon,
+        reqwest::Method::POST,
+        "/v1/rollouts/router/abort",
+        None,
+    )
+    .await;
+    assert_eq!(code, StatusCode::CONFLICT);
+    daemon.shutdown().await;
+    // The promotion outlives a restart too.
+    let daemon = Daemon::start(config(FAST, &ledger)).await;
+    let (_, policy) = ask(&daemon, "a-1", "Fix the typo.").await;
+    assert!(policy.starts_with("seed-matrix@"), "{policy}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn steps_advance_by_themselves_after_the_hold_with_enough_candidate_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(config(FAST, &dir.path().join("ledger.db"))).await;
+    let (code, _) = admin(
+        &daemon,
+        reqwest::Method::POST,
+        "/v1/rollouts",
+        Some(json!({"world": "router", "candidate": "seed-matrix", "steps": [10, 50], "hold": "300ms"})),
+    )
+    .await;
+    assert_eq!(code, StatusCode::CREATED);
+    // Past the hold but with too few candidate requests (20 needed): no step.
+    round(&daemon, "f", 20).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        status(&daemon).await["candidate_share_percent"],
+        json!(10.0)
+    );
+    // Enough: the next step, whose history says so.
+    round(&daemon, "g", 400).await;
+    let s = wait_for(&daemon, "50%", |s| {
+        s["candidate_share_percent"] == json!(50.0)
+    })
+    .await;
+    assert!(
+        s["history"]
+            .to_string()
+            .contains("step 2 of 2: the candidate serves 50%"),
+        "{s}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_candidate_on_a_failing_upstream_is_rolled_back_in_its_first_step() {
+    let dir = tempfile::tempdir().unwrap();
+    // The cheap executors' upstream fails 30% of attempts; the chain
+    // (fallbacks, then the premium model) still answers every request.
+    let flaky = "\n[providers.flaky]\nkind = \"simulated\"\nlatency_ms = 0\ntokens_per_second = 0\nerror_rate = 0.3\n";
+    let mut config = config(&format!("{FAST}{flaky}"), &dir.path().join("ledger.db"));
+    for model in &mut config.models {
+        if model.id != "claude-opus-4.5" {
+            model.provider = "flaky".into();
+        }
+    }
+    let daemon = Daemon::start(config).await;
+    let (code, _) = admin(
+        &daemon,
+        reqwest::Method::POST,
+        "/v1/rollouts",
+        Some(json!({"world": "router", "candidate": "seed-matrix", "steps": [10, 50, 95], "hold": "1h"})),
+    )
+    .await;
+    assert_eq!(code, StatusCode::CREATED);
+    let mut candidate_requests = 0;
+    let mut i = 0;
+    let rolled_back = loop {
+        let (arm, _) = ask(&daemon, &format!("b-{i}"), "Fix the typo in the README.").await;
+        i += 1;
+        if arm.as_deref().is_some_and(|a| a.ends_with("/candidate")) {
+            candidate_requests += 1;
+        }
+        if i % 20 == 0 {
+            // Let an evaluation run.
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            let s = status(&daemon).await;
+            if s["phase"]["state"] == "rolled-back" {
+                break s;
+            }
+        }
+        assert!(
+            candidate_requests <= 20 + 50,
+            "not rolled back after {candidate_requests} candidate requests: {}",
+            status(&daemon).await
+        );
+    };
+    assert_eq!(rolled_back["step"], 0, "rolled back within the first step");
+    assert_eq!(rolled_back["candidate_share_percent"], json!(0.0));
+    let verdict = &rolled_back["phase"]["verdict"];
+    assert_eq!(
+        verdict["metric"]["name"], "attempt-failure-rate",
+        "{verdict}"
+    );
+    assert!(verdict["candidate"].as_f64().unwrap() > verdict["stable"].as_f64().unwrap());
+    assert!(verdict["n_candidate"].as_u64().unwrap() >= 20);
+    let history = rolled_back["history"].to_string();
+    assert!(
+        history.contains("rolled back: upstream attempt failure rate"),
+        "{history}"
+    );
+    // Everyone is back on premium-only, and the metric says so.
+    let (arm, policy) = ask(&daemon, "b-0", "Fix it.").await;
+    assert_eq!(arm, None, "a rolled-back rollout assigns no arm");
+    assert!(policy.starts_with("premium-only@"));
+    let metrics = reqwest::Client::new()
+        .get(format!("{}/metrics", daemon.url))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(
+            "pointsman_rollout_rollbacks_total{world=\"router\",metric=\"attempt_failure_rate\"} 1"
+        ),
+        "{}",
+        metrics
+            .lines()
+            .filter(|l| l.contains("rollout"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shadow_mode_records_the_candidate_and_serves_the_stable_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(config(FAST, &dir.path().join("ledger.db"))).await;
+    let (code, started) = admin(
+        &daemon,
+        reqwest::Method::POST,
+        "/v1/rollouts",
+        Some(json!({"world": "router", "candidate": "seed-matrix", "shadow": true})),
+    )
+    .await;
+    assert_eq!(code, StatusCode::CREATED, "{started}");
+    let prompts = [
+        "Fix the typo in the README.",
+        "Design the architecture of a distributed payment system with multi-region failover, then implement and migrate the whole billing service across all modules.",
+        "Rename the variable x to count.",
+    ];
+    let n = 60;
+    for i in 0..n {
+        let (arm, policy) = ask(&daemon, &format!("c-{i}"), prompts[i % prompts.len()]).await;
+        assert!(
+            policy.starts_with("premium-only@"),
+            "shadow served {policy}"
+        );
+        assert!(arm.unwrap().ends_with("/stable"));
+    }
+    // Settling is before the last byte: every call is on record now.
+    let (code, diff) = admin(
+        &daemon,
+        reqwest::Method::GET,
+        "/v1/rollouts/router/diff",
+        None,
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK, "{diff}");
+    let d = &diff["diff"];
+    assert_eq!(
+        d["shadowed"].as_u64().unwrap() + d["late"].as_u64().unwrap(),
+        n as u64,
+        "{diff}"
+    );
+    assert!(d["shadowed"].as_u64().unwrap() > 0, "{diff}");
+    // premium-only serves every request direct on the premium model; the
+    // seed matrix moves the simple ones to cheap executors.
+    assert_eq!(d["stable_tiers"], json!({"direct": 1.0}));
+    assert!(d["changed"].as_u64().unwrap() > 0);
+    assert!(d["candidate_cost_usd"].as_f64().unwrap() < d["stable_cost_usd"].as_f64().unwrap());
+    let sample = &d["samples"][0];
+    assert_eq!(sample["stable"]["executor"], "claude-opus-4.5");
+    assert!(
+        !sample["candidate"]["reasoning"]
+            .as_str()
+            .unwrap()
+            .is_empty()
+    );
+    // Out of shadow: the first step serves.
+    let (code, promoted) = admin(
+        &daemon,
+        reqwest::Method::POST,
+        "/v1/rollouts/router/promote",
+        None,
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(promoted["phase"]["state"], "running");
+    assert_eq!(
+        status(&daemon).await["candidate_share_percent"],
+        json!(10.0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_candidate_file_pauses_the_rollout_until_it_is_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let policies = dir.path().join("policies");
+    std::fs::create_dir_all(&policies).unwrap();
+    let mut config = config(FAST, &dir.path().join("ledger.db"));
+    config.policies.dir = Some(policies.clone());
+    let daemon = Daemon::start(config).await;
+    let (code, _) = admin(
+        &daemon,
+        reqwest::Method::POST,
+        "/v1/rollouts",
+        Some(
+            json!({"world": "router", "candidate": "seed-matrix", "steps": [50, 95], "hold": "1h"}),
+        ),
+    )
+    .await;
+    assert_eq!(code, StatusCode::CREATED);
+    // Another module under the candidate's name: its hash is not the pinned one.
+    let other = pointsman::policy::builtin::ALL
+        .iter()
+        .find(|(name, _)| *name == "premium-only")
+        .unwrap()
+        .1;
+    std::fs::write(policies.join("seed-matrix.wasm"), other).unwrap();
+    let paused = wait_for(&daemon, "paused", |s| s["phase"]["state"] == "paused").await;
+    assert!(
+        paused["phase"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("seed-matrix changed"),
+        "{paused}"
+    );
+    assert_eq!(paused["candidate_loaded_here"], json!(false));
+    for i in 0..40 {
+        let (arm, policy) = ask(&daemon, &format!("d-{i}"), "Fix it.").await;
+        assert!(
+            policy.starts_with("premium-only@"),
+            "a paused rollout served {policy}"
+        );
+        assert!(arm.unwrap().ends_with("/stable"));
+    }
+    // The file goes: the built-in (the pinned version) serves again.
+    std::fs::remove_file(policies.join("seed-matrix.wasm")).unwrap();
+    let resumed = wait_for(&daemon, "resumed", |s| s["phase"]["state"] == "running").await;
+    assert_eq!(resumed["candidate_share_percent"], json!(50.0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_rollout_commands_are_refused_and_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(config(FAST, &dir.path().join("ledger.db"))).await;
+    let start = |body: Value| {
+        let daemon = &daemon;
+        async move { admin(daemon, reqwest::Method::POST, "/v1/rollouts", Some(body)).await }
+    };
+    for (body, code, says) in [
+        (
+            json!({"world": "router", "candidate": "nope"}),
+            StatusCode::BAD_REQUEST,
+            "not loaded",
+        ),
+        (
+            json!({"world": "router", "candidate": "seed-planner"}),
+            StatusCode::BAD_REQUEST,
+            "is a planner",
+        ),
+        (
+            json!({"world": "router", "candidate": "seed-matrix", "steps": [50, 10]}),
+            StatusCode::BAD_REQUEST,
+            "strictly increase",
+        ),
+        (
+            json!({"world": "router", "candidate": "seed-matrix", "steps": [10, 101]}),
+            StatusCode::BAD_REQUEST,
+            "1 to 100",
+        ),
+        (
+            json!({"world": "router", "candidate": "seed-matrix", "hold": "soon"}),
+            StatusCode::BAD_REQUEST,
+            "not a duration",
+        ),
+        (
+            json!({"world": "router", "candidate": "premium-only"}),
+            StatusCode::BAD_REQUEST,
+            "itself",
+        ),
+        (
+            json!({"world": "planner", "candidate": "seed-planner", "shadow": true}),
+            StatusCode::BAD_REQUEST,
+            "shadow mode is for routers",
+        ),
+        (
+            json!({"world": "router", "candidat": "seed-matrix"}),
+            StatusCode::BAD_REQUEST,
+            "unknown field",
+        ),
+    ] {
+        let (got, answer) = start(body.clone()).await;
+        assert_eq!(got, code, "{body} → {answer}");
+        let message = answer["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(says), "{body}: {message}");
+    }
+    let (code, _) = admin_as(
+        &daemon,
+        "wrong",
+        reqwest::Method::POST,
+        "/v1/rollouts",
+        Some(json!({"world": "router", "candidate": "seed-matrix"})),
+    )
+    .await;
+    assert_eq!(code, StatusCode::UNAUTHORIZED);
+    let (code, _) = admin(
+        &daemon,
+        reqwest::Method::POST,
+        "/v1/rollouts/router/promote",
+        None,
+    )
+    .await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+    let (code, _) = admin(
+        &daemon,
+        reqwest::Method::POST,
+        "/v1/rollouts/gateway/abort",
+        None,
+    )
+    .await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+    // Nothing was started by any of them.
+    let (_, all) = admin(&daemon, reqwest::Method::GET, "/v1/rollouts", None).await;
+    assert_eq!(all["rollouts"], json!([]));
+    let (_, policy) = ask(&daemon, "e-1", "Fix it.").await;
+    assert!(policy.starts_with("premium-only@"));
+    // One rollout at a time.
+    let (code, _) = start(json!({"world": "router", "candidate": "seed-matrix"})).await;
+    assert_eq!(code, StatusCode::CREATED);
+    let (code, answer) = start(json!({"world": "router", "candidate": "seed-matrix"})).await;
+    assert_eq!(code, StatusCode::CONFLICT, "{answer}");
+    let (code, answer) = start(json!({"world": "planner", "candidate": "seed-matrix"})).await;
+    assert_eq!(code, StatusCode::CONFLICT, "{answer}");
+}
