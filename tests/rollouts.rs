@@ -398,6 +398,90 @@ async fn a_candidate_on_a_failing_upstream_is_rolled_back_in_its_first_step() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_candidate_whose_answers_get_low_feedback_is_rolled_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(config(FAST, &dir.path().join("ledger.db"))).await;
+    let (code, _) = admin(
+        &daemon,
+        reqwest::Method::POST,
+        "/v1/rollouts",
+        Some(json!({"world": "router", "candidate": "seed-matrix", "hold": "1h"})),
+    )
+    .await;
+    assert_eq!(code, StatusCode::CREATED);
+    let http = reqwest::Client::new();
+    let mut candidate_scored = 0;
+    let mut i = 0;
+    let rolled_back = loop {
+        let response = http
+            .post(format!("{}/v1/chat/completions", daemon.url))
+            .bearer_auth("any")
+            .header("x-pointsman-session", format!("h-{i}"))
+            .json(&json!({"model": "auto", "messages": [{"role": "user", "content": "Fix the typo."}]}))
+            .send()
+            .await
+            .unwrap();
+        i += 1;
+        let id = response.headers()["x-pointsman-request-id"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        let candidate = response.headers()["x-pointsman-arm"]
+            .to_str()
+            .unwrap()
+            .ends_with("/candidate");
+        response.bytes().await.unwrap();
+        // The agent's tests fail on the candidate's answers.
+        let score = if candidate { 0.1 } else { 0.9 };
+        let scored = http
+            .post(format!("{}/v1/feedback", daemon.url))
+            .bearer_auth("any")
+            .json(&json!({"request_id": id, "score": score, "labels": {"tests_passed": (!candidate).to_string()}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(scored.status(), StatusCode::CREATED);
+        candidate_scored += usize::from(candidate);
+        if i % 20 == 0 {
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            let s = status(&daemon).await;
+            if s["phase"]["state"] == "rolled-back" {
+                break s;
+            }
+        }
+        assert!(
+            candidate_scored <= 20 + 50,
+            "not rolled back: {}",
+            status(&daemon).await
+        );
+    };
+    assert_eq!(rolled_back["step"], 0);
+    let verdict = &rolled_back["phase"]["verdict"];
+    assert_eq!(verdict["metric"]["name"], "feedback-score", "{verdict}");
+    assert!((verdict["stable"].as_f64().unwrap() - 0.9).abs() < 1e-9);
+    assert!((verdict["candidate"].as_f64().unwrap() - 0.1).abs() < 1e-9);
+    // The report shows the feedback per arm.
+    let (code, usage) = admin(
+        &daemon,
+        reqwest::Method::GET,
+        "/v1/usage?by=arm&since=1h",
+        None,
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK);
+    let candidate_row = usage["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["key"].as_str().unwrap().ends_with("/candidate"))
+        .unwrap();
+    assert!(
+        (candidate_row["feedback"]["mean"].as_f64().unwrap() - 0.1).abs() < 1e-9,
+        "{usage}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shadow_mode_records_the_candidate_and_serves_the_stable_policy() {
     let dir = tempfile::tempdir().unwrap();
     let daemon = Daemon::start(config(FAST, &dir.path().join("ledger.db"))).await;

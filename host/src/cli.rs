@@ -403,7 +403,7 @@ async fn report(
     args: &crate::ledger::report::ReportArgs,
     config: &Config,
 ) -> anyhow::Result<ExitCode> {
-    use crate::ledger::report::{ReportQuery, aggregate, export_workload, render};
+    use crate::ledger::report::{ReportQuery, add_feedback, aggregate, export_workload, render};
     use crate::ledger::store::{LedgerOptions, system_now_ms};
     use crate::ledger::{CallFilter, Ledger};
     let query = ReportQuery::from_args(args, system_now_ms())?;
@@ -428,17 +428,23 @@ async fn report(
     let ledger = Ledger::open_with(&url, &config.ledger, options)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let calls = ledger
-        .calls(&CallFilter {
-            since_ms: query.since_ms,
-            until_ms: query.until_ms,
-            client: query.client.clone(),
-        })
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"));
+    let filter = CallFilter {
+        since_ms: query.since_ms,
+        until_ms: query.until_ms,
+        client: query.client.clone(),
+    };
+    let read = async {
+        let calls = ledger.calls(&filter).await?;
+        let feedback = ledger.feedback(&filter).await?;
+        Ok::<_, crate::ledger::LedgerError>((calls, feedback))
+    }
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}"));
     ledger.close().await;
-    let calls = calls?;
-    print!("{}", render(&aggregate(&calls, &query), args.format));
+    let (calls, feedback) = read?;
+    let mut report = aggregate(&calls, &query);
+    add_feedback(&mut report, &calls, &feedback, &query.by);
+    print!("{}", render(&report, args.format));
     if let Some(path) = &args.export_workload {
         let workload = export_workload(&calls);
         std::fs::write(path, &workload)

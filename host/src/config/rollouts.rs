@@ -79,6 +79,9 @@ pub struct Guards {
     pub floor_min_requests: u64,
     /// Feedback judges only with at least this many scores per arm.
     pub min_feedback: u64,
+    /// A p95 latency is worse only when it is also this many milliseconds
+    /// slower: 2 ms against 1 ms is "100% worse" and means nothing.
+    pub min_latency_increase_ms: f64,
 }
 
 impl Default for Guards {
@@ -89,6 +92,7 @@ impl Default for Guards {
             floor_error_rate: 0.5,
             floor_min_requests: 20,
             min_feedback: 20,
+            min_latency_increase_ms: 50.0,
         }
     }
 }

@@ -86,7 +86,22 @@ async fn usage(
                 ),
             )
         })?;
-    Ok(aggregate(&calls, &query))
+    // A client scores only its own work: the same filter reads its
+    // feedback.
+    let feedback = state
+        .dispatch
+        .ledger()
+        .feedback(&filter)
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                ErrorKind::Overloaded,
+                format!("the ledger cannot be read now: {e}"),
+            )
+        })?;
+    let mut report = aggregate(&calls, &query);
+    crate::ledger::report::add_feedback(&mut report, &calls, &feedback, &query.by);
+    Ok(report)
 }
 
 /// Whether the caller may read every client's usage: it presents the admin

@@ -35,7 +35,7 @@ use serde::{Deserialize, Serialize};
 
 use super::query::{GroupBy, ReportQuery};
 use super::window::{self, MS_A_DAY};
-use crate::ledger::record::{CallRecord, CallRole, CallStatus, Nanos, usd};
+use crate::ledger::record::{CallRecord, CallRole, CallStatus, FeedbackRecord, Nanos, usd};
 
 /// Days in a month and a year of the projections (the seed's table).
 pub const DAYS_A_MONTH: f64 = 30.0;
@@ -121,6 +121,74 @@ pub struct Row {
     pub p95_latency_ms: Option<u32>,
     /// Spend and baseline at the window's daily rate.
     pub projection: Projection,
+    /// Feedback given in the window on this group's requests, tasks and
+    /// sessions (see [`add_feedback`]); None without any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feedback: Option<FeedbackScore>,
+}
+
+/// The feedback on a group.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FeedbackScore {
+    /// Entries.
+    pub count: u64,
+    /// Their mean score (0 bad, 1 good).
+    pub mean: f64,
+}
+
+/// Adds to each row of `report` the feedback given on its requests, tasks
+/// and sessions: an entry counts for the group of the first call of its
+/// target among `calls` (a session's calls share a policy and, sticky,
+/// an arm; by day or model a session may span groups, and counts in its
+/// first). Entries whose target has no call in the window count only in
+/// the total.
+pub fn add_feedback(
+    report: &mut Report,
+    calls: &[CallRecord],
+    feedback: &[FeedbackRecord],
+    by: &GroupBy,
+) {
+    use crate::ledger::record::FeedbackTarget;
+    if feedback.is_empty() {
+        return;
+    }
+    let mut requests: HashMap<&str, String> = HashMap::new();
+    let mut tasks: HashMap<&str, String> = HashMap::new();
+    let mut sessions: HashMap<&str, String> = HashMap::new();
+    for call in calls {
+        let key = || group_key(call, by);
+        requests.entry(call.request_id.as_str()).or_insert_with(key);
+        if let Some(task) = &call.task_id {
+            tasks.entry(task.as_str()).or_insert_with(key);
+        }
+        if let Some(session) = &call.session {
+            sessions.entry(session.as_str()).or_insert_with(key);
+        }
+    }
+    let mut sums: HashMap<String, (u64, f64)> = HashMap::new();
+    let mut total = (0u64, 0.0f64);
+    for entry in feedback {
+        total.0 += 1;
+        total.1 += entry.score;
+        let key = match &entry.target {
+            FeedbackTarget::Request(id) => requests.get(id.as_str()),
+            FeedbackTarget::Task(id) => tasks.get(id.as_str()),
+            FeedbackTarget::Session(s) => sessions.get(s.as_str()),
+        };
+        if let Some(key) = key {
+            let sum = sums.entry(key.clone()).or_default();
+            sum.0 += 1;
+            sum.1 += entry.score;
+        }
+    }
+    let score = |(count, sum): (u64, f64)| FeedbackScore {
+        count,
+        mean: sum / count as f64,
+    };
+    for row in &mut report.rows {
+        row.feedback = sums.remove(&row.key).map(score);
+    }
+    report.total.feedback = Some(score(total));
 }
 
 /// One tier's requests.
@@ -281,6 +349,7 @@ fn summarize(key: String, calls: &[&CallRecord], window_days: f64) -> Row {
         p50_latency_ms: None,
         p95_latency_ms: None,
         projection: Projection::at_rate(0, 0, window_days),
+        feedback: None,
     };
     for call in calls {
         row.input_tokens = row.input_tokens.saturating_add(call.input_tokens);

@@ -72,6 +72,28 @@ pub fn table(r: &Report) -> String {
     if !tiers.is_empty() {
         out.push_str(&format!("\ntiers: {}\n", tiers.join(", ")));
     }
+    if let Some(total) = &r.total.feedback {
+        let rows: Vec<String> = r
+            .rows
+            .iter()
+            .filter_map(|row| {
+                let f = row.feedback.as_ref()?;
+                Some(format!(
+                    "{} {:.2} ({})",
+                    cut(&row.key, KEY_WIDTH),
+                    f.mean,
+                    f.count
+                ))
+            })
+            .collect();
+        out.push_str(&format!(
+            "feedback: {:.2} mean of {} scores{}{}\n",
+            total.mean,
+            total.count,
+            if rows.is_empty() { "" } else { "; " },
+            rows.join(", ")
+        ));
+    }
     if let Some(last) = r.daily.last() {
         // `sparkline` has one character per entry of `daily`.
         let skip = r.daily.len().saturating_sub(TABLE_SPARK_DAYS);
@@ -208,7 +230,7 @@ fn trim_float(v: f64) -> String {
 }
 
 /// The CSV columns, in order.
-pub const CSV_HEADER: [&str; 23] = [
+pub const CSV_HEADER: [&str; 25] = [
     "row",
     "group",
     "requests",
@@ -232,6 +254,8 @@ pub const CSV_HEADER: [&str; 23] = [
     "baseline_daily_usd",
     "baseline_monthly_usd",
     "baseline_yearly_usd",
+    "feedback_count",
+    "feedback_mean",
 ];
 
 /// The report as RFC 4180 CSV: CRLF line ends, a header, a line per group
@@ -282,6 +306,10 @@ fn csv_line(kind: &str, row: &Row) -> String {
         float(Some(p.baseline_daily_usd)),
         float(Some(p.baseline_monthly_usd)),
         float(Some(p.baseline_yearly_usd)),
+        row.feedback
+            .as_ref()
+            .map_or(String::new(), |f| f.count.to_string()),
+        float(row.feedback.as_ref().map(|f| f.mean)),
     ];
     let mut line = fields
         .iter()

@@ -24,7 +24,9 @@ pub mod format;
 pub mod query;
 pub mod window;
 
-pub use aggregate::{DayPoint, Projection, Report, Row, TierShare, aggregate};
+pub use aggregate::{
+    DayPoint, FeedbackScore, Projection, Report, Row, TierShare, add_feedback, aggregate,
+};
 pub use export::export_workload;
 pub use format::render;
 pub use query::{GroupBy, QueryError, ReportArgs, ReportFormat, ReportQuery, owner_name};

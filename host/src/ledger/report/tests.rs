@@ -521,3 +521,57 @@ fn a_long_window_series_starts_at_the_first_record() {
     assert_eq!(r.daily[0].date, "2026-12-02");
     assert_eq!(r.sparkline.chars().count(), 3);
 }
+
+#[test]
+fn feedback_is_shown_per_arm_and_in_the_total() {
+    use crate::ledger::record::{FeedbackRecord, FeedbackTarget};
+    let t = DAY0 * DAY + HOUR;
+    let mut a = call("pm-a", t);
+    a.arm = Some("r1/stable".into());
+    let mut b = call("pm-b", t);
+    b.arm = Some("r1/candidate".into());
+    b.session = Some("s-1".into());
+    let mut c = call("pm-c", t);
+    c.arm = Some("r1/candidate".into());
+    c.task_id = Some("task-1".into());
+    let calls = vec![a, b, c];
+    let entry = |target, score| FeedbackRecord {
+        target,
+        client: "alice".into(),
+        score,
+        labels: BTreeMap::new(),
+        at_ms: t,
+    };
+    let feedback = vec![
+        entry(FeedbackTarget::Request("pm-a".into()), 1.0),
+        entry(FeedbackTarget::Request("pm-a".into()), 0.8),
+        // The session's and the task's calls are on the candidate.
+        entry(FeedbackTarget::Session("s-1".into()), 0.2),
+        entry(FeedbackTarget::Task("task-1".into()), 0.4),
+        // No call of the window: only in the total.
+        entry(FeedbackTarget::Request("pm-gone".into()), 0.0),
+    ];
+    let q = query(GroupBy::Arm);
+    let mut r = aggregate(&calls, &q);
+    add_feedback(&mut r, &calls, &feedback, &q.by);
+    let row = |key: &str| r.rows.iter().find(|row| row.key == key).unwrap();
+    // Stable: (1.0 + 0.8) / 2; candidate: (0.2 + 0.4) / 2; total: 2.4 / 5.
+    let close =
+        |f: &FeedbackScore, count: u64, mean: f64| f.count == count && (f.mean - mean).abs() < 1e-9;
+    assert!(close(row("r1/stable").feedback.as_ref().unwrap(), 2, 0.9));
+    assert!(close(
+        row("r1/candidate").feedback.as_ref().unwrap(),
+        2,
+        0.3
+    ));
+    assert!(close(r.total.feedback.as_ref().unwrap(), 5, 0.48));
+    let table = render(&r, ReportFormat::Table);
+    assert!(table.contains("feedback: 0.48 mean of 5 scores"), "{table}");
+    let csv = render(&r, ReportFormat::Csv);
+    assert!(
+        csv.lines()
+            .next()
+            .unwrap()
+            .ends_with("feedback_count,feedback_mean")
+    );
+}

@@ -341,7 +341,7 @@ pub fn judge(
             }
             let (s, c) = (p95(s_lat), p95(c_lat));
             let z = mann_whitney_z(s_lat, c_lat);
-            if worse(s, c) && z > Z_CRITICAL {
+            if worse(s, c) && c - s > guards.min_latency_increase_ms && z > Z_CRITICAL {
                 return Some(verdict(
                     Metric::P95Latency { tier: tier.clone() },
                     s,
