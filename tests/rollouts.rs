@@ -702,7 +702,7 @@ struct Process {
 
 impl Process {
     async fn start(config_path: &std::path::Path, port: u16) -> Process {
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_pointsman"))
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pointsman"))
             .args(["serve", "--config"])
             .arg(config_path)
             .arg("--listen")
@@ -718,6 +718,8 @@ impl Process {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        let _ = child.kill();
+        let _ = child.wait();
         panic!("the daemon on port {port} did not start");
     }
 
