@@ -694,6 +694,76 @@ async fn bad_rollout_commands_are_refused_and_change_nothing() {
     assert_eq!(code, StatusCode::CONFLICT, "{answer}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_planner_rollout_assigns_each_task_an_arm() {
+    let dir = tempfile::tempdir().unwrap();
+    let policies = dir.path().join("policies");
+    std::fs::create_dir_all(&policies).unwrap();
+    // The candidate: a second planner module (the seed planner's bytes
+    // under another name).
+    let seed_planner = pointsman::policy::builtin::ALL
+        .iter()
+        .find(|(name, _)| *name == "seed-planner")
+        .unwrap()
+        .1;
+    std::fs::write(policies.join("next-planner.wasm"), seed_planner).unwrap();
+    // The seed matrix routes the tasks below to the plan tier.
+    let mut config = config(FAST, &dir.path().join("ledger.db"));
+    config.policies.router = "seed-matrix".into();
+    config.policies.dir = Some(policies);
+    let daemon = Daemon::start(config).await;
+    let (code, started) = admin(
+        &daemon,
+        reqwest::Method::POST,
+        "/v1/rollouts",
+        Some(json!({"world": "planner", "candidate": "next-planner", "steps": [50], "hold": "1h"})),
+    )
+    .await;
+    assert_eq!(code, StatusCode::CREATED, "{started}");
+    assert_eq!(started["stable"]["name"], "seed-planner");
+    let id = started["id"].as_str().unwrap().to_string();
+    let http = reqwest::Client::new();
+    let mut arms = Vec::new();
+    for i in 0..16 {
+        let response = http
+            .post(format!("{}/v1/tasks", daemon.url))
+            .json(&json!({
+                "title": format!("Migration {i}"),
+                "description": "Design the architecture of a distributed payment system with multi-region failover, then implement and migrate the whole billing service across all modules.",
+            }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 202);
+        let task: Value = response.json().await.unwrap();
+        let done = common::wait_for_task(&daemon, None, task["id"].as_str().unwrap()).await;
+        assert_eq!(done["status"], "succeeded", "{done}");
+        arms.push(done["arm"].as_str().unwrap().to_string());
+    }
+    assert!(arms.iter().all(|a| a.starts_with(&format!("{id}/"))));
+    let candidates = arms.iter().filter(|a| a.ends_with("/candidate")).count();
+    assert!((1..16).contains(&candidates), "{arms:?}");
+    // Every call of a task records its arm: planner calls on both arms.
+    let (_, usage) = admin(
+        &daemon,
+        reqwest::Method::GET,
+        "/v1/usage?by=arm&since=1h",
+        None,
+    )
+    .await;
+    let keys: Vec<&str> = usage["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["key"].as_str().unwrap())
+        .collect();
+    assert!(keys.contains(&format!("{id}/stable").as_str()), "{keys:?}");
+    assert!(
+        keys.contains(&format!("{id}/candidate").as_str()),
+        "{keys:?}"
+    );
+}
+
 /// A `pointsman serve` process on `config_path`, answering on `port`.
 struct Process {
     child: std::process::Child,
