@@ -685,6 +685,47 @@ async fn bad_rollout_commands_are_refused_and_change_nothing() {
     assert_eq!(all["rollouts"], json!([]));
     let (_, policy) = ask(&daemon, "e-1", "Fix it.").await;
     assert!(policy.starts_with("premium-only@"));
+    // The command line says the same.
+    let cli = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_pointsman"))
+            .arg("rollout")
+            .args(args)
+            .args(["--url", &daemon.url])
+            .env("POINTSMAN_ADMIN_KEY", ADMIN)
+            .output()
+            .unwrap()
+    };
+    let out = cli(&["start", "--router", "nope"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("\"nope\" is not loaded"),
+        "{out:?}"
+    );
+    let out = cli(&["status"]);
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "no rollout on record\n"
+    );
+    let out = cli(&[
+        "start",
+        "--router",
+        "seed-matrix",
+        "--steps",
+        "20,60",
+        "--hold",
+        "1h",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("premium-only → seed-matrix, running (20% on the candidate)"),
+        "{text}"
+    );
+    assert!(text.contains("steps 20 → 60 (at step 1)"), "{text}");
+    let out = cli(&["abort"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("aborted by the admin key"));
     // One rollout at a time.
     let (code, _) = start(json!({"world": "router", "candidate": "seed-matrix"})).await;
     assert_eq!(code, StatusCode::CREATED);

@@ -84,7 +84,8 @@ pub async fn start(
                 .start(&spec, &configured, BY_ADMIN)
                 .await
                 .map_err(error)?;
-            Ok((StatusCode::CREATED, Json(&*rollout)).into_response())
+            let status = state.policies.rollouts().describe(&rollout);
+            Ok((StatusCode::CREATED, Json(status)).into_response())
         }
         .await,
     )
@@ -101,7 +102,7 @@ pub async fn promote(State(state): State<Arc<AppState>>, Path(kind): Path<String
                 .promote(world, BY_ADMIN)
                 .await
                 .map_err(error)?;
-            Ok(Json(&*rollout).into_response())
+            Ok(Json(state.policies.rollouts().describe(&rollout)).into_response())
         }
         .await,
     )
@@ -118,7 +119,7 @@ pub async fn abort(State(state): State<Arc<AppState>>, Path(kind): Path<String>)
                 .abort(world, BY_ADMIN)
                 .await
                 .map_err(error)?;
-            Ok(Json(&*rollout).into_response())
+            Ok(Json(state.policies.rollouts().describe(&rollout)).into_response())
         }
         .await,
     )

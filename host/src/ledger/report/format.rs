@@ -10,6 +10,11 @@ const TABLE_SPARK_DAYS: usize = 70;
 /// Width of the table's group column; longer names are cut with `…`.
 const KEY_WIDTH: usize = 14;
 
+/// The widest the group column grows to fit its keys (a policy's
+/// `name@hash`, a rollout arm) while the table stays within 120
+/// columns; longer keys are cut.
+const MAX_KEY_WIDTH: usize = 34;
+
 /// The report in `format`, ending with a newline.
 pub fn render(report: &Report, format: ReportFormat) -> String {
     match format {
@@ -41,28 +46,42 @@ pub fn table(r: &Report) -> String {
             .map_or(String::new(), |c| format!(", client {c}"))
     );
     let decimals = decimals_for(r.total.spent_usd.max(r.total.baseline_usd));
-    out.push_str(&table_line(&[
-        r.by.clone(),
-        "reqs".into(),
-        "ok".into(),
-        "in tok".into(),
-        "out tok".into(),
-        "cached".into(),
-        "spent".into(),
-        "baseline".into(),
-        "saved".into(),
-        "esc".into(),
-        "p50".into(),
-        "p95".into(),
-    ]));
+    let key_width = r
+        .rows
+        .iter()
+        .map(|row| row.key.chars().count())
+        .chain([r.by.chars().count()])
+        .max()
+        .unwrap_or(0)
+        .clamp(KEY_WIDTH, MAX_KEY_WIDTH);
+    out.push_str(&table_line(
+        &[
+            r.by.clone(),
+            "reqs".into(),
+            "ok".into(),
+            "in tok".into(),
+            "out tok".into(),
+            "cached".into(),
+            "spent".into(),
+            "baseline".into(),
+            "saved".into(),
+            "esc".into(),
+            "p50".into(),
+            "p95".into(),
+        ],
+        key_width,
+    ));
     for row in &r.rows {
-        out.push_str(&table_line(&row_cells(row, decimals)));
+        out.push_str(&table_line(&row_cells(row, decimals, key_width), key_width));
     }
     if r.rows.is_empty() {
         out.push_str("(no calls in the window)\n");
     }
-    out.push_str(&format!("{}\n", "-".repeat(100)));
-    out.push_str(&table_line(&row_cells(&r.total, decimals)));
+    out.push_str(&format!("{}\n", "-".repeat(100 - KEY_WIDTH + key_width)));
+    out.push_str(&table_line(
+        &row_cells(&r.total, decimals, key_width),
+        key_width,
+    ));
     let tiers: Vec<String> = r
         .total
         .tiers
@@ -78,12 +97,7 @@ pub fn table(r: &Report) -> String {
             .iter()
             .filter_map(|row| {
                 let f = row.feedback.as_ref()?;
-                Some(format!(
-                    "{} {:.2} ({})",
-                    cut(&row.key, KEY_WIDTH),
-                    f.mean,
-                    f.count
-                ))
+                Some(format!("{} {:.2} ({})", row.key, f.mean, f.count))
             })
             .collect();
         out.push_str(&format!(
@@ -127,10 +141,10 @@ pub fn table(r: &Report) -> String {
     out
 }
 
-fn row_cells(row: &Row, decimals: usize) -> Vec<String> {
+fn row_cells(row: &Row, decimals: usize, key_width: usize) -> Vec<String> {
     let latency = |ms: Option<u32>| ms.map_or("-".into(), latency);
     vec![
-        cut(&row.key, KEY_WIDTH),
+        cut(&row.key, key_width),
         row.requests.to_string(),
         percent(row.success_rate),
         tokens(row.input_tokens),
@@ -148,9 +162,10 @@ fn row_cells(row: &Row, decimals: usize) -> Vec<String> {
 /// Column widths of the table: 100 characters with the separating spaces.
 const WIDTHS: [usize; 12] = [KEY_WIDTH, 6, 6, 7, 7, 7, 10, 10, 6, 4, 6, 6];
 
-fn table_line(cells: &[String]) -> String {
+fn table_line(cells: &[String], key_width: usize) -> String {
     let mut line = String::new();
-    for (i, (cell, width)) in cells.iter().zip(WIDTHS).enumerate() {
+    let widths = std::iter::once(key_width).chain(WIDTHS.into_iter().skip(1));
+    for (i, (cell, width)) in cells.iter().zip(widths).enumerate() {
         if i == 0 {
             line.push_str(&format!("{cell:<width$}"));
         } else {

@@ -391,16 +391,30 @@ fn projections_reproduce_the_seeds_cost_table() {
 
 #[test]
 fn the_table_fits_in_100_columns_and_shows_the_total_row() {
-    let mut calls = fixture();
-    calls[0].served_model = Some("a-model-name-far-longer-than-the-column".into());
     let text = render(
-        &aggregate(&calls, &query(GroupBy::Model)),
+        &aggregate(&fixture(), &query(GroupBy::Model)),
         ReportFormat::Table,
     );
     for line in text.lines() {
         assert!(line.chars().count() <= 100, "{} wide: {line}", line.len());
     }
-    assert!(text.contains("a-model-name-…"), "{text}");
+    // The group column grows to show a rollout arm or a policy's
+    // `name@hash` whole, up to 120 columns in all; a longer key is cut.
+    let mut calls = fixture();
+    calls[0].served_model = Some("r1796527487931/candidate".into());
+    calls[1].served_model = Some("a-model-name-far-longer-than-any-column-should-be".into());
+    let text = render(
+        &aggregate(&calls, &query(GroupBy::Model)),
+        ReportFormat::Table,
+    );
+    for line in text.lines() {
+        assert!(line.chars().count() <= 120, "{} wide: {line}", line.len());
+    }
+    assert!(text.contains("r1796527487931/candidate "), "{text}");
+    assert!(
+        text.contains("a-model-name-far-longer-than-any-…"),
+        "{text}"
+    );
     let total = text
         .lines()
         .find(|l| l.starts_with("total "))

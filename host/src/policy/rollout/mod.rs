@@ -408,15 +408,7 @@ impl Rollouts {
         let stable = pin(&self.effective(spec.world, configured), "stable")?;
         let candidate = pin(&spec.candidate, "candidate")?;
         let now = crate::ledger::store::system_now_ms();
-        let rollout = Rollout::new(spec, stable, candidate, &self.defaults(), now)?;
-        let mut rollout = rollout;
-        rollout.history.insert(
-            0,
-            plan::Event {
-                at_ms: now,
-                what: format!("started by {by}"),
-            },
-        );
+        let rollout = Rollout::new(spec, stable, candidate, &self.defaults(), by, now)?;
         if let Some(r) = &previous {
             // Keep the ended one's record; the key holds the latest.
             let text =
@@ -556,25 +548,27 @@ impl Rollouts {
     /// What `status` shows: each world's rollout, and whether this replica
     /// has its pinned modules.
     pub fn status(&self) -> Vec<Status> {
-        let registry = self.registry.load_full();
         [World::Router, World::Planner]
             .into_iter()
-            .filter_map(|world| {
-                let rollout = self.current(world)?;
-                let here = |pin: &Pin| {
-                    registry
-                        .as_ref()
-                        .and_then(|r| r.get(&pin.name))
-                        .is_some_and(|m| m.info.hash == pin.hash)
-                };
-                Some(Status {
-                    candidate_share_percent: f64::from(rollout.candidate_share_bp()) / 100.0,
-                    stable_loaded_here: here(&rollout.stable),
-                    candidate_loaded_here: here(&rollout.candidate),
-                    rollout: Rollout::clone(&rollout),
-                })
-            })
+            .filter_map(|world| Some(self.describe(&*self.current(world)?)))
             .collect()
+    }
+
+    /// `rollout` as `status` shows it.
+    pub fn describe(&self, rollout: &Rollout) -> Status {
+        let registry = self.registry.load_full();
+        let here = |pin: &Pin| {
+            registry
+                .as_ref()
+                .and_then(|r| r.get(&pin.name))
+                .is_some_and(|m| m.info.hash == pin.hash)
+        };
+        Status {
+            candidate_share_percent: f64::from(rollout.candidate_share_bp()) / 100.0,
+            stable_loaded_here: here(&rollout.stable),
+            candidate_loaded_here: here(&rollout.candidate),
+            rollout: rollout.clone(),
+        }
     }
 }
 

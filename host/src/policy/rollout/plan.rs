@@ -197,6 +197,7 @@ impl Rollout {
         stable: Pin,
         candidate: Pin,
         defaults: &super::Defaults,
+        by: &str,
         now_ms: i64,
     ) -> Result<Rollout, Refused> {
         check_steps(&spec.steps)?;
@@ -245,12 +246,12 @@ impl Rollout {
         };
         let what = match rollout.phase {
             Phase::Shadow => format!(
-                "started: {} shadows {}",
+                "started by {by}: {} shadows {}",
                 rollout.candidate.id(),
                 rollout.stable.id()
             ),
             _ => format!(
-                "started: {} serves {}% next to {}",
+                "started by {by}: {} serves {}% next to {}",
                 rollout.candidate.id(),
                 rollout.steps[0],
                 rollout.stable.id()
@@ -470,6 +471,7 @@ mod tests {
             pin("premium-only", "a"),
             pin("seed-matrix", "b"),
             &Defaults::default(),
+            "test",
             1_000,
         )
         .unwrap()
@@ -500,8 +502,8 @@ mod tests {
         let mut s = spec(true);
         s.world = World::Planner;
         let d = Defaults::default();
-        assert!(Rollout::new(&s, pin("p", "a"), pin("q", "b"), &d, 0).is_err());
-        assert!(Rollout::new(&spec(false), pin("x", "a"), pin("x", "a"), &d, 0).is_err());
+        assert!(Rollout::new(&s, pin("p", "a"), pin("q", "b"), &d, "test", 0).is_err());
+        assert!(Rollout::new(&spec(false), pin("x", "a"), pin("x", "a"), &d, "test", 0).is_err());
     }
 
     #[test]
