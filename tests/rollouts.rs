@@ -805,6 +805,95 @@ async fn a_planner_rollout_assigns_each_task_an_arm() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollout_declared_in_the_config_starts_once_and_its_declaration_is_locked_while_it_runs()
+{
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("ledger.db");
+    let declared = format!(
+        "{FAST}[rollouts.router]\ncandidate = \"seed-matrix\"\nsteps = [25, 75]\nhold = \"1h\"\n"
+    );
+    let daemon = Daemon::start(config(&declared, &ledger)).await;
+    let s = status(&daemon).await;
+    assert_eq!(s["candidate_share_percent"], json!(25.0));
+    assert!(
+        s["history"]
+            .to_string()
+            .contains("started by the config file"),
+        "{s}"
+    );
+    let id = s["id"].clone();
+    // A reload that changes the declaration of the running rollout is
+    // refused, with the reason; one that keeps it goes through.
+    let changed = config(&declared.replace("[25, 75]", "[50, 75]"), &ledger);
+    let refused = daemon.state.reload(changed).await.err().expect("refused");
+    assert!(
+        refused
+            .to_string()
+            .contains("[rollouts.router] changed while rollout"),
+        "{refused}"
+    );
+    assert!(
+        daemon
+            .state
+            .reload(config(&declared, &ledger))
+            .await
+            .is_ok()
+    );
+    // The stored state wins over the file: promoted to 75% by the operator,
+    // a restart on the same file continues at 75%, not 25%.
+    let (code, _) = admin(
+        &daemon,
+        reqwest::Method::POST,
+        "/v1/rollouts/router/promote",
+        None,
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK);
+    daemon.shutdown().await;
+    let daemon = Daemon::start(config(&declared, &ledger)).await;
+    let s = status(&daemon).await;
+    assert_eq!(
+        (s["id"].clone(), s["candidate_share_percent"].clone()),
+        (id.clone(), json!(75.0))
+    );
+    // Aborted, the same candidate version is not started again by a restart.
+    let (code, _) = admin(
+        &daemon,
+        reqwest::Method::POST,
+        "/v1/rollouts/router/abort",
+        None,
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK);
+    daemon.shutdown().await;
+    let daemon = Daemon::start(config(&declared, &ledger)).await;
+    let s = status(&daemon).await;
+    assert_eq!(
+        (s["id"].clone(), s["phase"]["state"].clone()),
+        (id, json!("aborted"))
+    );
+    // A declared candidate that does not exist stops the daemon from
+    // starting, naming it.
+    daemon.shutdown().await;
+    let other = tempfile::tempdir().unwrap();
+    let bad = config(
+        &declared.replace(
+            "candidate = \"seed-matrix\"",
+            "candidate = \"seed-matrixx\"",
+        ),
+        &other.path().join("ledger.db"),
+    );
+    let error = pointsman::gateway::AppState::new(bad)
+        .await
+        .err()
+        .expect("refused");
+    assert!(
+        error.to_string().contains("\"seed-matrixx\" is not loaded"),
+        "{error}"
+    );
+}
+
 /// A `pointsman serve` process on `config_path`, answering on `port`.
 struct Process {
     child: std::process::Child,
