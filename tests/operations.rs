@@ -184,6 +184,10 @@ async fn the_dashboard_and_alert_rules_use_only_exported_metrics() {
     let mut config = common::demo();
     config.policies.dir = Some(dir.path().to_path_buf());
     config.policies.router = "hostile".into();
+    // A team's budget, which the request below reserves against.
+    config
+        .budgets
+        .push(toml::from_str("label = \"team=core\"\ndaily_usd = 100.0").unwrap());
     let healthy = common::Daemon::start(config).await;
     let client = reqwest::Client::new();
     let chat = |url: String, text: &'static str, stream: bool| {
@@ -211,6 +215,14 @@ async fn the_dashboard_and_alert_rules_use_only_exported_metrics() {
     chat(healthy.url.clone(), "hello", false).await;
     chat(healthy.url.clone(), "hello", true).await;
     chat(healthy.url.clone(), "trap", false).await;
+    let budgeted = client
+        .post(format!("{}/v1/chat/completions", healthy.url))
+        .header("x-pointsman-team", "core")
+        .json(&serde_json::json!({"model": "auto", "messages": [{"role": "user", "content": "hello"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(budgeted.status(), 200);
 
     // A daemon whose only upstream fails every attempt.
     let mut failing = common::demo();

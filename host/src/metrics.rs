@@ -38,6 +38,13 @@ pub fn rollout_rollback(world: &'static str, metric: &'static str) {
         .increment(1);
 }
 
+/// Exports the rollback counter of `metric` at 0, so that an alert on its
+/// increase sees a series before the first rollback.
+pub fn rollout_rollback_series(world: &'static str, metric: &'static str) {
+    metrics::counter!("pointsman_rollout_rollbacks_total", "world" => world, "metric" => metric)
+        .increment(0);
+}
+
 /// A request's shadow decision was skipped: `reason` is `busy` (too many
 /// in flight) or `not-loaded` (the pinned candidate is not here).
 pub fn rollout_shadow_skipped(reason: &'static str) {
@@ -380,6 +387,13 @@ pub fn ledger_commit(elapsed: std::time::Duration, records: usize, ok: bool) {
 /// Records that could not be written (a failed commit, a full queue).
 pub fn ledger_records_failed(records: usize) {
     metrics::counter!("pointsman_ledger_records_failed_total").increment(records as u64);
+}
+
+/// The share of budget `scope`'s cap over `window` (`day`, `month`)
+/// spent or held, as of the latest reservation against it.
+pub fn budget_used(scope: &str, window: &'static str, ratio: f64) {
+    metrics::gauge!("pointsman_budget_used_ratio", "scope" => scope.to_string(), "window" => window)
+        .set(ratio);
 }
 
 /// Writes waiting for the ledger's writer.

@@ -120,6 +120,12 @@ pub(crate) fn check(
         (Window::Day, scope.daily_cap, day_spent),
         (Window::Month, scope.monthly_cap, month_spent),
     ] {
+        if let Some(cap) = cap {
+            // What is spent and held now, for the "budget near its cap"
+            // alert; every call's reservation refreshes it.
+            let used = spent.saturating_add(reserved) as f64 / cap.max(1) as f64;
+            crate::metrics::budget_used(&scope.key, window.as_str(), used);
+        }
         if let Some(cap) = cap
             && spent.saturating_add(reserved).saturating_add(amount) > cap
         {

@@ -71,6 +71,18 @@ impl Metric {
         }
     }
 
+    /// Every label [`Metric::as_str`] gives.
+    pub const ALL: [&'static str; 8] = [
+        "error_rate",
+        "attempt_failure_rate",
+        "task_failure_rate",
+        "escalation_rate",
+        "p95_latency",
+        "cost_per_request",
+        "feedback_score",
+        "error_floor",
+    ];
+
     /// A short label for metrics.
     pub fn as_str(&self) -> &'static str {
         match self {
@@ -428,6 +440,24 @@ mod tests {
             costs: vec![0.01; requests as usize],
             ..ArmStats::default()
         }
+    }
+
+    #[test]
+    fn every_metric_label_is_exported_from_the_start() {
+        let every = [
+            Metric::ErrorRate,
+            Metric::AttemptFailureRate,
+            Metric::TaskFailureRate,
+            Metric::EscalationRate,
+            Metric::P95Latency {
+                tier: "plan".into(),
+            },
+            Metric::CostPerRequest,
+            Metric::FeedbackScore,
+            Metric::ErrorFloor,
+        ];
+        let labels: Vec<&str> = every.iter().map(Metric::as_str).collect();
+        assert_eq!(labels, Metric::ALL);
     }
 
     #[test]

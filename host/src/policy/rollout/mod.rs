@@ -155,6 +155,19 @@ impl Rollouts {
         });
         for world in [World::Router, World::Planner] {
             rollouts.reread(world).await?;
+            // Export every rollout series from the start, for dashboards
+            // and alerts.
+            match rollouts.current(world) {
+                Some(r) => crate::metrics::rollout_state(
+                    key(world),
+                    r.phase.as_str(),
+                    r.candidate_share_bp(),
+                ),
+                None => crate::metrics::rollout_state(key(world), "none", 0),
+            }
+            for metric in guard::Metric::ALL {
+                crate::metrics::rollout_rollback_series(key(world), metric);
+            }
         }
         Ok(rollouts)
     }
@@ -273,6 +286,11 @@ impl Rollouts {
                 }
                 match serde_json::from_str::<Rollout>(&text) {
                     Ok(rollout) => {
+                        crate::metrics::rollout_state(
+                            key(world),
+                            rollout.phase.as_str(),
+                            rollout.candidate_share_bp(),
+                        );
                         self.slot(world).store(Some(Arc::new(rollout)));
                         stored.insert(world, text);
                     }
