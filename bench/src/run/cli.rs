@@ -68,7 +68,7 @@ impl Mode {
 #[derive(Debug, Parser)]
 #[command(
     name = "pointsman-bench",
-    after_help = "Diagnostics (--model, --breaker-window-ms) change what is measured: the reported table uses their defaults.\n\nOther commands: `pointsman-bench upstream ...` (the local upstream alone), `pointsman-bench config --port P --upstream ADDR` (the benchmark's Pointsman config), `pointsman-bench soak ...` (the soak test)."
+    after_help = "Diagnostics (--model, --breaker-window-ms, --shadow) change what is measured: the reported table uses their defaults.\n\nOther commands: `pointsman-bench upstream ...` (the local upstream alone), `pointsman-bench config --port P --upstream ADDR` (the benchmark's Pointsman config), `pointsman-bench soak ...` (the soak test)."
 )]
 struct RunArgs {
     /// Measured time of each run, in seconds.
@@ -143,6 +143,11 @@ struct RunArgs {
     /// unset, the daemon's 30000].
     #[arg(long, value_name = "N")]
     breaker_window_ms: Option<u64>,
+    /// Diagnostic: run Pointsman with a shadow rollout (`premium-only`
+    /// decides every request next to `seed-matrix`, recorded, not served),
+    /// to measure what shadow mode costs a request.
+    #[arg(long)]
+    shadow: bool,
 }
 
 /// A run's options, defaults filled in.
@@ -160,6 +165,7 @@ pub(super) struct Options {
     pub(super) upstream_threads: Option<usize>,
     pub(super) model: String,
     pub(super) breaker_window_ms: Option<u64>,
+    pub(super) shadow: bool,
     pub(super) fault_every: u64,
     pub(super) fault_status: u16,
 }
@@ -198,6 +204,7 @@ pub(super) fn parse_options(args: &[String]) -> crate::Result<Options> {
         upstream_threads: a.upstream_threads,
         model: a.model,
         breaker_window_ms: a.breaker_window_ms,
+        shadow: a.shadow,
         fault_every: a.fault_every,
         fault_status: a.fault_status,
     };

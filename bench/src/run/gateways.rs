@@ -112,6 +112,16 @@ pub(super) fn start_pointsman(
     if let Some(ms) = o.breaker_window_ms {
         text.push_str(&format!("\n[resilience.breaker]\nwindow_ms = {ms}\n"));
     }
+    // Each run records into a fresh ledger of its own: never the user's,
+    // and no rollout state carried from one run into the next.
+    let ledger = work.join(format!("ledger-{label}.db"));
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", ledger.display()));
+    }
+    text.push_str(&format!("\n[ledger]\nurl = \"sqlite:{}\"\n", ledger.display()));
+    if o.shadow {
+        text.push_str("\n[rollouts.router]\ncandidate = \"premium-only\"\nshadow = true\n");
+    }
     std::fs::write(&config, text)?;
     let log = std::fs::File::create(work.join("logs").join(format!("pointsman-{label}.log")))?;
     let spawned = Instant::now();
