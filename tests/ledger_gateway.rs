@@ -353,6 +353,9 @@ async fn feedback_scores_a_clients_own_work_only() {
     assert_eq!(body["target"], json!({"kind": "request", "id": id}));
     let (status, body) = feedback("alice-key", json!({"session": "s-1", "score": 0.25})).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
+    // A thumbs-down is a score of 0.
+    let (status, body) = feedback("alice-key", json!({"request_id": id, "thumbs": "down"})).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
     // Bob cannot score alice's request: it is not there for him.
     let (status, body) = feedback("bob-key", json!({"request_id": id, "score": 0.0})).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
@@ -361,6 +364,9 @@ async fn feedback_scores_a_clients_own_work_only() {
         json!({"request_id": id, "session": "s", "score": 1.0}),
         json!({"score": 1.0}),
         json!({"request_id": id, "score": 1.0, "colour": "red"}),
+        json!({"request_id": id}),
+        json!({"request_id": id, "score": 1.0, "thumbs": "up"}),
+        json!({"request_id": id, "thumbs": "sideways"}),
     ] {
         let (status, body) = feedback("alice-key", bad.clone()).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
@@ -377,6 +383,11 @@ async fn feedback_scores_a_clients_own_work_only() {
         })
         .await
         .unwrap();
-    assert_eq!(entries.len(), 2, "{entries:?}");
+    assert_eq!(entries.len(), 3, "{entries:?}");
+    assert_eq!(
+        entries.iter().filter(|e| e.score == 0.0).count(),
+        1,
+        "{entries:?}"
+    );
     assert!(entries.iter().all(|e| e.client == "client:alice"));
 }

@@ -1054,3 +1054,68 @@ async fn two_replicas_on_one_postgres_run_one_rollout_through_a_kill_9() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(b.arms(50).await.iter().all(Option::is_none));
 }
+
+/// A call on `arm` of rollout `r1` at `at_ms`, as the ledger stores it.
+fn armed_call(id: usize, arm: &str, at_ms: i64) -> pointsman::ledger::record::CallRecord {
+    serde_json::from_value(json!({
+        "request_id": format!("pm-{id}"), "at_ms": at_ms, "client": "key:x", "labels": {},
+        "api": "chat-completions", "role": "answer", "stream": false, "requested_model": "auto",
+        "tier": "direct", "served_model": "glm-4.7", "attempts": [], "escalated": false,
+        "input_tokens": 10, "output_tokens": 5, "cache_read_tokens": 0, "cache_write_tokens": 0,
+        "cost_nanos": 1000, "baseline_nanos": 5000, "latency_ms": 3, "status": "ok",
+        "arm": format!("r1/{arm}"), "route_labels": {},
+    }))
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_evaluation_narrows_a_window_busier_than_its_bound() {
+    use pointsman::policy::rollout::{Defaults, Pin, Rollout, Spec, evaluate};
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", dir.path().join("ledger.db").display());
+    let ledger = pointsman::ledger::Ledger::open(&url, &Default::default())
+        .await
+        .unwrap();
+    let now = pointsman::ledger::store::system_now_ms();
+    // One call a minute for the last 40 minutes, alternating arms.
+    for i in 0..40 {
+        let arm = if i % 2 == 0 { "stable" } else { "candidate" };
+        let at = now - i as i64 * 60_000 - 30_000;
+        ledger.record(armed_call(i, arm, at), None).await.unwrap();
+    }
+    let spec: Spec = serde_json::from_value(json!({"world": "router", "candidate": "c"})).unwrap();
+    let pin = |name: &str, h: &str| Pin {
+        name: name.into(),
+        hash: h.repeat(64),
+    };
+    let mut rollout = Rollout::new(
+        &spec,
+        pin("s", "a"),
+        pin("c", "b"),
+        &Defaults::default(),
+        "test",
+        now - 7_200_000,
+    )
+    .unwrap();
+    rollout.id = "r1".into();
+    // Within the bound: every call of the 6-hour window is judged.
+    let all = evaluate::measure(&ledger, &rollout, 6 * 3_600_000, 100, now)
+        .await
+        .unwrap();
+    assert!(!all.narrowed);
+    assert_eq!(all.stable.requests + all.candidate.requests, 40);
+    assert_eq!(all.since_ms, now - 7_200_000);
+    // At most 15 calls: halved from 2 h to 1 h, 30 min, then 15 min, which
+    // holds 15 calls (the most recent).
+    let narrow = evaluate::measure(&ledger, &rollout, 6 * 3_600_000, 15, now)
+        .await
+        .unwrap();
+    assert!(narrow.narrowed);
+    assert_eq!(narrow.since_ms, now - 900_000);
+    assert_eq!(narrow.stable.requests + narrow.candidate.requests, 15);
+    // The configured window is a bound too.
+    let recent = evaluate::measure(&ledger, &rollout, 600_000, 100, now)
+        .await
+        .unwrap();
+    assert_eq!(recent.stable.requests + recent.candidate.requests, 10);
+}

@@ -14,7 +14,11 @@ pub struct RolloutsConfig {
     pub min_requests: u64,
     /// How often the guards run, milliseconds.
     pub evaluate_every_ms: u64,
-    /// Most calls one evaluation reads from the ledger.
+    /// How far back the guards look at most (`6h`); never before the
+    /// candidate first served.
+    pub window: String,
+    /// Most calls one evaluation reads from the ledger; a busier window is
+    /// halved (its most recent half kept) until it fits.
     pub max_window_calls: usize,
     /// Shadow decisions in flight at once; past it a request's shadow is
     /// skipped, never waited for.
@@ -34,6 +38,7 @@ impl Default for RolloutsConfig {
             hold: "1h".into(),
             min_requests: 50,
             evaluate_every_ms: 15_000,
+            window: "6h".into(),
             max_window_calls: 200_000,
             max_shadow_inflight: 64,
             guards: Guards::default(),
@@ -157,6 +162,9 @@ impl RolloutsConfig {
     /// Checks every value, naming the key of the first bad one.
     pub fn validate(&self) -> Result<(), String> {
         parse_duration_ms(&self.hold).map_err(|e| format!("rollouts.hold: {e}"))?;
+        if parse_duration_ms(&self.window).map_err(|e| format!("rollouts.window: {e}"))? < 60_000 {
+            return Err("rollouts.window: at least 1m".into());
+        }
         self.guards.check().map_err(|e| format!("rollouts.{e}"))?;
         if self.evaluate_every_ms == 0 || self.max_window_calls == 0 {
             return Err(

@@ -6,7 +6,7 @@
 //! {"request_id": "req_…", "score": 1.0, "labels": {"tests_passed": "true"}}
 //! ```
 //! exactly one of `request_id`, `task_id`, `session`; `score` from 0 (bad)
-//! to 1 (good). A client can score only its own requests and tasks (anyone
+//! to 1 (good), or `"thumbs": "up"` (1) / `"down"` (0). A client can score only its own requests and tasks (anyone
 //! else's id is a 404, as if it did not exist); a session is scored as the
 //! client's own.
 
@@ -39,9 +39,18 @@ struct FeedbackInput {
     request_id: Option<String>,
     task_id: Option<String>,
     session: Option<String>,
-    score: f64,
+    score: Option<f64>,
+    thumbs: Option<Thumbs>,
     #[serde(default)]
     labels: BTreeMap<String, String>,
+}
+
+/// A thumbs-up or -down, for clients with no finer score.
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+enum Thumbs {
+    Up,
+    Down,
 }
 
 /// `POST /v1/feedback`: 201 once the entry is committed.
@@ -74,11 +83,21 @@ async fn record(
     .await?;
     let input: FeedbackInput = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::invalid(format!("invalid feedback: {e}")))?;
-    if !(input.score.is_finite() && (0.0..=1.0).contains(&input.score)) {
-        return Err(ApiError::invalid(
-            "`score` must be from 0 (bad) to 1 (good)",
-        ));
-    }
+    let score = match (input.score, input.thumbs) {
+        (Some(score), None) if score.is_finite() && (0.0..=1.0).contains(&score) => score,
+        (Some(_), None) => {
+            return Err(ApiError::invalid(
+                "`score` must be from 0 (bad) to 1 (good)",
+            ));
+        }
+        (None, Some(Thumbs::Up)) => 1.0,
+        (None, Some(Thumbs::Down)) => 0.0,
+        _ => {
+            return Err(ApiError::invalid(
+                "give `score` (0 bad to 1 good) or `thumbs` (\"up\" or \"down\"), one of them",
+            ));
+        }
+    };
     if input.labels.len() > MAX_LABELS {
         return Err(ApiError::invalid(format!(
             "at most {MAX_LABELS} labels, not {}",
@@ -129,7 +148,7 @@ async fn record(
         .add_feedback(FeedbackRecord {
             target: target.clone(),
             client: client.owner.as_str().to_string(),
-            score: input.score,
+            score,
             labels: input.labels,
             at_ms: crate::dispatch::unix_ms(),
         })

@@ -1,12 +1,15 @@
 //! An evaluation's measurements: both arms' calls, tasks and feedback
 //! since the candidate first served, read from the ledger.
 //!
-//! Every evaluation re-reads the whole window (bounded by `[rollouts]
-//! max_window_calls`) rather than keeping running sums: a p95 and a rank
-//! test need the samples, a call is recorded when it settles (after later
-//! calls started), and another replica's calls arrive only through the
-//! store. At the seed's 1-hour hold and a few requests a second that is
-//! tens of thousands of rows every `evaluate_every`, read off the async
+//! The window is the last `[rollouts] window` (6 hours) or since the
+//! candidate first served, whichever is shorter; when it holds more than
+//! `[rollouts] max_window_calls` calls it is halved (the most recent half
+//! kept) until it fits, so an evaluation never reads more than that bound.
+//! Every evaluation re-reads its window rather than keeping running sums:
+//! a p95 and a rank test need the samples, a call is recorded when it
+//! settles (after later calls started), and another replica's calls
+//! arrive only through the store. At a few requests a second that is tens
+//! of thousands of rows every `evaluate_every`, read off the async
 //! workers.
 
 use std::collections::HashMap;
@@ -27,11 +30,13 @@ pub struct Window {
     pub stable: ArmStats,
     /// The candidate.
     pub candidate: ArmStats,
-    /// Candidate requests and tasks since the current step began.
+    /// Candidate requests and tasks since the current step began (within
+    /// the window).
     pub candidate_requests_this_step: u64,
-    /// Whether the window held more calls than the bound (the newest were
-    /// left out).
-    pub truncated: bool,
+    /// Where the window judged starts, Unix milliseconds.
+    pub since_ms: i64,
+    /// Whether the window was shortened to fit `max_window_calls`.
+    pub narrowed: bool,
 }
 
 impl Window {
@@ -43,31 +48,47 @@ impl Window {
     }
 }
 
-/// Reads `rollout`'s window from `ledger`.
+/// The shortest window an evaluation narrows to; busier than
+/// `max_window_calls` in this long, it judges nothing and says so.
+pub const MIN_WINDOW_MS: i64 = 60_000;
+
+/// Reads `rollout`'s window (at most `window_ms` back from `now_ms`, at
+/// most `max_calls` calls) from `ledger`.
 pub async fn measure(
     ledger: &Ledger,
     rollout: &Rollout,
+    window_ms: u64,
     max_calls: usize,
     now_ms: i64,
 ) -> Result<Window, LedgerError> {
     let mut window = Window::default();
-    let Some(since_ms) = rollout.running_since_ms else {
+    let Some(first) = rollout.running_since_ms else {
         return Ok(window);
     };
-    let filter = CallFilter {
-        since_ms,
-        until_ms: now_ms + 1,
-        client: None,
-    };
-    let calls = match ledger.calls_at_most(&filter, max_calls).await? {
-        Some(calls) => calls,
-        None => {
-            window.truncated = true;
-            let mut calls = ledger.calls(&filter).await?;
-            calls.truncate(max_calls);
-            calls
+    let mut since_ms = first.max(now_ms.saturating_sub(window_ms.min(i64::MAX as u64) as i64));
+    let (filter, calls) = loop {
+        let filter = CallFilter {
+            since_ms,
+            until_ms: now_ms + 1,
+            client: None,
+        };
+        if let Some(calls) = ledger.calls_at_most(&filter, max_calls).await? {
+            break (filter, calls);
         }
+        // Busier than the bound: judge a shorter, more recent window.
+        window.narrowed = true;
+        let span = now_ms - since_ms;
+        if span <= MIN_WINDOW_MS {
+            tracing::warn!(
+                rollout = %rollout.id,
+                "more than {max_calls} calls in the last minute ([rollouts] max_window_calls): not judged"
+            );
+            window.since_ms = since_ms;
+            return Ok(window);
+        }
+        since_ms = now_ms - (span / 2).max(MIN_WINDOW_MS);
     };
+    window.since_ms = since_ms;
     let mut by_request: HashMap<String, Arm> = HashMap::new();
     // Request id → (arm, cost of its calls).
     let mut costs: HashMap<&str, (Arm, f64)> = HashMap::new();

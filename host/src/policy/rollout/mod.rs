@@ -49,8 +49,10 @@ pub struct Defaults {
     pub guards: Guards,
     /// How often the guards run.
     pub evaluate_every: Duration,
-    /// Most calls one evaluation reads; past it, the newest are left out
-    /// and the evaluation says so.
+    /// How far back the guards look (at most; never before the candidate
+    /// first served).
+    pub window_ms: u64,
+    /// Most calls one evaluation reads; past it the window is shortened.
     pub max_window_calls: usize,
     /// Shadow decisions in flight at once; past it a request's shadow is
     /// skipped (and counted), never waited for.
@@ -64,6 +66,7 @@ impl Default for Defaults {
             min_requests: 50,
             guards: Guards::default(),
             evaluate_every: Duration::from_secs(15),
+            window_ms: 6 * 3_600_000,
             max_window_calls: 200_000,
             max_shadow_inflight: 64,
         }
@@ -78,6 +81,7 @@ impl Defaults {
             min_requests: config.min_requests.max(1),
             guards: config.guards.clone(),
             evaluate_every: Duration::from_millis(config.evaluate_every_ms.max(1)),
+            window_ms: plan::parse_duration_ms(&config.window).unwrap_or(6 * 3_600_000),
             max_window_calls: config.max_window_calls.max(1),
             max_shadow_inflight: config.max_shadow_inflight,
         }
@@ -310,27 +314,35 @@ impl Rollouts {
         Ok(())
     }
 
-    /// Writes `next` as `world`'s rollout if the store still holds what we
-    /// read; false when another replica changed it first (it is re-read).
-    async fn write(&self, world: World, next: &Rollout) -> Result<bool, RolloutError> {
+    /// The rollout of `world` and the stored text it was read from, taken
+    /// together: a change computed from this rollout is written only if
+    /// the store still holds that text.
+    fn snapshot(&self, world: World) -> (Option<Arc<Rollout>>, Option<String>) {
+        let stored = self.stored.lock().unwrap_or_else(|e| e.into_inner());
+        (self.current(world), stored.get(&world).cloned())
+    }
+
+    /// Writes `next` as `world`'s rollout if the store still holds
+    /// `expected` (the text `next` was computed from; `None`: nothing);
+    /// false when someone (another replica, an operator's command) changed
+    /// it first, and then it is re-read.
+    async fn write(
+        &self,
+        world: World,
+        next: &Rollout,
+        expected: Option<&str>,
+    ) -> Result<bool, RolloutError> {
         let text = serde_json::to_string(next).map_err(|e| RolloutError::Store(e.to_string()))?;
-        let expected = self
-            .stored
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&world)
-            .cloned();
         let swapped = self
             .ledger
-            .swap_rollout_state(key(world), expected.as_deref(), &text)
+            .swap_rollout_state(key(world), expected, &text)
             .await
             .map_err(|e| RolloutError::Store(e.to_string()))?;
         if swapped {
+            let mut stored = self.stored.lock().unwrap_or_else(|e| e.into_inner());
             self.slot(world).store(Some(Arc::new(next.clone())));
-            self.stored
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(world, text);
+            stored.insert(world, text);
+            drop(stored);
             crate::metrics::rollout_state(
                 key(world),
                 next.phase.as_str(),
@@ -351,14 +363,14 @@ impl Rollouts {
         let _one = self.writing.lock().await;
         for _ in 0..5 {
             self.reread(world).await?;
-            let Some(current) = self.current(world) else {
+            let (Some(current), expected) = self.snapshot(world) else {
                 return Err(
                     Refused::NotFound(format!("no {} rollout is on record", key(world))).into(),
                 );
             };
             let mut next = Rollout::clone(&current);
             change(&mut next)?;
-            if self.write(world, &next).await? {
+            if self.write(world, &next, expected.as_deref()).await? {
                 return Ok(Arc::new(next));
             }
         }
@@ -395,7 +407,7 @@ impl Rollouts {
             ))
             .into());
         }
-        let previous = self.current(spec.world);
+        let (previous, expected) = self.snapshot(spec.world);
         if let Some(r) = &previous
             && !r.phase.is_final()
         {
@@ -436,7 +448,10 @@ impl Rollouts {
                 .await
                 .map_err(|e| RolloutError::Store(e.to_string()))?;
         }
-        if !self.write(spec.world, &rollout).await? {
+        if !self
+            .write(spec.world, &rollout, expected.as_deref())
+            .await?
+        {
             return Err(Refused::Conflict(
                 "another replica changed the rollout at the same time; look at its status and try again".into(),
             )
@@ -500,7 +515,7 @@ impl Rollouts {
     pub async fn tick(&self) -> Result<(), RolloutError> {
         for world in [World::Router, World::Planner] {
             self.reread(world).await?;
-            let Some(current) = self.current(world) else {
+            let (Some(current), expected) = self.snapshot(world) else {
                 continue;
             };
             if current.phase.is_final() {
@@ -518,25 +533,31 @@ impl Rollouts {
             let mut changed = next.check_pins(loaded, now);
             if next.phase == Phase::Running {
                 let defaults = self.defaults();
-                let window = evaluate::measure(&self.ledger, &next, defaults.max_window_calls, now)
-                    .await
-                    .map_err(|e| RolloutError::Store(e.to_string()))?;
+                let window = evaluate::measure(
+                    &self.ledger,
+                    &next,
+                    defaults.window_ms,
+                    defaults.max_window_calls,
+                    now,
+                )
+                .await
+                .map_err(|e| RolloutError::Store(e.to_string()))?;
                 let verdict = guard::judge(
                     &window.stable,
                     &window.candidate,
                     &next.guards,
                     next.min_requests,
                 );
-                if let Some(v) = &verdict {
-                    crate::metrics::rollout_rollback(key(world), v.metric.as_str());
-                }
                 changed |= next.evaluate(verdict, window.candidate_requests_this_step, now);
             }
             if changed {
                 let _one = self.writing.lock().await;
-                // Lost to another replica: its state is read back and the
-                // next tick judges again.
-                self.write(world, &next).await?;
+                // Lost to another replica or an operator's command: the
+                // state is read back and the next tick judges again.
+                let written = self.write(world, &next, expected.as_deref()).await?;
+                if let (true, Phase::RolledBack { verdict }) = (written, &next.phase) {
+                    crate::metrics::rollout_rollback(key(world), verdict.metric.as_str());
+                }
             }
         }
         Ok(())
