@@ -37,15 +37,26 @@ pub type ShadowSlot = std::sync::Arc<std::sync::OnceLock<String>>;
 
 /// What the ledger keeps of a shadow decision.
 pub fn shadow_json(d: &Decision) -> String {
-    serde_json::json!({
-        "policy": d.policy,
-        "tier": d.route.tier.as_str(),
-        "executor": d.route.executor,
-        "planner": d.route.planner,
-        "reasoning": d.route.reasoning,
-        "fallback_reason": d.fallback_reason,
+    // Serialised straight from borrowed fields: building a `json!` value
+    // first cost about 4 µs a request in shadow mode (bench/profile).
+    #[derive(Serialize)]
+    struct Shadow<'a> {
+        policy: &'a str,
+        tier: &'a str,
+        executor: &'a str,
+        planner: Option<&'a str>,
+        reasoning: &'a str,
+        fallback_reason: Option<&'a str>,
+    }
+    serde_json::to_string(&Shadow {
+        policy: &d.policy,
+        tier: d.route.tier.as_str(),
+        executor: &d.route.executor,
+        planner: d.route.planner.as_deref(),
+        reasoning: &d.route.reasoning,
+        fallback_reason: d.fallback_reason.as_deref(),
     })
-    .to_string()
+    .unwrap_or_default()
 }
 
 /// Asks `module` for a route, falling back to `safe` when there is no module
