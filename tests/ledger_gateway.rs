@@ -391,3 +391,57 @@ async fn feedback_scores_a_clients_own_work_only() {
     );
     assert!(entries.iter().all(|e| e.client == "client:alice"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routers_see_what_a_budget_has_left() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(config(
+        "[ledger]\nkeep_requests = \"policy-view\"\n\
+         [[budgets]]\nclient = \"alice\"\ndaily_usd = 10.0\n",
+        &dir.path().join("ledger.db"),
+    ))
+    .await;
+    let body = json!({"model": "auto", "max_tokens": 100,
+                      "messages": [{"role": "user", "content": "Fix the typo"}]});
+    for key in ["alice-key", "alice-key", "bob-key"] {
+        let response = reqwest::Client::new()
+            .post(format!("{}/v1/chat/completions", daemon.url))
+            .bearer_auth(key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        response.bytes().await.unwrap();
+    }
+    // The router's view of each request, as the ledger kept it.
+    let mut calls = daemon
+        .state
+        .ledger
+        .calls(&pointsman::ledger::CallFilter {
+            since_ms: 0,
+            until_ms: i64::MAX,
+            client: None,
+        })
+        .await
+        .unwrap();
+    calls.sort_by_key(|c| c.at_ms);
+    let seen: Vec<(String, Value)> = calls
+        .iter()
+        .map(|c| {
+            let view: Value = serde_json::from_str(c.policy_view.as_deref().unwrap()).unwrap();
+            (c.client.clone(), view["remaining_budget_usd"].clone())
+        })
+        .collect();
+    // Alice's first request comes before any reservation of her budget:
+    // unknown. Her second sees what the first left (the $10 cap less what
+    // it held, a few cents at most). Bob has no budget.
+    assert_eq!(
+        seen[0],
+        ("client:alice".to_string(), Value::Null),
+        "{seen:?}"
+    );
+    let left = seen[1].1.as_f64().unwrap_or_else(|| panic!("{seen:?}"));
+    assert!((9.9..10.0).contains(&left), "{seen:?}");
+    assert_eq!(seen[2], ("client:bob".to_string(), Value::Null), "{seen:?}");
+}

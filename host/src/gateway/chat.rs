@@ -205,7 +205,7 @@ pub(super) async fn serve_value(
     .await?;
     features.labels = client.labels_with(std::mem::take(&mut features.labels));
     features.client = Some(client.name.clone());
-    features.remaining_budget_usd = remaining_budget(state, &client);
+    features.remaining_budget_usd = remaining_budget(state, &client, &features);
     if let Request::Anthropic(r) = &mut request {
         r.betas = headers
             .get("anthropic-beta")
@@ -508,13 +508,26 @@ fn deadline(state: &AppState, route: &Route, headers: &HeaderMap) -> Instant {
     Instant::now() + Duration::from_millis(ms)
 }
 
-/// The route's models that can hold the request; none is the API's own
-/// context-length error.
-/// What `client` may still spend, in USD, for routers to see: the one
-/// place the gateway sets it. `None` until the ledger's budgets are wired
-/// in here (the ledger integration fills it from `[[budgets]]`).
-fn remaining_budget(_state: &AppState, _client: &Client) -> Option<f64> {
-    None
+/// What the request may still spend under its client's and labels'
+/// `[[budgets]]`, in USD, for routers to see: the tightest cap's headroom
+/// as of its latest reservation ([`crate::ledger::Ledger::remaining`], no
+/// store read); None without a capped budget, or before one has reserved
+/// today.
+fn remaining_budget(state: &AppState, client: &Client, features: &Features) -> Option<f64> {
+    let scopes = state.dispatch.budget_scopes(
+        client.owner.as_str(),
+        features
+            .labels
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str())),
+    );
+    if scopes.is_empty() {
+        return None;
+    }
+    state
+        .ledger
+        .remaining(&scopes)
+        .map(crate::ledger::record::usd)
 }
 
 /// Lowers the request's output limit to the route's cap, when the policy

@@ -608,7 +608,13 @@ async fn execute(
     input: &TaskInput,
     deadline: Instant,
 ) -> Result<String, Stop> {
-    let features = features(task, input);
+    let mut features = features(task, input);
+    // What the task's budgets have left, as a chat request's router sees it.
+    features.remaining_budget_usd = orch
+        .dispatch
+        .ledger()
+        .remaining(&task.budgets)
+        .map(crate::ledger::record::usd);
     let decision = orch
         .policies
         .decide(&features, &orch.dispatch.catalog())

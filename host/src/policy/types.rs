@@ -84,9 +84,10 @@ pub struct Features {
     /// Name of the client key, when the request was authenticated by one.
     #[serde(default)]
     pub client: Option<String>,
-    /// What the client may still spend, in USD. The gateway sets it from the
-    /// ledger's budgets (see `gateway::chat::remaining_budget`); `None` when
-    /// unknown.
+    /// What the request may still spend, in USD: the tightest of its
+    /// client's and labels' `[[budgets]]` caps, as of that budget's latest
+    /// reservation (`Ledger::remaining`); `None` without a capped budget or
+    /// before one has reserved today.
     #[serde(default)]
     pub remaining_budget_usd: Option<f64>,
 }

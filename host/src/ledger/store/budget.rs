@@ -62,6 +62,9 @@ pub struct Reservation {
     pub(crate) scopes: Vec<String>,
     pub(crate) amount: Nanos,
     pub(crate) expires_ms: i64,
+    /// What was left under each capped scope's tightest cap once this was
+    /// held.
+    pub(crate) headroom: Vec<(String, Nanos)>,
 }
 
 impl Reservation {
@@ -72,6 +75,7 @@ impl Reservation {
             scopes: Vec::new(),
             amount: 0,
             expires_ms: 0,
+            headroom: Vec::new(),
         }
     }
 
@@ -107,7 +111,8 @@ pub struct Spend {
 }
 
 /// Checks one scope's caps: `Err` with the first cap that `amount` would
-/// pass on top of what is spent and reserved.
+/// pass on top of what is spent and reserved; `Ok` with what is left under
+/// the tightest cap once `amount` is held (None: the scope has no cap).
 pub(crate) fn check(
     scope: &BudgetScope,
     now_ms: i64,
@@ -115,7 +120,8 @@ pub(crate) fn check(
     month_spent: Nanos,
     reserved: Nanos,
     amount: Nanos,
-) -> Result<(), Refusal> {
+) -> Result<Option<Nanos>, Refusal> {
+    let mut headroom: Option<Nanos> = None;
     for (window, cap, spent) in [
         (Window::Day, scope.daily_cap, day_spent),
         (Window::Month, scope.monthly_cap, month_spent),
@@ -138,8 +144,12 @@ pub(crate) fn check(
                 resets_at_ms: window.next_start(now_ms),
             });
         }
+        if let Some(cap) = cap {
+            let left = cap - spent.saturating_add(reserved).saturating_add(amount);
+            headroom = Some(headroom.map_or(left, |h| h.min(left)));
+        }
     }
-    Ok(())
+    Ok(headroom)
 }
 
 /// A fresh reservation id, unique across replicas.
@@ -224,6 +234,7 @@ impl MemoryBudgets {
         expires_ms: i64,
         load: &mut dyn FnMut(&str, Window, i64) -> Result<Nanos, LedgerError>,
     ) -> Result<Reservation, ReserveError> {
+        let mut headroom = Vec::new();
         for scope in scopes {
             if scope.daily_cap.is_none() && scope.monthly_cap.is_none() {
                 continue;
@@ -235,13 +246,18 @@ impl MemoryBudgets {
                 .spent(&scope.key, Window::Month, now_ms, load)
                 .map_err(ReserveError::Store)?;
             let reserved = self.reserved(&scope.key, now_ms);
-            check(scope, now_ms, day, month, reserved, amount).map_err(ReserveError::Refused)?;
+            if let Some(left) =
+                check(scope, now_ms, day, month, reserved, amount).map_err(ReserveError::Refused)?
+            {
+                headroom.push((scope.key.clone(), left));
+            }
         }
         let reservation = Reservation {
             id: new_reservation_id(),
             scopes: scopes.iter().map(|s| s.key.clone()).collect(),
             amount,
             expires_ms,
+            headroom,
         };
         for key in &reservation.scopes {
             self.held

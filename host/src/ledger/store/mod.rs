@@ -133,6 +133,9 @@ struct Inner {
     store: String,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     pruner: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// What each capped scope had left at its latest reservation, and
+    /// when: routers see it as the request's remaining budget.
+    headroom: Mutex<std::collections::HashMap<String, (Nanos, i64)>>,
 }
 
 /// The ledger: a cheap handle to the store and its writer.
@@ -224,6 +227,7 @@ impl Ledger {
             store,
             writer: Mutex::new(Some(writer)),
             pruner: Mutex::new(None),
+            headroom: Mutex::default(),
         });
         if let Some(every) = options.prune_every {
             let weak = Arc::downgrade(&inner);
@@ -424,7 +428,7 @@ impl Ledger {
         let amount = amount.max(0);
         let now_ms = (self.inner.clock)();
         let expires_ms = now_ms.saturating_add(self.inner.hold_ms);
-        match &self.inner.reader {
+        let reserved = match &self.inner.reader {
             Reader::Sqlite(_) => {
                 let (reply, answer) = oneshot::channel();
                 self.inner
@@ -442,7 +446,41 @@ impl Ledger {
                     .unwrap_or(Err(ReserveError::Store(LedgerError::Closed)))
             }
             Reader::Postgres(p) => p.reserve(&scopes, amount, now_ms, expires_ms).await,
+        };
+        if let Ok(reservation) = &reserved
+            && !reservation.headroom.is_empty()
+        {
+            let mut headroom = self
+                .inner
+                .headroom
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            for (scope, left) in &reservation.headroom {
+                // The scopes come from the config: the map stays small.
+                headroom.insert(scope.clone(), (*left, now_ms));
+            }
         }
+        reserved
+    }
+
+    /// What the tightest of `scopes`' caps leaves, as of each scope's
+    /// latest reservation on this daemon today (counting what that
+    /// reservation held, so it errs low); None when no capped scope has
+    /// reserved today. Cheap: no store read. Routers see it as the
+    /// request's remaining budget.
+    pub fn remaining(&self, scopes: &[BudgetScope]) -> Option<Nanos> {
+        let today = Window::Day.start((self.inner.clock)());
+        let headroom = self
+            .inner
+            .headroom
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        scopes
+            .iter()
+            .filter_map(|scope| headroom.get(&scope.key))
+            .filter(|(_, at_ms)| Window::Day.start(*at_ms) == today)
+            .map(|(left, _)| (*left).max(0))
+            .min()
     }
 
     /// Gives a reservation back unused (the call was never made).

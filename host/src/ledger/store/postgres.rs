@@ -899,6 +899,7 @@ impl Pool {
             .map_err(store)?;
         }
         let (day_start, month_start) = (Window::Day.start(now_ms), Window::Month.start(now_ms));
+        let mut headroom = Vec::new();
         for scope in scopes {
             if scope.daily_cap.is_none() && scope.monthly_cap.is_none() {
                 continue;
@@ -909,14 +910,19 @@ impl Pool {
                 .query_one(SPEND, &[&scope.key, &day_start, &month_start, &now_ms])
                 .await
                 .map_err(store)?;
-            budget::check(scope, now_ms, row.get(0), row.get(1), row.get(2), amount)
-                .map_err(ReserveError::Refused)?;
+            if let Some(left) =
+                budget::check(scope, now_ms, row.get(0), row.get(1), row.get(2), amount)
+                    .map_err(ReserveError::Refused)?
+            {
+                headroom.push((scope.key.clone(), left));
+            }
         }
         let reservation = Reservation {
             id: budget::new_reservation_id(),
             scopes: scopes.iter().map(|s| s.key.clone()).collect(),
             amount,
             expires_ms,
+            headroom,
         };
         for scope in &reservation.scopes {
             tx.execute(
