@@ -13,7 +13,7 @@ use std::time::Duration;
 use pointsman::config::ledger::LedgerConfig;
 use pointsman::ledger::record::{
     Api, AttemptRecord, CallRecord, CallRole, CallStatus, FeedbackRecord, FeedbackTarget,
-    TaskRecord,
+    TaskRecord, TaskStatus,
 };
 use pointsman::ledger::store::{
     BudgetScope, CallFilter, Health, Ledger, LedgerError, LedgerOptions, ReserveError, Window,
@@ -167,7 +167,7 @@ async fn round_trip(url: &str) {
     let mut task = TaskRecord {
         id: "task-1".into(),
         client: "alice".into(),
-        status: "running".into(),
+        status: TaskStatus::Running,
         created_ms: now,
         updated_ms: now,
         replica: "host-a:8080".into(),
@@ -199,12 +199,12 @@ async fn round_trip(url: &str) {
         .expect("interrupt");
     assert_eq!(n, 1);
     let interrupted = ledger.task("task-1").await.expect("task").expect("there");
-    assert_eq!(interrupted.status, "interrupted");
+    assert_eq!(interrupted.status, TaskStatus::Interrupted);
     assert_eq!(interrupted.body["status"], "interrupted");
     assert_eq!(interrupted.body["plan"], serde_json::json!(["a", "b", "c"]));
     assert_eq!(
         ledger.task("task-2").await.unwrap().unwrap().status,
-        "running"
+        TaskStatus::Running
     );
 
     // Who made a request or a task.

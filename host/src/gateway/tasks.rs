@@ -15,6 +15,7 @@ use futures::StreamExt;
 use super::AppState;
 use super::error::{ApiError, ErrorKind};
 use crate::config::TasksConfig;
+use crate::ledger::record::TaskStatus;
 use crate::orchestrator::task::{EventKind, TaskEvent, TaskInput};
 use crate::provider::Format;
 use crate::provider::async_stream;
@@ -84,7 +85,7 @@ pub async fn cancel(
             handle.cancel.cancel();
             Json(handle.record()).into_response()
         }
-        Ok(Found::Recorded(record)) if is_final(&record.status) => {
+        Ok(Found::Recorded(record)) if record.status.is_final() => {
             Json(record.body).into_response()
         }
         Ok(Found::Recorded(record)) => ApiError::invalid(format!(
@@ -130,7 +131,10 @@ pub async fn events(
             match live.recv().await {
                 Ok(event) => {
                     finished = event.kind == EventKind::Status
-                        && event.data["status"].as_str().is_some_and(is_final);
+                        && event.data["status"]
+                            .as_str()
+                            .and_then(TaskStatus::parse)
+                            .is_some_and(TaskStatus::is_final);
                     if !send(event).await {
                         return;
                     }
@@ -184,11 +188,6 @@ async fn find(state: &AppState, headers: &HeaderMap, id: &str) -> Result<Found, 
 
 /// Longest task id looked up in the ledger.
 const MAX_TASK_ID_BYTES: usize = 128;
-
-/// Whether a task status (as recorded) is final.
-fn is_final(status: &str) -> bool {
-    !matches!(status, "queued" | "planning" | "running")
-}
 
 /// The events of a task this daemon does not run: its recorded outcome,
 /// as the `status` event that ends a live stream, then the end.

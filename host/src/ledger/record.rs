@@ -218,6 +218,69 @@ pub struct CallRecord {
     pub policy_view: Option<String>,
 }
 
+/// Where a recorded task is: the task API's statuses, and `interrupted`
+/// for a task whose daemon stopped before it ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskStatus {
+    /// Accepted, not started.
+    Queued,
+    /// Asking the planner.
+    Planning,
+    /// Running subtasks.
+    Running,
+    /// Done.
+    Succeeded,
+    /// A subtask could not be done by any model.
+    Failed,
+    /// The next call would have exceeded the budget.
+    BudgetExceeded,
+    /// Cancelled by its client.
+    Cancelled,
+    /// Its daemon stopped before it ended.
+    Interrupted,
+}
+
+impl TaskStatus {
+    const ALL: [TaskStatus; 8] = [
+        TaskStatus::Queued,
+        TaskStatus::Planning,
+        TaskStatus::Running,
+        TaskStatus::Succeeded,
+        TaskStatus::Failed,
+        TaskStatus::BudgetExceeded,
+        TaskStatus::Cancelled,
+        TaskStatus::Interrupted,
+    ];
+
+    /// The name stored and shown by the task API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskStatus::Queued => "queued",
+            TaskStatus::Planning => "planning",
+            TaskStatus::Running => "running",
+            TaskStatus::Succeeded => "succeeded",
+            TaskStatus::Failed => "failed",
+            TaskStatus::BudgetExceeded => "budget_exceeded",
+            TaskStatus::Cancelled => "cancelled",
+            TaskStatus::Interrupted => "interrupted",
+        }
+    }
+
+    /// The status named `s`, as [`TaskStatus::as_str`] writes it.
+    pub fn parse(s: &str) -> Option<TaskStatus> {
+        TaskStatus::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+
+    /// Whether the task has ended.
+    pub fn is_final(self) -> bool {
+        !matches!(
+            self,
+            TaskStatus::Queued | TaskStatus::Planning | TaskStatus::Running
+        )
+    }
+}
+
 /// A task: a row of the `tasks` table, the parent of its calls.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskRecord {
@@ -225,9 +288,8 @@ pub struct TaskRecord {
     pub id: String,
     /// The client that submitted it.
     pub client: String,
-    /// Its status as the task API shows it (`queued`, `running`,
-    /// `succeeded`, `failed`, `interrupted`, …).
-    pub status: String,
+    /// Its status.
+    pub status: TaskStatus,
     /// Submitted, Unix milliseconds.
     pub created_ms: i64,
     /// Last changed, Unix milliseconds.
@@ -298,6 +360,13 @@ mod tests {
         }
         for s in [CallStatus::Ok, CallStatus::Failed, CallStatus::Broken] {
             assert_eq!(CallStatus::parse(s.as_str()), Some(s));
+        }
+        for s in TaskStatus::ALL {
+            assert_eq!(TaskStatus::parse(s.as_str()), Some(s));
+            assert_eq!(
+                serde_json::to_value(s).unwrap(),
+                serde_json::Value::from(s.as_str())
+            );
         }
         assert_eq!(Api::parse("nope"), None);
     }

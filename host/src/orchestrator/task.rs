@@ -108,6 +108,21 @@ impl Status {
     }
 }
 
+impl From<Status> for crate::ledger::record::TaskStatus {
+    fn from(status: Status) -> Self {
+        use crate::ledger::record::TaskStatus as Recorded;
+        match status {
+            Status::Queued => Recorded::Queued,
+            Status::Planning => Recorded::Planning,
+            Status::Running => Recorded::Running,
+            Status::Succeeded => Recorded::Succeeded,
+            Status::Failed => Recorded::Failed,
+            Status::BudgetExceeded => Recorded::BudgetExceeded,
+            Status::Cancelled => Recorded::Cancelled,
+        }
+    }
+}
+
 /// One model call of a task, for the cost breakdown.
 #[derive(Debug, Clone, Serialize)]
 pub struct CallRecord {
@@ -412,7 +427,7 @@ impl TaskHandle {
         crate::ledger::TaskRecord {
             id: record.id.clone(),
             client: self.owner.as_str().to_string(),
-            status: record.status.as_str().to_string(),
+            status: record.status.into(),
             created_ms: self.created_ms,
             updated_ms: crate::dispatch::unix_ms(),
             replica: self.recorder.replica.clone(),

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use crate::ledger::record::{
-    Api, AttemptRecord, CallRole, CallStatus, FeedbackRecord, FeedbackTarget,
+    Api, AttemptRecord, CallRole, CallStatus, FeedbackRecord, FeedbackTarget, TaskStatus,
 };
 
 /// The `calls` columns in the order both backends select and insert them.
@@ -65,6 +65,11 @@ pub(crate) fn parse_role(s: &str) -> Result<CallRole, String> {
 
 pub(crate) fn parse_status(s: &str) -> Result<CallStatus, String> {
     CallStatus::parse(s).ok_or_else(|| format!("unknown call status {s:?}"))
+}
+
+/// A stored task status.
+pub(crate) fn parse_task_status(s: &str) -> Result<TaskStatus, String> {
+    TaskStatus::parse(s).ok_or_else(|| format!("unknown task status {s:?}"))
 }
 
 /// A feedback target as its stored kind and id.

@@ -289,16 +289,11 @@ fn clean_call(c: &CallRecord) -> Option<CallRecord> {
 }
 
 fn clean_task(t: &TaskRecord) -> Option<TaskRecord> {
-    if !has_nul(&[
-        Some(&t.id),
-        Some(&t.client),
-        Some(&t.status),
-        Some(&t.replica),
-    ]) {
+    if !has_nul(&[Some(&t.id), Some(&t.client), Some(&t.replica)]) {
         return None;
     }
     let mut t = t.clone();
-    for s in [&mut t.id, &mut t.client, &mut t.status, &mut t.replica] {
+    for s in [&mut t.id, &mut t.client, &mut t.replica] {
         unnul(s);
     }
     Some(t)
@@ -457,10 +452,11 @@ impl WriterConnection {
                     let upsert_task = &*upsert_task;
                     pending.push(Box::pin(async move {
                         let body = t.body.to_string();
+                        let status = t.status.as_str();
                         let n = tx
                             .execute(
                                 upsert_task,
-                                &[&t.id, &t.client, &t.status, &t.created_ms, &t.updated_ms, &t.replica, &body],
+                                &[&t.id, &t.client, &status, &t.created_ms, &t.updated_ms, &t.replica, &body],
                             )
                             .await?;
                         Ok((i, n))
@@ -738,10 +734,11 @@ impl Pool {
             .map_err(|e| self.error(&e))?;
         let Some(r) = row else { return Ok(None) };
         let body: String = r.get(6);
+        let status: String = r.get(2);
         Ok(Some(TaskRecord {
             id: r.get(0),
             client: r.get(1),
-            status: r.get(2),
+            status: codec::parse_task_status(&status).map_err(|m| self.decode(m))?,
             created_ms: r.get(3),
             updated_ms: r.get(4),
             replica: r.get(5),

@@ -264,7 +264,7 @@ fn write_one(conn: &Connection, write: &Write) -> rusqlite::Result<u64> {
             Ok(stmt.execute(params![
                 t.id,
                 t.client,
-                t.status,
+                t.status.as_str(),
                 t.created_ms,
                 t.updated_ms,
                 t.replica,
@@ -505,10 +505,11 @@ impl Readers {
             )?
             .query_row(params![id], |r| {
                 let body: String = r.get(6)?;
+                let status: String = r.get(2)?;
                 Ok(TaskRecord {
                     id: r.get(0)?,
                     client: r.get(1)?,
-                    status: r.get(2)?,
+                    status: codec::parse_task_status(&status).map_err(|m| decode_failure(2, m))?,
                     created_ms: r.get(3)?,
                     updated_ms: r.get(4)?,
                     replica: r.get(5)?,

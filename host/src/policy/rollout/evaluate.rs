@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use super::assign::Arm;
 use super::guard::ArmStats;
 use super::plan::Rollout;
-use crate::ledger::record::{CallRole, FeedbackTarget, usd};
+use crate::ledger::record::{CallRole, FeedbackTarget, TaskStatus, usd};
 use crate::ledger::{CallFilter, Ledger, LedgerError};
 
 /// Most tasks per arm whose outcome one evaluation reads (newest first).
@@ -138,9 +138,9 @@ pub async fn measure(
         let Some(record) = ledger.task(id).await? else {
             continue;
         };
-        let failed = match record.status.as_str() {
-            "succeeded" => false,
-            "failed" | "budget_exceeded" => true,
+        let failed = match record.status {
+            TaskStatus::Succeeded => false,
+            TaskStatus::Failed | TaskStatus::BudgetExceeded => true,
             // Running, cancelled by its client, or interrupted by a
             // restart: not the candidate's doing either way.
             _ => continue,
