@@ -134,22 +134,50 @@ fn near(count: usize, n: usize, p: f64) -> bool {
     ((count as f64 / n as f64) - p).abs() < 4.0 * se
 }
 
+/// Starts a rollout of `body` through the admin API; its status.
+async fn start(daemon: &Daemon, body: Value) -> Value {
+    let (code, started) = admin(daemon, reqwest::Method::POST, "/v1/rollouts", Some(body)).await;
+    assert_eq!(code, StatusCode::CREATED, "{started}");
+    started
+}
+
+/// Sends request after request (`send(i)` says whether the candidate
+/// served the `i`th) until the rollout is rolled back, letting an
+/// evaluation run after every 20; the rolled-back status. Fails past 50
+/// candidate requests beyond the minimum sample of 20.
+async fn until_rolled_back(daemon: &Daemon, mut send: impl AsyncFnMut(usize) -> bool) -> Value {
+    let mut candidate_requests = 0;
+    for i in 1.. {
+        candidate_requests += usize::from(send(i).await);
+        if i % 20 == 0 {
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            let s = status(daemon).await;
+            if s["phase"]["state"] == "rolled-back" {
+                return s;
+            }
+        }
+        assert!(
+            candidate_requests <= 20 + 50,
+            "not rolled back after {candidate_requests} candidate requests: {}",
+            status(daemon).await
+        );
+    }
+    unreachable!()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_seed_plan_runs_from_premium_only_to_95_percent_and_survives_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let ledger = dir.path().join("ledger.db");
     let daemon = Daemon::start(config(FAST, &ledger)).await;
-    let (code, started) = admin(
+    // A long hold: the operator moves the steps here (`promote`), so
+    // that each step's shares can be counted; the next test lets the
+    // hold move them.
+    let started = start(
         &daemon,
-        reqwest::Method::POST,
-        "/v1/rollouts",
-        // A long hold: the operator moves the steps here (`promote`), so
-        // that each step's shares can be counted; the next test lets the
-        // hold move them.
-        Some(json!({"world": "router", "candidate": "seed-matrix", "steps": [10, 50, 95], "hold": "1h"})),
+        json!({"world": "router", "candidate": "seed-matrix", "steps": [10, 50, 95], "hold": "1h"}),
     )
     .await;
-    assert_eq!(code, StatusCode::CREATED, "{started}");
     assert_eq!(started["stable"]["name"], "premium-only");
     let id = started["id"].as_str().unwrap().to_string();
 
@@ -285,14 +313,11 @@ async fn the_seed_plan_runs_from_premium_only_to_95_percent_and_survives_a_resta
 async fn steps_advance_by_themselves_after_the_hold_with_enough_candidate_requests() {
     let dir = tempfile::tempdir().unwrap();
     let daemon = Daemon::start(config(FAST, &dir.path().join("ledger.db"))).await;
-    let (code, _) = admin(
+    start(
         &daemon,
-        reqwest::Method::POST,
-        "/v1/rollouts",
-        Some(json!({"world": "router", "candidate": "seed-matrix", "steps": [10, 50], "hold": "300ms"})),
+        json!({"world": "router", "candidate": "seed-matrix", "steps": [10, 50], "hold": "300ms"}),
     )
     .await;
-    assert_eq!(code, StatusCode::CREATED);
     // Past the hold but with too few candidate requests (20 needed): no step.
     round(&daemon, "f", 20).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -327,36 +352,16 @@ async fn a_candidate_on_a_failing_upstream_is_rolled_back_in_its_first_step() {
         }
     }
     let daemon = Daemon::start(config).await;
-    let (code, _) = admin(
+    start(
         &daemon,
-        reqwest::Method::POST,
-        "/v1/rollouts",
-        Some(json!({"world": "router", "candidate": "seed-matrix", "steps": [10, 50, 95], "hold": "1h"})),
+        json!({"world": "router", "candidate": "seed-matrix", "steps": [10, 50, 95], "hold": "1h"}),
     )
     .await;
-    assert_eq!(code, StatusCode::CREATED);
-    let mut candidate_requests = 0;
-    let mut i = 0;
-    let rolled_back = loop {
+    let rolled_back = until_rolled_back(&daemon, async |i| {
         let (arm, _) = ask(&daemon, &format!("b-{i}"), "Fix the typo in the README.").await;
-        i += 1;
-        if arm.as_deref().is_some_and(|a| a.ends_with("/candidate")) {
-            candidate_requests += 1;
-        }
-        if i % 20 == 0 {
-            // Let an evaluation run.
-            tokio::time::sleep(Duration::from_millis(150)).await;
-            let s = status(&daemon).await;
-            if s["phase"]["state"] == "rolled-back" {
-                break s;
-            }
-        }
-        assert!(
-            candidate_requests <= 20 + 50,
-            "not rolled back after {candidate_requests} candidate requests: {}",
-            status(&daemon).await
-        );
-    };
+        arm.as_deref().is_some_and(|a| a.ends_with("/candidate"))
+    })
+    .await;
     assert_eq!(rolled_back["step"], 0, "rolled back within the first step");
     assert_eq!(rolled_back["candidate_share_percent"], json!(0.0));
     let verdict = &rolled_back["phase"]["verdict"];
@@ -401,18 +406,13 @@ async fn a_candidate_on_a_failing_upstream_is_rolled_back_in_its_first_step() {
 async fn a_candidate_whose_answers_get_low_feedback_is_rolled_back() {
     let dir = tempfile::tempdir().unwrap();
     let daemon = Daemon::start(config(FAST, &dir.path().join("ledger.db"))).await;
-    let (code, _) = admin(
+    start(
         &daemon,
-        reqwest::Method::POST,
-        "/v1/rollouts",
-        Some(json!({"world": "router", "candidate": "seed-matrix", "hold": "1h"})),
+        json!({"world": "router", "candidate": "seed-matrix", "hold": "1h"}),
     )
     .await;
-    assert_eq!(code, StatusCode::CREATED);
     let http = reqwest::Client::new();
-    let mut candidate_scored = 0;
-    let mut i = 0;
-    let rolled_back = loop {
+    let rolled_back = until_rolled_back(&daemon, async |i| {
         let response = http
             .post(format!("{}/v1/chat/completions", daemon.url))
             .bearer_auth("any")
@@ -421,7 +421,6 @@ async fn a_candidate_whose_answers_get_low_feedback_is_rolled_back() {
             .send()
             .await
             .unwrap();
-        i += 1;
         let id = response.headers()["x-pointsman-request-id"]
             .to_str()
             .unwrap()
@@ -441,20 +440,9 @@ async fn a_candidate_whose_answers_get_low_feedback_is_rolled_back() {
             .await
             .unwrap();
         assert_eq!(scored.status(), StatusCode::CREATED);
-        candidate_scored += usize::from(candidate);
-        if i % 20 == 0 {
-            tokio::time::sleep(Duration::from_millis(150)).await;
-            let s = status(&daemon).await;
-            if s["phase"]["state"] == "rolled-back" {
-                break s;
-            }
-        }
-        assert!(
-            candidate_scored <= 20 + 50,
-            "not rolled back: {}",
-            status(&daemon).await
-        );
-    };
+        candidate
+    })
+    .await;
     assert_eq!(rolled_back["step"], 0);
     let verdict = &rolled_back["phase"]["verdict"];
     assert_eq!(verdict["metric"]["name"], "feedback-score", "{verdict}");
@@ -485,14 +473,13 @@ async fn a_candidate_whose_answers_get_low_feedback_is_rolled_back() {
 async fn shadow_mode_records_the_candidate_and_serves_the_stable_policy() {
     let dir = tempfile::tempdir().unwrap();
     let daemon = Daemon::start(config(FAST, &dir.path().join("ledger.db"))).await;
-    let (code, started) = admin(
+    let started = start(
         &daemon,
-        reqwest::Method::POST,
-        "/v1/rollouts",
-        Some(json!({"world": "router", "candidate": "seed-matrix", "shadow": true})),
+        json!({"world": "router", "candidate": "seed-matrix", "shadow": true}),
     )
     .await;
-    assert_eq!(code, StatusCode::CREATED, "{started}");
+    assert_eq!(started["phase"]["state"], "shadow");
+    assert_eq!(started["candidate_share_percent"], json!(0.0));
     let prompts = [
         "Fix the typo in the README.",
         "Design the architecture of a distributed payment system with multi-region failover, then implement and migrate the whole billing service across all modules.",
@@ -753,14 +740,11 @@ async fn a_planner_rollout_assigns_each_task_an_arm() {
     config.policies.router = "seed-matrix".into();
     config.policies.dir = Some(policies);
     let daemon = Daemon::start(config).await;
-    let (code, started) = admin(
+    let started = start(
         &daemon,
-        reqwest::Method::POST,
-        "/v1/rollouts",
-        Some(json!({"world": "planner", "candidate": "next-planner", "steps": [50], "hold": "1h"})),
+        json!({"world": "planner", "candidate": "next-planner", "steps": [50], "hold": "1h"}),
     )
     .await;
-    assert_eq!(code, StatusCode::CREATED, "{started}");
     assert_eq!(started["stable"]["name"], "seed-planner");
     let id = started["id"].as_str().unwrap().to_string();
     let http = reqwest::Client::new();

@@ -91,35 +91,38 @@ pub async fn start(
     )
 }
 
+/// An operator's command on a running rollout.
+#[derive(Clone, Copy)]
+enum Command {
+    Promote,
+    Abort,
+}
+
 /// `POST /v1/rollouts/{world}/promote`.
-pub async fn promote(State(state): State<Arc<AppState>>, Path(kind): Path<String>) -> Response {
-    respond(
-        async {
-            let world = world(&kind)?;
-            let rollout = state
-                .policies
-                .rollouts()
-                .promote(world, BY_ADMIN)
-                .await
-                .map_err(error)?;
-            Ok(Json(state.policies.rollouts().describe(&rollout)).into_response())
-        }
-        .await,
-    )
+pub async fn promote(state: State<Arc<AppState>>, kind: Path<String>) -> Response {
+    command(state, kind, Command::Promote).await
 }
 
 /// `POST /v1/rollouts/{world}/abort`.
-pub async fn abort(State(state): State<Arc<AppState>>, Path(kind): Path<String>) -> Response {
+pub async fn abort(state: State<Arc<AppState>>, kind: Path<String>) -> Response {
+    command(state, kind, Command::Abort).await
+}
+
+async fn command(
+    State(state): State<Arc<AppState>>,
+    Path(kind): Path<String>,
+    command: Command,
+) -> Response {
     respond(
         async {
             let world = world(&kind)?;
-            let rollout = state
-                .policies
-                .rollouts()
-                .abort(world, BY_ADMIN)
-                .await
-                .map_err(error)?;
-            Ok(Json(state.policies.rollouts().describe(&rollout)).into_response())
+            let rollouts = state.policies.rollouts();
+            let rollout = match command {
+                Command::Promote => rollouts.promote(world, BY_ADMIN).await,
+                Command::Abort => rollouts.abort(world, BY_ADMIN).await,
+            }
+            .map_err(error)?;
+            Ok(Json(rollouts.describe(&rollout)).into_response())
         }
         .await,
     )
