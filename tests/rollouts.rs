@@ -141,6 +141,15 @@ async fn start(daemon: &Daemon, body: Value) -> Value {
     started
 }
 
+/// `POST /v1/rollouts/router/<what>` (promote, abort), which must succeed;
+/// the rollout's status.
+async fn router_command(daemon: &Daemon, what: &str) -> Value {
+    let path = format!("/v1/rollouts/router/{what}");
+    let (code, status) = admin(daemon, reqwest::Method::POST, &path, None).await;
+    assert_eq!(code, StatusCode::OK, "{what}: {status}");
+    status
+}
+
 /// Sends request after request (`send(i)` says whether the candidate
 /// served the `i`th) until the rollout is rolled back, letting an
 /// evaluation run after every 20; the rolled-back status. Fails past 50
@@ -198,14 +207,7 @@ async fn the_seed_plan_runs_from_premium_only_to_95_percent_and_survives_a_resta
 
     // 50%, then 95%. Sessions on the candidate stay there as its share
     // grows.
-    let (code, _) = admin(
-        &daemon,
-        reqwest::Method::POST,
-        "/v1/rollouts/router/promote",
-        None,
-    )
-    .await;
-    assert_eq!(code, StatusCode::OK);
+    router_command(&daemon, "promote").await;
     let s = status(&daemon).await;
     assert_eq!(s["candidate_share_percent"], json!(50.0));
     assert_eq!(s["phase"]["state"], "running");
@@ -223,14 +225,7 @@ async fn the_seed_plan_runs_from_premium_only_to_95_percent_and_survives_a_resta
             );
         }
     }
-    let (code, _) = admin(
-        &daemon,
-        reqwest::Method::POST,
-        "/v1/rollouts/router/promote",
-        None,
-    )
-    .await;
-    assert_eq!(code, StatusCode::OK);
+    router_command(&daemon, "promote").await;
     let s = status(&daemon).await;
     assert_eq!(s["candidate_share_percent"], json!(95.0));
     let last = round(&daemon, "a", 400).await;
@@ -281,14 +276,7 @@ async fn the_seed_plan_runs_from_premium_only_to_95_percent_and_survives_a_resta
     assert!(restarted == last, "sessions changed arms across a restart");
 
     // Promote: the candidate replaces premium-only; no arm any more.
-    let (code, promoted) = admin(
-        &daemon,
-        reqwest::Method::POST,
-        "/v1/rollouts/router/promote",
-        None,
-    )
-    .await;
-    assert_eq!(code, StatusCode::OK, "{promoted}");
+    let promoted = router_command(&daemon, "promote").await;
     assert_eq!(promoted["phase"]["state"], "promoted");
     let (arm, policy) = ask(&daemon, "a-1", "Fix the typo.").await;
     assert_eq!(arm, None);
@@ -524,14 +512,7 @@ async fn shadow_mode_records_the_candidate_and_serves_the_stable_policy() {
             .is_empty()
     );
     // Out of shadow: the first step serves.
-    let (code, promoted) = admin(
-        &daemon,
-        reqwest::Method::POST,
-        "/v1/rollouts/router/promote",
-        None,
-    )
-    .await;
-    assert_eq!(code, StatusCode::OK);
+    let promoted = router_command(&daemon, "promote").await;
     assert_eq!(promoted["phase"]["state"], "running");
     assert_eq!(
         status(&daemon).await["candidate_share_percent"],
@@ -826,14 +807,7 @@ async fn a_rollout_declared_in_the_config_starts_once_and_its_declaration_is_loc
     );
     // The stored state wins over the file: promoted to 75% by the operator,
     // a restart on the same file continues at 75%, not 25%.
-    let (code, _) = admin(
-        &daemon,
-        reqwest::Method::POST,
-        "/v1/rollouts/router/promote",
-        None,
-    )
-    .await;
-    assert_eq!(code, StatusCode::OK);
+    router_command(&daemon, "promote").await;
     daemon.shutdown().await;
     let daemon = Daemon::start(config(&declared, &ledger)).await;
     let s = status(&daemon).await;
@@ -842,14 +816,7 @@ async fn a_rollout_declared_in_the_config_starts_once_and_its_declaration_is_loc
         (id.clone(), json!(75.0))
     );
     // Aborted, the same candidate version is not started again by a restart.
-    let (code, _) = admin(
-        &daemon,
-        reqwest::Method::POST,
-        "/v1/rollouts/router/abort",
-        None,
-    )
-    .await;
-    assert_eq!(code, StatusCode::OK);
+    router_command(&daemon, "abort").await;
     daemon.shutdown().await;
     let daemon = Daemon::start(config(&declared, &ledger)).await;
     let s = status(&daemon).await;
