@@ -290,6 +290,8 @@ pub(super) async fn serve_value(
             }
         }
     }
+    // The shadow decision, if any, is made while the upstream answers.
+    let shadow_work = decision.shadow_work.as_ref().and_then(|w| w.take());
     let plan = Plan {
         id,
         decision,
@@ -305,7 +307,10 @@ pub(super) async fn serve_value(
         started,
         at_ms,
     };
-    call(state, plan, request, deadline).await
+    match shadow_work {
+        Some(work) => tokio::join!(call(state, plan, request, deadline), work).0,
+        None => call(state, plan, request, deadline).await,
+    }
 }
 
 /// Bodies larger than this are parsed and counted on the blocking pool:
@@ -406,6 +411,7 @@ pub async fn route(
             fallback_reason: None,
             arm: None,
             shadow: None,
+            shadow_work: None,
         });
     }
     let task = task_turn(state, client, features);

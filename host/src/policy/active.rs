@@ -143,20 +143,22 @@ impl ActivePolicies {
         let (router, arm) = self.resolve(choice);
         let mut decision = decide(router.as_deref(), features, models, &self.safe_route).await;
         decision.arm = arm;
-        if let Some(pin) = shadow {
-            decision.shadow = self.shadow(&pin, features, models);
+        if let Some((slot, work)) = shadow.and_then(|pin| self.shadow(&pin, features, models)) {
+            decision.shadow = Some(slot);
+            decision.shadow_work = Some(work);
         }
         decision
     }
 
-    /// Starts the shadow decision of `pin` for `features`, unless the pinned
-    /// candidate is not loaded here or too many shadows are in flight.
+    /// The shadow decision of `pin` for `features` (as this router saw
+    /// them), to be run by the caller, unless the pinned candidate is not
+    /// loaded here or too many shadows are in flight.
     fn shadow(
         &self,
         pin: &super::rollout::Pin,
         features: &Features,
         models: &[ModelInfo],
-    ) -> Option<super::ShadowSlot> {
+    ) -> Option<(super::ShadowSlot, super::decide::ShadowWork)> {
         let Some(module) = self
             .registry
             .get(&pin.name)
@@ -176,11 +178,11 @@ impl ActivePolicies {
             models.to_vec(),
             self.safe_route.clone(),
         );
-        tokio::spawn(async move {
+        let work = super::decide::ShadowWork::new(Box::pin(async move {
             let _permit = permit;
             let d = decide(Some(&module), &features, &models, &safe).await;
             let _ = filled.set(super::decide::shadow_json(&d));
-        });
-        Some(slot)
+        }));
+        Some((slot, work))
     }
 }

@@ -29,6 +29,39 @@ pub struct Decision {
     /// Where a shadow candidate's decision lands, once made.
     #[serde(skip)]
     pub shadow: Option<ShadowSlot>,
+    /// The shadow decision to make, which fills `shadow`: the caller runs
+    /// it next to the upstream call (see [`ShadowWork`]).
+    #[serde(skip)]
+    pub shadow_work: Option<ShadowWork>,
+}
+
+/// A shadow decision waiting to be made. The gateway runs it on the
+/// request's own task, joined with the upstream call, so that it costs no
+/// thread wake-up (spawning it cost about 10 µs of kernel time a request,
+/// `bench/profile`) and delays nothing while the upstream is answering.
+/// Taken once; dropped untaken (a path that records no answer), it never
+/// runs.
+#[derive(Clone, Default)]
+pub struct ShadowWork(
+    std::sync::Arc<std::sync::Mutex<Option<futures::future::BoxFuture<'static, ()>>>>,
+);
+
+impl ShadowWork {
+    /// Work that runs `future`.
+    pub fn new(future: futures::future::BoxFuture<'static, ()>) -> Self {
+        ShadowWork(std::sync::Arc::new(std::sync::Mutex::new(Some(future))))
+    }
+
+    /// The work, the first time it is asked for.
+    pub fn take(&self) -> Option<futures::future::BoxFuture<'static, ()>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+}
+
+impl std::fmt::Debug for ShadowWork {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ShadowWork")
+    }
 }
 
 /// A shadow decision as JSON, filled when the candidate has answered (it
@@ -82,6 +115,7 @@ pub async fn decide(
             fallback_reason: None,
             arm: None,
             shadow: None,
+            shadow_work: None,
         },
         Err(error) => {
             tracing::warn!(policy, request = %features.id, "serving the safe route: {error}");
@@ -119,6 +153,7 @@ fn fallback(reason: String, policy: String, safe: &Route) -> Decision {
         fallback_reason: Some(reason),
         arm: None,
         shadow: None,
+        shadow_work: None,
     }
 }
 
