@@ -308,7 +308,15 @@ pub(super) async fn serve_value(
         at_ms,
     };
     match shadow_work {
-        Some(work) => tokio::join!(call(state, plan, request, deadline), work).0,
+        // The answer never waits for the shadow: once the call is done, a
+        // shadow still running is dropped (its call was recorded as late).
+        Some(work) => {
+            let call = Box::pin(call(state, plan, request, deadline));
+            match futures::future::select(call, work).await {
+                futures::future::Either::Left((answer, _late)) => answer,
+                futures::future::Either::Right(((), call)) => call.await,
+            }
+        }
         None => call(state, plan, request, deadline).await,
     }
 }

@@ -36,9 +36,10 @@ pub struct Decision {
 }
 
 /// A shadow decision waiting to be made. The gateway runs it on the
-/// request's own task, joined with the upstream call, so that it costs no
-/// thread wake-up (spawning it cost about 10 µs of kernel time a request,
-/// `bench/profile`) and delays nothing while the upstream is answering.
+/// request's own task while the upstream call is in flight, so that it
+/// costs no thread wake-up (spawning it cost about 10 µs of kernel time a
+/// request, `bench/profile`) and never delays the answer (a shadow still
+/// running when the call is done is dropped, and recorded as late).
 /// Taken once; dropped untaken (a path that records no answer), it never
 /// runs.
 #[derive(Clone, Default)]
