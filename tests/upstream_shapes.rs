@@ -17,6 +17,7 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::sync::Once;
 
@@ -628,7 +629,14 @@ struct MockLlm {
 
 impl Drop for MockLlm {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        // mockllm serves from multiprocessing children (a worker and a
+        // resource tracker) that outlive their parent: kill its whole
+        // process group, which it leads.
+        // SAFETY: kill(2) with a negative pid signals a process group; the
+        // group is the child's own (process_group(0) at spawn).
+        unsafe {
+            libc::kill(-(self.child.id() as libc::pid_t), libc::SIGKILL);
+        }
         let _ = self.child.wait();
     }
 }
@@ -660,6 +668,7 @@ async fn start_mockllm() -> MockLlm {
         .unwrap()
         .port();
     let child = std::process::Command::new(bin)
+        .process_group(0)
         .args(["start", "-h", "127.0.0.1", "-p", &port.to_string(), "-r"])
         .arg(&responses)
         // Its streaming path reads this file, not `-r`'s.
