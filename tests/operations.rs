@@ -131,6 +131,8 @@ fn config_check_passes_the_shipped_examples_and_names_each_problem() {
             "api_key_env = \"ZHIPU_API_KEY\"",
             "api_key_env = \"POINTSMAN_TEST_UNSET_KEY\"",
         );
+    // A declared rollout of a module that exists nowhere.
+    let text = format!("{text}\n[rollouts.router]\ncandidate = \"seed-matrixx\"\n");
     std::fs::write(&broken, text).unwrap();
     let bad = run(&["config", "check", broken.to_str().unwrap()]);
     let out = String::from_utf8_lossy(&bad.stdout);
@@ -140,6 +142,10 @@ fn config_check_passes_the_shipped_examples_and_names_each_problem() {
         "{out}"
     );
     assert!(out.contains("POINTSMAN_TEST_UNSET_KEY"), "{out}");
+    assert!(
+        out.contains("rollouts.router.candidate: no module \"seed-matrixx\""),
+        "{out}"
+    );
 }
 
 /// Every metric the shipped Grafana dashboard and Prometheus alert rules

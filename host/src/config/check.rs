@@ -91,10 +91,20 @@ pub fn check_text(text: &str, file: &str, base: &Path, builtins: &[&str]) -> Rep
         }
     }
     let dir = config.policies.dir.as_ref().map(|d| base.join(d));
+    let declared = [
+        ("rollouts.router.candidate", &config.rollouts.router),
+        ("rollouts.planner.candidate", &config.rollouts.planner),
+    ];
+    let declared = declared
+        .iter()
+        .filter_map(|(key, d)| Some((*key, &d.as_ref()?.candidate)));
     for (key, name) in [
         ("policies.router", &config.policies.router),
         ("policies.planner", &config.policies.planner),
-    ] {
+    ]
+    .into_iter()
+    .chain(declared)
+    {
         let in_folder = dir
             .as_ref()
             .is_some_and(|d| d.join(format!("{name}.wasm")).is_file());
