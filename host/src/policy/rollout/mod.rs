@@ -128,7 +128,9 @@ pub struct Rollouts {
     /// Serialises this daemon's writes (another replica's are caught by
     /// the compare-and-set).
     writing: tokio::sync::Mutex<()>,
-    shadows: Arc<tokio::sync::Semaphore>,
+    /// Shadow decisions in flight; replaced when a reload changes
+    /// `max_shadow_inflight` (permits of the old one run out by themselves).
+    shadows: ArcSwap<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for Rollouts {
@@ -149,7 +151,9 @@ impl Rollouts {
     pub async fn open(ledger: Ledger, defaults: Defaults) -> Result<Arc<Rollouts>, RolloutError> {
         let rollouts = Arc::new(Rollouts {
             ledger,
-            shadows: Arc::new(tokio::sync::Semaphore::new(defaults.max_shadow_inflight)),
+            shadows: ArcSwap::from_pointee(tokio::sync::Semaphore::new(
+                defaults.max_shadow_inflight,
+            )),
             defaults: ArcSwap::from_pointee(defaults),
             registry: ArcSwapOption::empty(),
             router: ArcSwapOption::empty(),
@@ -178,6 +182,11 @@ impl Rollouts {
 
     /// New defaults (a config reload); running rollouts keep their own.
     pub fn set_defaults(&self, defaults: Defaults) {
+        if defaults.max_shadow_inflight != self.defaults().max_shadow_inflight {
+            self.shadows.store(Arc::new(tokio::sync::Semaphore::new(
+                defaults.max_shadow_inflight,
+            )));
+        }
         self.defaults.store(Arc::new(defaults));
     }
 
@@ -272,7 +281,7 @@ impl Rollouts {
 
     /// A permit to run one shadow decision, if one is free.
     pub fn shadow_permit(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
-        self.shadows.clone().try_acquire_owned().ok()
+        self.shadows.load_full().try_acquire_owned().ok()
     }
 
     /// Re-reads `world`'s rollout from the store.
