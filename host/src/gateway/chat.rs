@@ -205,7 +205,17 @@ pub(super) async fn serve_value(
     .await?;
     features.labels = client.labels_with(std::mem::take(&mut features.labels));
     features.client = Some(client.name.clone());
-    features.remaining_budget_usd = remaining_budget(state, &client, &features);
+    // The budgets the request counts against, from its client and the
+    // labels it came with (the router's `task_tier` label, added below,
+    // names no budget).
+    let budgets = state.dispatch.budget_scopes(
+        client.owner.as_str(),
+        features
+            .labels
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str())),
+    );
+    features.remaining_budget_usd = remaining_budget(state, &budgets);
     if let Request::Anthropic(r) = &mut request {
         r.betas = headers
             .get("anthropic-beta")
@@ -248,13 +258,7 @@ pub(super) async fn serve_value(
         planner: None,
         tier: Some(decision.route.tier),
         reasoning: Some(decision.route.reasoning.clone()),
-        budgets: state.dispatch.budget_scopes(
-            client.owner.as_str(),
-            features
-                .labels
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_str())),
-        ),
+        budgets,
         policy_view: match state.config.ledger.keep_requests {
             KeepRequests::PolicyView => serde_json::to_string(&features).ok().map(Arc::from),
             KeepRequests::None => None,
@@ -527,20 +531,10 @@ fn deadline(state: &AppState, route: &Route, headers: &HeaderMap) -> Instant {
 /// as of its latest reservation ([`crate::ledger::Ledger::remaining`], no
 /// store read); None without a capped budget, or before one has reserved
 /// today.
-fn remaining_budget(state: &AppState, client: &Client, features: &Features) -> Option<f64> {
-    let scopes = state.dispatch.budget_scopes(
-        client.owner.as_str(),
-        features
-            .labels
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str())),
-    );
-    if scopes.is_empty() {
-        return None;
-    }
+fn remaining_budget(state: &AppState, budgets: &[crate::ledger::BudgetScope]) -> Option<f64> {
     state
         .ledger
-        .remaining(&scopes)
+        .remaining(budgets)
         .map(crate::ledger::record::usd)
 }
 

@@ -68,60 +68,10 @@ pub struct Budget {
     pub tokens: Option<u64>,
 }
 
-/// Where a task is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Status {
-    /// Accepted, not started.
-    Queued,
-    /// Asking the planner.
-    Planning,
-    /// Running subtasks.
-    Running,
-    /// Done.
-    Succeeded,
-    /// A subtask could not be done by any model.
-    Failed,
-    /// The next call would have exceeded the budget.
-    BudgetExceeded,
-    /// Cancelled by the client.
-    Cancelled,
-}
-
-impl Status {
-    /// The status as the API and the metrics name it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Queued => "queued",
-            Status::Planning => "planning",
-            Status::Running => "running",
-            Status::Succeeded => "succeeded",
-            Status::Failed => "failed",
-            Status::BudgetExceeded => "budget_exceeded",
-            Status::Cancelled => "cancelled",
-        }
-    }
-
-    /// Whether the task has ended.
-    pub fn is_final(self) -> bool {
-        !matches!(self, Status::Queued | Status::Planning | Status::Running)
-    }
-}
-
-impl From<Status> for crate::ledger::record::TaskStatus {
-    fn from(status: Status) -> Self {
-        use crate::ledger::record::TaskStatus as Recorded;
-        match status {
-            Status::Queued => Recorded::Queued,
-            Status::Planning => Recorded::Planning,
-            Status::Running => Recorded::Running,
-            Status::Succeeded => Recorded::Succeeded,
-            Status::Failed => Recorded::Failed,
-            Status::BudgetExceeded => Recorded::BudgetExceeded,
-            Status::Cancelled => Recorded::Cancelled,
-        }
-    }
-}
+/// Where a task is: the ledger's task status, so that a record needs no
+/// conversion (a live task is never `Interrupted`; that is a restarted
+/// daemon's verdict on a task it no longer runs).
+pub use crate::ledger::record::TaskStatus as Status;
 
 /// One model call of a task, for the cost breakdown.
 #[derive(Debug, Clone, Serialize)]
@@ -427,7 +377,7 @@ impl TaskHandle {
         crate::ledger::TaskRecord {
             id: record.id.clone(),
             client: self.owner.as_str().to_string(),
-            status: record.status.into(),
+            status: record.status,
             created_ms: self.created_ms,
             updated_ms: crate::dispatch::unix_ms(),
             replica: self.recorder.replica.clone(),

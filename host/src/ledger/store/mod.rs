@@ -469,6 +469,9 @@ impl Ledger {
     /// reserved today. Cheap: no store read. Routers see it as the
     /// request's remaining budget.
     pub fn remaining(&self, scopes: &[BudgetScope]) -> Option<Nanos> {
+        if scopes.is_empty() {
+            return None;
+        }
         let today = Window::Day.start((self.inner.clock)());
         let headroom = self
             .inner
