@@ -15,7 +15,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use common::Daemon;
+use common::{Daemon, Process, free_port};
 
 const ADMIN: &str = "admin-key";
 
@@ -847,92 +847,46 @@ async fn a_rollout_declared_in_the_config_starts_once_and_its_declaration_is_loc
     );
 }
 
-/// A `pointsman serve` process on `config_path`, answering on `port`.
-struct Process {
-    child: std::process::Child,
-    url: String,
+/// An admin request to a replica, starting a rollout of `seed-matrix` when
+/// it is a POST.
+async fn replica_admin(
+    process: &Process,
+    method: reqwest::Method,
+    path: &str,
+) -> (StatusCode, Value) {
+    let response = reqwest::Client::new()
+        .request(method, format!("{}{path}", process.url))
+        .bearer_auth(ADMIN)
+        .json(&json!({"world": "router", "candidate": "seed-matrix", "hold": "1h"}))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
 }
 
-impl Process {
-    async fn start(config_path: &std::path::Path, port: u16) -> Process {
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pointsman"))
-            .args(["serve", "--config"])
-            .arg(config_path)
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let url = format!("http://127.0.0.1:{port}");
-        for _ in 0..300 {
-            if reqwest::get(format!("{url}/healthz")).await.is_ok() {
-                return Process { child, url };
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("the daemon on port {port} did not start");
-    }
-
-    async fn admin(&self, method: reqwest::Method, path: &str) -> (StatusCode, Value) {
-        let response = reqwest::Client::new()
-            .request(method, format!("{}{path}", self.url))
-            .bearer_auth(ADMIN)
-            .json(&json!({"world": "router", "candidate": "seed-matrix", "hold": "1h"}))
+/// The arm each of `sessions` sessions gets from a replica.
+async fn arms(process: &Process, sessions: usize) -> Vec<Option<String>> {
+    let http = reqwest::Client::new();
+    let mut arms = Vec::new();
+    for i in 0..sessions {
+        let response = http
+            .post(format!("{}/v1/chat/completions", process.url))
+            .bearer_auth("any")
+            .header("x-pointsman-session", format!("p-{i}"))
+            .json(&json!({"model": "auto", "messages": [{"role": "user", "content": "Fix it."}]}))
             .send()
             .await
             .unwrap();
-        let status = response.status();
-        (status, response.json().await.unwrap_or(Value::Null))
+        assert_eq!(response.status(), StatusCode::OK);
+        arms.push(
+            response
+                .headers()
+                .get("x-pointsman-arm")
+                .map(|v| v.to_str().unwrap().to_string()),
+        );
     }
-
-    async fn arms(&self, sessions: usize) -> Vec<Option<String>> {
-        let http = reqwest::Client::new();
-        let mut arms = Vec::new();
-        for i in 0..sessions {
-            let response = http
-                .post(format!("{}/v1/chat/completions", self.url))
-                .bearer_auth("any")
-                .header("x-pointsman-session", format!("p-{i}"))
-                .json(
-                    &json!({"model": "auto", "messages": [{"role": "user", "content": "Fix it."}]}),
-                )
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(response.status(), StatusCode::OK);
-            arms.push(
-                response
-                    .headers()
-                    .get("x-pointsman-arm")
-                    .map(|v| v.to_str().unwrap().to_string()),
-            );
-        }
-        arms
-    }
-
-    /// `kill -9`.
-    fn kill(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    arms
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -963,49 +917,46 @@ async fn two_replicas_on_one_postgres_run_one_rollout_through_a_kill_9() {
 
     // Started on one replica, the other serves it: the same arms for the
     // same sessions.
-    let (code, started) = a.admin(reqwest::Method::POST, "/v1/rollouts").await;
+    let (code, started) = replica_admin(&a, reqwest::Method::POST, "/v1/rollouts").await;
     assert_eq!(code, StatusCode::CREATED, "{started}");
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let on_a = a.arms(200).await;
-    let on_b = b.arms(200).await;
+    let on_a = arms(&a, 200).await;
+    let on_b = arms(&b, 200).await;
     assert!(on_a.iter().all(|arm| arm.is_some()));
     assert!(on_a == on_b, "the replicas put sessions on different arms");
     // Promoted through the other replica: both serve 50%.
-    let (code, promoted) = b
-        .admin(reqwest::Method::POST, "/v1/rollouts/router/promote")
-        .await;
+    let (code, promoted) =
+        replica_admin(&b, reqwest::Method::POST, "/v1/rollouts/router/promote").await;
     assert_eq!(code, StatusCode::OK, "{promoted}");
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let (_, status_a) = a.admin(reqwest::Method::GET, "/v1/rollouts").await;
+    let (_, status_a) = replica_admin(&a, reqwest::Method::GET, "/v1/rollouts").await;
     assert_eq!(
         status_a["rollouts"][0]["candidate_share_percent"],
         json!(50.0)
     );
-    let half = a.arms(200).await;
-    assert!(half == b.arms(200).await);
+    let half = arms(&a, 200).await;
+    assert!(half == arms(&b, 200).await);
 
     // kill -9 one replica mid-rollout; restarted, it continues the same
     // step with the same assignments.
     a.kill();
     let a = Process::start(&a_config, a_port).await;
-    let (_, status_a) = a.admin(reqwest::Method::GET, "/v1/rollouts").await;
+    let (_, status_a) = replica_admin(&a, reqwest::Method::GET, "/v1/rollouts").await;
     assert_eq!(status_a["rollouts"][0]["id"], started["id"]);
     assert_eq!(
         status_a["rollouts"][0]["candidate_share_percent"],
         json!(50.0)
     );
     assert!(
-        a.arms(200).await == half,
+        arms(&a, 200).await == half,
         "assignments changed across kill -9"
     );
 
     // Aborted on one: the other stops assigning arms at its next evaluation.
-    let (code, _) = a
-        .admin(reqwest::Method::POST, "/v1/rollouts/router/abort")
-        .await;
+    let (code, _) = replica_admin(&a, reqwest::Method::POST, "/v1/rollouts/router/abort").await;
     assert_eq!(code, StatusCode::OK);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(b.arms(50).await.iter().all(Option::is_none));
+    assert!(arms(&b, 50).await.iter().all(Option::is_none));
 }
 
 /// A call on `arm` of rollout `r1` at `at_ms`, as the ledger stores it.

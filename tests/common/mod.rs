@@ -64,6 +64,7 @@ impl Daemon {
         if let Some(task) = self.task.take() {
             task.await.unwrap();
         }
+        self.state.ledger.close().await;
     }
 }
 
@@ -183,4 +184,60 @@ pub async fn wait_for_task(daemon: &Daemon, key: Option<&str>, id: &str) -> Valu
         );
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
+}
+
+/// A daemon in its own process (`pointsman serve`), for tests that
+/// `kill -9` it. Killed when dropped.
+pub struct Process {
+    child: std::process::Child,
+    /// Its base URL.
+    pub url: String,
+}
+
+impl Process {
+    /// Starts `pointsman serve --config config_path` on `port` and waits
+    /// for `/healthz` to answer.
+    pub async fn start(config_path: &std::path::Path, port: u16) -> Process {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pointsman"))
+            .args(["serve", "--config"])
+            .arg(config_path)
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let url = format!("http://127.0.0.1:{port}");
+        for _ in 0..300 {
+            if reqwest::get(format!("{url}/healthz")).await.is_ok() {
+                return Process { child, url };
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("the daemon on port {port} did not start");
+    }
+
+    /// `kill -9`, and waits for the process to be gone.
+    pub fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A port free on 127.0.0.1 now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }

@@ -24,6 +24,11 @@ pub struct LedgerConfig {
     pub sync: SyncMode,
     /// Most records one group commit writes.
     pub max_batch: usize,
+    /// SQLite with `sync = "normal"`: an answer's record is appended to
+    /// the record journal beside the file (durable against a crash when
+    /// the append returns) and inserted into SQLite in a batch this many
+    /// milliseconds after the first waiting record (at most 10,000).
+    pub apply_delay_ms: u64,
     /// Most records waiting for the writer; past it new requests are
     /// treated as if the store were unavailable.
     pub max_backlog: usize,
@@ -44,6 +49,7 @@ impl Default for LedgerConfig {
             on_unavailable: OnUnavailable::Refuse,
             sync: SyncMode::Normal,
             max_batch: 1_024,
+            apply_delay_ms: 50,
             max_backlog: 100_000,
             max_usage_calls: 200_000,
             replica: None,
@@ -60,6 +66,10 @@ impl LedgerConfig {
         }
     }
 }
+
+/// Most `[ledger] apply_delay_ms` honoured: records wait in memory (and
+/// reads wait for them) at most this long.
+pub const MAX_APPLY_DELAY_MS: u64 = 10_000;
 
 /// `$XDG_DATA_HOME/pointsman/ledger.db`, else
 /// `$HOME/.local/share/pointsman/ledger.db`, else `./pointsman-ledger.db`.

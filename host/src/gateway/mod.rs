@@ -170,6 +170,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             "tasks still running at the end of the shutdown grace period are interrupted"
         );
     }
+    // Journaled records go into the store now rather than at the next
+    // start.
+    state.ledger.close().await;
     Ok(())
 }
 

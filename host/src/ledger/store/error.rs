@@ -73,6 +73,16 @@ pub enum LedgerError {
         /// Records waiting.
         queued: usize,
     },
+    /// The record journal (SQLite) cannot be written or read.
+    #[error(
+        "the ledger's record journal {path} cannot be written: {detail} (it lives beside the ledger file; make its folder writable, or set another [ledger] url)"
+    )]
+    Journal {
+        /// The journal file.
+        path: String,
+        /// What the system said.
+        detail: String,
+    },
     /// The ledger was closed (the daemon is shutting down).
     #[error("the ledger is closed")]
     Closed,

@@ -2,13 +2,19 @@
 //! SQLite or PostgreSQL, written by a group-commit writer that never
 //! blocks the async runtime; budget reservations; retention.
 //!
-//! - [`Ledger::record`] resolves only once the call's row is committed, so
-//!   a response's last byte can wait for it. A process crash (`kill -9`)
+//! - [`Ledger::record`] resolves only once the call's row is durable, so a
+//!   response's last byte can wait for it, and a process crash (`kill -9`)
 //!   loses nothing acknowledged. On SQLite with `[ledger] sync = "normal"`
-//!   (WAL, `synchronous=NORMAL`) a power loss or OS crash can lose the
-//!   commits since the last WAL checkpoint's sync; `sync = "full"` syncs
-//!   every group commit. PostgreSQL follows the server's
+//!   that is once the row is appended to the record journal (see
+//!   `journal`: one `write(2)`, no wait for the writer thread), which the
+//!   writer inserts into SQLite in batches and the next open replays after
+//!   a crash; a power loss or OS crash can lose what the kernel had not
+//!   yet written back. With `sync = "full"` it is once a synced group
+//!   commit has the row. PostgreSQL follows the server's
 //!   `synchronous_commit`.
+//! - Reads (reports, usage, feedback targets, spend) first wait for the
+//!   journaled records to be applied, so they see every record made before
+//!   them.
 //! - Budgets: [`Ledger::reserve`] holds a call's worst case against each
 //!   scope's daily and monthly cap; [`Ledger::record`] with the
 //!   reservation settles it (the hold goes and the real cost is added to
@@ -25,6 +31,7 @@
 mod budget;
 mod codec;
 mod error;
+mod journal;
 mod postgres;
 mod sqlite;
 mod window;
@@ -177,19 +184,27 @@ impl Ledger {
             }
             let path = std::path::PathBuf::from(path);
             let sync = config.sync;
-            let (backend, readers) = tokio::task::spawn_blocking(move || sqlite::open(&path, sync))
-                .await
-                .map_err(|e| LedgerError::Store {
-                    store: url.to_string(),
-                    detail: format!("opening failed: {e}"),
-                })??;
+            let (backend, readers, journal) =
+                tokio::task::spawn_blocking(move || sqlite::open(&path, sync))
+                    .await
+                    .map_err(|e| LedgerError::Store {
+                        store: url.to_string(),
+                        detail: format!("opening failed: {e}"),
+                    })??;
             let store = rest.to_string();
-            let (queue, writer) = Queue::start(backend, config.max_batch, shared).map_err(|e| {
-                LedgerError::Store {
+            let journaled = journal.map(|journal| writer::Journaled {
+                journal: Arc::new(journal),
+                delay: Duration::from_millis(
+                    config
+                        .apply_delay_ms
+                        .min(crate::config::ledger::MAX_APPLY_DELAY_MS),
+                ),
+            });
+            let (queue, writer) = Queue::start(backend, config.max_batch, shared, journaled)
+                .map_err(|e| LedgerError::Store {
                     store: store.clone(),
                     detail: format!("cannot start the writer thread: {e}"),
-                }
-            })?;
+                })?;
             (queue, writer, Reader::Sqlite(readers), store)
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let target = postgres::Target::parse(url)?;
@@ -199,6 +214,7 @@ impl Ledger {
                 postgres::PgWriter::new(target.clone()),
                 config.max_batch,
                 shared,
+                None,
             )
             .map_err(|e| LedgerError::Store {
                 store: store.clone(),
@@ -237,10 +253,11 @@ impl Ledger {
         Ok(Ledger { inner })
     }
 
-    /// Queues `call` for the next group commit and resolves once it is
-    /// committed (Err if the commit failed). `settle`, when given, releases
-    /// that reservation and adds the call's cost to its scopes' spend in
-    /// the same transaction as the call row.
+    /// Records `call` and resolves once it is durable (Err if it could
+    /// not be made so): journaled on SQLite with `sync = "normal"`,
+    /// otherwise committed by the next group commit. `settle`, when given,
+    /// releases that reservation and adds the call's cost to its scopes'
+    /// spend in the transaction that inserts the call row.
     pub async fn record(
         &self,
         call: CallRecord,
@@ -248,24 +265,16 @@ impl Ledger {
     ) -> Result<(), LedgerError> {
         self.inner
             .queue
-            .write_and_wait(Write::Call(
-                Box::new(call),
-                settle.filter(|r| !r.scopes.is_empty()),
-            ))
+            .record(Box::new(call), settle.filter(|r| !r.scopes.is_empty()))
             .await
-            .map(|_| ())
     }
 
     /// Fire-and-forget variant for records nobody waits on (still
-    /// group-committed; a failure is logged and counted).
+    /// journaled or group-committed; a failure is logged and counted).
     pub fn record_later(&self, call: CallRecord, settle: Option<Reservation>) {
         let request_id = call.request_id.clone();
         let settle = settle.filter(|r| !r.scopes.is_empty());
-        if let Err(e) = self
-            .inner
-            .queue
-            .write(Write::Call(Box::new(call), settle), None)
-        {
+        if let Err(e) = self.inner.queue.record_later(Box::new(call), settle) {
             crate::metrics::ledger_records_failed(1);
             tracing::error!(error = %e, request_id, "a ledger record was dropped");
         }
@@ -363,6 +372,7 @@ impl Ledger {
 
     /// Feedback given in a window, optionally by one client.
     pub async fn feedback(&self, filter: &CallFilter) -> Result<Vec<FeedbackRecord>, LedgerError> {
+        self.inner.queue.flush().await?;
         match &self.inner.reader {
             Reader::Sqlite(r) => r.feedback(filter).await,
             Reader::Postgres(p) => p.feedback(filter).await,
@@ -371,6 +381,7 @@ impl Ledger {
 
     /// The client that made request `id` / task `id`.
     pub async fn request_client(&self, id: &str) -> Result<Option<String>, LedgerError> {
+        self.inner.queue.flush().await?;
         match &self.inner.reader {
             Reader::Sqlite(r) => r.request_client(id).await,
             Reader::Postgres(p) => p.request_client(id).await,
@@ -380,6 +391,7 @@ impl Ledger {
     /// Calls in a window, optionally of one client, oldest first; read in
     /// pages so a large window never holds the store.
     pub async fn calls(&self, filter: &CallFilter) -> Result<Vec<CallRecord>, LedgerError> {
+        self.inner.queue.flush().await?;
         match &self.inner.reader {
             Reader::Sqlite(r) => r.calls(filter, usize::MAX).await,
             Reader::Postgres(p) => p.calls(filter, usize::MAX).await,
@@ -394,6 +406,7 @@ impl Ledger {
         filter: &CallFilter,
         most: usize,
     ) -> Result<Option<Vec<CallRecord>>, LedgerError> {
+        self.inner.queue.flush().await?;
         let calls = match &self.inner.reader {
             Reader::Sqlite(r) => r.calls(filter, most).await?,
             Reader::Postgres(p) => p.calls(filter, most).await?,
@@ -505,6 +518,7 @@ impl Ledger {
 
     /// Spent (settled) and reserved in the current day and month of `scope`.
     pub async fn spent(&self, scope: &str) -> Result<Spend, LedgerError> {
+        self.inner.queue.flush().await?;
         let now_ms = (self.inner.clock)();
         match &self.inner.reader {
             Reader::Sqlite(_) => {

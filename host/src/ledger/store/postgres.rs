@@ -529,6 +529,8 @@ impl WriterConnection {
                         .await?;
                     Ok((i, deleted))
                 })),
+                // The record journal is SQLite's alone.
+                Write::Applied(_) => {}
             }
         }
         let done = try_join_all(pending).await?;

@@ -1,6 +1,7 @@
 //! The SQLite store: a WAL file, one writer thread owning the write
 //! connection (group commit), a few read connections used from blocking
-//! tasks. Budget reservations live in the writer (one daemon per file).
+//! tasks, and the record journal beside the file (see `journal`). Budget
+//! reservations live in the writer (one daemon per file).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -13,6 +14,7 @@ use rusqlite::{
 
 use super::budget::{BudgetOp, MemoryBudgets};
 use super::codec::{self, CALL_COLUMNS, LIVE_TASK_STATUSES, PAGE};
+use super::journal::{Journal, Leftover};
 use super::window::Window;
 use super::writer::{Backend, Write};
 use super::{CallFilter, LedgerError};
@@ -20,7 +22,10 @@ use crate::config::ledger::SyncMode;
 use crate::ledger::record::{CallRecord, FeedbackRecord, Nanos, TaskRecord};
 
 /// Migrations, in order: (version, SQL).
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("migrations/sqlite/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("migrations/sqlite/0001_init.sql")),
+    (2, include_str!("migrations/sqlite/0002_record_journal.sql")),
+];
 
 /// How long a statement waits for a lock another connection holds.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -149,11 +154,14 @@ fn migrate(conn: &mut Connection, name: &str) -> Result<(), LedgerError> {
     tx.commit().map_err(err)
 }
 
-/// Opens the file: checks, WAL, sync mode, migrations. Blocking.
+/// Opens the file: checks, WAL, sync mode, migrations, and the replay of
+/// what a stopped process left in the record journal. Returns the journal
+/// for new records when this process owns it and `sync` is `normal`.
+/// Blocking.
 pub(crate) fn open(
     path: &Path,
     sync: SyncMode,
-) -> Result<(SqliteWriter, Arc<Readers>), LedgerError> {
+) -> Result<(SqliteWriter, Arc<Readers>, Option<Journal>), LedgerError> {
     let name = path.display().to_string();
     preflight(path, &name)?;
     let mut conn = connect(path, &name, true)?;
@@ -173,6 +181,7 @@ pub(crate) fn open(
     conn.pragma_update(None, "synchronous", synchronous)
         .map_err(|e| error(&name, e))?;
     migrate(&mut conn, &name)?;
+    let journal = take_journal(&mut conn, path, &name)?.filter(|_| sync == SyncMode::Normal);
     let readers = Arc::new(Readers {
         path: path.to_path_buf(),
         name: name.clone(),
@@ -185,7 +194,69 @@ pub(crate) fn open(
             budgets: MemoryBudgets::default(),
         },
         readers,
+        journal,
     ))
+}
+
+/// Takes the record journal beside `path` unless another live process
+/// owns it, and applies what it holds past the stored high-water mark in
+/// one transaction (a record is never applied twice).
+fn take_journal(
+    conn: &mut Connection,
+    path: &Path,
+    name: &str,
+) -> Result<Option<Journal>, LedgerError> {
+    let journal_error = |e: std::io::Error| LedgerError::Journal {
+        path: format!("{name}-records"),
+        detail: e.to_string(),
+    };
+    let Some((journal, leftover)) = Journal::open(path).map_err(journal_error)? else {
+        tracing::info!(
+            store = name,
+            "another process owns this ledger's record journal: this one commits its records to SQLite directly"
+        );
+        return Ok(None);
+    };
+    let applied = replay(conn, name, leftover)?;
+    journal.reset(applied).map_err(journal_error)?;
+    Ok(Some(journal))
+}
+
+/// Applies the journal's records past the high-water mark; returns the new
+/// mark.
+fn replay(conn: &mut Connection, name: &str, leftover: Leftover) -> Result<u64, LedgerError> {
+    let err = |e| error(name, e);
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(err)?;
+    let stored: i64 = tx
+        .query_row(
+            "SELECT applied_seq FROM record_journal WHERE id = 1",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(err)?;
+    let applied = u64::try_from(stored).unwrap_or(0);
+    let upto = leftover
+        .last()
+        .map_or(applied, |(seq, _)| applied.max(*seq));
+    let mut replayed = 0usize;
+    for (seq, entry) in leftover {
+        if seq > applied {
+            write_one(&tx, &entry.into_write()).map_err(err)?;
+            replayed += 1;
+        }
+    }
+    if replayed > 0 {
+        write_one(&tx, &Write::Applied(upto)).map_err(err)?;
+        tracing::info!(
+            store = name,
+            records = replayed,
+            "replayed the call records a stopped process had journaled but not yet inserted"
+        );
+    }
+    tx.commit().map_err(err)?;
+    Ok(upto)
 }
 
 /// The writer thread's side: the write connection and the budgets.
@@ -330,6 +401,14 @@ fn write_one(conn: &Connection, write: &Write) -> rusqlite::Result<u64> {
                 params![now_ms],
             )?;
             Ok(deleted)
+        }
+        Write::Applied(seq) => {
+            let seq = i64::try_from(*seq).unwrap_or(i64::MAX);
+            conn.prepare_cached(
+                "UPDATE record_journal SET applied_seq = MAX(applied_seq, ?1) WHERE id = 1",
+            )?
+            .execute(params![seq])?;
+            Ok(0)
         }
     }
 }

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 use super::budget::BudgetOp;
+use super::journal::Journal;
 use super::{Clock, Health, LedgerError, Reservation};
 use crate::ledger::record::{CallRecord, FeedbackRecord, TaskRecord};
 
@@ -42,6 +43,9 @@ pub(crate) enum Write {
         now_ms: i64,
         limit: u32,
     },
+    /// Every journaled record up to this sequence number is in this batch
+    /// or an earlier one (SQLite's record journal; see `journal`).
+    Applied(u64),
 }
 
 /// What the writer thread receives.
@@ -50,6 +54,10 @@ pub(crate) enum Op {
     Write(Write, Option<Ack>),
     /// A budget operation (SQLite keeps reservations in the writer).
     Budget(BudgetOp),
+    /// The journal holds records again: apply them within the delay.
+    Kick,
+    /// Apply what the journal holds now (a read wants to see it).
+    Flush(oneshot::Sender<Result<(), LedgerError>>),
     /// Commit what came before, then stop.
     Close(oneshot::Sender<()>),
 }
@@ -134,6 +142,15 @@ pub(crate) trait Backend: Send + 'static {
 pub(crate) struct Queue {
     tx: Sender<Op>,
     pub(crate) shared: Arc<Shared>,
+    /// SQLite's record journal, when this process owns it.
+    journal: Option<Arc<Journal>>,
+}
+
+/// How the writer treats journaled records.
+pub(crate) struct Journaled {
+    pub(crate) journal: Arc<Journal>,
+    /// How long after the first waiting record a batch is applied.
+    pub(crate) delay: Duration,
 }
 
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
@@ -145,13 +162,104 @@ impl Queue {
         backend: B,
         max_batch: usize,
         shared: Arc<Shared>,
+        journaled: Option<Journaled>,
     ) -> std::io::Result<(Queue, std::thread::JoinHandle<()>)> {
         let (tx, rx) = std::sync::mpsc::channel();
-        let thread_shared = shared.clone();
+        let journal = journaled.as_ref().map(|j| j.journal.clone());
+        let writer = Writer {
+            backend,
+            rx,
+            shared: shared.clone(),
+            max_batch: max_batch.max(1),
+            journaled,
+        };
         let handle = std::thread::Builder::new()
             .name("ledger-writer".into())
-            .spawn(move || run(backend, rx, thread_shared, max_batch.max(1)))?;
-        Ok((Queue { tx, shared }, handle))
+            .spawn(move || writer.run())?;
+        Ok((
+            Queue {
+                tx,
+                shared,
+                journal,
+            },
+            handle,
+        ))
+    }
+
+    /// Records a call: appended to the journal when there is one (durable
+    /// when this returns; the writer applies it within its delay),
+    /// otherwise committed by the writer before this resolves.
+    pub(crate) async fn record(
+        &self,
+        call: Box<crate::ledger::record::CallRecord>,
+        settle: Option<Reservation>,
+    ) -> Result<(), LedgerError> {
+        match &self.journal {
+            Some(journal) => self.journal_append(journal, call, settle),
+            None => self
+                .write_and_wait(Write::Call(call, settle))
+                .await
+                .map(|_| ()),
+        }
+    }
+
+    /// Records a call without waiting for its commit (journaled when there
+    /// is a journal).
+    pub(crate) fn record_later(
+        &self,
+        call: Box<crate::ledger::record::CallRecord>,
+        settle: Option<Reservation>,
+    ) -> Result<(), LedgerError> {
+        match &self.journal {
+            Some(journal) => self.journal_append(journal, call, settle),
+            None => self.write(Write::Call(call, settle), None),
+        }
+    }
+
+    fn journal_append(
+        &self,
+        journal: &Journal,
+        call: Box<crate::ledger::record::CallRecord>,
+        settle: Option<Reservation>,
+    ) -> Result<(), LedgerError> {
+        let queued = self.shared.queued.fetch_add(1, Ordering::Relaxed);
+        if queued >= self.shared.max_backlog {
+            self.shared.queued.fetch_sub(1, Ordering::Relaxed);
+            return Err(LedgerError::Backlogged { queued });
+        }
+        match journal.append(call, settle) {
+            Ok(first) => {
+                if first && self.tx.send(Op::Kick).is_err() {
+                    // The writer is gone (closing): the next open replays
+                    // the record.
+                    return Err(LedgerError::Closed);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                self.shared.queued.fetch_sub(1, Ordering::Relaxed);
+                Err(LedgerError::Journal {
+                    path: journal.name(),
+                    detail: e.to_string(),
+                })
+            }
+        }
+    }
+
+    /// Resolves once every record journaled before the call is in the
+    /// store (reads call it first, so they see what was recorded).
+    pub(crate) async fn flush(&self) -> Result<(), LedgerError> {
+        let Some(journal) = &self.journal else {
+            return Ok(());
+        };
+        if !journal.has_pending() {
+            return Ok(());
+        }
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Op::Flush(tx))
+            .map_err(|_| LedgerError::Closed)?;
+        rx.await.unwrap_or(Err(LedgerError::Closed))
     }
 
     /// Queues a write; fails fast past the backlog bound.
@@ -192,94 +300,189 @@ impl Queue {
     }
 }
 
-fn run<B: Backend>(mut backend: B, rx: Receiver<Op>, shared: Arc<Shared>, max_batch: usize) {
-    let mut batch: Vec<Write> = Vec::with_capacity(max_batch.min(4096));
-    let mut acks: Vec<Option<Ack>> = Vec::with_capacity(max_batch.min(4096));
-    let mut counts: Vec<u64> = Vec::with_capacity(max_batch.min(4096));
-    let mut backoff = MIN_BACKOFF;
-    loop {
-        let first = if shared.up.load(Ordering::Acquire) {
-            match rx.recv() {
-                Ok(op) => op,
-                Err(_) => return,
-            }
-        } else {
-            match rx.recv_timeout(backoff) {
-                Ok(op) => op,
-                Err(RecvTimeoutError::Timeout) => {
-                    match backend.probe() {
-                        Ok(()) => {
-                            shared.set_up();
-                            backoff = MIN_BACKOFF;
-                        }
-                        Err(e) => {
-                            shared.set_down(&e);
-                            backoff = (backoff * 2).min(MAX_BACKOFF);
-                        }
+/// The writer thread's state.
+struct Writer<B> {
+    backend: B,
+    rx: Receiver<Op>,
+    shared: Arc<Shared>,
+    max_batch: usize,
+    journaled: Option<Journaled>,
+}
+
+/// What one turn of the writer collected.
+#[derive(Default)]
+struct Turn {
+    batch: Vec<Write>,
+    acks: Vec<Option<Ack>>,
+    flushes: Vec<oneshot::Sender<Result<(), LedgerError>>>,
+    closing: Option<oneshot::Sender<()>>,
+    /// Every sender is gone: apply what is left and stop.
+    disconnected: bool,
+}
+
+impl<B: Backend> Writer<B> {
+    fn run(mut self) {
+        let mut counts: Vec<u64> = Vec::with_capacity(self.max_batch.min(4096));
+        let mut backoff = MIN_BACKOFF;
+        // When the journal's waiting records are to be applied.
+        let mut due: Option<Instant> = None;
+        loop {
+            let up = self.shared.up.load(Ordering::Acquire);
+            let now = Instant::now();
+            let wake = if up { due } else { Some(now + backoff) };
+            let received = match wake {
+                None => self.rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+                Some(at) => self.rx.recv_timeout(at.saturating_duration_since(now)),
+            };
+            let mut turn = Turn::default();
+            match received {
+                Ok(op) => self.collect(op, &mut turn, &mut due),
+                Err(RecvTimeoutError::Timeout) if !up => match self.backend.probe() {
+                    Ok(()) => {
+                        self.shared.set_up();
+                        backoff = MIN_BACKOFF;
                     }
-                    continue;
-                }
-                Err(RecvTimeoutError::Disconnected) => return,
+                    Err(e) => {
+                        self.shared.set_down(&e);
+                        backoff = (backoff * 2).min(MAX_BACKOFF);
+                        continue;
+                    }
+                },
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => turn.disconnected = true,
             }
-        };
-        let mut closing = None;
+            let apply_journal = turn.closing.is_some()
+                || turn.disconnected
+                || !turn.flushes.is_empty()
+                || !turn.batch.is_empty()
+                || due.is_some_and(|at| Instant::now() >= at);
+            let journaled = match (&self.journaled, apply_journal) {
+                (Some(j), true) => j.journal.take(),
+                _ => None,
+            };
+            if journaled.is_some() || apply_journal {
+                due = None;
+            }
+            let ok = self.commit(&mut turn, journaled, &mut counts);
+            match ok {
+                Some(Ok(())) => backoff = MIN_BACKOFF,
+                Some(Err(_)) if self.journaled.is_some() => {
+                    // The journaled records went back: try again once the
+                    // store is up (the probe's backoff paces it).
+                    due = Some(Instant::now());
+                }
+                _ => {}
+            }
+            if turn.closing.is_some() || turn.disconnected {
+                if let Some(j) = &self.journaled {
+                    j.journal.finish();
+                }
+                if let Some(done) = turn.closing {
+                    let _ = done.send(());
+                }
+                return;
+            }
+        }
+    }
+
+    /// Takes `first` and whatever else is queued (up to `max_batch` writes).
+    fn collect(&mut self, first: Op, turn: &mut Turn, due: &mut Option<Instant>) {
         let mut next = Some(first);
         while let Some(op) = next.take() {
             match op {
                 Op::Write(write, ack) => {
-                    batch.push(write);
-                    acks.push(ack);
+                    turn.batch.push(write);
+                    turn.acks.push(ack);
                 }
-                Op::Budget(op) => backend.budget(op),
+                Op::Budget(op) => self.backend.budget(op),
+                Op::Kick => {
+                    let delay = self.journaled.as_ref().map_or(Duration::ZERO, |j| j.delay);
+                    due.get_or_insert_with(|| Instant::now() + delay);
+                }
+                Op::Flush(done) => turn.flushes.push(done),
                 Op::Close(done) => {
-                    closing = Some(done);
-                    break;
+                    turn.closing = Some(done);
+                    return;
                 }
             }
-            if batch.len() < max_batch {
-                next = rx.try_recv().ok();
+            if turn.batch.len() < self.max_batch {
+                next = self.rx.try_recv().ok();
             }
         }
-        if !batch.is_empty() {
-            let taken = batch.len();
-            let started = Instant::now();
-            counts.clear();
-            let result = backend.commit(&batch, &mut counts);
-            crate::metrics::ledger_commit(started.elapsed(), taken, result.is_ok());
-            shared.queued.fetch_sub(taken, Ordering::Relaxed);
-            crate::metrics::ledger_backlog(shared.queued.load(Ordering::Relaxed));
-            match result {
-                Ok(()) => {
-                    backend.committed(&batch);
-                    shared.set_up();
-                    backoff = MIN_BACKOFF;
-                    for (i, ack) in acks.drain(..).enumerate() {
-                        if let Some(ack) = ack {
-                            let _ = ack.send(Ok(counts.get(i).copied().unwrap_or(0)));
+    }
+
+    /// Commits the journal's records (if taken) and the turn's writes in
+    /// one transaction, then answers their waiters. None when there was
+    /// nothing to commit.
+    fn commit(
+        &mut self,
+        turn: &mut Turn,
+        journaled: Option<(u64, Vec<Write>)>,
+        counts: &mut Vec<u64>,
+    ) -> Option<Result<(), LedgerError>> {
+        let (applied, mut writes) = match journaled {
+            Some((upto, writes)) => (Some(upto), writes),
+            None => (None, Vec::new()),
+        };
+        let from_journal = writes.len();
+        if from_journal == 0 && turn.batch.is_empty() {
+            for done in turn.flushes.drain(..) {
+                let _ = done.send(Ok(()));
+            }
+            return None;
+        }
+        writes.append(&mut turn.batch);
+        if let Some(upto) = applied {
+            writes.push(Write::Applied(upto));
+        }
+        let taken = from_journal + turn.acks.len();
+        let started = Instant::now();
+        counts.clear();
+        let result = self.backend.commit(&writes, counts);
+        crate::metrics::ledger_commit(started.elapsed(), taken, result.is_ok());
+        match &result {
+            Ok(()) => {
+                self.shared.queued.fetch_sub(taken, Ordering::Relaxed);
+                self.backend.committed(&writes);
+                self.shared.set_up();
+                if let (Some(j), Some(upto)) = (&self.journaled, applied) {
+                    j.journal.applied(upto);
+                }
+                for (i, ack) in turn.acks.drain(..).enumerate() {
+                    if let Some(ack) = ack {
+                        let _ = ack.send(Ok(counts.get(from_journal + i).copied().unwrap_or(0)));
+                    }
+                }
+            }
+            Err(e) => {
+                self.shared.set_down(e);
+                // The turn's own writes are lost (their waiters hear why);
+                // journaled records are kept for the next try.
+                self.shared
+                    .queued
+                    .fetch_sub(turn.acks.len(), Ordering::Relaxed);
+                let mut unwaited = 0usize;
+                for ack in turn.acks.drain(..) {
+                    match ack {
+                        Some(ack) => {
+                            let _ = ack.send(Err(e.clone()));
                         }
+                        None => unwaited += 1,
                     }
                 }
-                Err(e) => {
-                    shared.set_down(&e);
-                    let mut unwaited = 0usize;
-                    for ack in acks.drain(..) {
-                        match ack {
-                            Some(ack) => {
-                                let _ = ack.send(Err(e.clone()));
-                            }
-                            None => unwaited += 1,
-                        }
-                    }
-                    if unwaited > 0 {
-                        tracing::error!(error = %e, records = unwaited, "ledger records nobody waited on were lost");
-                    }
+                if unwaited > 0 {
+                    tracing::error!(error = %e, records = unwaited, "ledger records nobody waited on were lost");
+                }
+                if let Some(j) = &self.journaled {
+                    writes.truncate(from_journal);
+                    j.journal.restore(writes);
                 }
             }
-            batch.clear();
         }
-        if let Some(done) = closing {
-            let _ = done.send(());
-            return;
+        crate::metrics::ledger_backlog(self.shared.queued.load(Ordering::Relaxed));
+        for done in turn.flushes.drain(..) {
+            let _ = done.send(result.clone());
         }
+        Some(result)
     }
 }

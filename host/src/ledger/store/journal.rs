@@ -1,0 +1,494 @@
+//! The record journal: where a call row is durable before SQLite has it,
+//! so that an answer's last byte waits for one `write(2)` rather than for
+//! a group commit.
+//!
+//! Why it exists, measured (BENCHMARKS.md, "With the ledger on the request
+//! path"): when every answer waited for its SQLite commit, concurrency 1
+//! lost 37% of its requests per second and gained 145 µs of CPU per
+//! request. Each answer paid a wake-up of the writer thread, a transaction
+//! that rewrote the table's and its indexes' last B-tree pages into the
+//! WAL for a single row, and a wake-up back. Appending a framed record to
+//! a file is one `write(2)` into the page cache, which a process crash
+//! (`kill -9`) cannot lose: the kernel owns the page once the call
+//! returns. The writer thread then inserts the journaled records into
+//! SQLite in batches, `[ledger] apply_delay_ms` after the first of them,
+//! and stores the last applied sequence number in the same transaction,
+//! so the replay at the next open applies each record exactly once.
+//!
+//! Used with `[ledger] sync = "normal"` only: the journal is never synced,
+//! so a power loss or OS crash can lose the records the kernel had not yet
+//! written back (its dirty-page expiry, 30 s by default on Linux), as
+//! `synchronous=NORMAL` can lose commits since the last checkpoint. With
+//! `sync = "full"` every record goes through a synced SQLite commit
+//! before its answer ends.
+//!
+//! Files, beside the database:
+//! - `PATH-records`: appended to;
+//! - `PATH-records.1`: the previous one, until every record in it is
+//!   applied (the journal rotates past [`ROTATE_BYTES`], so it never grows
+//!   without bound under steady load);
+//! - `PATH-records.lock`: held with `flock` by the one process that owns
+//!   the journal. Another process opening the same ledger (say
+//!   `pointsman report` while the daemon runs) gets no journal and writes
+//!   straight to SQLite; once the owner is gone (even by `kill -9`, which
+//!   drops the lock) the next process to open the ledger replays it.
+//!
+//! A frame is the length of what follows the checksum (u32, little-endian),
+//! a CRC-32 of it (u32), then the sequence number (u64) and the record as
+//! JSON. A torn last frame (a power loss mid-append) fails its checksum,
+//! and it and anything after it are dropped at the replay.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write as _};
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+
+use super::budget::Reservation;
+use super::writer::Write;
+use crate::ledger::record::CallRecord;
+
+/// Past this many bytes the journal starts a new file at the writer's
+/// next batch (the old one is deleted once its records are applied).
+pub(crate) const ROTATE_BYTES: u64 = 8 << 20;
+
+/// Bytes of a frame before its sequence number: length and checksum.
+const HEAD: usize = 8;
+
+/// Most bytes one frame may claim; a longer length is a torn or foreign
+/// frame. (A call record is a few KiB; with `keep_requests =
+/// "policy-view"` it holds the bounded view a policy sees.)
+const MAX_FRAME: usize = 64 << 20;
+
+/// A journaled call: the record and the budget scopes its settlement adds
+/// its cost to.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct Entry {
+    pub(crate) call: CallRecord,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) scopes: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct EntryRef<'a> {
+    call: &'a CallRecord,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    scopes: &'a [String],
+}
+
+impl Entry {
+    /// The write that applies this entry: the call row, and its cost added
+    /// to its scopes' spend (the reservation itself died with the process
+    /// that held it).
+    pub(crate) fn into_write(self) -> Write {
+        let settle = (!self.scopes.is_empty()).then(|| Reservation {
+            scopes: self.scopes,
+            ..Reservation::none()
+        });
+        Write::Call(Box::new(self.call), settle)
+    }
+}
+
+/// The journal files of the database at `db`.
+struct Paths {
+    current: PathBuf,
+    previous: PathBuf,
+    lock: PathBuf,
+}
+
+impl Paths {
+    fn of(db: &Path) -> Paths {
+        let with = |suffix: &str| {
+            let mut name = db.as_os_str().to_owned();
+            name.push(suffix);
+            PathBuf::from(name)
+        };
+        Paths {
+            current: with("-records"),
+            previous: with("-records.1"),
+            lock: with("-records.lock"),
+        }
+    }
+}
+
+struct State {
+    file: File,
+    len: u64,
+    next_seq: u64,
+    /// Appended, not yet handed to the writer: sequence number and write.
+    pending: Vec<Write>,
+    /// The sequence number of the last write in `pending`.
+    last_seq: u64,
+    /// The last sequence number in the previous file, while it exists.
+    previous_upto: Option<u64>,
+}
+
+/// The journal of one SQLite ledger, owned by this process.
+pub(crate) struct Journal {
+    paths: Paths,
+    state: Mutex<State>,
+    /// Held for the journal's life: the `flock` is what makes this process
+    /// its only owner.
+    _lock: File,
+}
+
+/// What an earlier process left in the journal: entries in order, each
+/// with its sequence number.
+pub(crate) type Leftover = Vec<(u64, Entry)>;
+
+impl Journal {
+    /// Takes the journal of the database at `db`, reading what an earlier
+    /// process left in it. `None` when another live process owns it.
+    pub(crate) fn open(db: &Path) -> io::Result<Option<(Journal, Leftover)>> {
+        let paths = Paths::of(db);
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&paths.lock)?;
+        // SAFETY: a valid, open descriptor for the call's duration.
+        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            let e = io::Error::last_os_error();
+            return if e.kind() == io::ErrorKind::WouldBlock {
+                Ok(None)
+            } else {
+                Err(e)
+            };
+        }
+        let mut leftover = Vec::new();
+        for path in [&paths.previous, &paths.current] {
+            read_frames(path, &mut leftover)?;
+        }
+        let file = append_to(&paths.current)?;
+        let len = file.metadata()?.len();
+        let next_seq = leftover.last().map_or(1, |(seq, _)| seq + 1);
+        let journal = Journal {
+            state: Mutex::new(State {
+                file,
+                len,
+                next_seq,
+                pending: Vec::new(),
+                last_seq: 0,
+                previous_upto: None,
+            }),
+            paths,
+            _lock: lock,
+        };
+        Ok(Some((journal, leftover)))
+    }
+
+    /// After the leftover is applied (or found applied): empties the files
+    /// and numbers the next record after `applied`.
+    pub(crate) fn reset(&self, applied: u64) -> io::Result<()> {
+        let mut state = self.lock();
+        remove_if_present(&self.paths.previous)?;
+        state.file.set_len(0)?;
+        state.len = 0;
+        state.next_seq = state.next_seq.max(applied + 1);
+        state.previous_upto = None;
+        Ok(())
+    }
+
+    /// Appends `call` and keeps it for the writer. Returns whether the
+    /// journal held nothing for the writer before (the caller then wakes
+    /// the writer, once per batch rather than once per record).
+    pub(crate) fn append(
+        &self,
+        call: Box<CallRecord>,
+        settle: Option<Reservation>,
+    ) -> io::Result<bool> {
+        let scopes = settle.as_ref().map_or(&[][..], |r| r.scopes.as_slice());
+        let mut frame = vec![0u8; HEAD + 8];
+        serde_json::to_writer(
+            &mut frame,
+            &EntryRef {
+                call: &call,
+                scopes,
+            },
+        )
+        .map_err(io::Error::other)?;
+        let body = u32::try_from(frame.len() - HEAD)
+            .ok()
+            .filter(|n| (*n as usize) <= MAX_FRAME)
+            .ok_or_else(|| io::Error::other("a call record too large to journal"))?;
+        frame[..4].copy_from_slice(&body.to_le_bytes());
+        let mut state = self.lock();
+        let seq = state.next_seq;
+        frame[HEAD..HEAD + 8].copy_from_slice(&seq.to_le_bytes());
+        let crc = crc32fast::hash(&frame[HEAD..]);
+        frame[4..HEAD].copy_from_slice(&crc.to_le_bytes());
+        if let Err(e) = state.file.write_all(&frame) {
+            // Leave no partial frame for the next append to follow.
+            let len = state.len;
+            let _ = state.file.set_len(len);
+            return Err(e);
+        }
+        state.len += frame.len() as u64;
+        state.next_seq = seq + 1;
+        let first = state.pending.is_empty();
+        state.pending.push(Write::Call(call, settle));
+        state.last_seq = seq;
+        Ok(first)
+    }
+
+    /// The journal file, for messages.
+    pub(crate) fn name(&self) -> String {
+        self.paths.current.display().to_string()
+    }
+
+    /// Whether records wait for the writer.
+    pub(crate) fn has_pending(&self) -> bool {
+        !self.lock().pending.is_empty()
+    }
+
+    /// Hands the waiting records to the writer, with the sequence number
+    /// of the last; rotates the file when it is large and the previous
+    /// one is gone.
+    pub(crate) fn take(&self) -> Option<(u64, Vec<Write>)> {
+        let mut state = self.lock();
+        if state.pending.is_empty() {
+            return None;
+        }
+        let upto = state.last_seq;
+        if state.len >= ROTATE_BYTES && state.previous_upto.is_none() {
+            match self.rotate(&mut state) {
+                Ok(()) => state.previous_upto = Some(upto),
+                Err(e) => {
+                    tracing::warn!(error = %e, "the ledger's record journal could not start a new file; it keeps growing")
+                }
+            }
+        }
+        Some((upto, std::mem::take(&mut state.pending)))
+    }
+
+    fn rotate(&self, state: &mut State) -> io::Result<()> {
+        std::fs::rename(&self.paths.current, &self.paths.previous)?;
+        state.file = append_to(&self.paths.current)?;
+        state.len = 0;
+        Ok(())
+    }
+
+    /// Gives back records whose batch failed; they go first next time.
+    pub(crate) fn restore(&self, mut writes: Vec<Write>) {
+        let mut state = self.lock();
+        writes.append(&mut state.pending);
+        state.pending = writes;
+    }
+
+    /// Every record up to `seq` is in SQLite: the previous file can go.
+    pub(crate) fn applied(&self, seq: u64) {
+        let mut state = self.lock();
+        if state.previous_upto.is_some_and(|upto| upto <= seq) {
+            match remove_if_present(&self.paths.previous) {
+                Ok(()) => state.previous_upto = None,
+                Err(e) => {
+                    tracing::warn!(error = %e, "the ledger's previous record journal could not be deleted")
+                }
+            }
+        }
+    }
+
+    /// At a clean close, after the last batch: empties the files if every
+    /// record is applied (otherwise the next open replays them).
+    pub(crate) fn finish(&self) {
+        let mut state = self.lock();
+        if !state.pending.is_empty() || state.previous_upto.is_some() {
+            return;
+        }
+        if let Err(e) = state.file.set_len(0) {
+            tracing::warn!(error = %e, "the ledger's record journal could not be emptied; the next start skips what it holds");
+        }
+        state.len = 0;
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn append_to(path: &Path) -> io::Result<File> {
+    OpenOptions::new().create(true).append(true).open(path)
+}
+
+fn remove_if_present(path: &Path) -> io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// Reads `path`'s whole frames into `out`; stops at the first torn or
+/// corrupt one (logging what it drops). A missing file holds nothing.
+fn read_frames(path: &Path, out: &mut Leftover) -> io::Result<()> {
+    let mut bytes = Vec::new();
+    match File::open(path) {
+        Ok(mut f) => {
+            f.read_to_end(&mut bytes)?;
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    }
+    let mut at = 0;
+    while at < bytes.len() {
+        match frame_at(&bytes[at..]) {
+            Some((seq, entry, used)) => {
+                out.push((seq, entry));
+                at += used;
+            }
+            None => {
+                tracing::warn!(
+                    file = %path.display(),
+                    dropped_bytes = bytes.len() - at,
+                    "the ledger's record journal ends in a torn or corrupt frame (a power loss mid-write); what follows it is dropped"
+                );
+                break;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The frame at the start of `bytes`: its sequence number, entry and
+/// length; None if it is torn or corrupt.
+fn frame_at(bytes: &[u8]) -> Option<(u64, Entry, usize)> {
+    let body = u32::from_le_bytes(bytes.get(..4)?.try_into().ok()?) as usize;
+    let crc = u32::from_le_bytes(bytes.get(4..HEAD)?.try_into().ok()?);
+    if !(8..=MAX_FRAME).contains(&body) {
+        return None;
+    }
+    let frame = bytes.get(HEAD..HEAD + body)?;
+    if crc32fast::hash(frame) != crc {
+        return None;
+    }
+    let seq = u64::from_le_bytes(frame[..8].try_into().ok()?);
+    let entry = serde_json::from_slice(&frame[8..]).ok()?;
+    Some((seq, entry, HEAD + body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(id: &str) -> Box<CallRecord> {
+        let mut call: CallRecord = serde_json::from_value(serde_json::json!({
+            "request_id": id, "task_id": null, "at_ms": 1, "client": "c", "labels": {},
+            "session": null, "api": "chat-completions", "role": "answer", "stream": false,
+            "requested_model": "auto", "router": null, "planner": null, "tier": null,
+            "reasoning": null, "served_model": null, "provider": null, "endpoint": null,
+            "attempts": [], "escalated": false, "input_tokens": 1, "output_tokens": 2,
+            "cache_read_tokens": 0, "cache_write_tokens": 0, "cost_nanos": 5,
+            "baseline_nanos": 9, "latency_ms": 3, "ttft_ms": null, "status": "ok",
+            "error_class": null, "arm": null, "shadow": null, "route_labels": {},
+            "policy_view": null
+        }))
+        .unwrap();
+        call.request_id = id.to_string();
+        Box::new(call)
+    }
+
+    fn ids(leftover: &Leftover) -> Vec<(u64, String)> {
+        leftover
+            .iter()
+            .map(|(seq, e)| (*seq, e.call.request_id.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn what_a_dead_process_appended_is_read_back_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("ledger.db");
+        {
+            let (journal, leftover) = Journal::open(&db).unwrap().unwrap();
+            assert!(leftover.is_empty());
+            let settle = Reservation {
+                scopes: vec!["client:a".into()],
+                ..Reservation::none()
+            };
+            assert!(journal.append(call("r1"), Some(settle)).unwrap());
+            assert!(!journal.append(call("r2"), None).unwrap());
+        }
+        let (journal, leftover) = Journal::open(&db).unwrap().unwrap();
+        assert_eq!(ids(&leftover), [(1, "r1".into()), (2, "r2".into())]);
+        assert_eq!(leftover[0].1.scopes, ["client:a"]);
+        journal.reset(2).unwrap();
+        journal.append(call("r3"), None).unwrap();
+        drop(journal);
+        let (_, leftover) = Journal::open(&db).unwrap().unwrap();
+        assert_eq!(ids(&leftover), [(3, "r3".into())]);
+    }
+
+    #[test]
+    fn a_torn_last_frame_is_dropped_with_what_follows() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("ledger.db");
+        {
+            let (journal, _) = Journal::open(&db).unwrap().unwrap();
+            journal.append(call("r1"), None).unwrap();
+            journal.append(call("r2"), None).unwrap();
+        }
+        let path = Paths::of(&db).current;
+        let len = std::fs::metadata(&path).unwrap().len();
+        let file = OpenOptions::new().write(true).open(&path).unwrap();
+        file.set_len(len - 3).unwrap();
+        let (_, leftover) = Journal::open(&db).unwrap().unwrap();
+        assert_eq!(ids(&leftover), [(1, "r1".into())]);
+    }
+
+    #[test]
+    fn a_second_opener_gets_no_journal_while_the_first_holds_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("ledger.db");
+        let first = Journal::open(&db).unwrap();
+        assert!(first.is_some());
+        assert!(Journal::open(&db).unwrap().is_none());
+        drop(first);
+        assert!(Journal::open(&db).unwrap().is_some());
+    }
+
+    #[test]
+    fn a_large_journal_rotates_and_drops_the_old_file_once_applied() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("ledger.db");
+        let paths = Paths::of(&db);
+        let (journal, _) = Journal::open(&db).unwrap().unwrap();
+        journal.append(call("r1"), None).unwrap();
+        journal.lock().len = ROTATE_BYTES;
+        let (upto, taken) = journal.take().unwrap();
+        assert_eq!((upto, taken.len()), (1, 1));
+        assert!(paths.previous.exists());
+        journal.append(call("r2"), None).unwrap();
+        // Not applied yet: both files are read back, in order.
+        drop(journal);
+        let (journal, leftover) = Journal::open(&db).unwrap().unwrap();
+        assert_eq!(ids(&leftover), [(1, "r1".into()), (2, "r2".into())]);
+        journal.reset(2).unwrap();
+        assert!(!paths.previous.exists());
+        journal.append(call("r3"), None).unwrap();
+        journal.lock().len = ROTATE_BYTES;
+        let (upto, _) = journal.take().unwrap();
+        journal.applied(upto);
+        assert!(!paths.previous.exists());
+    }
+
+    #[test]
+    fn a_failed_batch_goes_back_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("ledger.db");
+        let (journal, _) = Journal::open(&db).unwrap().unwrap();
+        journal.append(call("r1"), None).unwrap();
+        let (_, taken) = journal.take().unwrap();
+        journal.append(call("r2"), None).unwrap();
+        journal.restore(taken);
+        let (upto, taken) = journal.take().unwrap();
+        let order: Vec<_> = taken
+            .iter()
+            .map(|w| match w {
+                Write::Call(c, _) => c.request_id.clone(),
+                _ => unreachable!(),
+            })
+            .collect();
+        assert_eq!((upto, order), (2, vec!["r1".to_string(), "r2".to_string()]));
+    }
+}
