@@ -42,8 +42,19 @@ fn publish(dir: &Path, name: &str, bytes: &[u8]) {
     std::fs::rename(&tmp, dir.join(format!("{name}.wasm"))).unwrap();
 }
 
+/// An engine with a 1 s call deadline. These tests are about swaps, not
+/// deadlines: each swap compiles a module on one of two cores while calls
+/// go on, which can hold a call past the default 10 ms on a busy machine.
+fn engine() -> Arc<PolicyEngine> {
+    let limits = Limits {
+        call_deadline: Duration::from_secs(1),
+        ..Limits::default()
+    };
+    PolicyEngine::new(limits, None).unwrap()
+}
+
 async fn start(dir: &Path) -> (Arc<Registry>, watcher::WatchGuard, Arc<Vec<ModelInfo>>) {
-    let engine = PolicyEngine::new(Limits::default(), None).unwrap();
+    let engine = engine();
     let registry = Arc::new(Registry::new(engine));
     let catalog = Arc::new(pointsman::policy::catalog(&Config::demo()));
     let for_watch = catalog.clone();
@@ -231,7 +242,7 @@ async fn fifos_links_and_huge_files_do_not_hold_up_a_valid_module() {
 #[tokio::test]
 async fn deleting_an_override_restores_the_built_in() {
     let dir = tempfile::tempdir().unwrap();
-    let engine = PolicyEngine::new(Limits::default(), None).unwrap();
+    let engine = engine();
     let mut registry = Registry::new(engine);
     let catalog = pointsman::policy::catalog(&Config::demo());
     registry
