@@ -445,3 +445,72 @@ async fn routers_see_what_a_budget_has_left() {
     assert!((9.9..10.0).contains(&left), "{seen:?}");
     assert_eq!(seen[2], ("client:bob".to_string(), Value::Null), "{seen:?}");
 }
+
+/// A model served by two providers at different prices: each call is
+/// priced at the endpoint that served it, in the ledger and in what the
+/// client was told.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_endpoint_is_priced_at_its_own_rates() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("ledger.db");
+    // Appended to the demo, the endpoint belongs to its last model, glm-4.7.
+    let config = config(
+        "[providers.dear]\nkind = \"simulated\"\nlatency_ms = 0\ntokens_per_second = 0\n\
+         [[models.endpoints]]\nprovider = \"dear\"\n\
+         input_usd_per_mtok = 10.0\noutput_usd_per_mtok = 20.0\n",
+        &ledger,
+    );
+    let glm = config
+        .models
+        .iter()
+        .find(|m| m.id == "glm-4.7")
+        .expect("glm-4.7 in the demo")
+        .clone();
+    assert_eq!(glm.endpoints.len(), 1, "the endpoint went to glm-4.7");
+    let daemon = Daemon::start(config).await;
+    let mut told = Vec::new();
+    for i in 0..6 {
+        let body = json!({"model": "glm-4.7", "max_tokens": 60,
+            "messages": [{"role": "user", "content": format!("Fix typo {i}")}]});
+        told.push(spend(&daemon, "alice-key", "/v1/chat/completions", body).await);
+    }
+    let calls = daemon
+        .state
+        .ledger
+        .calls(&pointsman::ledger::store::CallFilter {
+            since_ms: 0,
+            until_ms: i64::MAX,
+            client: None,
+        })
+        .await
+        .unwrap();
+    daemon.shutdown().await;
+    assert_eq!(calls.len(), 6);
+    let mut providers = std::collections::BTreeSet::new();
+    for call in &calls {
+        let provider = call.provider.clone().expect("a provider");
+        let endpoint = call.endpoint.clone().expect("an endpoint");
+        let usage = pointsman::provider::Usage {
+            input_tokens: call.input_tokens,
+            output_tokens: call.output_tokens,
+            cached_input_tokens: call.cache_read_tokens,
+            cache_creation_input_tokens: call.cache_write_tokens,
+        };
+        let expected = pointsman::ledger::Prices::at(&glm, &provider, &endpoint).cost(&usage);
+        let recorded = call.cost_nanos as f64 / 1e9;
+        assert!(
+            (recorded - expected).abs() < 1e-8,
+            "{provider}/{endpoint}: recorded {recorded}, priced {expected}"
+        );
+        assert!(
+            told.iter().any(|t| (t - recorded).abs() < 2e-8),
+            "{recorded} was not told: {told:?}"
+        );
+        providers.insert(provider);
+    }
+    assert_eq!(
+        providers.into_iter().collect::<Vec<_>>(),
+        ["dear", "simulated"],
+        "both endpoints served"
+    );
+}

@@ -254,6 +254,23 @@ pub struct EndpointConfig {
     pub provider: String,
     /// The model's name there; defaults to the model's `upstream`.
     pub upstream: Option<String>,
+    /// USD per million input tokens at this endpoint, where its provider
+    /// charges differently from the model's `input_usd_per_mtok` (one
+    /// model served by several providers at different prices).
+    #[serde(default)]
+    pub input_usd_per_mtok: Option<f64>,
+    /// USD per million output tokens here; defaults to the model's.
+    #[serde(default)]
+    pub output_usd_per_mtok: Option<f64>,
+    /// USD per million cached input tokens here; defaults to the model's
+    /// cached price, else this endpoint's input price.
+    #[serde(default)]
+    pub cached_usd_per_mtok: Option<f64>,
+    /// USD per million input tokens written to the prompt cache here;
+    /// defaults to the model's cache-write price, else this endpoint's
+    /// input price.
+    #[serde(default)]
+    pub cache_write_usd_per_mtok: Option<f64>,
 }
 
 /// `[resilience]`.
@@ -571,6 +588,19 @@ impl Config {
                         "{at}.endpoints[{j}].provider: no provider named {:?} in [providers]",
                         endpoint.provider
                     );
+                }
+                for (key, price) in [
+                    ("input_usd_per_mtok", endpoint.input_usd_per_mtok),
+                    ("output_usd_per_mtok", endpoint.output_usd_per_mtok),
+                    ("cached_usd_per_mtok", endpoint.cached_usd_per_mtok),
+                    (
+                        "cache_write_usd_per_mtok",
+                        endpoint.cache_write_usd_per_mtok,
+                    ),
+                ] {
+                    if price.is_some_and(|p| !(p.is_finite() && p >= 0.0)) {
+                        problem!("{at}.endpoints[{j}].{key}: must be a price of zero or more");
+                    }
                 }
             }
             if model.context_window == 0 {

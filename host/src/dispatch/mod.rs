@@ -151,24 +151,26 @@ impl Dispatch {
         } else {
             None
         };
+        let usage = Usage {
+            input_tokens: input,
+            output_tokens: output,
+            ..Usage::default()
+        };
         chain
             .iter()
             .chain(escalation.as_ref())
-            .map(|m| {
-                let usage = Usage {
-                    input_tokens: input,
-                    output_tokens: output,
-                    ..Usage::default()
-                };
-                // Cached input is never dearer than input, so the plain
-                // price is the bound.
+            .flat_map(|m| Prices::of_endpoints(m))
+            .map(|p| {
+                // Every input token at the dearest input price is the
+                // bound (cached input is never dearer than input; a cache
+                // write may be).
+                let dearest_input = p.input.max(p.cached_input).max(p.cache_write);
                 nanos(
                     Prices {
-                        cached_input: m.input_usd_per_mtok,
-                        cache_write: m
-                            .input_usd_per_mtok
-                            .max(m.cache_write_usd_per_mtok.unwrap_or(m.input_usd_per_mtok)),
-                        ..Prices::from(&**m)
+                        input: dearest_input,
+                        cached_input: dearest_input,
+                        cache_write: dearest_input,
+                        ..p
                     }
                     .cost(&usage),
                 )
@@ -240,9 +242,11 @@ impl Dispatch {
         self.baseline
     }
 
-    /// The cost of `usage` on `model`, and on the baseline.
-    pub fn price(&self, model: &ModelConfig, usage: &Usage) -> Cost {
-        Cost::of(usage, Prices::from(model), self.baseline)
+    /// The cost of `usage` where `served` answered (that endpoint's
+    /// prices), and on the baseline.
+    pub fn price(&self, served: &Served, usage: &Usage) -> Cost {
+        let prices = Prices::at(&served.model, &served.provider, &served.upstream);
+        Cost::of(usage, prices, self.baseline)
     }
 
     /// Sends `call.request` to the models of `call.chain` in order, then

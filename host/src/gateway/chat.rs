@@ -764,7 +764,7 @@ async fn complete(
         .into_format(plan.format)
         .map_err(|e| ApiError::new(ErrorKind::Upstream, e.to_string()))?;
     answer.set_model(&model.id);
-    let own_cost = state.dispatch.price(model, &usage);
+    let own_cost = state.dispatch.price(&served, &usage);
     let mut cost = own_cost;
     cost.add(plan.planner_cost);
     let body = match (answer, &plan.responses) {
@@ -943,7 +943,7 @@ async fn streamed(
             failure = Some("the provider's stream ended before the answer was complete".into());
         }
         let usage = relay.usage();
-        let own_cost = dispatch.price(&served.model, &usage);
+        let own_cost = dispatch.price(&served, &usage);
         let mut cost = own_cost;
         cost.add(planner_cost_of(&plan));
         let record = plan.caller.record(

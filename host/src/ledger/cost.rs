@@ -29,6 +29,46 @@ impl From<&ModelConfig> for Prices {
 }
 
 impl Prices {
+    /// What `model` costs at its endpoint `provider`/`upstream`: the
+    /// prices that endpoint's `[[models.endpoints]]` entry sets, the
+    /// model's for the rest (and for the model's own endpoint).
+    pub fn at(model: &ModelConfig, provider: &str, upstream: &str) -> Prices {
+        let own = Prices::from(model);
+        if model.provider == provider && model.upstream() == upstream {
+            return own;
+        }
+        model
+            .endpoints
+            .iter()
+            .find(|e| {
+                e.provider == provider
+                    && e.upstream.as_deref().unwrap_or(model.upstream()) == upstream
+            })
+            .map_or(own, |e| {
+                let input = e.input_usd_per_mtok.unwrap_or(own.input);
+                Prices {
+                    input,
+                    output: e.output_usd_per_mtok.unwrap_or(own.output),
+                    cached_input: e
+                        .cached_usd_per_mtok
+                        .or(model.cached_usd_per_mtok)
+                        .unwrap_or(input),
+                    cache_write: e
+                        .cache_write_usd_per_mtok
+                        .or(model.cache_write_usd_per_mtok)
+                        .unwrap_or(input),
+                }
+            })
+    }
+
+    /// The prices of each of `model`'s endpoints, its own first.
+    pub fn of_endpoints(model: &ModelConfig) -> impl Iterator<Item = Prices> + '_ {
+        model
+            .endpoint_list()
+            .into_iter()
+            .map(|(provider, upstream)| Prices::at(model, provider, upstream))
+    }
+
     /// USD for `usage`. Cache reads and cache writes are subsets of the
     /// input tokens, billed at the cached and the cache-write price; the
     /// rest of the input at the input price. Counts a broken upstream made
@@ -155,6 +195,66 @@ mod tests {
         assert!(
             (cost - (8.0 * 0.3 + 2.0 * 3.75) / 1e6).abs() < 1e-12,
             "{cost}"
+        );
+    }
+
+    #[test]
+    fn an_endpoint_is_priced_at_its_own_prices_and_the_models_for_the_rest() {
+        let m: ModelConfig = toml::from_str(
+            r#"
+id = "m"
+provider = "cheap"
+upstream = "m-1"
+input_usd_per_mtok = 1.0
+output_usd_per_mtok = 2.0
+cached_usd_per_mtok = 0.1
+context_window = 1000
+[[endpoints]]
+provider = "dear"
+input_usd_per_mtok = 3.0
+[[endpoints]]
+provider = "dear"
+upstream = "m-2"
+output_usd_per_mtok = 8.0
+cache_write_usd_per_mtok = 4.0
+"#,
+        )
+        .expect("model");
+        let m = &m;
+        assert_eq!(Prices::at(m, "cheap", "m-1"), Prices::from(m));
+        let dear = Prices::at(m, "dear", "m-1");
+        assert_eq!(
+            (dear.input, dear.output, dear.cached_input, dear.cache_write),
+            (3.0, 2.0, 0.1, 3.0)
+        );
+        let other = Prices::at(m, "dear", "m-2");
+        assert_eq!(
+            (
+                other.input,
+                other.output,
+                other.cached_input,
+                other.cache_write
+            ),
+            (1.0, 8.0, 0.1, 4.0)
+        );
+        // An endpoint the model does not list is priced as the model.
+        assert_eq!(Prices::at(m, "nowhere", "m-1"), Prices::from(m));
+        assert_eq!(Prices::of_endpoints(m).count(), 3);
+    }
+
+    #[test]
+    fn a_negative_endpoint_price_is_a_config_error() {
+        // Appended to the demo, the endpoint belongs to its last model.
+        let toml = format!(
+            "{}\n[[models.endpoints]]\nprovider = \"simulated\"\nupstream = \"other\"\noutput_usd_per_mtok = -1.0\n",
+            crate::config::DEMO_TOML
+        );
+        let error = crate::config::Config::parse(&toml).expect_err("a negative price");
+        assert!(
+            error
+                .to_string()
+                .contains("endpoints[0].output_usd_per_mtok: must be a price"),
+            "{error}"
         );
     }
 

@@ -94,7 +94,7 @@ pub async fn complete(
     let (result, served, usage, cost) = match sent.result {
         Ok(Answer::Complete(served, answer)) => {
             let usage = answer.usage();
-            let cost = dispatch.price(&served.model, &usage);
+            let cost = dispatch.price(&served, &usage);
             (Ok(answer_text(*answer)), Some(served), usage, cost)
         }
         Ok(Answer::Stream(..)) => unreachable!("complete() turns a stream into an error"),
