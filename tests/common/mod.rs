@@ -165,9 +165,14 @@ pub fn is_plan_request(r: &RecordedRequest) -> bool {
 /// Polls `GET /v1/tasks/<id>` (as `key`, if given) until the task has
 /// ended; returns its record. Fails the test after 30 s.
 pub async fn wait_for_task(daemon: &Daemon, key: Option<&str>, id: &str) -> Value {
+    wait_for_task_at(&daemon.url, key, id).await
+}
+
+/// [`wait_for_task`] on the daemon at `url` (another process, a replica).
+pub async fn wait_for_task_at(url: &str, key: Option<&str>, id: &str) -> Value {
     let started = std::time::Instant::now();
     loop {
-        let mut request = reqwest::Client::new().get(format!("{}/v1/tasks/{id}", daemon.url));
+        let mut request = reqwest::Client::new().get(format!("{url}/v1/tasks/{id}"));
         if let Some(key) = key {
             request = request.bearer_auth(key);
         }

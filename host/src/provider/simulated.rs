@@ -32,6 +32,8 @@ pub struct Simulated {
 /// What the simulation decided to answer.
 struct Answer {
     text: String,
+    /// The text was cut at the request's `max_tokens`.
+    truncated: bool,
     tool_call: Option<(String, String)>,
     prompt_tokens: u64,
 }
@@ -79,6 +81,7 @@ impl Simulated {
                 vec![ToolCall::function("call_sim_0", name, arguments)],
                 FinishReason::ToolCalls,
             ),
+            None if answer.truncated => (Some(answer.text), Vec::new(), FinishReason::Length),
             None => (Some(answer.text), Vec::new(), FinishReason::Stop),
         };
         Ok(Reply::Complete(Box::new(Response::OpenAi(
@@ -171,7 +174,11 @@ impl Simulated {
                         return;
                     }
                 }
-                FinishReason::Stop
+                if answer.truncated {
+                    FinishReason::Length
+                } else {
+                    FinishReason::Stop
+                }
             };
             if tx
                 .send(chunk(Delta::default(), Some(finish)))
@@ -291,11 +298,41 @@ fn answer(request: &openai::ChatRequest) -> Answer {
     } else {
         prose(&request.model, &last_user)
     };
+    let cap = request.max_completion_tokens.or(request.max_tokens);
+    let (text, truncated) = match cap {
+        Some(cap) => truncate(text, u64::from(cap)),
+        None => (text, false),
+    };
     Answer {
         text,
+        truncated,
         tool_call: forced_tool.map(|name| (name, "{}".to_string())),
         prompt_tokens,
     }
+}
+
+/// `text` cut to at most `cap` tokens at a word boundary, as a real model
+/// stops at `max_tokens` (budgets reserve on that promise); whether it
+/// was cut.
+fn truncate(text: String, cap: u64) -> (String, bool) {
+    if count_tokens(&text) as u64 <= cap {
+        return (text, false);
+    }
+    let mut words: Vec<&str> = text.split_inclusive(' ').collect();
+    let mut kept = 0u64;
+    let fits = words
+        .iter()
+        .take_while(|w| {
+            kept += count_tokens(w) as u64;
+            kept <= cap
+        })
+        .count();
+    words.truncate(fits);
+    // Tokens of a whole may differ from the sum of its words' tokens.
+    while !words.is_empty() && count_tokens(&words.concat()) as u64 > cap {
+        words.pop();
+    }
+    (words.concat(), true)
 }
 
 /// A small valid plan for the seed planner's prompt.
@@ -451,6 +488,45 @@ mod tests {
         }
         assert!(text.starts_with("Simulated answer from glm-4.7"));
         assert!(usage.unwrap().completion_tokens > 10);
+    }
+
+    #[tokio::test]
+    async fn answers_stop_at_max_tokens_like_a_real_model() {
+        use futures::StreamExt;
+        let sim = Simulated::new(&config(0.0));
+        for stream in [false, true] {
+            let Request::OpenAi(mut capped) = request("", "fix the bug", stream) else {
+                unreachable!()
+            };
+            capped.max_tokens = Some(5);
+            let (text, completion, finish) = match sim.send(Request::OpenAi(capped)).await {
+                Ok(Reply::Complete(answer)) => {
+                    let Response::OpenAi(r) = *answer else {
+                        panic!("expected the OpenAI format");
+                    };
+                    (
+                        r.choices[0].message.content.clone().unwrap(),
+                        r.usage.unwrap().completion_tokens,
+                        r.choices[0].finish_reason.clone(),
+                    )
+                }
+                Ok(Reply::Stream(mut events)) => {
+                    let (mut text, mut usage, mut finish) = (String::new(), None, None);
+                    while let Some(Ok(Event::OpenAi(chunk))) = events.next().await {
+                        for c in &chunk.choices {
+                            text.push_str(c.delta.content.as_deref().unwrap_or(""));
+                            finish = c.finish_reason.clone().or(finish);
+                        }
+                        usage = chunk.usage.or(usage);
+                    }
+                    (text, usage.unwrap().completion_tokens, finish)
+                }
+                Err(e) => panic!("{e:?}"),
+            };
+            assert!((1..=5).contains(&completion), "{completion}: {text}");
+            assert_eq!(completion, count_tokens(&text) as u64);
+            assert_eq!(finish, Some(FinishReason::Length), "stream: {stream}");
+        }
     }
 
     #[tokio::test]
