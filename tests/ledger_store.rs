@@ -672,14 +672,14 @@ async fn sqlite_migrations_apply_once_and_refuse_a_newer_schema() {
             err,
             LedgerError::SchemaTooNew {
                 found: 99,
-                supported: 2
+                supported: 3
             }
         ),
         "{err}"
     );
     let message = err.to_string();
     assert!(
-        message.contains("version 99") && message.contains("version 2"),
+        message.contains("version 99") && message.contains("version 3"),
         "{message}"
     );
 }

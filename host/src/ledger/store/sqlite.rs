@@ -25,6 +25,10 @@ use crate::ledger::record::{CallRecord, FeedbackRecord, Nanos, TaskRecord};
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("migrations/sqlite/0001_init.sql")),
     (2, include_str!("migrations/sqlite/0002_record_journal.sql")),
+    (
+        3,
+        include_str!("migrations/sqlite/0003_drop_unused_call_indexes.sql"),
+    ),
 ];
 
 /// How long a statement waits for a lock another connection holds.
