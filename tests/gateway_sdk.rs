@@ -413,3 +413,69 @@ async fn anthropic_sdk_in_plan_mode() {
     plan_mode("anthropic_sdk", HIGH, "plan", Api::Anthropic).await;
     plan_mode("anthropic_sdk", CRITICAL, "plan-and-verify", Api::OpenAi).await;
 }
+
+/// Every answer in an SDK script's summary: its request id and the cost
+/// the client was told (the cost header, or a stream's closing summary).
+fn told(summary: &Value, answers: &mut Vec<(String, f64)>) {
+    match summary {
+        Value::Object(fields) => {
+            if let Some(id) = fields.get("x-pointsman-request-id").and_then(Value::as_str) {
+                let cost = fields["told_cost_usd"]
+                    .as_str()
+                    .and_then(|c| c.parse().ok())
+                    .unwrap_or_else(|| panic!("no cost told for {id}: {summary}"));
+                answers.push((id.to_string(), cost));
+            }
+            fields.values().for_each(|v| told(v, answers));
+        }
+        Value::Array(items) => items.iter().for_each(|v| told(v, answers)),
+        _ => {}
+    }
+}
+
+/// #17 as a new user would check it: traffic from the official SDKs (chat
+/// completions, responses and messages; plain, streamed, tool round
+/// trips), the daemon stopped, then `pointsman report` counts every answer
+/// and totals exactly what the clients were told.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_report_totals_what_the_sdks_were_told() {
+    let upstream = Upstream::start(UpstreamConfig::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = format!("sqlite:{}", dir.path().join("ledger.db").display());
+    let mut config = config(&upstream);
+    config.ledger.url = Some(ledger.clone());
+    let daemon = Daemon::start(config).await;
+    let mut answers = Vec::new();
+    for (script, model) in [
+        ("openai_sdk", "oa-model"),
+        ("openai_responses", "an-model"),
+        ("anthropic_sdk", "an-model"),
+    ] {
+        told(&run(&daemon, &upstream, script, model).await, &mut answers);
+    }
+    daemon.shutdown().await;
+    let ids: std::collections::HashSet<&str> = answers.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(ids.len(), answers.len(), "an answer id seen twice");
+    assert!(answers.len() >= 12, "{answers:?}");
+
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_pointsman"))
+        .args([
+            "report", "--since", "1h", "--format", "json", "--ledger", &ledger,
+        ])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        report["total"]["requests"].as_u64(),
+        Some(answers.len() as u64),
+        "{report}"
+    );
+    let told_total: f64 = answers.iter().map(|(_, cost)| cost).sum();
+    let spent = report["total"]["spent_usd"].as_f64().unwrap();
+    // Each told cost is rounded to 8 decimals.
+    assert!(
+        (spent - told_total).abs() <= 1e-8 * answers.len() as f64,
+        "the report says {spent}, the clients were told {told_total}"
+    );
+}

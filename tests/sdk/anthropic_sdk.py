@@ -21,6 +21,7 @@ from common import (
     check,
     env,
     gateway_headers,
+    told_by_stream,
     header_costs,
     model_ids,
     parse_arguments,
@@ -133,7 +134,7 @@ def stream(messages, **extra):
     check(output_tokens is not None and output_tokens > 0, f"message_delta output_tokens {output_tokens}")
     out["usage"] = dict(input_usage, output_tokens=output_tokens)
     out["blocks"] = [out["blocks"][i] for i in sorted(out["blocks"])]
-    return out
+    return told_by_stream(out)
 
 
 def case_basic():

@@ -39,6 +39,10 @@ COST_HEADERS = ["x-pointsman-cost-usd", "x-pointsman-baseline-cost-usd"]
 # Only in plan mode; the planner's cost is a header of non-streamed answers
 # and part of a stream's final usage event.
 PLAN_HEADERS = ["x-pointsman-plan", "x-pointsman-planner-cost-usd"]
+# Every answer's id, as the ledger records it.
+REQUEST_ID = "x-pointsman-request-id"
+# The key of a response's headers that holds the cost the client was told.
+TOLD = "told_cost_usd"
 PLAN_TIERS = ("plan", "plan-and-verify")
 
 PLAN_PROMPT = "Design the architecture of a plugin system across multiple modules"
@@ -100,7 +104,10 @@ def selected_cases(all_cases, default):
 
 def gateway_headers(headers, streamed=False):
     """The gateway's headers of a response, checked when they are expected."""
-    found = {name: headers.get(name) for name in GATEWAY_HEADERS + PLAN_HEADERS}
+    found = {name: headers.get(name) for name in GATEWAY_HEADERS + PLAN_HEADERS + [REQUEST_ID]}
+    # What this answer cost, as the client was told: the header here, or a
+    # stream's closing cost summary (`told_by_stream`).
+    found[TOLD] = found.get("x-pointsman-cost-usd")
     if expect_headers():
         required = STREAM_HEADERS if streamed else GATEWAY_HEADERS
         missing = [name for name in required if not found.get(name)]
@@ -114,6 +121,14 @@ def gateway_headers(headers, streamed=False):
                 raise CheckFailed(f"{name}: {value!r} is not a number")
             check(cost >= 0, f"{name}: {value!r} is negative")
     return found
+
+
+def told_by_stream(out):
+    """Puts a finished stream's cost (its closing `pointsman` object) with
+    its headers, where a non-streamed answer has its cost header."""
+    if out.get("headers") is not None and out.get("pointsman"):
+        out["headers"][TOLD] = out["pointsman"].get("cost_usd")
+    return out
 
 
 def header_costs(headers):

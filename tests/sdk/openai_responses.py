@@ -20,6 +20,7 @@ from common import (
     check,
     env,
     gateway_headers,
+    told_by_stream,
     parse_arguments,
     run,
     timeout,
@@ -102,7 +103,7 @@ def stream(input, **extra):
     check(events[-1] == "response.completed", f"last event {events[-1]!r}")
     check(out["pointsman"] is not None, "response.completed carries no pointsman object")
     check(float(out["pointsman"]["cost_usd"]) > 0, f"cost {out['pointsman']}")
-    return out
+    return told_by_stream(out)
 
 
 def case_basic():

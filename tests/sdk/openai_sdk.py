@@ -21,6 +21,7 @@ from common import (
     check,
     env,
     gateway_headers,
+    told_by_stream,
     header_costs,
     model_ids,
     parse_arguments,
@@ -111,7 +112,7 @@ def stream(messages, **extra):
                 if choice.finish_reason:
                     out["finish_reason"] = choice.finish_reason
     out["tool_calls"] = [out["tool_calls"][i] for i in sorted(out["tool_calls"])]
-    return out
+    return told_by_stream(out)
 
 
 def case_basic():
