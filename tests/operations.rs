@@ -454,3 +454,54 @@ async fn a_watched_config_file_reloads_when_saved() {
     terminate(&child);
     child.wait().unwrap();
 }
+
+/// A task still running when the grace period ends is marked
+/// `interrupted` in the ledger by the stopping daemon itself, not only by
+/// its next start (which may never come).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_marks_tasks_left_after_the_grace_period_interrupted() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = format!("sqlite:{}", dir.path().join("ledger.db").display());
+    // Slow answers (20 tokens a second): the task outlives a 200 ms grace.
+    let text = pointsman::config::DEMO_TOML
+        .replace("tokens_per_second = 400", "tokens_per_second = 20")
+        .replace(
+            "[safe_route]",
+            "[server]\nshutdown_grace_ms = 200\n\n[safe_route]",
+        );
+    let path = dir.path().join("pointsman.toml");
+    std::fs::write(&path, format!("{text}\n[ledger]\nurl = \"{ledger}\"\n")).unwrap();
+    let (mut child, url, _) = start_serving(&[], &["--config", path.to_str().unwrap()]);
+    let task: serde_json::Value = reqwest::Client::new()
+        .post(format!("{url}/v1/tasks"))
+        .json(&serde_json::json!({"title": "plugins",
+            "description": "Design the architecture of a plugin system across multiple modules"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = task["id"].as_str().expect("a task id").to_string();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    terminate(&child);
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(status.success(), "{status}");
+
+    let ledger = pointsman::ledger::Ledger::open(&ledger, &Default::default())
+        .await
+        .unwrap();
+    let record = ledger
+        .task(&id)
+        .await
+        .unwrap()
+        .expect("the task is on record");
+    ledger.close().await;
+    assert_eq!(
+        record.status,
+        pointsman::ledger::record::TaskStatus::Interrupted,
+        "{record:?}"
+    );
+}

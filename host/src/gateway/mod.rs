@@ -169,6 +169,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             tasks = left,
             "tasks still running at the end of the shutdown grace period are interrupted"
         );
+        match state.tasks.interrupt_left().await {
+            Ok(n) => tracing::warn!("{n} task(s) marked interrupted in the ledger"),
+            Err(e) => tracing::error!("tasks left at shutdown could not be marked: {e}"),
+        }
     }
     // Journaled records go into the store now rather than at the next
     // start.

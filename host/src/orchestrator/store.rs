@@ -30,6 +30,8 @@ pub struct Tasks {
     inner: Mutex<Inner>,
     ledger: Ledger,
     replica: String,
+    /// Shared with every task's recorder (see [`Tasks::interrupt_left`]).
+    sealed: Arc<std::sync::atomic::AtomicBool>,
     keep: Duration,
     max_per_client: usize,
 }
@@ -54,6 +56,7 @@ impl Tasks {
         Tasks {
             ledger,
             replica,
+            sealed: Arc::default(),
             inner: Mutex::new(Inner {
                 by_id: HashMap::new(),
                 swept: Instant::now(),
@@ -110,6 +113,7 @@ impl Tasks {
             let recorder = task::Recorder {
                 ledger: self.ledger.clone(),
                 replica: self.replica.clone(),
+                sealed: self.sealed.clone(),
             };
             let handle = TaskHandle::new(id.clone(), owner, &input, recorder, budgets);
             inner.by_id.insert(id, handle.clone());
@@ -128,6 +132,20 @@ impl Tasks {
             .get(id)
             .filter(|h| h.owner == *owner)
             .cloned()
+    }
+
+    /// At shutdown, after the grace period: stops every task's record
+    /// from being written again and marks this replica's live tasks
+    /// `interrupted` in the ledger, so that other replicas and reports see
+    /// them ended even if this one never starts again. Returns how many
+    /// were marked.
+    pub async fn interrupt_left(&self) -> Result<u64, crate::ledger::LedgerError> {
+        self.sealed
+            .store(true, std::sync::atomic::Ordering::Release);
+        // Only this replica's tasks: no staleness rule for the others.
+        self.ledger
+            .interrupt_tasks(&self.replica, Duration::MAX)
+            .await
     }
 
     /// Tasks not yet ended, all owners.

@@ -167,11 +167,16 @@ impl TaskHandle {
     /// Queues the task's record for the ledger (its changes commit in
     /// order).
     pub fn persist(&self) {
-        self.recorder.ledger.put_task_later(self.ledger_record());
+        if !self.recorder.sealed() {
+            self.recorder.ledger.put_task_later(self.ledger_record());
+        }
     }
 
     /// Records the task in the ledger and waits for the commit.
     pub(super) async fn persist_now(&self) {
+        if self.recorder.sealed() {
+            return;
+        }
         if let Err(e) = self.recorder.ledger.put_task(self.ledger_record()).await {
             tracing::error!(task = %self.lock().id, "the task's record could not be committed: {e}");
         }
@@ -278,4 +283,13 @@ pub struct Recorder {
     pub ledger: crate::ledger::Ledger,
     /// This daemon's name in task records.
     pub replica: String,
+    /// Set at shutdown once the tasks left are marked interrupted: a task
+    /// still running then must not write its record over the mark.
+    pub sealed: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Recorder {
+    fn sealed(&self) -> bool {
+        self.sealed.load(std::sync::atomic::Ordering::Acquire)
+    }
 }
