@@ -264,10 +264,12 @@ fn sha256(key: &str) -> String {
     hex::encode(sha2::Sha256::digest(key.as_bytes()))
 }
 
-/// Under steady load, SIGHUP swaps in a file that adds a client key, a
-/// model and an endpoint and changes a price: no request fails, the new
-/// key and model work at once, new requests get the new price. An invalid
-/// file changes nothing, on SIGHUP or through `POST /v1/admin/reload`.
+/// Under steady load on both APIs, plain and streamed, with a task running,
+/// SIGHUP swaps in a file that adds a client key, a model and an endpoint
+/// and changes a price: no request fails, the task finishes, the new key
+/// and model work at once, new requests get the new price and a stream in
+/// flight across the reload keeps the old one. An invalid file changes
+/// nothing, on SIGHUP or through `POST /v1/admin/reload`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_under_load_applies_at_once_and_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
@@ -278,6 +280,12 @@ async fn a_reload_under_load_applies_at_once_and_loses_nothing() {
             "baseline_model = \"claude-opus-4.5\"\n[admin]\nkey_sha256 = \"{}\"\n",
             sha256("root")
         ),
+    );
+    // A slow model, so that a stream outlives the reload.
+    let base = format!(
+        "{base}\n[providers.slow]\nkind = \"simulated\"\nlatency_ms = 0\ntokens_per_second = 20\n\
+         [[models]]\nid = \"slow-4.7\"\nprovider = \"slow\"\nroles = [\"executor\"]\n\
+         input_usd_per_mtok = 1.0\noutput_usd_per_mtok = 2.0\ncontext_window = 128000\n"
     );
     let alice = format!(
         "\n[[clients]]\nname = \"alice\"\nkey_sha256 = \"{}\"\n",
@@ -322,12 +330,26 @@ async fn a_reload_under_load_applies_at_once_and_loses_nothing() {
     // Steady load on both kinds of answer while the file changes.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut load = Vec::new();
-    for worker in 0..4 {
-        let (stop, ask) = (stop.clone(), ask.clone());
+    for worker in 0..6 {
+        let (stop, ask, client, url) = (stop.clone(), ask.clone(), client.clone(), url.clone());
         load.push(tokio::spawn(async move {
             let (mut ok, mut failed) = (0, Vec::new());
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                match ask("alice-key", "auto", worker % 2 == 0).await {
+                let stream = worker % 2 == 0;
+                let answer = if worker < 4 {
+                    ask("alice-key", "auto", stream).await
+                } else {
+                    client
+                        .post(format!("{url}/v1/messages"))
+                        .header("x-api-key", "alice-key")
+                        .header("anthropic-version", "2023-06-01")
+                        .json(&serde_json::json!({"model": "auto", "stream": stream,
+                            "max_tokens": 40,
+                            "messages": [{"role": "user", "content": "Fix the typo in main.rs"}]}))
+                        .send()
+                        .await
+                };
+                match answer {
                     Ok(r) if r.status() == 200 => match r.text().await {
                         Ok(_) => ok += 1,
                         Err(e) => failed.push(e.to_string()),
@@ -340,6 +362,24 @@ async fn a_reload_under_load_applies_at_once_and_loses_nothing() {
         }));
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
+    // A task, and a slow stream whose first words have arrived, across the
+    // reload.
+    let task: serde_json::Value = client
+        .post(format!("{url}/v1/tasks"))
+        .bearer_auth("alice-key")
+        .json(&serde_json::json!({"title": "t",
+            "description": "Design the architecture of a plugin system across multiple modules"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let task = task["id"].as_str().expect("a task id").to_string();
+    let mut in_flight = ask("alice-key", "slow-4.7", true).await.unwrap();
+    assert_eq!(in_flight.status(), 200);
+    let mut streamed =
+        String::from_utf8_lossy(&in_flight.chunk().await.unwrap().unwrap()).into_owned();
     let changed = format!(
         "{}{alice}\n[[clients]]\nname = \"bob\"\nkey_sha256 = \"{}\"\n\n\
          [[models]]\nid = \"glm-5\"\nprovider = \"simulated\"\nroles = [\"executor\"]\n\
@@ -364,6 +404,43 @@ async fn a_reload_under_load_applies_at_once_and_loses_nothing() {
     }
     let after = ask("alice-key", "glm-4.7", false).await.unwrap();
     assert!(cost(&after) > old_cost, "{} vs {old_cost}", cost(&after));
+    // The stream started before the reload is priced as it started: input
+    // at 1.0 USD per million tokens, now 10.0.
+    let mut chunks = 0;
+    while let Some(chunk) = in_flight.chunk().await.unwrap() {
+        streamed.push_str(&String::from_utf8_lossy(&chunk));
+        chunks += 1;
+    }
+    assert!(
+        chunks > 1,
+        "the slow stream ended before the reload: {streamed}"
+    );
+    let summary = streamed
+        .lines()
+        .filter_map(|l| {
+            // The usage event's `pointsman` object, or (without
+            // include_usage) the SSE comment carrying it.
+            let data = l
+                .strip_prefix("data: ")
+                .or(l.strip_prefix(": pointsman "))?;
+            let v = serde_json::from_str::<serde_json::Value>(data).ok()?;
+            Some(v.get("pointsman").cloned().unwrap_or(v))
+        })
+        .find(|v| v.get("cost_usd").is_some())
+        .unwrap_or_else(|| panic!("no cost summary in {streamed}"));
+    let tokens = |key: &str| {
+        summary[key]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{key}: {summary}"))
+    };
+    let told: f64 = summary["cost_usd"].as_str().unwrap().parse().unwrap();
+    let at_old_price = (tokens("input_tokens") * 1.0 + tokens("output_tokens") * 2.0) / 1e6;
+    assert!(
+        (told - at_old_price).abs() < 2e-8,
+        "the stream in flight was priced {told}, the old price makes {at_old_price}: {summary}"
+    );
+    let done = common::wait_for_task_at(&url, Some("alice-key"), &task).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
 
     // An invalid file changes nothing.
     std::fs::write(&path, "this is [not toml").unwrap();
@@ -385,6 +462,35 @@ async fn a_reload_under_load_applies_at_once_and_loses_nothing() {
         .unwrap();
     assert_eq!(wrong_key.status(), 401);
     assert_eq!(ask("bob-key", "glm-5", false).await.unwrap().status(), 200);
+    // Nor does a valid file naming what does not exist: a safe route on an
+    // unknown model, a provider key file that is missing. Each is refused
+    // with its reason.
+    for (broken, reason) in [
+        (
+            changed.replace("executor = \"glm-4.7\"", "executor = \"gpt-9\""),
+            "gpt-9",
+        ),
+        (
+            format!(
+                "{changed}\n[providers.remote]\nkind = \"openai\"\n\
+                 base_url = \"http://127.0.0.1:9/v1\"\napi_key_file = \"/nonexistent/key\"\n"
+            ),
+            "/nonexistent/key",
+        ),
+    ] {
+        assert_ne!(broken, changed, "{reason}: the broken line exists");
+        std::fs::write(&path, &broken).unwrap();
+        let refused = client
+            .post(format!("{url}/v1/admin/reload"))
+            .bearer_auth("root")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), 422, "{reason}");
+        let why = refused.text().await.unwrap();
+        assert!(why.contains(reason), "{why}");
+        assert_eq!(ask("bob-key", "glm-5", false).await.unwrap().status(), 200);
+    }
 
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let mut served = 0;
