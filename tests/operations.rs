@@ -10,12 +10,12 @@ use std::time::{Duration, Instant};
 
 /// Starts `pointsman serve` on the built-in demo with `args`, stderr piped
 /// (so it is not a terminal), and waits for its "listening" line.
-fn start(args: &[&str]) -> (Child, String, Vec<String>) {
+fn start(args: &[&str]) -> (Child, String, Log) {
     start_serving(args, &[])
 }
 
 /// [`start`], with `serve_args` after `serve`.
-fn start_serving(args: &[&str], serve_args: &[&str]) -> (Child, String, Vec<String>) {
+fn start_serving(args: &[&str], serve_args: &[&str]) -> (Child, String, Log) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_pointsman"))
         .args(args)
         .args(["serve", "--listen", "127.0.0.1:0"])
@@ -42,10 +42,20 @@ fn start_serving(args: &[&str], serve_args: &[&str]) -> (Child, String, Vec<Stri
         }
         assert!(started.elapsed() < Duration::from_secs(60), "{lines:?}");
     };
-    // Keep reading stderr so the daemon never blocks on a full pipe.
-    std::thread::spawn(move || for _ in reader.lines() {});
-    (child, format!("http://{addr}"), lines)
+    // Keep reading stderr so the daemon never blocks on a full pipe, and
+    // keep every line for the test.
+    let log = std::sync::Arc::new(std::sync::Mutex::new(lines));
+    let all = log.clone();
+    std::thread::spawn(move || {
+        for line in reader.lines().map_while(Result::ok) {
+            all.lock().unwrap().push(line);
+        }
+    });
+    (child, format!("http://{addr}"), log)
 }
+
+/// Every line a daemon wrote to stderr so far.
+type Log = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
 
 fn terminate(child: &Child) {
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
@@ -53,14 +63,16 @@ fn terminate(child: &Child) {
 
 #[test]
 fn logs_have_no_colour_codes_off_a_terminal_and_json_is_one_object_a_line() {
-    let (mut text, _, lines) = start(&[]);
+    let (mut text, _, log) = start(&[]);
     terminate(&text);
     text.wait().unwrap();
+    let lines = log.lock().unwrap().clone();
     assert!(lines.iter().all(|l| !l.contains('\u{1b}')), "{lines:?}");
 
-    let (mut json, _, lines) = start(&["--log-format", "json"]);
+    let (mut json, _, log) = start(&["--log-format", "json"]);
     terminate(&json);
     json.wait().unwrap();
+    let lines = log.lock().unwrap().clone();
     for line in &lines {
         let value: serde_json::Value =
             serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
@@ -609,5 +621,110 @@ async fn sigterm_marks_tasks_left_after_the_grace_period_interrupted() {
         record.status,
         pointsman::ledger::record::TaskStatus::Interrupted,
         "{record:?}"
+    );
+}
+
+/// A reload through the admin API that revokes a client key: the key can
+/// start nothing new at once, its running task still finishes (on record in
+/// the ledger), `GET /v1/config` shows the new file's hash and no secret,
+/// and the audit trail names who reloaded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_key_starts_nothing_new_but_its_task_finishes() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = format!("sqlite:{}", dir.path().join("ledger.db").display());
+    let path = dir.path().join("pointsman.toml");
+    // Slow answers, so that the task is still running at the reload.
+    let base = format!(
+        "{}\n[admin]\nkey_sha256 = \"{}\"\n[ledger]\nurl = \"{ledger}\"\n\
+         [[clients]]\nname = \"bob\"\nkey_sha256 = \"{}\"\n",
+        pointsman::config::DEMO_TOML.replace("tokens_per_second = 400", "tokens_per_second = 100"),
+        sha256("root"),
+        sha256("bob-key"),
+    );
+    let alice = format!(
+        "[[clients]]\nname = \"alice\"\nkey_sha256 = \"{}\"\n",
+        sha256("alice-key")
+    );
+    std::fs::write(&path, format!("{base}{alice}")).unwrap();
+    let (mut child, url, log) = start_serving(&[], &["--config", path.to_str().unwrap()]);
+    let client = reqwest::Client::new();
+    let task: serde_json::Value = client
+        .post(format!("{url}/v1/tasks"))
+        .bearer_auth("alice-key")
+        .json(&serde_json::json!({"title": "t",
+            "description": "Design the architecture of a plugin system across multiple modules"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = task["id"].as_str().expect("a task id").to_string();
+
+    std::fs::write(&path, &base).unwrap();
+    let reloaded = client
+        .post(format!("{url}/v1/admin/reload"))
+        .bearer_auth("root")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reloaded.status(), 200, "{}", reloaded.text().await.unwrap());
+    let refused = client
+        .post(format!("{url}/v1/chat/completions"))
+        .bearer_auth("alice-key")
+        .json(&serde_json::json!({"model": "auto",
+            "messages": [{"role": "user", "content": "Fix the typo"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401, "a revoked key starts nothing");
+
+    let config: serde_json::Value = client
+        .get(format!("{url}/v1/config"))
+        .bearer_auth("root")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(config["sha256"], sha256(&base), "{config}");
+    let shown = config.to_string();
+    assert!(
+        !shown.contains(&sha256("bob-key")),
+        "a key hash is shown: {shown}"
+    );
+
+    // The task ends on the config it started with; then the daemon stops.
+    let started = Instant::now();
+    let ledger_view = loop {
+        let opened = pointsman::ledger::Ledger::open(&ledger, &Default::default())
+            .await
+            .unwrap();
+        let record = opened.task(&id).await.unwrap();
+        opened.close().await;
+        match record {
+            Some(r) if r.status.is_final() => break r,
+            _ => {}
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the task never ended"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        ledger_view.status,
+        pointsman::ledger::record::TaskStatus::Succeeded,
+        "{ledger_view:?}"
+    );
+    terminate(&child);
+    child.wait().unwrap();
+    let lines = log.lock().unwrap().clone();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("pointsman::audit") && l.contains("reload") && l.contains("admin")),
+        "no audit line names the reload and who made it: {lines:?}"
     );
 }
