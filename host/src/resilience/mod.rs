@@ -425,3 +425,48 @@ fn report(model: &str, endpoint: &Endpoint, change: Option<State>) {
         crate::metrics::breaker_state(model, &endpoint.provider, state.gauge());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reload (`carry_over`) keeps what was learnt about an endpoint that
+    /// remains, such as a tripped breaker, and starts an added one fresh.
+    #[test]
+    fn a_reload_keeps_a_tripped_breaker_of_an_endpoint_that_remains() {
+        let old = Resilience::new(&Config::demo());
+        let pool = old.pool("glm-4.7").expect("glm-4.7 in the demo");
+        for _ in 0..200 {
+            if let Some(lease) = pool.pick() {
+                lease.finish(false);
+            }
+        }
+        assert_eq!(pool.endpoints()[0].breaker.state(), State::Open);
+
+        // Appended to the demo, the endpoint belongs to its last model.
+        let changed = Config::parse(&format!(
+            "{}\n[[models.endpoints]]\nprovider = \"simulated\"\nupstream = \"glm-replica\"\n",
+            crate::config::DEMO_TOML
+        ))
+        .expect("a valid config");
+        let new = Resilience::carry_over(&changed, &old);
+        let pool = new.pool("glm-4.7").unwrap();
+        assert_eq!(pool.endpoints().len(), 2);
+        assert_eq!(pool.endpoints()[0].breaker.state(), State::Open);
+        assert_eq!(pool.endpoints()[1].breaker.state(), State::Closed);
+        assert_eq!(
+            new.pool("claude-opus-4.5").unwrap().endpoints()[0]
+                .breaker
+                .state(),
+            State::Closed
+        );
+        // A fresh start forgets it.
+        let fresh = Resilience::new(&changed);
+        assert_eq!(
+            fresh.pool("glm-4.7").unwrap().endpoints()[0]
+                .breaker
+                .state(),
+            State::Closed
+        );
+    }
+}
