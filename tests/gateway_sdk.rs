@@ -458,14 +458,7 @@ async fn the_report_totals_what_the_sdks_were_told() {
     assert_eq!(ids.len(), answers.len(), "an answer id seen twice");
     assert!(answers.len() >= 12, "{answers:?}");
 
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_pointsman"))
-        .args([
-            "report", "--since", "1h", "--format", "json", "--ledger", &ledger,
-        ])
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{output:?}");
-    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let report = common::report_json(&ledger, &["--since", "1h"]);
     assert_eq!(
         report["total"]["requests"].as_u64(),
         Some(answers.len() as u64),

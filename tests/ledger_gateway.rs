@@ -181,16 +181,10 @@ async fn usage_and_report_agree_with_what_clients_were_told() {
     daemon.shutdown().await;
 
     // The command line reads the same ledger, with the daemon stopped.
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_pointsman"))
-        .args([
-            "report", "--since", "1h", "--by", "client", "--format", "json",
-        ])
-        .arg("--ledger")
-        .arg(format!("sqlite:{}", ledger.display()))
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{output:?}");
-    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let report = common::report_json(
+        &format!("sqlite:{}", ledger.display()),
+        &["--since", "1h", "--by", "client"],
+    );
     // The four answers and the task's calls.
     let requests = report["total"]["requests"].as_u64().unwrap();
     assert!(requests >= 5, "{report}");

@@ -184,14 +184,7 @@ async fn kill_9_under_load(url: &str, extra: &str) {
     );
 
     // The report counts exactly what the ledger holds.
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_pointsman"))
-        .args([
-            "report", "--since", "1h", "--format", "json", "--ledger", url,
-        ])
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{output:?}");
-    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let report = common::report_json(url, &["--since", "1h"]);
     assert_eq!(
         report["total"]["requests"].as_u64(),
         Some(on_record.len() as u64),
@@ -309,17 +302,7 @@ async fn two_replicas_on_one_postgres_share_a_budget_its_report_and_tasks() {
     );
 
     // A task submitted to a is answered by b, from the store.
-    let task: Value = reqwest::Client::new()
-        .post(format!("{}/v1/tasks", a.url))
-        .bearer_auth("bob-key")
-        .json(&json!({"title": "t", "description": "Fix the typo in main.rs"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = task["id"].as_str().expect("a task id").to_string();
+    let id = common::submit_task(&a.url, Some("bob-key"), "Fix the typo in main.rs").await;
     let on_a = wait_for_task_at(&a.url, Some("bob-key"), &id).await;
     let on_b = wait_for_task_at(&b.url, Some("bob-key"), &id).await;
     assert_eq!(on_b["status"], on_a["status"], "{on_a} / {on_b}");
@@ -363,15 +346,7 @@ async fn two_replicas_on_one_postgres_share_a_budget_its_report_and_tasks() {
     );
 
     // One report over both replicas.
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_pointsman"))
-        .args([
-            "report", "--since", "1h", "--by", "client", "--format", "json",
-        ])
-        .args(["--ledger", &pg.url()])
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{output:?}");
-    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let report = common::report_json(&pg.url(), &["--since", "1h", "--by", "client"]);
     let alice = report["rows"]
         .as_array()
         .and_then(|rows| rows.iter().find(|r| r["key"] == "client:alice"))

@@ -376,18 +376,7 @@ async fn a_reload_under_load_applies_at_once_and_loses_nothing() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     // A task, and a slow stream whose first words have arrived, across the
     // reload.
-    let task: serde_json::Value = client
-        .post(format!("{url}/v1/tasks"))
-        .bearer_auth("alice-key")
-        .json(&serde_json::json!({"title": "t",
-            "description": "Design the architecture of a plugin system across multiple modules"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let task = task["id"].as_str().expect("a task id").to_string();
+    let task = common::submit_task(&url, Some("alice-key"), common::PLANNED_TASK).await;
     let mut in_flight = ask("alice-key", "slow-4.7", true).await.unwrap();
     assert_eq!(in_flight.status(), 200);
     let mut streamed =
@@ -590,17 +579,7 @@ async fn sigterm_marks_tasks_left_after_the_grace_period_interrupted() {
     let path = dir.path().join("pointsman.toml");
     std::fs::write(&path, format!("{text}\n[ledger]\nurl = \"{ledger}\"\n")).unwrap();
     let (mut child, url, _) = start_serving(&[], &["--config", path.to_str().unwrap()]);
-    let task: serde_json::Value = reqwest::Client::new()
-        .post(format!("{url}/v1/tasks"))
-        .json(&serde_json::json!({"title": "plugins",
-            "description": "Design the architecture of a plugin system across multiple modules"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = task["id"].as_str().expect("a task id").to_string();
+    let id = common::submit_task(&url, None, common::PLANNED_TASK).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     terminate(&child);
     let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
@@ -648,18 +627,7 @@ async fn a_revoked_key_starts_nothing_new_but_its_task_finishes() {
     std::fs::write(&path, format!("{base}{alice}")).unwrap();
     let (mut child, url, log) = start_serving(&[], &["--config", path.to_str().unwrap()]);
     let client = reqwest::Client::new();
-    let task: serde_json::Value = client
-        .post(format!("{url}/v1/tasks"))
-        .bearer_auth("alice-key")
-        .json(&serde_json::json!({"title": "t",
-            "description": "Design the architecture of a plugin system across multiple modules"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = task["id"].as_str().expect("a task id").to_string();
+    let id = common::submit_task(&url, Some("alice-key"), common::PLANNED_TASK).await;
 
     std::fs::write(&path, &base).unwrap();
     let reloaded = client

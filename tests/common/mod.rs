@@ -246,3 +246,34 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// A planned task's description (the seed matrix sends it to the `plan`
+/// tier).
+pub const PLANNED_TASK: &str = "Design the architecture of a plugin system across multiple modules";
+
+/// Submits a task with `description` to the daemon at `url` as `key`;
+/// returns its id.
+pub async fn submit_task(url: &str, key: Option<&str>, description: &str) -> String {
+    let mut request = reqwest::Client::new()
+        .post(format!("{url}/v1/tasks"))
+        .json(&serde_json::json!({"title": "t", "description": description}));
+    if let Some(key) = key {
+        request = request.bearer_auth(key);
+    }
+    let task: Value = request.send().await.unwrap().json().await.unwrap();
+    task["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no task id in {task}"))
+        .to_string()
+}
+
+/// `pointsman report --format json --ledger LEDGER ARGS…`, parsed.
+pub fn report_json(ledger: &str, args: &[&str]) -> Value {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_pointsman"))
+        .args(["report", "--format", "json", "--ledger", ledger])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    serde_json::from_slice(&output.stdout).unwrap()
+}
