@@ -54,6 +54,16 @@ fn start_serving(args: &[&str], serve_args: &[&str]) -> (Child, String, Log) {
     (child, format!("http://{addr}"), log)
 }
 
+/// `POST /v1/admin/reload` as `key`.
+async fn admin_reload(url: &str, key: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(format!("{url}/v1/admin/reload"))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap()
+}
+
 /// Every line a daemon wrote to stderr so far.
 type Log = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
 
@@ -446,21 +456,11 @@ async fn a_reload_under_load_applies_at_once_and_loses_nothing() {
     // An invalid file changes nothing.
     std::fs::write(&path, "this is [not toml").unwrap();
     unsafe { libc::kill(child.id() as i32, libc::SIGHUP) };
-    let refused = client
-        .post(format!("{url}/v1/admin/reload"))
-        .bearer_auth("root")
-        .send()
-        .await
-        .unwrap();
+    let refused = admin_reload(&url, "root").await;
     assert_eq!(refused.status(), 422);
     let why = refused.text().await.unwrap();
     assert!(why.contains("previous one keeps serving"), "{why}");
-    let wrong_key = client
-        .post(format!("{url}/v1/admin/reload"))
-        .bearer_auth("bob-key")
-        .send()
-        .await
-        .unwrap();
+    let wrong_key = admin_reload(&url, "bob-key").await;
     assert_eq!(wrong_key.status(), 401);
     assert_eq!(ask("bob-key", "glm-5", false).await.unwrap().status(), 200);
     // Nor does a valid file naming what does not exist: a safe route on an
@@ -481,12 +481,7 @@ async fn a_reload_under_load_applies_at_once_and_loses_nothing() {
     ] {
         assert_ne!(broken, changed, "{reason}: the broken line exists");
         std::fs::write(&path, &broken).unwrap();
-        let refused = client
-            .post(format!("{url}/v1/admin/reload"))
-            .bearer_auth("root")
-            .send()
-            .await
-            .unwrap();
+        let refused = admin_reload(&url, "root").await;
         assert_eq!(refused.status(), 422, "{reason}");
         let why = refused.text().await.unwrap();
         assert!(why.contains(reason), "{why}");
@@ -630,12 +625,7 @@ async fn a_revoked_key_starts_nothing_new_but_its_task_finishes() {
     let id = common::submit_task(&url, Some("alice-key"), common::PLANNED_TASK).await;
 
     std::fs::write(&path, &base).unwrap();
-    let reloaded = client
-        .post(format!("{url}/v1/admin/reload"))
-        .bearer_auth("root")
-        .send()
-        .await
-        .unwrap();
+    let reloaded = admin_reload(&url, "root").await;
     assert_eq!(reloaded.status(), 200, "{}", reloaded.text().await.unwrap());
     let refused = client
         .post(format!("{url}/v1/chat/completions"))
