@@ -20,6 +20,17 @@ fn start_serving(args: &[&str], serve_args: &[&str]) -> (Child, String, Log) {
         .args(args)
         .args(["serve", "--listen", "127.0.0.1:0"])
         .args(serve_args)
+        // A daemon without `[ledger] url` records into a fresh default
+        // ledger of its own, never the user's (the folder is left in the
+        // system's temp folder).
+        .env(
+            "XDG_DATA_HOME",
+            tempfile::Builder::new()
+                .prefix("pointsman-operations-")
+                .tempdir()
+                .unwrap()
+                .keep(),
+        )
         .env_remove("POINTSMAN_LOG")
         .stderr(Stdio::piped())
         .stdout(Stdio::null())

@@ -349,9 +349,13 @@ pub fn main(args: &[String]) -> crate::Result<()> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
+    // A fresh ledger in the work folder (removed above): never the user's.
     let config = pointsman_config(port, upstream, Some(faulty)).replace(
         "[policies]\n",
         &format!("[policies]\ndir = \"{}\"\n", policies.display()),
+    ) + &format!(
+        "\n[ledger]\nurl = \"sqlite:{}\"\n",
+        work.join("ledger.db").display()
     );
     let config_path = work.join("pointsman.toml");
     std::fs::write(&config_path, config)?;

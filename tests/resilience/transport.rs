@@ -38,7 +38,9 @@ async fn providers_are_called_through_the_proxy_the_environment_names() {
         ])
         .arg(&config)
         .env("POINTSMAN_TEST_OPENAI_KEY", OPENAI_KEY)
-        .env("HTTP_PROXY", proxy.url());
+        .env("HTTP_PROXY", proxy.url())
+        // The default ledger goes here, never into the user's own.
+        .env("XDG_DATA_HOME", dir.path());
     for var in [
         "NO_PROXY",
         "no_proxy",

@@ -115,10 +115,22 @@ pub(super) fn start_pointsman(
     // Each run records into a fresh ledger of its own: never the user's,
     // and no rollout state carried from one run into the next.
     let ledger = work.join(format!("ledger-{label}.db"));
-    for suffix in ["", "-wal", "-shm"] {
+    // The record journal too, or the last run's rows would be replayed
+    // into this one's ledger.
+    for suffix in [
+        "",
+        "-wal",
+        "-shm",
+        "-records",
+        "-records.1",
+        "-records.lock",
+    ] {
         let _ = std::fs::remove_file(format!("{}{suffix}", ledger.display()));
     }
-    text.push_str(&format!("\n[ledger]\nurl = \"sqlite:{}\"\n", ledger.display()));
+    text.push_str(&format!(
+        "\n[ledger]\nurl = \"sqlite:{}\"\n",
+        ledger.display()
+    ));
     if o.shadow {
         text.push_str("\n[rollouts.router]\ncandidate = \"premium-only\"\nshadow = true\n");
     }
