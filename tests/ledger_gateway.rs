@@ -152,17 +152,7 @@ async fn usage_and_report_agree_with_what_clients_were_told() {
     assert_eq!(health["ledger"]["status"], "ok", "{health}");
 
     // A task, then a restart: its record answers from the ledger.
-    let task: Value = reqwest::Client::new()
-        .post(format!("{}/v1/tasks", daemon.url))
-        .bearer_auth("alice-key")
-        .json(&json!({"title": "t", "description": "Fix the typo in main.rs"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = task["id"].as_str().unwrap().to_string();
+    let id = common::submit_task(&daemon.url, Some("alice-key"), "Fix the typo in main.rs").await;
     let done = common::wait_for_task(&daemon, Some("alice-key"), &id).await;
     daemon.shutdown().await;
 

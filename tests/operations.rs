@@ -635,9 +635,23 @@ async fn a_revoked_key_starts_nothing_new_but_its_task_finishes() {
     let client = reqwest::Client::new();
     let id = common::submit_task(&url, Some("alice-key"), common::PLANNED_TASK).await;
 
+    // The task as the ledger has it (read as another process would).
+    let on_record = || async {
+        let opened = pointsman::ledger::Ledger::open(&ledger, &Default::default())
+            .await
+            .unwrap();
+        let record = opened.task(&id).await.unwrap();
+        opened.close().await;
+        record
+    };
+
     std::fs::write(&path, &base).unwrap();
     let reloaded = admin_reload(&url, "root").await;
     assert_eq!(reloaded.status(), 200, "{}", reloaded.text().await.unwrap());
+    assert!(
+        !on_record().await.is_some_and(|r| r.status.is_final()),
+        "the task had ended before the reload: the test shows nothing"
+    );
     let refused = client
         .post(format!("{url}/v1/chat/completions"))
         .bearer_auth("alice-key")
@@ -667,12 +681,7 @@ async fn a_revoked_key_starts_nothing_new_but_its_task_finishes() {
     // The task ends on the config it started with; then the daemon stops.
     let started = Instant::now();
     let ledger_view = loop {
-        let opened = pointsman::ledger::Ledger::open(&ledger, &Default::default())
-            .await
-            .unwrap();
-        let record = opened.task(&id).await.unwrap();
-        opened.close().await;
-        match record {
+        match on_record().await {
             Some(r) if r.status.is_final() => break r,
             _ => {}
         }

@@ -121,8 +121,17 @@ struct State {
     pending: Vec<Write>,
     /// The sequence number of the last write in `pending`.
     last_seq: u64,
+    /// Every record up to this sequence number is in SQLite.
+    applied_seq: u64,
     /// The last sequence number in the previous file, while it exists.
     previous_upto: Option<u64>,
+}
+
+impl State {
+    /// Whether a record appended is not yet in SQLite.
+    fn unapplied(&self) -> bool {
+        self.next_seq - 1 > self.applied_seq
+    }
 }
 
 /// The journal of one SQLite ledger, owned by this process.
@@ -171,6 +180,7 @@ impl Journal {
                 next_seq,
                 pending: Vec::new(),
                 last_seq: 0,
+                applied_seq: 0,
                 previous_upto: None,
             }),
             paths,
@@ -187,6 +197,7 @@ impl Journal {
         state.file.set_len(0)?;
         state.len = 0;
         state.next_seq = state.next_seq.max(applied + 1);
+        state.applied_seq = applied;
         state.previous_upto = None;
         Ok(())
     }
@@ -238,9 +249,11 @@ impl Journal {
         self.paths.current.display().to_string()
     }
 
-    /// Whether records wait for the writer.
+    /// Whether a record appended is not yet in SQLite: waiting for the
+    /// writer, or in the batch it is committing now (a read must wait for
+    /// that one too).
     pub(crate) fn has_pending(&self) -> bool {
-        !self.lock().pending.is_empty()
+        self.lock().unapplied()
     }
 
     /// Hands the waiting records to the writer, with the sequence number
@@ -280,6 +293,7 @@ impl Journal {
     /// Every record up to `seq` is in SQLite: the previous file can go.
     pub(crate) fn applied(&self, seq: u64) {
         let mut state = self.lock();
+        state.applied_seq = state.applied_seq.max(seq);
         if state.previous_upto.is_some_and(|upto| upto <= seq) {
             match remove_if_present(&self.paths.previous) {
                 Ok(()) => state.previous_upto = None,
@@ -294,7 +308,7 @@ impl Journal {
     /// record is applied (otherwise the next open replays them).
     pub(crate) fn finish(&self) {
         let mut state = self.lock();
-        if !state.pending.is_empty() || state.previous_upto.is_some() {
+        if state.unapplied() || state.previous_upto.is_some() {
             return;
         }
         if let Err(e) = state.file.set_len(0) {
@@ -470,6 +484,22 @@ mod tests {
         let (upto, _) = journal.take().unwrap();
         journal.applied(upto);
         assert!(!paths.previous.exists());
+    }
+
+    #[test]
+    fn a_batch_being_committed_is_still_pending_for_readers() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("ledger.db");
+        let (journal, _) = Journal::open(&db).unwrap().unwrap();
+        journal.reset(7).unwrap();
+        assert!(!journal.has_pending());
+        journal.append(call("r8"), None).unwrap();
+        let (upto, _) = journal.take().unwrap();
+        assert_eq!(upto, 8);
+        // Taken by the writer, not yet committed: a read still waits.
+        assert!(journal.has_pending());
+        journal.applied(upto);
+        assert!(!journal.has_pending());
     }
 
     #[test]

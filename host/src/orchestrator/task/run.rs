@@ -451,6 +451,19 @@ fn task_prompt(task: &Task) -> String {
     prompt
 }
 
+/// Puts the planner's rejected answer and why it was rejected into the
+/// conversation, asking for a valid plan.
+fn ask_for_another_plan(request: &mut ChatRequest, rejected: String, why: &impl std::fmt::Display) {
+    request.messages.push(Message {
+        role: "assistant".into(),
+        content: rejected,
+    });
+    request.messages.push(Message {
+        role: "user".into(),
+        content: format!("That plan cannot be used: {why}. Answer again with one valid JSON plan."),
+    });
+}
+
 /// Asks the planner for a plan; re-asks once with the parse error; `None`
 /// means the task falls back to direct.
 async fn plan(
@@ -546,16 +559,7 @@ async fn plan(
                 task.note(format!(
                     "the plan was rejected ({e}): asking the planner again"
                 ));
-                request.messages.push(Message {
-                    role: "assistant".into(),
-                    content: called.text,
-                });
-                request.messages.push(Message {
-                    role: "user".into(),
-                    content: format!(
-                        "That plan cannot be used: {e}. Answer again with one valid JSON plan."
-                    ),
-                });
+                ask_for_another_plan(&mut request, called.text, &e);
             }
             Err(e) if round == 1 && escalation.is_some() => {
                 let e_id = escalation.as_ref().map_or("", |m| m.id.as_str());
@@ -565,16 +569,7 @@ async fn plan(
                 request.model = e_id.to_string();
                 // The last exchange stays: the escalation model sees what
                 // was wrong with the planner's answer.
-                request.messages.push(Message {
-                    role: "assistant".into(),
-                    content: called.text,
-                });
-                request.messages.push(Message {
-                    role: "user".into(),
-                    content: format!(
-                        "That plan cannot be used: {e}. Answer again with one valid JSON plan."
-                    ),
-                });
+                ask_for_another_plan(&mut request, called.text, &e);
             }
             Err(e) => {
                 let next = if critical {
