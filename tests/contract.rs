@@ -142,7 +142,12 @@ fn policy_config_must_be_scalars_and_reaches_modules_as_text() {
 
 /// A request's features as the gateway extracts them from `body`.
 fn features_of(body: &Value) -> pointsman::policy::types::Features {
-    pointsman::features::from_openai(body, pointsman::features::RequestContext::default())
+    pointsman::features::from_json(
+        pointsman::provider::Format::OpenAi,
+        body,
+        pointsman::features::RequestContext::default(),
+    )
+    .unwrap()
 }
 
 #[tokio::test]

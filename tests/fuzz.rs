@@ -33,7 +33,6 @@ use pointsman::ledger::Cost;
 use pointsman::ledger::cost::Prices;
 use pointsman::provider::http::{parse_answer, parse_event};
 use pointsman::provider::wire::sse::SseParser;
-use pointsman::provider::wire::{anthropic, openai};
 use pointsman::provider::{Format, Request};
 use serde_json::{Value, json};
 
@@ -385,20 +384,11 @@ fn request_target(format: Format, bytes: &[u8]) -> Result<(), String> {
     let Ok(value) = serde_json::from_slice::<Value>(bytes) else {
         return Ok(());
     };
-    let _ = features::conversation(format, &value);
-    let request = match format {
-        Format::OpenAi => {
-            let _ = features::from_openai(&value, RequestContext::default());
-            serde_json::from_value::<openai::ChatRequest>(value).map(Request::OpenAi)
-        }
-        Format::Anthropic => {
-            let _ = features::from_anthropic(&value, RequestContext::default());
-            serde_json::from_value::<anthropic::MessagesRequest>(value).map(Request::Anthropic)
-        }
-    };
-    let Ok(request) = request else {
+    let Ok(request) = Request::from_json(format, &value) else {
         return Ok(());
     };
+    let _ = features::conversation(&request);
+    let _ = features::of(&request, RequestContext::default());
     bounded(encode_request(&request).len(), bytes.len())?;
     deep();
     if let Ok(there) = request.into_format(other(format)) {

@@ -13,6 +13,7 @@ use pointsman::config::Config;
 use pointsman::features::{self, RequestContext};
 use pointsman::policy::types::{Features, ModelInfo, Tier};
 use pointsman::policy::{PolicyEngine, PolicyModule, Registry, builtin, decide};
+use pointsman::provider::Format;
 use pointsman_test_support as support;
 use serde_json::{Value, json};
 
@@ -44,7 +45,8 @@ async fn module(name: &str, bytes: &[u8], catalog: &[ModelInfo]) -> Arc<PolicyMo
 
 fn prompt_features(prompt: &str, labels: &[(String, String)]) -> Features {
     let body = json!({"model": "auto", "messages": [{"role": "user", "content": prompt}]});
-    features::from_openai(
+    features::from_json(
+        Format::OpenAi,
         &body,
         RequestContext {
             id: "test".into(),
@@ -52,6 +54,7 @@ fn prompt_features(prompt: &str, labels: &[(String, String)]) -> Features {
             session: None,
         },
     )
+    .unwrap()
 }
 
 /// The strong-call rule, restated: planned, or a premium executor.
@@ -510,11 +513,12 @@ async fn simulate_agrees_with_a_recount() {
             labels: vec![],
             session: session.clone(),
         };
-        let mut f = if record["api"] == "anthropic" {
-            features::from_anthropic(&record["request"], ctx)
+        let format = if record["api"] == "anthropic" {
+            Format::Anthropic
         } else {
-            features::from_openai(&record["request"], ctx)
+            Format::OpenAi
         };
+        let mut f = features::from_json(format, &record["request"], ctx).unwrap();
         let continues = features::answers_tools(&f.messages);
         if continues && let Some(t) = session.as_ref().and_then(|s| session_tier.get(s)) {
             features::set_label(&mut f.labels, features::TASK_TIER_LABEL, t.as_str().into());
@@ -721,7 +725,8 @@ fn report_export_workload_replays_the_policy_view_and_simulate_reads_it() {
     };
     // An OpenAI request with tools and a message longer than a policy sees.
     let long = "x".repeat(5_000);
-    let openai = features::from_openai(
+    let openai = features::from_json(
+        Format::OpenAi,
         &json!({
             "model": "gpt-4.1", "max_tokens": 900,
             "messages": [
@@ -732,13 +737,15 @@ fn report_export_workload_replays_the_policy_view_and_simulate_reads_it() {
                       {"type": "function", "function": {"name": "edit"}}],
         }),
         ctx(&[("team", "web")], Some("s-1")),
-    );
+    )
+    .unwrap();
     assert_eq!(
         openai.messages[1].content.len(),
         features::POLICY_MESSAGE_BYTES
     );
     // An Anthropic request with a system prompt, a tool call and its result.
-    let anthropic = features::from_anthropic(
+    let anthropic = features::from_json(
+        Format::Anthropic,
         &json!({
             "model": "claude-opus-4-5", "max_tokens": 4096, "system": "Be brief.",
             "messages": [
@@ -752,7 +759,8 @@ fn report_export_workload_replays_the_policy_view_and_simulate_reads_it() {
             "metadata": {"user_id": "s-2"},
         }),
         ctx(&[], None),
-    );
+    )
+    .unwrap();
     let calls = vec![
         ledger_call("r1", 1_000, 700, &openai),
         ledger_call("r2", 2_000, 300, &anthropic),

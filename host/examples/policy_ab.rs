@@ -25,6 +25,7 @@ use pointsman::config::Config;
 use pointsman::features;
 use pointsman::policy::types::{Features, Message, ModelInfo, WireApi};
 use pointsman::policy::{Limits, PolicyEngine, PolicyModule};
+use pointsman::provider::Format;
 use serde_json::Value;
 use tokio::runtime::Runtime;
 
@@ -186,7 +187,13 @@ fn compare_cases(
                 model.context_window = window as u32;
             }
         }
-        let features = features::from_openai(&case["request"], Default::default());
+        // As `pointsman policy test` reads a case's request.
+        let format = match case["api"].as_str() {
+            Some("anthropic") => Format::Anthropic,
+            _ => Format::OpenAi,
+        };
+        let features = features::from_json(format, &case["request"], Default::default())
+            .map_err(|e| anyhow::anyhow!("{}: {e}", case["name"]))?;
         let answers: Vec<String> = modules
             .iter()
             .map(|(_, m)| format!("{:?}", rt.block_on(m.route(&features, &catalog))))

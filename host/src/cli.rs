@@ -329,7 +329,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let config = load_config(config.as_deref())?;
             let module = load_module(&config, &policy).await?;
             let body = read_json(&request)?;
-            let features = features::from_openai(&body, request_context());
+            let features =
+                features::from_json(crate::provider::Format::OpenAi, &body, request_context())
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", request.display()))?;
             let decision = decide(
                 Some(&module),
                 &features,
@@ -576,9 +578,14 @@ async fn run_case(module: &PolicyModule, config: &Config, case: &Value) -> Vec<S
         ctx.labels = features::header_labels(&map);
         ctx.session = features::header_session(&map);
     }
-    let mut features = match case["api"].as_str() {
-        Some("anthropic") => features::from_anthropic(&case["request"], ctx),
-        _ => features::from_openai(&case["request"], ctx),
+    let format = match case["api"].as_str() {
+        Some("anthropic") => crate::provider::Format::Anthropic,
+        _ => crate::provider::Format::OpenAi,
+    };
+    let mut features = match features::from_json(format, &case["request"], ctx) {
+        Ok(features) => features,
+        // As the gateway would answer it: a 400, before any policy.
+        Err(e) => return vec![format!("the request is refused before routing: {e}")],
     };
     if let Some(tier) = case["task_tier"].as_str() {
         features::set_label(

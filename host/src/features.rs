@@ -1,13 +1,17 @@
 //! What a router sees of a request: text, token counts, tools, labels.
 //!
-//! Both wire formats reduce to the same [`Features`]; the `pointsman route`
-//! command uses the same code, so a route printed there is the route the
+//! Both wire formats reduce to the same [`Features`], built from the typed
+//! request the gateway serves (so what a policy sees is what is sent on),
+//! never from raw JSON. The `pointsman route` command, `policy test` and
+//! the offline simulator parse their requests the same way
+//! ([`Request::from_json`]), so a route printed there is the route the
 //! gateway serves.
 
 use serde_json::Value;
 
 use crate::policy::types::{Features, Message, ResponseFormat, WireApi};
-use crate::provider::Format;
+use crate::provider::Request;
+use crate::provider::wire::{anthropic, openai};
 
 /// Most messages passed to a policy (the latest ones).
 pub const POLICY_MESSAGES: usize = 16;
@@ -63,37 +67,107 @@ pub fn metadata_session(user_id: &str) -> Option<String> {
     (!user_id.is_empty()).then(|| user_id.to_string())
 }
 
-/// Features of an OpenAI chat-completions body.
-pub fn from_openai(body: &Value, ctx: RequestContext) -> Features {
-    let messages = openai_messages(body);
-    let max_output = body["max_completion_tokens"]
-        .as_u64()
-        .or_else(|| body["max_tokens"].as_u64());
-    build(WireApi::OpenaiChat, body, messages, max_output, ctx)
-}
-
-/// Features of an Anthropic messages body.
-pub fn from_anthropic(body: &Value, ctx: RequestContext) -> Features {
-    let messages = anthropic_messages(body);
-    let mut ctx = ctx;
-    if ctx.session.is_none() {
-        ctx.session = body["metadata"]["user_id"]
-            .as_str()
-            .and_then(metadata_session);
+/// Features of a typed request, in its own format.
+pub fn of(request: &Request, ctx: RequestContext) -> Features {
+    match request {
+        Request::OpenAi(r) => from_openai(r, ctx),
+        Request::Anthropic(r) => from_anthropic(r, ctx),
     }
-    let max_output = body["max_tokens"].as_u64();
-    build(WireApi::AnthropicMessages, body, messages, max_output, ctx)
 }
 
-/// The whole conversation of a `format` body as text, uncut (a policy sees
+/// Features of a JSON request body in `format`, as the gateway computes
+/// them; an error, as the gateway's 400 would say it, for a body it would
+/// refuse ([`Request::from_json`]).
+pub fn from_json(
+    format: crate::provider::Format,
+    body: &Value,
+    ctx: RequestContext,
+) -> Result<Features, String> {
+    Request::from_json(format, body).map(|request| of(&request, ctx))
+}
+
+/// Features of an OpenAI chat-completions request.
+pub fn from_openai(request: &openai::ChatRequest, ctx: RequestContext) -> Features {
+    let metadata = request
+        .metadata
+        .iter()
+        .flatten()
+        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+        .collect();
+    let asked_format = request
+        .response_format
+        .as_ref()
+        .or_else(|| request.extra.get("output_format"));
+    build(
+        Parts {
+            api: WireApi::OpenaiChat,
+            model: &request.model,
+            messages: openai_messages(&request.messages),
+            tools: request.tools.as_deref().map(Tools::OpenAi),
+            max_output: request.max_completion_tokens.or(request.max_tokens),
+            metadata,
+            images: request
+                .messages
+                .iter()
+                .fold(0, |n: u32, m| n.saturating_add(openai_images(m))),
+            stream: request.is_stream(),
+            temperature: request.temperature,
+            response_format: response_format(asked_format),
+        },
+        ctx,
+    )
+}
+
+/// Features of an Anthropic messages request.
+pub fn from_anthropic(request: &anthropic::MessagesRequest, ctx: RequestContext) -> Features {
+    let asked_format = request
+        .extra
+        .get("response_format")
+        .or_else(|| request.extra.get("output_format"));
+    anthropic_features(
+        AnthropicParts {
+            model: &request.model,
+            system: request.system.as_ref(),
+            messages: &request.messages,
+            tools: request.tools.as_deref(),
+            metadata: request.metadata.as_ref(),
+            max_output: Some(request.max_tokens),
+            stream: request.is_stream(),
+            temperature: request.temperature,
+            asked_format,
+        },
+        ctx,
+    )
+}
+
+/// Features of an Anthropic `count_tokens` request: a messages request
+/// without its generation parameters.
+pub fn from_count_tokens(request: &anthropic::CountTokensRequest, ctx: RequestContext) -> Features {
+    anthropic_features(
+        AnthropicParts {
+            model: &request.model,
+            system: request.system.as_ref(),
+            messages: &request.messages,
+            tools: request.tools.as_deref(),
+            metadata: None,
+            max_output: None,
+            stream: false,
+            temperature: None,
+            asked_format: None,
+        },
+        ctx,
+    )
+}
+
+/// The whole conversation of a request as text, uncut (a policy sees
 /// [`Features::messages`], which are cut short). An Anthropic user message
 /// that only carries tool results is a `tool` message, as it would be on
 /// OpenAI's API: it answers the model, it asks nothing. `<system-reminder>`
 /// blocks, which agents add to user messages, are left out.
-pub fn conversation(format: Format, body: &Value) -> Vec<Message> {
-    match format {
-        Format::OpenAi => openai_messages(body),
-        Format::Anthropic => anthropic_messages(body),
+pub fn conversation(request: &Request) -> Vec<Message> {
+    match request {
+        Request::OpenAi(r) => openai_messages(&r.messages),
+        Request::Anthropic(r) => anthropic_messages(r.system.as_ref(), &r.messages),
     }
 }
 
@@ -130,68 +204,249 @@ pub fn without_reminders(text: &str) -> std::borrow::Cow<'_, str> {
     out.trim().to_string().into()
 }
 
-fn openai_messages(body: &Value) -> Vec<Message> {
-    body["messages"]
-        .as_array()
-        .map(|ms| {
-            ms.iter()
-                .map(|m| Message {
-                    role: m["role"].as_str().unwrap_or("user").to_string(),
-                    content: without_reminders(&openai_text(m)).into_owned(),
-                })
-                .collect()
-        })
+/// What features are made of, whichever format the request came in.
+struct Parts<'a> {
+    api: WireApi,
+    model: &'a str,
+    /// The whole conversation ([`conversation`]).
+    messages: Vec<Message>,
+    tools: Option<Tools<'a>>,
+    max_output: Option<u32>,
+    /// The string fields of the request's `metadata`, by key.
+    metadata: Vec<(String, String)>,
+    images: u32,
+    stream: bool,
+    temperature: Option<f64>,
+    response_format: ResponseFormat,
+}
+
+/// The tools a request offers, in its format.
+#[derive(Clone, Copy)]
+enum Tools<'a> {
+    OpenAi(&'a [openai::Tool]),
+    Anthropic(&'a [anthropic::Tool]),
+}
+
+impl Tools<'_> {
+    fn len(self) -> usize {
+        match self {
+            Tools::OpenAi(tools) => tools.len(),
+            Tools::Anthropic(tools) => tools.len(),
+        }
+    }
+
+    /// The schemas as the model is sent them, for counting.
+    fn json(self) -> String {
+        match self {
+            Tools::OpenAi(tools) => serde_json::to_string(tools),
+            Tools::Anthropic(tools) => serde_json::to_string(tools),
+        }
         .unwrap_or_default()
+    }
+
+    /// The names offered (OpenAI's `function.name`, or the `name` of a
+    /// newer tool type; Anthropic's `name`), bounded.
+    fn names(self) -> Vec<String> {
+        let names: Vec<&str> = match self {
+            Tools::OpenAi(tools) => tools
+                .iter()
+                .filter_map(|t| match &t.function {
+                    Some(f) => Some(f.name.as_str()),
+                    None => t.extra.get("name").and_then(Value::as_str),
+                })
+                .collect(),
+            Tools::Anthropic(tools) => tools.iter().map(|t| t.name.as_str()).collect(),
+        };
+        names
+            .into_iter()
+            .take(POLICY_TOOL_NAMES)
+            .map(|name| cut(name, POLICY_TOOL_NAME_BYTES).to_string())
+            .collect()
+    }
+}
+
+/// `text` cut to at most `bytes`, on a character boundary.
+fn cut(text: &str, bytes: usize) -> &str {
+    let mut end = text.len().min(bytes);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// The Anthropic request fields features are made of (a messages or a
+/// `count_tokens` request).
+struct AnthropicParts<'a> {
+    model: &'a str,
+    system: Option<&'a anthropic::SystemPrompt>,
+    messages: &'a [anthropic::Message],
+    tools: Option<&'a [anthropic::Tool]>,
+    metadata: Option<&'a anthropic::Metadata>,
+    max_output: Option<u32>,
+    stream: bool,
+    temperature: Option<f64>,
+    asked_format: Option<&'a Value>,
+}
+
+fn anthropic_features(request: AnthropicParts<'_>, ctx: RequestContext) -> Features {
+    let mut ctx = ctx;
+    let mut metadata = Vec::new();
+    if let Some(m) = request.metadata {
+        if ctx.session.is_none() {
+            ctx.session = m.user_id.as_deref().and_then(metadata_session);
+        }
+        metadata.extend(
+            m.user_id
+                .iter()
+                .map(|id| ("user_id".to_string(), id.clone())),
+        );
+        metadata.extend(
+            m.extra
+                .iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))),
+        );
+        // In key order, as every other metadata object is read.
+        metadata.sort_by(|a, b| a.0.cmp(&b.0));
+    }
+    let system_images = match request.system {
+        Some(anthropic::SystemPrompt::Blocks(blocks)) => anthropic_images(blocks),
+        _ => 0,
+    };
+    let images = request.messages.iter().fold(system_images, |n: u32, m| {
+        n.saturating_add(match &m.content {
+            anthropic::Content::Blocks(blocks) => anthropic_images(blocks),
+            anthropic::Content::Text(_) => 0,
+        })
+    });
+    build(
+        Parts {
+            api: WireApi::AnthropicMessages,
+            model: request.model,
+            messages: anthropic_messages(request.system, request.messages),
+            tools: request.tools.map(Tools::Anthropic),
+            max_output: request.max_output,
+            metadata,
+            images,
+            stream: request.stream,
+            temperature: request.temperature,
+            response_format: response_format(request.asked_format),
+        },
+        ctx,
+    )
+}
+
+fn openai_messages(messages: &[openai::ChatMessage]) -> Vec<Message> {
+    messages
+        .iter()
+        .map(|m| {
+            let (role, text) = match m {
+                openai::ChatMessage::System(m) => ("system", m.content.text()),
+                openai::ChatMessage::Developer(m) => ("developer", m.content.text()),
+                openai::ChatMessage::User(m) => ("user", m.content.text()),
+                openai::ChatMessage::Tool(m) => ("tool", m.content.text()),
+                openai::ChatMessage::Assistant(m) => ("assistant", assistant_text(m)),
+            };
+            Message {
+                role: role.into(),
+                content: without_reminders(&text).into_owned(),
+            }
+        })
+        .collect()
+}
+
+/// An assistant turn's text and its tool calls as JSON, so that routers
+/// can see what the agent is doing.
+fn assistant_text(message: &openai::AssistantMessage) -> String {
+    let mut text = message
+        .content
+        .as_ref()
+        .map(openai::MessageContent::text)
+        .unwrap_or_default();
+    for call in &message.tool_calls {
+        if !text.is_empty() {
+            text.push('\n');
+        }
+        text.push_str(&serde_json::to_string(&call.function).unwrap_or_default());
+    }
+    text
 }
 
 /// Anthropic's top-level system prompt comes first, as a `system` message;
 /// user messages of tool results only are `tool` messages, and system
 /// messages inside the conversation stay where they are.
-fn anthropic_messages(body: &Value) -> Vec<Message> {
-    let mut messages = Vec::new();
-    let system = anthropic_text(&body["system"]);
+fn anthropic_messages(
+    system: Option<&anthropic::SystemPrompt>,
+    messages: &[anthropic::Message],
+) -> Vec<Message> {
+    let mut out = Vec::with_capacity(messages.len() + 1);
+    let system = match system {
+        Some(anthropic::SystemPrompt::Text(text)) => text.clone(),
+        Some(anthropic::SystemPrompt::Blocks(blocks)) => anthropic_text(blocks),
+        None => String::new(),
+    };
     if !system.is_empty() {
-        messages.push(Message {
+        out.push(Message {
             role: "system".into(),
             content: system,
         });
     }
-    if let Some(ms) = body["messages"].as_array() {
-        messages.extend(ms.iter().map(|m| {
-            let only_results = m["content"].as_array().is_some_and(|blocks| {
-                !blocks.is_empty() && blocks.iter().all(|b| b["type"] == "tool_result")
-            });
-            let role = match m["role"].as_str().unwrap_or("user") {
-                "user" if only_results => "tool",
-                role => role,
-            };
-            Message {
-                role: role.to_string(),
-                content: without_reminders(&anthropic_text(&m["content"])).into_owned(),
-            }
-        }));
-    }
-    messages
+    out.extend(messages.iter().map(|m| {
+        let (text, only_results) = match &m.content {
+            anthropic::Content::Text(text) => (text.clone(), false),
+            anthropic::Content::Blocks(blocks) => (
+                anthropic_text(blocks),
+                !blocks.is_empty()
+                    && blocks
+                        .iter()
+                        .all(|b| matches!(b, anthropic::ContentBlock::ToolResult(_))),
+            ),
+        };
+        let role = match m.role {
+            anthropic::Role::User if only_results => "tool",
+            anthropic::Role::User => "user",
+            anthropic::Role::Assistant => "assistant",
+            anthropic::Role::System => "system",
+        };
+        Message {
+            role: role.into(),
+            content: without_reminders(&text).into_owned(),
+        }
+    }));
+    out
 }
 
-fn build(
-    api: WireApi,
-    body: &Value,
-    messages: Vec<Message>,
-    max_output: Option<u64>,
-    ctx: RequestContext,
-) -> Features {
-    let tools = body["tools"].as_array();
+/// The text of Anthropic blocks: text, tool inputs as JSON, and the text of
+/// tool results.
+fn anthropic_text(blocks: &[anthropic::ContentBlock]) -> String {
+    blocks
+        .iter()
+        .filter_map(|b| match b {
+            anthropic::ContentBlock::Text(t) => Some(t.text.clone()),
+            anthropic::ContentBlock::ToolUse(t) => Some(t.input.to_string()),
+            anthropic::ContentBlock::ToolResult(r) => Some(match &r.content {
+                Some(anthropic::ToolResultContent::Text(text)) => text.clone(),
+                Some(anthropic::ToolResultContent::Blocks(blocks)) => anthropic_text(blocks),
+                None => String::new(),
+            }),
+            anthropic::ContentBlock::Other(v) if v["type"] == "text" => {
+                v["text"].as_str().map(str::to_string)
+            }
+            _ => None,
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn build(parts: Parts<'_>, ctx: RequestContext) -> Features {
+    let messages = parts.messages;
     // Saturating: a body of many huge messages must not wrap around to a
     // small count that a router would take for a cheap request.
     let mut input_tokens: u32 = messages.iter().fold(0, |sum: u32, m| {
         sum.saturating_add(count_tokens(&m.content).saturating_add(TOKENS_PER_MESSAGE))
     });
-    if let Some(tools) = tools {
+    if let Some(tools) = parts.tools {
         // Tool schemas are sent to the model as part of the prompt.
-        input_tokens = input_tokens.saturating_add(count_tokens(
-            &serde_json::to_string(tools).unwrap_or_default(),
-        ));
+        input_tokens = input_tokens.saturating_add(count_tokens(&tools.json()));
     }
     let task_tokens: u32 = messages
         .iter()
@@ -202,30 +457,24 @@ fn build(
     let message_count = messages.len() as u32;
     let messages = policy_view(messages);
     let mut labels = ctx.labels;
-    if let Some(metadata) = body["metadata"].as_object() {
-        for (k, v) in metadata {
-            if let Some(v) = v.as_str() {
-                labels.push((k.clone(), v.to_string()));
-            }
-        }
-    }
+    labels.extend(parts.metadata);
     set_label(&mut labels, TASK_TOKENS_LABEL, task_tokens.to_string());
     Features {
         id: ctx.id,
-        api,
-        requested_model: body["model"].as_str().unwrap_or_default().to_string(),
+        api: parts.api,
+        requested_model: parts.model.to_string(),
         messages,
         message_count,
         input_tokens,
-        max_output_tokens: max_output.map(|n| n.min(u32::MAX as u64) as u32),
-        tool_count: tools.map_or(0, |t| t.len() as u32),
+        max_output_tokens: parts.max_output,
+        tool_count: parts.tools.map_or(0, |t| t.len() as u32),
         labels,
         session: ctx.session,
-        tool_names: tools.map(|t| tool_names(t)).unwrap_or_default(),
-        image_count: images(&body["messages"]).saturating_add(images(&body["system"])),
-        stream: body["stream"].as_bool().unwrap_or(false),
-        temperature: body["temperature"].as_f64().map(|t| t as f32),
-        response_format: response_format(body),
+        tool_names: parts.tools.map(Tools::names).unwrap_or_default(),
+        image_count: parts.images,
+        stream: parts.stream,
+        temperature: parts.temperature.map(|t| t as f32),
+        response_format: parts.response_format,
         // Set by the gateway, which knows the client and its budget.
         client: None,
         remaining_budget_usd: None,
@@ -238,35 +487,50 @@ pub const POLICY_TOOL_NAMES: usize = 128;
 /// See [`POLICY_TOOL_NAMES`].
 pub const POLICY_TOOL_NAME_BYTES: usize = 64;
 
-/// The names of the tools offered, in either format (OpenAI's
-/// `function.name`, Anthropic's `name`), bounded.
-fn tool_names(tools: &[Value]) -> Vec<String> {
-    tools
-        .iter()
-        .filter_map(|t| {
-            t["function"]["name"]
-                .as_str()
-                .or_else(|| t["name"].as_str())
+/// Images in an OpenAI message: `image_url` parts, and image parts of
+/// types this crate does not model.
+fn openai_images(message: &openai::ChatMessage) -> u32 {
+    let content = match message {
+        openai::ChatMessage::System(m) | openai::ChatMessage::Developer(m) => Some(&m.content),
+        openai::ChatMessage::User(m) => Some(&m.content),
+        openai::ChatMessage::Tool(m) => Some(&m.content),
+        openai::ChatMessage::Assistant(m) => m.content.as_ref(),
+    };
+    let Some(openai::MessageContent::Parts(parts)) = content else {
+        return 0;
+    };
+    parts.iter().fold(0, |n: u32, p| {
+        n.saturating_add(match p {
+            openai::ContentPart::ImageUrl(_) => 1,
+            openai::ContentPart::Other(v) => unmodelled_images(v),
+            _ => 0,
         })
-        .take(POLICY_TOOL_NAMES)
-        .map(|name| {
-            let mut end = name.len().min(POLICY_TOOL_NAME_BYTES);
-            while !name.is_char_boundary(end) {
-                end -= 1;
-            }
-            name[..end].to_string()
-        })
-        .collect()
+    })
 }
 
-/// How many images `value` (messages, a message's content, an Anthropic
-/// tool result) holds: OpenAI's `image_url` parts, Anthropic's `image`
-/// blocks, at any depth of content. Bounded by the body, which is bounded.
-fn images(value: &Value) -> u32 {
+/// Images in Anthropic blocks: `image` blocks, also inside tool results.
+fn anthropic_images(blocks: &[anthropic::ContentBlock]) -> u32 {
+    blocks.iter().fold(0, |n: u32, b| {
+        n.saturating_add(match b {
+            anthropic::ContentBlock::Image(_) => 1,
+            anthropic::ContentBlock::ToolResult(r) => match &r.content {
+                Some(anthropic::ToolResultContent::Blocks(blocks)) => anthropic_images(blocks),
+                _ => 0,
+            },
+            anthropic::ContentBlock::Other(v) => unmodelled_images(v),
+            _ => 0,
+        })
+    })
+}
+
+/// Images in a part or block of a type the wire types keep verbatim:
+/// image types at any depth of its content. Bounded by the body, which is
+/// bounded.
+fn unmodelled_images(value: &Value) -> u32 {
     match value {
         Value::Array(items) => items
             .iter()
-            .fold(0, |n: u32, v| n.saturating_add(images(v))),
+            .fold(0, |n: u32, v| n.saturating_add(unmodelled_images(v))),
         Value::Object(fields) => {
             let own = match fields.get("type").and_then(Value::as_str) {
                 Some("image_url" | "image" | "input_image") => 1,
@@ -277,7 +541,7 @@ fn images(value: &Value) -> u32 {
             ["content", "parts"]
                 .iter()
                 .filter_map(|k| fields.get(*k))
-                .fold(own, |n: u32, v| n.saturating_add(images(v)))
+                .fold(own, |n: u32, v| n.saturating_add(unmodelled_images(v)))
         }
         _ => 0,
     }
@@ -285,11 +549,8 @@ fn images(value: &Value) -> u32 {
 
 /// The output format asked: OpenAI's `response_format`, Anthropic's
 /// `output_format` (structured outputs).
-fn response_format(body: &Value) -> ResponseFormat {
-    let asked = body["response_format"]["type"]
-        .as_str()
-        .or_else(|| body["output_format"]["type"].as_str());
-    match asked {
+fn response_format(asked: Option<&Value>) -> ResponseFormat {
+    match asked.and_then(|a| a["type"].as_str()) {
         Some("json_object") => ResponseFormat::JsonObject,
         Some("json_schema") => ResponseFormat::JsonSchema,
         _ => ResponseFormat::Text,
@@ -308,57 +569,10 @@ fn policy_view(mut messages: Vec<Message>) -> Vec<Message> {
     let skip = messages.len().saturating_sub(POLICY_MESSAGES);
     messages.drain(..skip);
     for m in &mut messages {
-        if m.content.len() > POLICY_MESSAGE_BYTES {
-            let mut end = POLICY_MESSAGE_BYTES;
-            while !m.content.is_char_boundary(end) {
-                end -= 1;
-            }
-            m.content.truncate(end);
-        }
+        let end = cut(&m.content, POLICY_MESSAGE_BYTES).len();
+        m.content.truncate(end);
     }
     messages
-}
-
-/// The text of an OpenAI message: string content, text parts, and tool
-/// calls as their JSON (so routers can see what the agent is doing).
-fn openai_text(message: &Value) -> String {
-    let mut text = match &message["content"] {
-        Value::String(s) => s.clone(),
-        Value::Array(parts) => parts
-            .iter()
-            .filter_map(|p| p["text"].as_str())
-            .collect::<Vec<_>>()
-            .join("\n"),
-        _ => String::new(),
-    };
-    if let Some(calls) = message["tool_calls"].as_array() {
-        for call in calls {
-            if !text.is_empty() {
-                text.push('\n');
-            }
-            text.push_str(&call["function"].to_string());
-        }
-    }
-    text
-}
-
-/// The text of Anthropic content: a string, or text, tool-use and
-/// tool-result blocks.
-fn anthropic_text(content: &Value) -> String {
-    match content {
-        Value::String(s) => s.clone(),
-        Value::Array(blocks) => blocks
-            .iter()
-            .filter_map(|b| match b["type"].as_str() {
-                Some("text") => b["text"].as_str().map(str::to_string),
-                Some("tool_use") => Some(b["input"].to_string()),
-                Some("tool_result") => Some(anthropic_text(&b["content"])),
-                _ => None,
-            })
-            .collect::<Vec<_>>()
-            .join("\n"),
-        _ => String::new(),
-    }
 }
 
 /// Labels from `x-pointsman-<key>` headers (other than the session).
@@ -378,7 +592,16 @@ pub fn header_labels(headers: &axum::http::HeaderMap) -> Vec<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::provider::Format;
     use serde_json::json;
+
+    fn from_openai(body: &Value, ctx: RequestContext) -> Features {
+        from_json(Format::OpenAi, body, ctx).unwrap()
+    }
+
+    fn from_anthropic(body: &Value, ctx: RequestContext) -> Features {
+        from_json(Format::Anthropic, body, ctx).unwrap()
+    }
 
     #[test]
     fn openai_features() {
@@ -434,14 +657,15 @@ mod tests {
         assert_eq!(f.tool_names[1].len(), POLICY_TOOL_NAME_BYTES);
         // Anthropic: images in a message and inside a tool result; a tool
         // input that mentions an image type is the client's data.
+        let png = json!({"type": "base64", "media_type": "image/png", "data": "AA=="});
         let body = json!({
             "model": "auto", "max_tokens": 10,
             "tools": [{"name": "look", "input_schema": {}}],
             "messages": [
-                {"role": "user", "content": [{"type": "image", "source": {}}]},
+                {"role": "user", "content": [{"type": "image", "source": png}]},
                 {"role": "assistant", "content": [{"type": "tool_use", "id": "1", "name": "look", "input": {"type": "image"}}]},
                 {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "1",
-                    "content": [{"type": "image", "source": {}}]}]}]
+                    "content": [{"type": "image", "source": png}]}]}]
         });
         let f = from_anthropic(&body, RequestContext::default());
         assert_eq!(f.image_count, 2);

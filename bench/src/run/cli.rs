@@ -68,7 +68,7 @@ impl Mode {
 #[derive(Debug, Parser)]
 #[command(
     name = "pointsman-bench",
-    after_help = "Diagnostics (--model, --breaker-window-ms, --shadow) change what is measured: the reported table uses their defaults.\n\nOther commands: `pointsman-bench upstream ...` (the local upstream alone), `pointsman-bench config --port P --upstream ADDR` (the benchmark's Pointsman config), `pointsman-bench soak ...` (the soak test)."
+    after_help = "Diagnostics (--model, --breaker-window-ms, --shadow, --router-module) change what is measured: the reported table uses their defaults.\n\nOther commands: `pointsman-bench upstream ...` (the local upstream alone), `pointsman-bench config --port P --upstream ADDR` (the benchmark's Pointsman config), `pointsman-bench soak ...` (the soak test)."
 )]
 struct RunArgs {
     /// Measured time of each run, in seconds.
@@ -148,6 +148,11 @@ struct RunArgs {
     /// to measure what shadow mode costs a request.
     #[arg(long)]
     shadow: bool,
+    /// Diagnostic: serve this router module (a `.wasm` component, copied
+    /// into a watched policy folder of the run) instead of the built-in
+    /// seed matrix; for A/B runs of two builds of a router.
+    #[arg(long, value_name = "PATH")]
+    router_module: Option<PathBuf>,
 }
 
 /// A run's options, defaults filled in.
@@ -166,6 +171,7 @@ pub(super) struct Options {
     pub(super) model: String,
     pub(super) breaker_window_ms: Option<u64>,
     pub(super) shadow: bool,
+    pub(super) router_module: Option<PathBuf>,
     pub(super) fault_every: u64,
     pub(super) fault_status: u16,
 }
@@ -205,6 +211,7 @@ pub(super) fn parse_options(args: &[String]) -> crate::Result<Options> {
         model: a.model,
         breaker_window_ms: a.breaker_window_ms,
         shadow: a.shadow,
+        router_module: a.router_module,
         fault_every: a.fault_every,
         fault_status: a.fault_status,
     };

@@ -131,6 +131,22 @@ pub(super) fn start_pointsman(
         "\n[ledger]\nurl = \"sqlite:{}\"\n",
         ledger.display()
     ));
+    if let Some(module) = &o.router_module {
+        // The module under a name of its own in a folder of this run; the
+        // [policies] table the config already has gains its folder and
+        // names it the router.
+        let dir = work.join("policies");
+        std::fs::create_dir_all(&dir)?;
+        std::fs::copy(module, dir.join("bench-router.wasm"))?;
+        text = text.replacen(
+            "router = \"seed-matrix\"",
+            &format!("router = \"bench-router\"\ndir = \"{}\"", dir.display()),
+            1,
+        );
+        if !text.contains("bench-router") {
+            return Err("the benchmark's config names no router to replace".into());
+        }
+    }
     if o.shadow {
         text.push_str("\n[rollouts.router]\ncandidate = \"premium-only\"\nshadow = true\n");
     }

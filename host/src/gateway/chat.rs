@@ -27,7 +27,6 @@ use crate::policy::capabilities::{self, Abilities, Correction, Needs};
 use crate::policy::types::{Features, Route, Tier};
 use crate::provider::async_stream;
 use crate::provider::wire::translate::{ResponseFrame, chat_completion_to_response};
-use crate::provider::wire::{anthropic, openai};
 use crate::provider::{EventStream, Format, ProviderError, Request, Response as Answer_};
 
 /// Longest reasoning echoed in the `x-pointsman-reason` header.
@@ -198,11 +197,9 @@ pub(super) async fn serve_value(
         labels: features::header_labels(headers),
         session: features::header_session(headers).or(inbound.session.clone()),
     };
-    let (value, mut features, mut request) = off_workers(inbound.large, move || {
-        let (features, request) = parse(format, &value, ctx)?;
-        Ok((value, features, request))
-    })
-    .await?;
+    // The JSON is dropped where it was parsed: a large one off the workers.
+    let (mut features, mut request) =
+        off_workers(inbound.large, move || parse(format, &value, ctx)).await?;
     features.labels = client.labels_with(std::mem::take(&mut features.labels));
     features.client = Some(client.name.clone());
     // The budgets the request counts against, from its client and the
@@ -268,7 +265,7 @@ pub(super) async fn serve_value(
     let mut plan_error = None;
     if decision.route.tier != Tier::Direct {
         // The planner gets the conversation uncut, not the policy's view.
-        let conversation = features::conversation(format, &value);
+        let conversation = features::conversation(&request);
         match transparent::plan_for(
             &state.orchestrator(),
             &client.owner,
@@ -344,36 +341,15 @@ async fn off_workers<T: Send + 'static>(
     })
 }
 
-/// Typed request and features; wrong types and missing fields are 400s
-/// that name the field.
+/// Typed request and its features; wrong types and missing fields are
+/// 400s that name the field.
 fn parse(
     format: Format,
     value: &Value,
     ctx: RequestContext,
 ) -> Result<(Features, Request), ApiError> {
-    use serde::Deserialize;
-    let body_error = |e: serde_json::Error| ApiError::invalid(format!("invalid request: {e}"));
-    match format {
-        Format::OpenAi => {
-            let features = features::from_openai(value, ctx);
-            let request = openai::ChatRequest::deserialize(value).map_err(body_error)?;
-            if request.messages.is_empty() {
-                return Err(ApiError::invalid("`messages` must not be empty"));
-            }
-            if request.n.is_some_and(|n| n != 1) {
-                return Err(ApiError::invalid("only `n: 1` is supported"));
-            }
-            Ok((features, Request::OpenAi(request)))
-        }
-        Format::Anthropic => {
-            let features = features::from_anthropic(value, ctx);
-            let request = anthropic::MessagesRequest::deserialize(value).map_err(body_error)?;
-            if request.messages.is_empty() {
-                return Err(ApiError::invalid("`messages` must not be empty"));
-            }
-            Ok((features, Request::Anthropic(request)))
-        }
-    }
+    let request = Request::from_json(format, value).map_err(ApiError::invalid)?;
+    Ok((features::of(&request, ctx), request))
 }
 
 /// Resolves the requested model ([`Config::resolve_model`]): a name that

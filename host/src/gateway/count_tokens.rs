@@ -54,7 +54,7 @@ async fn count(state: &AppState, headers: &HeaderMap, body: Body) -> Result<u64,
         labels: Vec::new(),
         session: features::header_session(headers),
     };
-    let features = features::from_anthropic(&value, ctx);
+    let features = features::from_count_tokens(&request, ctx);
     let resolved = state.config.resolve_model(&request.model).ok_or_else(|| {
         ApiError::new(
             ErrorKind::ModelNotFound,

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use anyhow::bail;
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::input::{self, Malformed};
 use super::routing::{self, Routed, Router};
@@ -23,6 +23,7 @@ use super::sweep::{self, Point, Sweep};
 use super::{OutputFormat, csv_field, percent};
 use crate::features::{self, RequestContext};
 use crate::policy::types::{Features, ModelInfo};
+use crate::provider::wire::openai;
 
 /// What to evaluate.
 #[derive(Debug, Clone)]
@@ -161,13 +162,21 @@ fn parse_line(
 /// The features the gateway extracts from a one-user-message chat request
 /// asking `prompt`, with `labels` as the operator's.
 pub fn prompt_features(line: usize, prompt: &str, labels: &[(String, String)]) -> Features {
-    let body = json!({"model": "auto", "messages": [{"role": "user", "content": prompt}]});
+    let request = openai::ChatRequest {
+        model: "auto".into(),
+        messages: vec![openai::ChatMessage::User(openai::UserMessage {
+            content: prompt.into(),
+            name: None,
+            extra: Default::default(),
+        })],
+        ..openai::ChatRequest::default()
+    };
     let ctx = RequestContext {
         id: format!("line-{line}"),
         labels: labels.to_vec(),
         session: None,
     };
-    features::from_openai(&body, ctx)
+    features::from_openai(&request, ctx)
 }
 
 /// The best any router could do on the data: strong only where the weak

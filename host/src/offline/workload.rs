@@ -17,17 +17,15 @@ use serde_json::Value;
 use super::input::{self, Malformed};
 use crate::features::{self, RequestContext};
 use crate::policy::types::{Features, Message};
-use crate::provider::Format;
+use crate::provider::{Format, Request};
 
 /// One recorded request.
 #[derive(Debug, Clone)]
 pub struct Record {
     /// Its line.
     pub line: usize,
-    /// The wire format of `body`.
-    pub format: Format,
-    /// The request body.
-    pub body: Value,
+    /// The request, as the gateway would parse it.
+    pub request: Request,
     /// The recorded output tokens.
     pub output_tokens: Option<u32>,
     /// Labels, as the gateway would pass them on.
@@ -44,15 +42,12 @@ impl Record {
             labels: self.labels.clone(),
             session: self.session.clone(),
         };
-        match self.format {
-            Format::OpenAi => features::from_openai(&self.body, ctx),
-            Format::Anthropic => features::from_anthropic(&self.body, ctx),
-        }
+        features::of(&self.request, ctx)
     }
 
     /// The whole conversation, uncut (what a planner is given).
     pub fn conversation(&self) -> Vec<Message> {
-        features::conversation(self.format, &self.body)
+        features::conversation(&self.request)
     }
 
     /// The start of the latest user message, to show in examples.
@@ -100,10 +95,12 @@ fn parse(line: usize, text: &str) -> Result<Record, String> {
             ));
         }
     };
-    let body = value.get("request").cloned().unwrap_or(Value::Null);
+    let body = value.get("request").unwrap_or(&Value::Null);
     if !body["messages"].is_array() {
         return Err("\"request\" is not a chat body with a \"messages\" list".into());
     }
+    // A request the gateway would refuse is not part of the workload.
+    let request = Request::from_json(format, body).map_err(|e| format!("\"request\": {e}"))?;
     let output_tokens = match value.get("output_tokens") {
         None | Some(Value::Null) => None,
         Some(n) => Some(
@@ -130,8 +127,7 @@ fn parse(line: usize, text: &str) -> Result<Record, String> {
     };
     Ok(Record {
         line,
-        format,
-        body,
+        request,
         output_tokens,
         labels,
         session,

@@ -406,7 +406,18 @@ mod tests {
     use super::*;
     use crate::features::{self, RequestContext};
     use crate::policy::types::Tier;
+    use crate::provider::{Format, Request};
     use serde_json::json;
+
+    /// The conversation and the features of `body`, as the gateway reads
+    /// them.
+    fn read(format: Format, body: &serde_json::Value) -> (Vec<Message>, Features) {
+        let request = Request::from_json(format, body).unwrap();
+        (
+            features::conversation(&request),
+            features::of(&request, RequestContext::default()),
+        )
+    }
 
     fn route() -> Route {
         Route {
@@ -440,8 +451,7 @@ mod tests {
     #[test]
     fn the_latest_user_message_is_the_task_and_earlier_ones_its_context() {
         let body = aider_like();
-        let conversation = features::conversation(crate::provider::Format::OpenAi, &body);
-        let f = features::from_openai(&body, RequestContext::default());
+        let (conversation, f) = read(Format::OpenAi, &body);
         let task = task_of(&f, &conversation, &route(), CONVERSATION_TOKENS);
         assert_eq!(task.title, "Design a plugin system across multiple modules");
         assert!(task.description.ends_with("starting with greeting.py"));
@@ -463,9 +473,9 @@ mod tests {
             "Design a plugin system. {}",
             "More detail here. ".repeat(400)
         );
-        let body = json!({"model": "auto", "messages": [{"role": "user", "content": long}]});
-        let conversation = features::conversation(crate::provider::Format::Anthropic, &body);
-        let f = features::from_anthropic(&body, RequestContext::default());
+        let body = json!({"model": "auto", "max_tokens": 100,
+            "messages": [{"role": "user", "content": long}]});
+        let (conversation, f) = read(Format::Anthropic, &body);
         assert!(f.messages[0].content.len() < long.len());
         let task = task_of(&f, &conversation, &route(), CONVERSATION_TOKENS);
         assert_eq!(task.description, long);
@@ -478,8 +488,7 @@ mod tests {
             {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "read", "input": {"path": "a.rs"}}]},
             {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "fn main() {}"}]},
         ]});
-        let conversation = features::conversation(crate::provider::Format::Anthropic, &body);
-        let f = features::from_anthropic(&body, RequestContext::default());
+        let (conversation, f) = read(Format::Anthropic, &body);
         // Policies see the tool result as a tool message too.
         assert_eq!(f.messages[2].role, "tool");
         let task = task_of(&f, &conversation, &route(), CONVERSATION_TOKENS);
@@ -490,8 +499,7 @@ mod tests {
     #[test]
     fn a_long_conversation_keeps_its_latest_messages_within_the_budget() {
         let body = aider_like();
-        let conversation = features::conversation(crate::provider::Format::OpenAi, &body);
-        let f = features::from_openai(&body, RequestContext::default());
+        let (conversation, f) = read(Format::OpenAi, &body);
         let latest = count_tokens(&conversation.last().unwrap().content) as usize;
         let files = count_tokens(&conversation[5].content) as usize;
         // Room for the request and the files, not for the examples.

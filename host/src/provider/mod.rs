@@ -43,6 +43,34 @@ pub enum Request {
 }
 
 impl Request {
+    /// The chat request a JSON body in `format` holds. Wrong types and
+    /// missing fields are errors that name the field; so are requests this
+    /// gateway cannot serve (no messages, several choices).
+    pub fn from_json(format: Format, body: &serde_json::Value) -> Result<Request, String> {
+        use serde::Deserialize;
+        let invalid = |e: serde_json::Error| format!("invalid request: {e}");
+        let request = match format {
+            Format::OpenAi => {
+                let request = openai::ChatRequest::deserialize(body).map_err(invalid)?;
+                if request.n.is_some_and(|n| n != 1) {
+                    return Err("only `n: 1` is supported".into());
+                }
+                Request::OpenAi(request)
+            }
+            Format::Anthropic => {
+                Request::Anthropic(anthropic::MessagesRequest::deserialize(body).map_err(invalid)?)
+            }
+        };
+        let empty = match &request {
+            Request::OpenAi(r) => r.messages.is_empty(),
+            Request::Anthropic(r) => r.messages.is_empty(),
+        };
+        if empty {
+            return Err("`messages` must not be empty".into());
+        }
+        Ok(request)
+    }
+
     /// The request's format.
     pub fn format(&self) -> Format {
         match self {

@@ -245,20 +245,6 @@ fn usage(prompt: u64, completion: u64) -> openai::Usage {
     }
 }
 
-fn text_of(content: &MessageContent) -> String {
-    match content {
-        MessageContent::Text(t) => t.clone(),
-        MessageContent::Parts(parts) => parts
-            .iter()
-            .filter_map(|p| match p {
-                openai::ContentPart::Text(t) => Some(t.text.clone()),
-                _ => None,
-            })
-            .collect::<Vec<_>>()
-            .join("\n"),
-    }
-}
-
 fn answer(request: &openai::ChatRequest) -> Answer {
     let mut system = String::new();
     let mut last_user = String::new();
@@ -266,17 +252,21 @@ fn answer(request: &openai::ChatRequest) -> Answer {
     for message in &request.messages {
         let text = match message {
             ChatMessage::System(m) | ChatMessage::Developer(m) => {
-                let text = text_of(&m.content);
+                let text = m.content.text();
                 system.push_str(&text);
                 text
             }
             ChatMessage::User(m) => {
-                last_user = text_of(&m.content);
+                last_user = m.content.text();
                 last_user.clone()
             }
-            ChatMessage::Assistant(m) => m.content.as_ref().map(text_of).unwrap_or_default(),
+            ChatMessage::Assistant(m) => m
+                .content
+                .as_ref()
+                .map(MessageContent::text)
+                .unwrap_or_default(),
             ChatMessage::Tool(m) => {
-                last_user = format!("the tool said {}", text_of(&m.content));
+                last_user = format!("the tool said {}", m.content.text());
                 last_user.clone()
             }
         };
