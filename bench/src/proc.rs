@@ -177,12 +177,23 @@ pub fn post(
     body: &str,
     timeout: Duration,
 ) -> std::io::Result<Answer> {
-    request(addr, "POST", path, body, timeout)
+    request(addr, "POST", path, body, &[], timeout)
+}
+
+/// [`post`] with more headers.
+pub fn post_with(
+    addr: SocketAddr,
+    path: &str,
+    body: &str,
+    headers: &[(&str, &str)],
+    timeout: Duration,
+) -> std::io::Result<Answer> {
+    request(addr, "POST", path, body, headers, timeout)
 }
 
 /// One `GET` on a fresh connection, read to the end.
 pub fn get(addr: SocketAddr, path: &str, timeout: Duration) -> std::io::Result<Answer> {
-    request(addr, "GET", path, "", timeout)
+    request(addr, "GET", path, "", &[], timeout)
 }
 
 fn request(
@@ -190,14 +201,19 @@ fn request(
     method: &str,
     path: &str,
     body: &str,
+    headers: &[(&str, &str)],
     timeout: Duration,
 ) -> std::io::Result<Answer> {
+    let headers: String = headers
+        .iter()
+        .map(|(name, value)| format!("{name}: {value}\r\n"))
+        .collect();
     let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
     stream.set_nodelay(true)?;
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
     let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nAuthorization: Bearer {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nAuthorization: Bearer {}\r\nContent-Length: {}\r\n{headers}Connection: close\r\n\r\n{body}",
         crate::run::API_KEY,
         body.len()
     );

@@ -10,8 +10,10 @@
 //!
 //! - `--clients` threads each send a request every `--pace-ms`, in turn:
 //!   OpenAI plain and streamed, Anthropic plain and streamed (routed
-//!   direct), a chat request routed to the plan tier, and a task (direct)
-//!   submitted and followed to its end;
+//!   direct), a chat request routed to the plan tier (eight in a row share
+//!   an agent session, so one plan is made and seven are served from the
+//!   plan cache; one served without a plan counts as failed), and a task
+//!   (direct) submitted and followed to its end;
 //! - every `--swap-seconds` the router policy is replaced by publishing a
 //!   new `seed-matrix.wasm` in the watched folder (one of four variants of
 //!   the seed router, differing by a custom section, so each swap loads);
@@ -187,6 +189,13 @@ const MIX: [Kind; 10] = [
 const DIRECT: &str = "Fix the off-by-one bug in the parser";
 const PLANNED: &str = "Design the architecture of a plugin system across multiple modules";
 
+/// Planned requests sent so far: each run of [`PLANS_PER_SESSION`] shares
+/// one agent session, so the daemon makes a plan for the first and serves
+/// the cached one to the rest, and sessions keep coming (the plan cache's
+/// bounds are under test too).
+static PLANNED_SENT: AtomicU64 = AtomicU64::new(0);
+const PLANS_PER_SESSION: u64 = 8;
+
 /// Sends one request of `kind`; `Err` says how it failed.
 fn one(addr: SocketAddr, kind: Kind) -> Result<(), String> {
     let timeout = Duration::from_secs(30);
@@ -212,7 +221,16 @@ fn one(addr: SocketAddr, kind: Kind) -> Result<(), String> {
         ),
         Kind::Task => return task(addr),
     };
-    let answer = proc::post(addr, path, &body.to_string(), timeout).map_err(|e| e.to_string())?;
+    let session = matches!(kind, Kind::Planned).then(|| {
+        let n = PLANNED_SENT.fetch_add(1, Ordering::Relaxed);
+        format!("soak-{}", n / PLANS_PER_SESSION)
+    });
+    let headers: Vec<(&str, &str)> = session
+        .iter()
+        .map(|s| ("x-pointsman-session", s.as_str()))
+        .collect();
+    let answer = proc::post_with(addr, path, &body.to_string(), &headers, timeout)
+        .map_err(|e| e.to_string())?;
     if answer.status != 200 {
         return Err(format!(
             "{kind:?}: HTTP {}: {}",
@@ -226,6 +244,17 @@ fn one(addr: SocketAddr, kind: Kind) -> Result<(), String> {
         return Err(format!(
             "{kind:?}: the stream did not end well: {}",
             cut(&answer.body)
+        ));
+    }
+    // The upstream answers the planner with a valid plan: a planned request
+    // served without one is a failure of the plan path.
+    if matches!(kind, Kind::Planned)
+        && !matches!(answer.header("x-pointsman-plan"), Some("new" | "cached"))
+    {
+        return Err(format!(
+            "{kind:?}: served without a plan ({:?}: {:?})",
+            answer.header("x-pointsman-plan"),
+            answer.header("x-pointsman-plan-error")
         ));
     }
     Ok(())

@@ -7,6 +7,10 @@
 //! is echoed back. Accepted sockets set TCP_NODELAY; the runtime is tokio's
 //! multi-threaded one with one worker per core.
 //!
+//! A planner's request (instructions asking for `"subtasks"`, as the seed
+//! planner's do) gets a small valid plan, and a reviewer's (`"verdict"`) an
+//! acceptance, so plan mode and its plan cache work through it.
+//!
 //! With `--fail-every N` it is a failing endpoint: every Nth chat request
 //! (counted across connections, so exactly 1 in N) gets `--fail-status`
 //! (default 500) and an OpenAI error body instead. `GET /stats` answers
@@ -40,6 +44,12 @@ const PIECES: [&str; 6] = [
     ", and a test",
     " covers it.",
 ];
+/// The answer to a planner (a request whose instructions ask for
+/// `"subtasks"`, as the seed planner's do): a small valid plan, as a JSON
+/// string's contents.
+const PLAN: &str = r#"{\"summary\": \"Design, implement and test the plugin system\", \"subtasks\": [{\"id\": \"design\", \"title\": \"Design the change\", \"kind\": \"design\", \"instructions\": \"Describe the components and interfaces.\", \"depends_on\": []}, {\"id\": \"code\", \"title\": \"Implement it\", \"kind\": \"code\", \"instructions\": \"Implement the design.\", \"depends_on\": [\"design\"]}, {\"id\": \"tests\", \"title\": \"Test it\", \"kind\": \"tests\", \"instructions\": \"Write tests for the interfaces.\", \"depends_on\": [\"design\"]}]}"#;
+/// The answer to a reviewer (instructions asking for a `"verdict"`).
+const VERDICT: &str = r#"{\"verdict\": \"accept\", \"feedback\": \"\"}"#;
 const PROMPT_TOKENS: u32 = 18;
 const COMPLETION_TOKENS: u32 = 12;
 const CREATED: u64 = 1_700_000_000;
@@ -160,8 +170,17 @@ async fn handle(request: Request<Incoming>) -> Result<Response<Chunks>, Infallib
     // A JSON string literal, quotes included.
     let model = serde_json::to_string(parsed.model.as_deref().unwrap_or("bench-model"))
         .unwrap_or_else(|_| "\"bench-model\"".into());
+    // A planner's or a reviewer's request: the key it asks for, quoted
+    // inside the JSON string of its instructions.
+    let asks = |key: &[u8]| body.windows(key.len()).any(|w| w == key);
+    let text: String = if asks(br#"\"subtasks\""#) {
+        PLAN.to_string()
+    } else if asks(br#"\"verdict\""#) {
+        VERDICT.to_string()
+    } else {
+        PIECES.concat()
+    };
     if !parsed.stream {
-        let text: String = PIECES.concat();
         let body = format!(
             r#"{{"id":"chatcmpl-bench","object":"chat.completion","created":{CREATED},"model":{model},"choices":[{{"index":0,"message":{{"role":"assistant","content":"{text}"}},"finish_reason":"stop"}}],"usage":{{"prompt_tokens":{PROMPT_TOKENS},"completion_tokens":{COMPLETION_TOKENS},"total_tokens":{}}}}}"#,
             PROMPT_TOKENS + COMPLETION_TOKENS

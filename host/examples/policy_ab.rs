@@ -6,7 +6,8 @@
 //!
 //! Each module routes the two requests of `benches/policy_route.rs`: the
 //! one-message request of `route/*` and the largest view of `route-max/*`
-//! (16 user messages of 2,000 bytes). Rounds alternate between the modules;
+//! (16 user messages of 2,000 bytes); and `route-bare`, a request with no
+//! message (a floor router's fixed cost per call). Rounds alternate between the modules;
 //! the median and minimum of the per-round means are printed. The call
 //! deadline is 5 s, so slow calls are timed rather than cut off.
 //!
@@ -45,8 +46,10 @@ fn request(messages: Vec<Message>, input_tokens: u32) -> Features {
     }
 }
 
-/// The requests of `route/*` and `route-max/*`.
-fn requests() -> [(&'static str, Features, u32); 2] {
+/// The requests of `route/*` and `route-max/*`, and `route-bare`: no
+/// message at all, so that a floor router's time on it is the call's fixed
+/// cost (entry, the health list, the answer) without lifting a message.
+fn requests() -> [(&'static str, Features, u32); 3] {
     const SENTENCE: &str = "Fix the failing test in the parser module. ";
     let small = request(
         vec![Message {
@@ -62,7 +65,12 @@ fn requests() -> [(&'static str, Features, u32); 2] {
     };
     let largest = request(vec![message; 16], 16 * 400);
     // Calls per round: enough to dwarf the timer, few enough for many rounds.
-    [("route", small, 200), ("route-max", largest, 3)]
+    let bare = request(Vec::new(), 0);
+    [
+        ("route", small, 200),
+        ("route-max", largest, 3),
+        ("route-bare", bare, 200),
+    ]
 }
 
 struct Options {
