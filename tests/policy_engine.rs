@@ -70,6 +70,8 @@ fn policy_test_reports_failures() {
     std::fs::write(
         &cases,
         r#"{"name": "wrong on purpose", "request": {"model": "auto", "messages": [{"role": "user", "content": "fix a typo"}]}, "expect": {"tier": "plan"}}
+{"name": "no messages", "request": {"model": "auto", "messages": []}, "expect": {"tier": "direct"}}
+{"name": "no messages, as expected", "request": {"model": "auto", "messages": []}, "expect": {"error": "must not be empty"}}
 "#,
     )
     .unwrap();
@@ -86,7 +88,14 @@ fn policy_test_reports_failures() {
         stdout.contains(r#"tier: expected "plan", got "direct""#),
         "{stdout}"
     );
-    assert!(stdout.contains("0 passed, 1 failed"), "{stdout}");
+    // A request the gateway would refuse is refused here too, before the
+    // policy, with the gateway's reason; a case can expect it.
+    assert!(stdout.contains("FAIL no messages"), "{stdout}");
+    assert!(
+        stdout.contains("the request is refused before routing: `messages` must not be empty"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("1 passed, 2 failed"), "{stdout}");
 }
 
 #[test]

@@ -519,7 +519,8 @@ fn read_json(path: &Path) -> anyhow::Result<Value> {
 /// Anthropic messages body with `"api": "anthropic"`; `task_tier` is the
 /// tier the gateway would pass on a session's tool-result turn; and `expect` holds any of `tier`, `executor`, `fallbacks`, `planner`
 /// (null for none), `reasoning_contains` (a list) or `error` (a substring of
-/// the policy's error). A case with `"contract": "0.2.0"` applies only to
+/// the policy's error, or of the 400 the gateway answers a request it
+/// cannot parse, before any policy). A case with `"contract": "0.2.0"` applies only to
 /// modules built against that contract version (it tests a field older
 /// versions do not have); others skip it.
 async fn policy_test(
@@ -584,8 +585,14 @@ async fn run_case(module: &PolicyModule, config: &Config, case: &Value) -> Vec<S
     };
     let mut features = match features::from_json(format, &case["request"], ctx) {
         Ok(features) => features,
-        // As the gateway would answer it: a 400, before any policy.
-        Err(e) => return vec![format!("the request is refused before routing: {e}")],
+        // As the gateway would answer it: a 400, before any policy. A case
+        // may expect that.
+        Err(e) => {
+            return match case["expect"]["error"].as_str() {
+                Some(wanted) if e.contains(wanted) => Vec::new(),
+                _ => vec![format!("the request is refused before routing: {e}")],
+            };
+        }
     };
     if let Some(tier) = case["task_tier"].as_str() {
         features::set_label(
