@@ -270,7 +270,7 @@ fn answer(request: &openai::ChatRequest) -> Answer {
                 last_user.clone()
             }
         };
-        prompt_tokens += count_tokens(&text) as u64 + 4;
+        prompt_tokens += u64::from(count_tokens(&text)) + u64::from(crate::tokens::PER_MESSAGE);
     }
     let forced_tool = match &request.tool_choice {
         Some(ToolChoice::Function(named)) => Some(named.function.name.clone()),

@@ -151,7 +151,10 @@ fn features(task: &TaskHandle, input: &TaskInput) -> Features {
         role: "user".into(),
         content: format!("{}\n{}", c.path, c.text),
     }));
-    let input_tokens = messages.iter().map(|m| count_tokens(&m.content) + 4).sum();
+    let input_tokens = messages
+        .iter()
+        .map(|m| count_tokens(&m.content) + crate::tokens::PER_MESSAGE)
+        .sum();
     let mut labels: Vec<(String, String)> = input.labels.clone().into_iter().collect();
     labels.sort();
     Features {
