@@ -473,6 +473,11 @@ async fn simulate_agrees_with_a_recount() {
     let path = dir.path().join("workload.jsonl");
     let mut text: Vec<String> = workload().iter().map(Value::to_string).collect();
     text.insert(1, "{\"request\": 3}".to_string());
+    // A request the gateway would refuse (Anthropic requires max_tokens).
+    text.push(
+        json!({"api": "anthropic", "request": {"model": "m", "messages": [{"role": "user", "content": "hi"}]}})
+            .to_string(),
+    );
     std::fs::write(&path, text.join("\n")).unwrap();
     let out = pointsman(&[
         "simulate",
@@ -490,6 +495,12 @@ async fn simulate_agrees_with_a_recount() {
     let report = stdout_json(&out);
     assert!(String::from_utf8_lossy(&out.stderr).contains("line 2"));
     assert_eq!(report["malformed"][0]["line"], 2);
+    let refused = &report["malformed"][1];
+    assert_eq!(refused["line"], 7, "{report}");
+    assert!(
+        refused["reason"].as_str().unwrap().contains("max_tokens"),
+        "{refused}"
+    );
 
     // The recount: the daemon's features and decisions, priced here.
     let config = Config::demo();

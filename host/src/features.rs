@@ -595,11 +595,11 @@ mod tests {
     use crate::provider::Format;
     use serde_json::json;
 
-    fn from_openai(body: &Value, ctx: RequestContext) -> Features {
+    fn read_openai(body: &Value, ctx: RequestContext) -> Features {
         from_json(Format::OpenAi, body, ctx).unwrap()
     }
 
-    fn from_anthropic(body: &Value, ctx: RequestContext) -> Features {
+    fn read_anthropic(body: &Value, ctx: RequestContext) -> Features {
         from_json(Format::Anthropic, body, ctx).unwrap()
     }
 
@@ -616,7 +616,7 @@ mod tests {
                 {"role": "assistant", "content": null, "tool_calls": [{"id": "1", "type": "function", "function": {"name": "read_file", "arguments": "{\"path\":\"a.rs\"}"}}]},
             ]
         });
-        let f = from_openai(&body, RequestContext::default());
+        let f = read_openai(&body, RequestContext::default());
         assert_eq!(f.messages.len(), 3);
         assert_eq!(f.messages[1].content, "Fix the bug");
         assert!(f.messages[2].content.contains("read_file"));
@@ -648,7 +648,7 @@ mod tests {
                 {"type": "image_url", "image_url": {"url": "data:a"}},
                 {"type": "image_url", "image_url": {"url": "data:b"}}]}]
         });
-        let f = from_openai(&body, RequestContext::default());
+        let f = read_openai(&body, RequestContext::default());
         assert_eq!(f.image_count, 2);
         assert!(f.stream);
         assert_eq!(f.temperature, Some(0.2));
@@ -667,7 +667,7 @@ mod tests {
                 {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "1",
                     "content": [{"type": "image", "source": png}]}]}]
         });
-        let f = from_anthropic(&body, RequestContext::default());
+        let f = read_anthropic(&body, RequestContext::default());
         assert_eq!(f.image_count, 2);
         assert_eq!(f.tool_names, ["look"]);
         assert!(!f.stream);
@@ -683,7 +683,7 @@ mod tests {
             "metadata": {"user_id": "session-7"},
             "messages": [{"role": "user", "content": [{"type": "text", "text": "hello"}, {"type": "tool_result", "tool_use_id": "x", "content": "ok"}]}]
         });
-        let f = from_anthropic(&body, RequestContext::default());
+        let f = read_anthropic(&body, RequestContext::default());
         assert_eq!(f.messages[0].role, "system");
         assert_eq!(f.messages[1].content, "hello\nok");
         assert_eq!(f.session.as_deref(), Some("session-7"));
@@ -708,7 +708,7 @@ mod tests {
     #[test]
     fn claude_code_requests_show_the_task_not_the_scaffolding() {
         let recorded = fixture("first-turn");
-        let f = from_anthropic(&recorded["body"], RequestContext::default());
+        let f = read_anthropic(&recorded["body"], RequestContext::default());
         // The session is in `metadata.user_id`, a JSON string.
         assert_eq!(
             f.session.as_deref(),
@@ -724,7 +724,7 @@ mod tests {
         assert!(!answers_tools(&f.messages));
 
         let recorded = fixture("tool-result-turn");
-        let f = from_anthropic(&recorded["body"], RequestContext::default());
+        let f = read_anthropic(&recorded["body"], RequestContext::default());
         let roles: Vec<&str> = f.messages.iter().map(|m| m.role.as_str()).collect();
         assert_eq!(
             roles,
