@@ -1,7 +1,9 @@
 //! The real Codex CLI, unmodified (`codex exec`, pinned in
 //! `tests/agents/codex`), talking to the daemon's `/v1/responses` with
 //! `model = "auto"`, in plan mode, with its executors on an OpenAI-format
-//! and on an Anthropic-format upstream: the scripted executor answers the
+//! and on an Anthropic-format upstream, and on one that speaks the
+//! Responses API itself (Codex's requests passed through, its encrypted
+//! reasoning making the round trip): the scripted executor answers the
 //! task with a call of Codex's shell tool that edits a file, Codex runs it
 //! and sends the output back, and the executor then finishes. The file is
 //! edited, the session (Codex's own id, from `prompt_cache_key`) is planned
@@ -73,8 +75,8 @@ fn script(upstream: &Upstream) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn codex_edits_a_file_through_the_daemon_on_both_upstream_formats() {
-    for executors in [Api::OpenAi, Api::Anthropic] {
+async fn codex_edits_a_file_through_the_daemon_on_each_upstream_api() {
+    for executors in [Api::OpenAi, Api::Anthropic, Api::Responses] {
         let upstream = Upstream::start(UpstreamConfig::default()).await;
         script(&upstream);
         let daemon = Daemon::start(common::seed_on(&upstream, executors)).await;
@@ -148,6 +150,22 @@ async fn codex_edits_a_file_through_the_daemon_on_both_upstream_formats() {
             "{context}: the call went back: {:?}",
             second.messages()
         );
+        if executors == Api::Responses {
+            // Codex asked for encrypted reasoning and sent the upstream's
+            // item back with the call, as it came.
+            let reasoning: Vec<&Value> = second.body["input"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|item| item["type"] == "reasoning")
+                .collect();
+            assert!(
+                reasoning
+                    .iter()
+                    .any(|item| item["encrypted_content"] == format!("enc_up{}", executed[0].seq)),
+                "{context}: {reasoning:?}"
+            );
+        }
 
         // What Codex was told: the route in the headers, the cost in the
         // final event of each stream.
@@ -159,10 +177,18 @@ async fn codex_edits_a_file_through_the_daemon_on_both_upstream_formats() {
             assert_eq!(headers["x-pointsman-tier"], "plan", "{context}");
             let source = if n == 0 { "new" } else { "cached" };
             assert_eq!(headers["x-pointsman-plan"], source, "{context}");
-            assert_eq!(
-                headers["x-pointsman-dropped-tools"], "web_search",
-                "{context}"
-            );
+            if executors == Api::Responses {
+                assert_eq!(headers["x-pointsman-passthrough"], "responses", "{context}");
+                assert!(
+                    headers.get("x-pointsman-dropped-tools").is_none(),
+                    "{context}"
+                );
+            } else {
+                assert_eq!(
+                    headers["x-pointsman-dropped-tools"], "web_search",
+                    "{context}"
+                );
+            }
             let last = final_event(body);
             assert_eq!(last["type"], "response.completed", "{context}: {body}");
             let cost = &last["pointsman"];

@@ -8,6 +8,8 @@
 //!   answer translation both ways, and pricing;
 //! * the SSE reader (fed in random splits) with upstream event parsing and
 //!   the stream relay to both client formats (the stream translators);
+//! * the Responses API passed through (`tests/fuzz-seeds-responses`): the
+//!   answer reader and the stream relay to a `/v1/responses` client;
 //! * the daemon itself over HTTP, both APIs.
 //!
 //! Every input must end in a value or a clean error: no panic, output
@@ -29,9 +31,11 @@ use std::path::{Path, PathBuf};
 
 use pointsman::features::{self, RequestContext};
 use pointsman::gateway::relay::Relay;
+use pointsman::gateway::responses_relay::ResponsesRelay;
 use pointsman::ledger::Cost;
 use pointsman::ledger::cost::Prices;
 use pointsman::provider::http::{parse_answer, parse_event};
+use pointsman::provider::passthrough;
 use pointsman::provider::wire::sse::SseParser;
 use pointsman::provider::{Format, Request};
 use serde_json::{Value, json};
@@ -423,6 +427,7 @@ fn answer_target(format: Format, bytes: &[u8]) -> Result<(), String> {
             let written = match &out {
                 pointsman::provider::Response::OpenAi(r) => serde_json::to_vec(r),
                 pointsman::provider::Response::Anthropic(r) => serde_json::to_vec(r),
+                pointsman::provider::Response::Responses(r) => r.to_vec(),
             }
             .map_err(|e| e.to_string())?;
             bounded(written.len(), bytes.len())?;
@@ -531,6 +536,78 @@ fn stream_target(format: Format, bytes: &[u8], splits: &[usize]) -> Result<(), S
         }
     }
     Ok(())
+}
+
+/// A passed-through Responses answer: a whole one as the provider reads
+/// it, given the catalog model and priced; a stream read in random splits
+/// and relayed to a `/v1/responses` client, ending complete or failed.
+fn responses_target(bytes: &[u8], splits: &[usize]) -> Result<(), String> {
+    if let Ok(answer) = passthrough::parse_answer(bytes) {
+        deep();
+        let mut answer = answer;
+        answer.set_model("m");
+        let _ = answer.usage();
+        if let pointsman::provider::Response::Responses(r) = &answer {
+            bounded(r.to_vec().map_err(|e| e.to_string())?.len(), bytes.len())?;
+        }
+    }
+    let mut parser = SseParser::new();
+    let mut events = Vec::new();
+    let mut at: usize = 0;
+    for &len in splits.iter().chain(std::iter::once(&usize::MAX)) {
+        let end = at.saturating_add(len).min(bytes.len());
+        match parser.feed(&bytes[at..end]) {
+            Ok(more) => events.extend(more),
+            Err(_) => return Ok(()),
+        }
+        at = end;
+        if at == bytes.len() {
+            break;
+        }
+    }
+    events.extend(parser.finish());
+    let request: pointsman::provider::wire::responses::ResponsesRequest =
+        serde_json::from_value(json!({"model": "auto", "input": "hi"})).unwrap();
+    let tools = pointsman::provider::wire::translate::responses_request_to_chat(request.clone())
+        .unwrap()
+        .tools;
+    let frame = pointsman::provider::wire::translate::ResponseFrame::new(
+        "resp_f".into(),
+        1,
+        &request,
+        tools,
+    );
+    let mut relay = ResponsesRelay::new(frame, "m");
+    let mut out = Vec::new();
+    let mut failed = false;
+    for event in &events {
+        let fed = passthrough::parse_event(event.event.as_deref(), &event.data)
+            .map_err(|e| e.to_string())
+            .and_then(|event| event.map_or(Ok(Vec::new()), |e| relay.feed(e)));
+        match fed {
+            Ok(bytes) => bytes.iter().for_each(|b| out.extend_from_slice(b)),
+            Err(e) => {
+                relay
+                    .error(&e)
+                    .iter()
+                    .for_each(|b| out.extend_from_slice(b));
+                failed = true;
+                break;
+            }
+        }
+    }
+    if !failed {
+        deep();
+        let tail = if relay.finished_upstream() {
+            relay.finish(Cost::default())
+        } else {
+            relay.error("the stream ended early")
+        };
+        tail.iter().for_each(|b| out.extend_from_slice(b));
+    }
+    // A Responses client reads named events whose `type` is the name.
+    check_relayed(Format::Anthropic, &out)?;
+    bounded(out.len(), bytes.len())
 }
 
 /// A streamed seed as its events, to mutate event by event.
@@ -658,6 +735,32 @@ fn fuzz_sse_reader_and_stream_relay() {
         });
     }
     report("stream", runs, failures);
+}
+
+#[test]
+fn fuzz_responses_passthrough() {
+    let answers: Vec<Value> = seeds("fuzz-seeds-responses", "json")
+        .into_iter()
+        .map(|(_, text)| serde_json::from_str(&text).unwrap())
+        .collect();
+    let streams = seeds("fuzz-seeds-responses", "sse");
+    let mut rng = Rng::new(seed() ^ 3);
+    let runs = iterations(1500);
+    let mut failures = Vec::new();
+    for _ in 0..runs {
+        let input = if rng.chance(30) {
+            let seed = rng.pick(&answers).clone();
+            mutate_json(&mut rng, &seed)
+        } else {
+            let (_, seed) = rng.pick(&streams).clone();
+            mutate_sse(&mut rng, &seed)
+        };
+        let splits: Vec<usize> = (0..rng.below(8)).map(|_| 1 + rng.below(200)).collect();
+        guard("responses", &input, &mut failures, || {
+            responses_target(&input, &splits)
+        });
+    }
+    report("responses", runs, failures);
 }
 
 /// Mutated requests sent to a daemon (simulated providers): every answer

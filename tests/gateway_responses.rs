@@ -226,6 +226,7 @@ async fn recorded_codex_turns_stream_back_with_tool_calls_costs_and_one_plan() {
                 assert_eq!(result["type"], "tool_result", "{messages:?}");
                 assert_eq!(result["tool_use_id"], "call_1");
             }
+            Api::Responses => unreachable!("passed through, tested below"),
         }
         // Codex's developer messages reach the executor as system text.
         assert!(system_text(replayed).contains("You are a coding agent running in the Codex CLI"));
@@ -320,4 +321,377 @@ async fn errors_are_in_openais_shape() {
     assert_eq!(response.status(), 400);
     let error: Value = response.json().await.unwrap();
     assert_eq!(error["error"]["type"], "invalid_request_error", "{error}");
+}
+
+/// The requests the upstream received on its Responses API.
+fn to_responses(upstream: &Upstream) -> Vec<RecordedRequest> {
+    upstream.requests_to(Api::Responses)
+}
+
+/// Executors on a provider that speaks the Responses API: Codex's own body
+/// goes to the upstream (hosted tools, reasoning items with their
+/// encrypted content, `include`), with the upstream model, the plan in
+/// `instructions` and `store: false`; the events come back as the upstream
+/// sent them, numbered by it, with the catalog model and the final event's
+/// cost. The session's plan is reused on the next turn, whose reasoning
+/// item reaches the upstream untouched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn codex_turns_pass_through_to_a_responses_upstream() {
+    let upstream = Upstream::start(UpstreamConfig::default()).await;
+    script(&upstream);
+    let daemon = Daemon::start(common::seed_on(&upstream, Api::Responses)).await;
+    let headers = recorded_headers();
+
+    let response = post(&daemon, &turn("turn-1.json"), &headers).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(header(&response, "x-pointsman-passthrough"), "responses");
+    assert_eq!(header(&response, "x-pointsman-model"), "glm-4.7");
+    assert_eq!(header(&response, "x-pointsman-plan"), "new");
+    // Nothing was dropped: the upstream runs its hosted tools itself.
+    assert!(
+        response
+            .headers()
+            .get("x-pointsman-dropped-tools")
+            .is_none()
+    );
+    let first = events(&response.text().await.unwrap());
+    for (n, (name, data)) in first.iter().enumerate() {
+        assert_eq!(data["type"], name.as_str());
+        assert_eq!(data["sequence_number"], n as u64, "{data}");
+    }
+    let (created, done) = (&first[0].1, &first.last().unwrap().1);
+    assert_eq!(first[0].0, "response.created");
+    assert_eq!(created["response"]["model"], "glm-4.7", "{created}");
+    assert_eq!(first.last().unwrap().0, "response.completed");
+    let object = &done["response"];
+    assert_eq!(object["model"], "glm-4.7");
+    // The upstream's own response: its id, its reasoning item with the
+    // encrypted content Codex asked for, then the shell call.
+    let up_seq = to_responses(&upstream)[0].seq;
+    assert_eq!(object["id"], format!("resp_up{up_seq}"), "{object}");
+    assert_eq!(object["output"][0]["type"], "reasoning", "{object}");
+    assert_eq!(
+        object["output"][0]["encrypted_content"],
+        format!("enc_up{up_seq}")
+    );
+    assert_eq!(object["output"][1]["type"], "function_call");
+    assert_eq!(object["output"][1]["name"], "exec_command");
+    let cost = &done["pointsman"];
+    assert_eq!(cost["model"], "glm-4.7", "{done}");
+    assert_eq!(cost["input_tokens"], object["usage"]["input_tokens"]);
+    assert_eq!(cost["output_tokens"], object["usage"]["output_tokens"]);
+    assert!(cost["cost_usd"].as_str().unwrap().parse::<f64>().unwrap() > 0.0);
+
+    let sent = &to_responses(&upstream)[0];
+    assert!(sent.path.ends_with("/responses"), "{}", sent.path);
+    assert_eq!(
+        sent.bearer(),
+        Some(pointsman_test_support::upstream::OPENAI_KEY)
+    );
+    let body = &sent.body;
+    assert_eq!(body["model"], "glm-4.7");
+    assert_eq!(body["store"], false);
+    assert_eq!(body["stream"], true);
+    assert_eq!(body["include"], json!(["reasoning.encrypted_content"]));
+    let tools: Vec<&str> = body["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["type"].as_str().unwrap())
+        .collect();
+    assert!(tools.contains(&"web_search"), "{tools:?}");
+    assert_eq!(
+        body["prompt_cache_key"],
+        turn("turn-1.json")["prompt_cache_key"]
+    );
+    let instructions = body["instructions"].as_str().unwrap();
+    let plans: Vec<_> = upstream
+        .requests()
+        .into_iter()
+        .filter(is_plan_request)
+        .collect();
+    assert_eq!(plans.len(), 1);
+    assert!(
+        instructions.contains(&format!("[plan {}]", plans[0].seq)),
+        "{instructions}"
+    );
+    // The client's input is sent as it came, its developer messages
+    // included.
+    assert_eq!(body["input"], turn("turn-1.json")["input"]);
+
+    // Turn 2: the reasoning item goes back with its encrypted content.
+    let mut second = turn("turn-2.json");
+    for item in second["input"].as_array_mut().unwrap() {
+        if item["type"] == "reasoning" {
+            item["encrypted_content"] = json!("enc_from_codex");
+        }
+    }
+    let response = post(&daemon, &second, &headers).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(header(&response, "x-pointsman-plan"), "cached");
+    let events = events(&response.text().await.unwrap());
+    let (_, done) = events.last().unwrap();
+    let message = done["response"]["output"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|item| item["type"] == "message")
+        .unwrap_or_else(|| panic!("{done}"));
+    assert_eq!(message["content"][0]["text"], "The typo is fixed.");
+    let sent = to_responses(&upstream);
+    assert_eq!(sent.len(), 2);
+    assert_eq!(sent[1].body["input"], second["input"]);
+    daemon.shutdown().await;
+}
+
+/// Not streamed: the upstream's response object, with the catalog model,
+/// and the costs in the headers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_non_streamed_answer_passes_through_as_an_object() {
+    let upstream = Upstream::start(UpstreamConfig::default()).await;
+    script(&upstream);
+    let daemon = Daemon::start(common::seed_on(&upstream, Api::Responses)).await;
+    let mut body = recorded("turn-1.json");
+    body["stream"] = json!(false);
+    body["model"] = json!("glm-4.7");
+    body["max_output_tokens"] = json!(700);
+    let response = post(&daemon, &body, &[]).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(header(&response, "x-pointsman-passthrough"), "responses");
+    let cost: f64 = header(&response, "x-pointsman-cost-usd").parse().unwrap();
+    assert!(cost > 0.0);
+    let object: Value = response.json().await.unwrap();
+    let sent = &to_responses(&upstream)[0];
+    assert_eq!(object["id"], format!("resp_up{}", sent.seq), "{object}");
+    assert_eq!(object["model"], "glm-4.7");
+    assert_eq!(object["status"], "completed");
+    assert_eq!(object["output"][1]["type"], "function_call", "{object}");
+    assert!(object["usage"]["input_tokens"].as_u64().unwrap() > 0);
+    assert!(!sent.is_stream());
+    assert_eq!(sent.body["max_output_tokens"], 700);
+    daemon.shutdown().await;
+}
+
+/// A Responses upstream that fails before answering falls back to the
+/// next model, on a chat upstream: that answer is translated, as if no
+/// upstream spoke the Responses API.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_responses_upstream_falls_back_to_a_translated_chat_one() {
+    let upstream = Upstream::start(UpstreamConfig::default()).await;
+    upstream.on(|r| (r.api == Some(Api::Responses)).then(|| Reply::error(401, "bad key")));
+    let config = common::seed_placed(&upstream, |id, _| match id {
+        "glm-4.7" => "rs",
+        _ => "oa",
+    });
+    let daemon = Daemon::start(config).await;
+    let response = post(&daemon, &recorded("turn-1.json"), &[]).await;
+    assert_eq!(response.status(), 200);
+    assert!(response.headers().get("x-pointsman-passthrough").is_none());
+    assert_eq!(header(&response, "x-pointsman-model"), "deepseek-v3.2-exp");
+    assert_eq!(header(&response, "x-pointsman-dropped-tools"), "web_search");
+    let events = events(&response.text().await.unwrap());
+    for (n, (_, data)) in events.iter().enumerate() {
+        assert_eq!(data["sequence_number"], n as u64);
+    }
+    assert_eq!(events.last().unwrap().0, "response.completed");
+    assert_eq!(
+        to_responses(&upstream).len(),
+        1,
+        "no retry of a refused key"
+    );
+    let served = upstream.last_request().unwrap();
+    assert_eq!(served.api, Some(Api::OpenAi));
+    assert_eq!(served.model(), Some("deepseek-v3.2-exp"));
+    daemon.shutdown().await;
+}
+
+/// A passed-through stream cut by the upstream ends with the upstream's
+/// events so far, then `response.failed` numbered after them, carrying the
+/// upstream's response id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_passthrough_stream_ends_failed() {
+    let upstream = Upstream::start(UpstreamConfig::default()).await;
+    upstream.on(|r| {
+        (r.api == Some(Api::Responses))
+            .then(|| Reply::text("one two three four five six").truncate_after(5))
+    });
+    let daemon = Daemon::start(common::seed_on(&upstream, Api::Responses)).await;
+    let body = json!({"model": "glm-4.7", "input": "Say six words.", "stream": true});
+    let response = post(&daemon, &body, &[]).await;
+    assert_eq!(response.status(), 200);
+    let events = events(&response.text().await.unwrap());
+    assert_eq!(events.len(), 6, "{events:?}");
+    let (name, last) = events.last().unwrap();
+    assert_eq!(name, "response.failed");
+    assert_eq!(last["sequence_number"], 5);
+    let sent = &to_responses(&upstream)[0];
+    assert_eq!(last["response"]["id"], format!("resp_up{}", sent.seq));
+    assert_eq!(last["response"]["status"], "failed");
+    assert_eq!(last["response"]["model"], "glm-4.7");
+    assert!(
+        last["response"]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("interrupted"),
+        "{last}"
+    );
+    daemon.shutdown().await;
+}
+
+/// llmposter (crates.io, installed by `scripts/setup`): a mock server
+/// written by others that speaks the Responses API, running until dropped.
+struct Llmposter {
+    child: std::process::Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Llmposter {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn start_llmposter() -> Llmposter {
+    let bin = pointsman_test_support::workspace_root().join(".tools/bin/llmposter");
+    assert!(
+        bin.exists(),
+        "{} is missing: run ./scripts/setup",
+        bin.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let fixtures = dir.path().join("fixtures.yaml");
+    std::fs::write(
+        &fixtures,
+        "fixtures:\n\
+         \x20 - match:\n      user_message: \"weather\"\n    response:\n      tool_calls:\n\
+         \x20       - name: get_weather\n          arguments: { location: \"Paris\" }\n\
+         \x20 - match:\n      user_message: \"hello\"\n    response:\n\
+         \x20     content: \"Hi there, from an independent server.\"\n",
+    )
+    .unwrap();
+    let port = common::free_port();
+    let child = std::process::Command::new(bin)
+        .arg("--fixtures")
+        .arg(&fixtures)
+        .args(["--port", &port.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("llmposter starts");
+    let server = Llmposter {
+        child,
+        port,
+        _dir: dir,
+    };
+    let started = std::time::Instant::now();
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "llmposter did not start"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    server
+}
+
+/// An independent Responses server's answers (its own ids, response
+/// objects with only some fields, no cached-token details) pass through,
+/// streamed and not, text and function calls: the client sees the catalog
+/// model, and the cost is its usage's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_independent_responses_server_is_passed_through() {
+    let server = start_llmposter().await;
+    let config = pointsman::config::Config::parse(&format!(
+        r#"
+baseline_model = "posed"
+
+[policies]
+
+[safe_route]
+executor = "posed"
+
+[providers.llmposter]
+kind = "openai"
+base_url = "http://127.0.0.1:{port}/v1"
+responses = true
+
+[[models]]
+id = "posed"
+provider = "llmposter"
+upstream = "mock-model"
+input_usd_per_mtok = 1.0
+output_usd_per_mtok = 2.0
+context_window = 128000
+"#,
+        port = server.port
+    ))
+    .unwrap();
+    let daemon = Daemon::start(config).await;
+
+    // Not streamed: the object as the server wrote it, and the cost of its
+    // usage (2 input and 10 output tokens, as it counts them).
+    let body = json!({"model": "posed", "input": "hello", "store": false});
+    let response = post(&daemon, &body, &[]).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(header(&response, "x-pointsman-passthrough"), "responses");
+    let cost: f64 = header(&response, "x-pointsman-cost-usd").parse().unwrap();
+    let object: Value = response.json().await.unwrap();
+    assert!(
+        object["id"]
+            .as_str()
+            .unwrap()
+            .starts_with("resp-llmposter-"),
+        "{object}"
+    );
+    assert_eq!(object["model"], "posed");
+    assert_eq!(
+        object["output"][0]["content"][0]["text"],
+        "Hi there, from an independent server."
+    );
+    let usage = &object["usage"];
+    let expected = (usage["input_tokens"].as_f64().unwrap() * 1.0
+        + usage["output_tokens"].as_f64().unwrap() * 2.0)
+        / 1e6;
+    assert!(
+        (cost - expected).abs() < 1e-9,
+        "{cost} vs {expected}: {usage}"
+    );
+
+    // Streamed, with a function tool: the server's events, numbered by it,
+    // the final one with the cost of what it counted.
+    let body = json!({"model": "posed", "input": "what is the weather in Paris?", "stream": true,
+        "tools": [{"type": "function", "name": "get_weather",
+            "parameters": {"type": "object", "properties": {"location": {"type": "string"}}}}]});
+    let response = post(&daemon, &body, &[]).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(header(&response, "x-pointsman-passthrough"), "responses");
+    let events = events(&response.text().await.unwrap());
+    let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
+    assert!(
+        names.contains(&"response.function_call_arguments.delta"),
+        "{names:?}"
+    );
+    for (n, (name, data)) in events.iter().enumerate() {
+        assert_eq!(data["type"], name.as_str());
+        assert_eq!(data["sequence_number"], n as u64, "{data}");
+    }
+    assert_eq!(events[0].1["response"]["model"], "posed");
+    let (last, done) = events.last().unwrap();
+    assert_eq!(last, "response.completed");
+    let call = &done["response"]["output"][0];
+    assert_eq!(call["type"], "function_call", "{done}");
+    assert_eq!(call["name"], "get_weather");
+    let arguments: Value = serde_json::from_str(call["arguments"].as_str().unwrap()).unwrap();
+    assert_eq!(arguments, json!({"location": "Paris"}));
+    assert_eq!(done["response"]["model"], "posed");
+    assert_eq!(
+        done["pointsman"]["output_tokens"],
+        done["response"]["usage"]["output_tokens"]
+    );
+    daemon.shutdown().await;
 }

@@ -49,6 +49,12 @@ kind = "anthropic"
 base_url = "{anthropic}"
 api_key_env = "POINTSMAN_TEST_ANTHROPIC_KEY"
 
+[providers.rs]
+kind = "openai"
+base_url = "{openai}"
+api_key_env = "POINTSMAN_TEST_OPENAI_KEY"
+responses = true
+
 [[models]]
 id = "oa-model"
 provider = "oa"
@@ -63,6 +69,14 @@ provider = "an"
 upstream = "upstream-an"
 input_usd_per_mtok = 0.5
 output_usd_per_mtok = 1.5
+context_window = 128000
+
+[[models]]
+id = "rs-model"
+provider = "rs"
+upstream = "upstream-rs"
+input_usd_per_mtok = 1.0
+output_usd_per_mtok = 2.0
 context_window = 128000
 
 [[models]]
@@ -104,10 +118,10 @@ async fn run(daemon: &Daemon, upstream: &Upstream, script: &str, model: &str) ->
         !ours.is_empty(),
         "{script} via {model}: the upstream saw nothing"
     );
-    let expected_upstream = if model == "oa-model" {
-        "upstream-oa"
-    } else {
-        "upstream-an"
+    let expected_upstream = match model {
+        "oa-model" => "upstream-oa",
+        "rs-model" => "upstream-rs",
+        _ => "upstream-an",
     };
     for request in &ours {
         assert_eq!(
@@ -122,10 +136,10 @@ async fn run(daemon: &Daemon, upstream: &Upstream, script: &str, model: &str) ->
             "the client key leaked upstream: {sent}"
         );
         let key = request.bearer().or(request.api_key());
-        let wanted = if model == "oa-model" {
-            OPENAI_KEY
-        } else {
+        let wanted = if model == "an-model" {
             ANTHROPIC_KEY
+        } else {
+            OPENAI_KEY
         };
         assert_eq!(key, Some(wanted), "{script} via {model}");
     }
@@ -181,14 +195,26 @@ async fn openai_sdk_through_both_formats() {
 }
 
 /// The Responses API (`client.responses.create`), streamed and not, with a
-/// function call round trip, on both upstream formats.
+/// function call round trip, on both upstream formats, and passed through
+/// to an upstream that speaks it (whose every request is then a Responses
+/// one, never stored).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openai_sdk_responses_through_both_formats() {
     let upstream = Upstream::start(UpstreamConfig::default()).await;
     let daemon = Daemon::start(config(&upstream)).await;
-    for model in ["oa-model", "an-model"] {
+    for model in ["oa-model", "an-model", "rs-model"] {
+        let before = upstream.total();
         let summary = run(&daemon, &upstream, "openai_responses", model).await;
         check_headers(&summary, model);
+        let sent: Vec<_> = upstream
+            .requests()
+            .into_iter()
+            .filter(|r| r.seq > before)
+            .collect();
+        let passed_through = sent
+            .iter()
+            .all(|r| r.api == Some(Api::Responses) && r.body["store"] == false);
+        assert_eq!(passed_through, model == "rs-model", "{model}");
         // The stream's final event carries the cost of what the upstream
         // counted.
         let pointsman = &summary["stream_tools"]["pointsman"];

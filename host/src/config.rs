@@ -197,6 +197,12 @@ pub struct ProviderConfig {
     /// answer: its whole length). An answer past it fails the attempt.
     #[serde(default = "default_max_answer_bytes")]
     pub max_answer_bytes: usize,
+    /// OpenAI format only: the upstream also serves the Responses API
+    /// (`POST {base_url}/responses`), so a `/v1/responses` request routed
+    /// here is passed through as its client sent it instead of translated
+    /// to chat completions.
+    #[serde(default)]
+    pub responses: bool,
 }
 
 /// `[[models]]`.
@@ -652,6 +658,11 @@ impl Config {
                     }
                 }
             }
+            if provider.responses && provider.kind != ProviderKind::Openai {
+                problem!(
+                    "{at}.responses: only an OpenAI-format provider (kind \"openai\") speaks the Responses API"
+                );
+            }
             if provider.timeout_ms == 0 {
                 problem!("{at}.timeout_ms: must be more than zero");
             }
@@ -867,6 +878,22 @@ mod tests {
         let broken = format!("{DEMO_TOML}\nlisten_on = 1\n");
         let err = Config::parse(&broken).unwrap_err().to_string();
         assert!(err.contains("listen_on"), "{err}");
+    }
+
+    #[test]
+    fn only_an_openai_provider_speaks_the_responses_api() {
+        let with = |kind: &str, url: &str| {
+            Config::parse(&format!(
+                "{DEMO_TOML}\n[providers.up]\nkind = \"{kind}\"\n{url}responses = true\n"
+            ))
+        };
+        with("openai", "base_url = \"http://127.0.0.1:9/v1\"\n").unwrap();
+        for kind in ["anthropic", "simulated"] {
+            let err = with(kind, "base_url = \"http://127.0.0.1:9\"\n")
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("providers.up.responses"), "{kind}: {err}");
+        }
     }
 
     #[test]

@@ -88,6 +88,17 @@ pub fn demo() -> Config {
 /// the executors (`glm-4.7`, `deepseek-v3.2-exp`) speak `executors`' API, the
 /// planner and the premium model OpenAI's.
 pub fn seed_on(upstream: &Upstream, executors: Api) -> Config {
+    seed_placed(upstream, |_, executor| match (executor, executors) {
+        (true, Api::Anthropic) => "an",
+        (true, Api::Responses) => "rs",
+        _ => "oa",
+    })
+}
+
+/// The demo's seed catalog and policies with every model on `upstream`, on
+/// the provider `place(id, is_executor)` names: `oa` (OpenAI chat), `an`
+/// (Anthropic) or `rs` (OpenAI with the Responses API).
+pub fn seed_placed(upstream: &Upstream, place: impl Fn(&str, bool) -> &'static str) -> Config {
     // SAFETY: set before any daemon of the test binary reads them, to the
     // same values by every test; nothing else in the process writes them.
     unsafe {
@@ -108,6 +119,13 @@ kind = "anthropic"
 base_url = "{anthropic}"
 api_key_env = "POINTSMAN_TEST_ANTHROPIC_KEY"
 timeout_ms = 10000
+
+[rs]
+kind = "openai"
+base_url = "{openai}"
+api_key_env = "POINTSMAN_TEST_OPENAI_KEY"
+timeout_ms = 10000
+responses = true
 "#,
         openai = upstream.openai_url(),
         anthropic = upstream.url(),
@@ -123,12 +141,8 @@ timeout_ms = 10000
         let executor = model["roles"]
             .as_array()
             .is_some_and(|roles| roles.iter().any(|r| r.as_str() == Some("executor")));
-        let provider = if executor && executors == Api::Anthropic {
-            "an"
-        } else {
-            "oa"
-        };
-        model.insert("provider".into(), provider.into());
+        let id = model["id"].as_str().unwrap_or_default().to_string();
+        model.insert("provider".into(), place(&id, executor).into());
     }
     Config::parse(&toml::to_string(&config).unwrap()).unwrap()
 }

@@ -25,6 +25,7 @@ use crate::config::{BudgetConfig, Config, ModelConfig, OnUnavailable};
 use crate::ledger::record::{Nanos, nanos};
 use crate::ledger::{BudgetScope, Cost, Health, Ledger, Prices, Reservation, ReserveError};
 use crate::policy::types::ModelInfo;
+use crate::provider::passthrough::NativeRequest;
 use crate::provider::{EventStream, Provider, ProviderError, Reply, Request, Response, Usage};
 use crate::resilience::Resilience;
 use crate::resilience::balance::Lease;
@@ -215,6 +216,12 @@ impl Dispatch {
         &self.resilience
     }
 
+    /// Whether any provider speaks the Responses API, so that a Responses
+    /// request's own body is worth keeping for it.
+    pub fn speaks_responses(&self) -> bool {
+        self.providers.values().any(Provider::speaks_responses)
+    }
+
     /// The catalog with live health from the breakers.
     pub fn catalog(&self) -> Vec<ModelInfo> {
         let mut catalog = self.catalog.clone();
@@ -251,7 +258,8 @@ impl Dispatch {
 
     /// Sends `call.request` to the models of `call.chain` in order, then
     /// to the escalation model when `call.escalate`, each in its
-    /// provider's format. A stream counts as answered at its first event
+    /// provider's format (or, for a Responses request on a provider that
+    /// speaks that API, `call.native` as it is). A stream counts as answered at its first event
     /// (waited for within the first-token timeout): until then a failure
     /// moves on, after it the caller relays what comes.
     ///
@@ -265,6 +273,7 @@ impl Dispatch {
         };
         let first_token = self.first_token;
         let request = call.request;
+        let native = call.native;
         let outcome = self
             .resilience
             .run(
@@ -275,24 +284,32 @@ impl Dispatch {
                     let provider = self.providers.get(&endpoint.provider).ok_or_else(|| {
                         ProviderError::Connect(format!("no provider named {}", endpoint.provider))
                     })?;
-                    let translated = request.format() != provider.format();
-                    let mut upstream = request
-                        .clone()
-                        .into_format(provider.format())
-                        .map_err(|e| ProviderError::Untranslatable(e.to_string()))?;
-                    upstream.set_model(&endpoint.upstream);
-                    upstream.request_usage();
-                    if translated && !model.reasoning {
-                        // Effort the client asked of an Anthropic model,
-                        // on a model that takes none.
-                        upstream.clear_reasoning_effort();
-                    }
                     let served = Served {
                         model: model.clone(),
                         provider: endpoint.provider.clone(),
                         upstream: endpoint.upstream.clone(),
                     };
-                    match provider.send(upstream).await? {
+                    let reply = match native {
+                        Some(native) if provider.speaks_responses() => {
+                            provider.send_responses(native, &endpoint.upstream).await?
+                        }
+                        _ => {
+                            let translated = request.format() != provider.format();
+                            let mut upstream = request
+                                .clone()
+                                .into_format(provider.format())
+                                .map_err(|e| ProviderError::Untranslatable(e.to_string()))?;
+                            upstream.set_model(&endpoint.upstream);
+                            upstream.request_usage();
+                            if translated && !model.reasoning {
+                                // Effort the client asked of an Anthropic model,
+                                // on a model that takes none.
+                                upstream.clear_reasoning_effort();
+                            }
+                            provider.send(upstream).await?
+                        }
+                    };
+                    match reply {
                         Reply::Complete(answer) => Ok(Answer::Complete(served, answer)),
                         Reply::Stream(mut events) => {
                             let wait = first_token.min(left);
@@ -357,6 +374,9 @@ impl Dispatch {
 pub struct Call<'a> {
     /// The request, in the client's format (translated per provider).
     pub request: &'a Request,
+    /// For a `/v1/responses` request: the client's own body, sent instead
+    /// of `request` to a provider that speaks the Responses API.
+    pub native: Option<&'a NativeRequest>,
     /// The models to try in order (the route's executor and fallbacks).
     pub chain: &'a [Arc<ModelConfig>],
     /// Whether the escalation model follows the chain.

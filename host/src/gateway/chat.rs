@@ -26,6 +26,7 @@ use crate::policy::Decision;
 use crate::policy::capabilities::{self, Abilities, Correction, Needs};
 use crate::policy::types::{Features, Route, Tier};
 use crate::provider::async_stream;
+use crate::provider::passthrough::NativeRequest;
 use crate::provider::wire::translate::{ResponseFrame, chat_completion_to_response};
 use crate::provider::{EventStream, Format, ProviderError, Request, Response as Answer_};
 
@@ -102,6 +103,9 @@ struct Plan {
     plan: Option<PlanSource>,
     /// For `/v1/responses`: how the chat answer becomes a Responses one.
     responses: Option<Arc<ResponseFrame>>,
+    /// The answer came from an upstream that speaks the Responses API,
+    /// sent the client's own body (`x-pointsman-passthrough: responses`).
+    passed_through: bool,
     /// Why a route that asked for a plan was served without one.
     plan_error: Option<String>,
     /// Whom the call is made for, as the ledger records it.
@@ -123,6 +127,10 @@ pub(super) struct Inbound {
     /// Set for `/v1/responses`: the request was translated into the chat
     /// body served here, and the answer goes back as a Responses one.
     pub responses: Option<Arc<ResponseFrame>>,
+    /// For `/v1/responses`, when a provider speaks that API: the client's
+    /// own body, passed through to such a provider instead of the chat
+    /// body.
+    pub native: Option<NativeRequest>,
     /// The body was large: parse it off the async workers.
     pub large: bool,
 }
@@ -223,7 +231,13 @@ pub(super) async fn serve_value(
     let at_ms = crate::dispatch::unix_ms();
     let asked = features.requested_model.clone();
     let mut decision = route(state, client.owner.as_str(), &mut features).await?;
-    cap_output(&decision.route, &mut request, &mut features);
+    let mut native = inbound.native;
+    cap_output(
+        &decision.route,
+        &mut request,
+        native.as_mut(),
+        &mut features,
+    );
     let candidates = candidates(state, &mut decision.route, &features)?;
     let candidates = super::server_tools::restrict(state, &request, candidates)?;
     let deadline = deadline(state, &decision.route, headers);
@@ -279,6 +293,9 @@ pub(super) async fn serve_value(
         {
             Ok((plan, source)) => {
                 transparent::add_plan(&mut request, &plan.text);
+                if let Some(native) = &mut native {
+                    native.add_plan(&plan.text);
+                }
                 if source == PlanSource::New {
                     planner_cost = plan.cost;
                 }
@@ -302,6 +319,7 @@ pub(super) async fn serve_value(
         planner_cost,
         plan: plan_source,
         responses: inbound.responses,
+        passed_through: false,
         plan_error,
         caller,
         reservation: None,
@@ -312,13 +330,13 @@ pub(super) async fn serve_value(
         // The answer never waits for the shadow: once the call is done, a
         // shadow still running is dropped (its call was recorded as late).
         Some(work) => {
-            let call = Box::pin(call(state, plan, request, deadline));
+            let call = Box::pin(call(state, plan, request, native, deadline));
             match futures::future::select(call, work).await {
                 futures::future::Either::Left((answer, _late)) => answer,
                 futures::future::Either::Right(((), call)) => call.await,
             }
         }
-        None => call(state, plan, request, deadline).await,
+        None => call(state, plan, request, native, deadline).await,
     }
 }
 
@@ -516,12 +534,20 @@ fn remaining_budget(state: &AppState, budgets: &[crate::ledger::BudgetScope]) ->
 
 /// Lowers the request's output limit to the route's cap, when the policy
 /// set one below it (or the client set none).
-fn cap_output(route: &Route, request: &mut Request, features: &mut Features) {
+fn cap_output(
+    route: &Route,
+    request: &mut Request,
+    native: Option<&mut NativeRequest>,
+    features: &mut Features,
+) {
     let Some(cap) = route.max_output_tokens else {
         return;
     };
     if features.max_output_tokens.is_none_or(|asked| asked > cap) {
         request.cap_output_tokens(cap);
+        if let Some(native) = native {
+            native.cap_output_tokens(cap);
+        }
         features.max_output_tokens = Some(cap);
     }
 }
@@ -595,15 +621,18 @@ async fn call(
     state: &AppState,
     plan: Plan,
     request: Request,
+    native: Option<NativeRequest>,
     deadline: Instant,
 ) -> Result<Response, ApiError> {
     let mut plan = plan;
     let mut request = request;
-    plan.reservation = reserve(state, &plan, &mut request).await?;
+    let mut native = native;
+    plan.reservation = reserve(state, &plan, &mut request, native.as_mut()).await?;
     let sent = state
         .dispatch
         .send(Call {
             request: &request,
+            native: native.as_ref(),
             chain: &plan.candidates,
             escalate: true,
             needed: plan.needed,
@@ -611,6 +640,12 @@ async fn call(
         })
         .await;
     let attempts = sent.calls();
+    if let (Some(_), Ok(answer)) = (&native, &sent.result) {
+        plan.passed_through = state
+            .dispatch
+            .provider(&answer.served().provider)
+            .is_some_and(|p| p.speaks_responses());
+    }
     match sent.result {
         Ok(Answer::Complete(served, answer)) => {
             complete(state, &plan, served, *answer, &sent.attempts, sent.lease).await
@@ -653,6 +688,7 @@ async fn reserve(
     state: &AppState,
     plan: &Plan,
     request: &mut Request,
+    native: Option<&mut NativeRequest>,
 ) -> Result<Option<crate::ledger::Reservation>, ApiError> {
     if plan.caller.budgets.is_empty() {
         return Ok(None);
@@ -662,6 +698,9 @@ async fn reserve(
         None => {
             let cap = crate::provider::DEFAULT_MAX_TOKENS;
             request.set_max_output_tokens(cap);
+            if let Some(native) = native {
+                native.cap_output_tokens(cap);
+            }
             cap
         }
     };
@@ -736,9 +775,14 @@ async fn complete(
 ) -> Result<Response, ApiError> {
     let model = &served.model;
     let usage = answer.usage();
-    let mut answer = answer
-        .into_format(plan.format)
-        .map_err(|e| ApiError::new(ErrorKind::Upstream, e.to_string()))?;
+    let passed_through = matches!(answer, Answer_::Responses(_));
+    let mut answer = if passed_through {
+        answer
+    } else {
+        answer
+            .into_format(plan.format)
+            .map_err(|e| ApiError::new(ErrorKind::Upstream, e.to_string()))?
+    };
     answer.set_model(&model.id);
     let own_cost = state.dispatch.price(&served, &usage);
     let mut cost = own_cost;
@@ -749,6 +793,7 @@ async fn complete(
         }
         (Answer_::OpenAi(r), None) => serde_json::to_vec(&r),
         (Answer_::Anthropic(r), _) => serde_json::to_vec(&r),
+        (Answer_::Responses(r), _) => r.to_vec(),
     }
     .map_err(|e| ApiError::new(ErrorKind::Upstream, e.to_string()))?;
     let outcome = Outcome {
@@ -801,6 +846,9 @@ fn routing_headers(headers: &mut HeaderMap, plan: &Plan, model: &ModelConfig, at
         insert(headers, "x-pointsman-arm", arm);
     }
     insert(headers, "x-pointsman-attempts", &attempts.to_string());
+    if plan.passed_through {
+        insert(headers, "x-pointsman-passthrough", "responses");
+    }
     if let Some(source) = plan.plan {
         insert(headers, "x-pointsman-plan", source.as_str());
     }

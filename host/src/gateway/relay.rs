@@ -108,6 +108,7 @@ impl Relay {
                 (Event::Anthropic(_), Format::OpenAi) => {
                     Mode::ToOpenAi(Box::new(AnthropicToOpenAiStream::new(true, unix_now())))
                 }
+                (Event::Responses(_), _) => return Err(PASSED_THROUGH.into()),
             };
         }
         let mut out = Vec::new();
@@ -153,6 +154,7 @@ impl Relay {
                     _ => return Err("the provider mixed stream formats".into()),
                 }
             }
+            Event::Responses(_) => return Err(PASSED_THROUGH.into()),
         }
         Ok(out)
     }
@@ -408,22 +410,12 @@ fn with_summary<T: Serialize>(event: Option<&str>, value: &T, summary: &str) -> 
     sse::encode_event(event, &data)
 }
 
-/// Adds `"name": value` (value already JSON) to the JSON object `data`.
-/// Spliced into the text: a round trip through `Value` cost more than the
-/// rest of the stream's tail.
-pub(super) fn add_field(data: &mut String, name: &str, value: &str) {
-    if data.ends_with('}') {
-        data.pop();
-        if !data.ends_with('{') {
-            data.push(',');
-        }
-        data.push('"');
-        data.push_str(name);
-        data.push_str("\":");
-        data.push_str(value);
-        data.push('}');
-    }
-}
+/// Why a chat relay refuses a Responses event: only a `/v1/responses`
+/// client's call is ever passed through.
+const PASSED_THROUGH: &str =
+    "the provider answered in the Responses API, which this client does not speak";
+
+pub(super) use crate::provider::wire::sse::add_field;
 
 /// A stream's cost summary as JSON text: the `pointsman` object of its
 /// final usage event.

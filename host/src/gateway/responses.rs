@@ -7,6 +7,12 @@
 //! It is stateless: nothing is stored, and a request that needs stored
 //! state is refused. Errors are in OpenAI's shape.
 //!
+//! When the route's model is on a provider that speaks the Responses API
+//! itself (`responses = true`), that provider is sent the client's own
+//! body instead, and its answer is relayed as it came
+//! ([`crate::provider::passthrough`]); the translation still decides the
+//! route, and serves any fallback on a chat-only provider.
+//!
 //! The session that plan mode keys its plans on is, in order: the
 //! `x-pointsman-session` header, `prompt_cache_key` (Codex sets it to its
 //! session id), then Codex's `session_id` header (sent as `session-id` or
@@ -23,6 +29,7 @@ use serde::Deserialize;
 use super::AppState;
 use super::chat::{self, Inbound};
 use super::error::ApiError;
+use crate::provider::passthrough::NativeRequest;
 use crate::provider::wire::responses::ResponsesRequest;
 use crate::provider::wire::translate::{ResponseFrame, responses_request_to_chat};
 use crate::provider::{Format, unix_now};
@@ -67,6 +74,12 @@ async fn serve(
     let (read, value) = chat::read_request(state, body).await?;
     let request = ResponsesRequest::deserialize(&value)
         .map_err(|e| ApiError::invalid(format!("invalid request: {e}")))?;
+    // The client's own body is kept only when an upstream could be sent it.
+    let native = state
+        .dispatch
+        .speaks_responses()
+        .then(|| NativeRequest::new(value))
+        .flatten();
     let session = session(headers, &request);
     let id = chat::request_id();
     let frame_request = request.clone();
@@ -84,6 +97,7 @@ async fn serve(
     let inbound = Inbound {
         session,
         responses: Some(Arc::new(frame)),
+        native,
         large: read.large,
     };
     let mut response = chat::serve_value(
@@ -96,7 +110,8 @@ async fn serve(
         inbound,
     )
     .await?;
-    if !translated.dropped_tools.is_empty() {
+    let passed_through = response.headers().contains_key("x-pointsman-passthrough");
+    if !translated.dropped_tools.is_empty() && !passed_through {
         // Hosted tools a chat model cannot run were left out: say which.
         if let Ok(value) = HeaderValue::from_str(&translated.dropped_tools.join(", ")) {
             response

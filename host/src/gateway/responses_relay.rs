@@ -8,11 +8,18 @@
 //! of the chat APIs, a `pointsman` object with the model and the costs; an
 //! SSE comment repeats it. A stream that breaks ends with
 //! `response.failed`, never with a clean end.
+//!
+//! An upstream that speaks the Responses API itself (a passed-through
+//! call, see [`crate::provider::passthrough`]) has its events relayed as
+//! they came, numbers included; only the response objects' `model` is set
+//! to the catalog id, and its final event is held, as a translated one is,
+//! to carry the cost once the call is on record.
 
 use bytes::Bytes;
 
 use super::relay::{Relay, add_field, comment, cost_summary};
 use crate::ledger::Cost;
+use crate::provider::passthrough::{self, EventKind, NativeEvent};
 use crate::provider::wire::anthropic::StreamEvent as AnthropicEvent;
 use crate::provider::wire::responses::StreamEvent;
 use crate::provider::wire::sse;
@@ -27,6 +34,8 @@ pub struct ResponsesRelay {
     translator: ChatToResponsesStream,
     /// Set once the upstream turns out to speak Anthropic.
     anthropic: Option<Box<AnthropicToOpenAiStream>>,
+    /// Set once the upstream turns out to speak the Responses API.
+    native: Option<Box<Native>>,
     usage: Usage,
     upstream_done: bool,
     sequence: u64,
@@ -41,6 +50,7 @@ impl ResponsesRelay {
             model: model.to_string(),
             translator: ChatToResponsesStream::new(frame, model),
             anthropic: None,
+            native: None,
             usage: Usage::default(),
             upstream_done: false,
             sequence: 0,
@@ -62,6 +72,27 @@ impl ResponsesRelay {
         }
     }
 
+    /// Relays a passed-through event: as it came, but the final one, which
+    /// waits for [`ResponsesRelay::finish`].
+    fn feed_native(&mut self, event: NativeEvent) -> Result<Vec<Bytes>, String> {
+        if self.anthropic.is_some() || self.sequence > 0 {
+            return Err("the provider mixed stream formats".into());
+        }
+        let native = self.native.get_or_insert_with(Default::default);
+        native.relayed += 1;
+        match event.kind() {
+            EventKind::Finished => {
+                self.upstream_done = true;
+                self.usage = event.usage();
+                native.finished = Some(event);
+                return Ok(Vec::new());
+            }
+            EventKind::Started => native.response = event.response().cloned(),
+            EventKind::Other => {}
+        }
+        Ok(vec![event.encode(&self.model, &[])])
+    }
+
     /// Whether the upstream finished its answer.
     pub fn finished_upstream(&self) -> bool {
         self.upstream_done
@@ -70,7 +101,11 @@ impl ResponsesRelay {
     /// Relays one upstream event; returns the bytes to send now.
     pub fn feed(&mut self, event: Event) -> Result<Vec<Bytes>, String> {
         let mut events = Vec::new();
+        if self.native.is_some() && !matches!(event, Event::Responses(_)) {
+            return Err("the provider mixed stream formats".into());
+        }
         match event {
+            Event::Responses(event) => return self.feed_native(event),
             Event::OpenAi(chunk) => {
                 if self.anthropic.is_some() {
                     return Err("the provider mixed stream formats".into());
@@ -102,6 +137,16 @@ impl ResponsesRelay {
     /// The end of a complete stream: open items closed, then the final
     /// event with the usage and the cost.
     pub fn finish(&mut self, cost: Cost) -> Vec<Bytes> {
+        if let Some(native) = &mut self.native {
+            let summary = cost_summary(&self.model, self.usage, cost, self.planner_cost);
+            return match native.finished.take() {
+                Some(last) => vec![
+                    last.encode(&self.model, &[("pointsman", &summary)]),
+                    comment(&summary),
+                ],
+                None => self.error("the provider's stream ended before the answer was complete"),
+            };
+        }
         let mut events = Vec::new();
         if let Some(translator) = &mut self.anthropic {
             for chunk in translator.finish() {
@@ -123,6 +168,16 @@ impl ResponsesRelay {
     /// A `response.failed` event for a stream that broke.
     pub fn error(&mut self, message: &str) -> Vec<Bytes> {
         let message = format!("the stream was interrupted: {message}");
+        if let Some(native) = &mut self.native {
+            let sequence = native.relayed;
+            native.relayed += 1;
+            return vec![passthrough::failed_event(
+                native.response.take(),
+                sequence,
+                &self.model,
+                &message,
+            )];
+        }
         let events = self.translator.fail("server_error", &message);
         events.iter().map(|e| self.encode(e, None)).collect()
     }
@@ -137,6 +192,18 @@ impl ResponsesRelay {
         }
         sse::encode_event(Some(event.event_type()), &data)
     }
+}
+
+/// A passed-through stream's state.
+#[derive(Default)]
+struct Native {
+    /// Events relayed so far: the next event's number, as the upstream
+    /// numbers from 0.
+    relayed: u64,
+    /// The response object the upstream started with, for a failed end.
+    response: Option<serde_json::Map<String, serde_json::Value>>,
+    /// The final event, held until the call is on record.
+    finished: Option<NativeEvent>,
 }
 
 /// The relay for a client of either kind.

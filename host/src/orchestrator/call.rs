@@ -83,6 +83,7 @@ pub async fn complete(
     }
     let sent = dispatch
         .complete(Call {
+            native: None,
             request: &body,
             chain,
             escalate,
@@ -191,5 +192,6 @@ fn answer_text(answer: Response) -> String {
             })
             .collect::<Vec<_>>()
             .join(""),
+        Response::Responses(r) => r.output_text(),
     }
 }

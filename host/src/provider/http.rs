@@ -30,6 +30,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::proxy::matcher::Matcher;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
+use super::passthrough::{self, NativeRequest};
 use super::plain::Pool;
 use super::wire::sse::SseParser;
 use super::wire::{anthropic, openai};
@@ -61,6 +62,9 @@ pub struct HttpProvider {
     endpoint: Uri,
     /// `POST /v1/messages/count_tokens` of an Anthropic provider.
     count_endpoint: Option<Uri>,
+    /// `POST {base_url}/responses` of an OpenAI provider configured with
+    /// `responses = true`.
+    responses_endpoint: Option<Uri>,
     /// Content type, credentials and API version, sent with every call.
     headers: HeaderMap,
     transport: Transport,
@@ -112,6 +116,16 @@ impl HttpProvider {
             ),
             Format::OpenAi => None,
         };
+        let responses_endpoint = match (format, config.responses) {
+            (Format::OpenAi, true) => Some(
+                parse_endpoint(&format!("{base}/responses"))
+                    .with_context(|| format!("{at}.base_url: not a valid http or https URL"))?,
+            ),
+            (Format::Anthropic, true) => {
+                bail!("{at}.responses: only an OpenAI-format provider speaks the Responses API")
+            }
+            (_, false) => None,
+        };
         let endpoint = parse_endpoint(&endpoint)
             .with_context(|| format!("{at}.base_url: not a valid http or https URL"))?;
         let mut headers = HeaderMap::new();
@@ -157,6 +171,7 @@ impl HttpProvider {
             format,
             endpoint,
             count_endpoint,
+            responses_endpoint,
             headers,
             transport,
             key,
@@ -179,20 +194,58 @@ impl HttpProvider {
         };
         let body =
             body.map_err(|e| ProviderError::Malformed(format!("cannot encode the request: {e}")))?;
-        let betas = beta_header(betas);
-        let response = tokio::time::timeout(
-            self.timeout,
-            self.post(&self.endpoint, body, betas.as_ref()),
-        )
-        .await
-        .map_err(|_| ProviderError::Timeout(self.timeout))?
-        .map_err(|e| ProviderError::Connect(error_text(&*e, self.key.as_deref())))?;
+        let wire = match self.format {
+            Format::OpenAi => Wire::OpenAi,
+            Format::Anthropic => Wire::Anthropic,
+        };
+        self.exchange(&self.endpoint, body, beta_header(betas), stream, wire)
+            .await
+    }
+
+    /// Whether `POST {base_url}/responses` is configured.
+    pub fn speaks_responses(&self) -> bool {
+        self.responses_endpoint.is_some()
+    }
+
+    /// Sends a Responses request as its client sent it, for
+    /// `upstream_model`, to `POST {base_url}/responses`.
+    pub async fn send_responses(
+        &self,
+        request: &NativeRequest,
+        upstream_model: &str,
+    ) -> Result<Reply, ProviderError> {
+        let Some(endpoint) = &self.responses_endpoint else {
+            return Err(ProviderError::Untranslatable(format!(
+                "provider {} is not configured with `responses = true`",
+                self.name
+            )));
+        };
+        let body = request.body_for(upstream_model)?;
+        self.exchange(endpoint, body, None, request.is_stream(), Wire::Responses)
+            .await
+    }
+
+    /// Posts `body` and reads the answer in `wire` (or the start of the
+    /// stream), within the provider's timeout and answer bound.
+    async fn exchange(
+        &self,
+        endpoint: &Uri,
+        body: Vec<u8>,
+        betas: Option<HeaderValue>,
+        stream: bool,
+        wire: Wire,
+    ) -> Result<Reply, ProviderError> {
+        let response =
+            tokio::time::timeout(self.timeout, self.post(endpoint, body, betas.as_ref()))
+                .await
+                .map_err(|_| ProviderError::Timeout(self.timeout))?
+                .map_err(|e| ProviderError::Connect(error_text(&*e, self.key.as_deref())))?;
         let status = response.status();
         if !status.is_success() {
             return Err(self.status_error(response).await);
         }
         if stream {
-            return Ok(Reply::Stream(self.events(response.into_body())));
+            return Ok(Reply::Stream(self.events(response.into_body(), wire)));
         }
         let bytes = tokio::time::timeout(
             self.timeout,
@@ -206,11 +259,16 @@ impl HttpProvider {
             )),
             Read::Failed(e) => ProviderError::Broken(error_text(&*e, self.key.as_deref())),
         })?;
-        parse_answer(self.format, &bytes)
+        let answer = match wire {
+            Wire::OpenAi => parse_answer(Format::OpenAi, &bytes),
+            Wire::Anthropic => parse_answer(Format::Anthropic, &bytes),
+            Wire::Responses => passthrough::parse_answer(&bytes),
+        };
+        answer
             .map(|r| Reply::Complete(Box::new(r)))
             .map_err(|e| match e {
                 ProviderError::Malformed(text) => ProviderError::Malformed(self.redact(&text)),
-                other => other,
+                other => other.redacted(self.key.as_deref()),
             })
     }
 
@@ -321,7 +379,7 @@ impl HttpProvider {
     /// consumes them (no task in between to hand each event across). A
     /// stream that goes quiet for the provider's timeout counts as timed
     /// out; the first error ends it.
-    fn events(&self, body: Body) -> super::EventStream {
+    fn events(&self, body: Body, wire: Wire) -> super::EventStream {
         let reader = EventReader {
             body,
             parser: SseParser::new(),
@@ -330,7 +388,7 @@ impl HttpProvider {
             last_seen: false,
             read: 0,
             max_bytes: self.max_answer_bytes,
-            format: self.format,
+            wire,
             key: self.key.clone(),
             timeout: self.timeout,
         };
@@ -381,6 +439,17 @@ impl HttpProvider {
     fn redact(&self, text: &str) -> String {
         redact(self.key.as_deref(), text)
     }
+}
+
+/// What an upstream answer is written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wire {
+    /// OpenAI chat completions.
+    OpenAi,
+    /// Anthropic messages.
+    Anthropic,
+    /// The Responses API, passed through.
+    Responses,
 }
 
 /// An answer's body, from either transport.
@@ -450,7 +519,7 @@ struct EventReader {
     /// Bytes of the body read so far.
     read: usize,
     max_bytes: usize,
-    format: Format,
+    wire: Wire,
     key: Option<String>,
     timeout: Duration,
 }
@@ -494,7 +563,7 @@ impl EventReader {
                 Ok(None) => {
                     self.ended = true;
                     if let Some(event) = self.parser.finish()
-                        && let Ok(Some(event)) = parse_event(self.format, &event.data)
+                        && let Ok(Some(event)) = self.read_event(&event)
                     {
                         self.ready.push_back(Ok(event));
                     }
@@ -516,14 +585,17 @@ impl EventReader {
             }
         };
         for event in events {
-            if self.format == Format::OpenAi && event.data.trim() == "[DONE]" {
+            if self.wire == Wire::OpenAi && event.data.trim() == "[DONE]" {
                 self.last_seen = true;
                 return;
             }
-            match parse_event(self.format, &event.data) {
+            match self.read_event(&event) {
                 Ok(Some(event)) => {
-                    let last =
-                        matches!(event, Event::Anthropic(anthropic::StreamEvent::MessageStop));
+                    let last = match &event {
+                        Event::Anthropic(e) => matches!(e, anthropic::StreamEvent::MessageStop),
+                        Event::Responses(e) => e.kind() == passthrough::EventKind::Finished,
+                        Event::OpenAi(_) => false,
+                    };
                     self.ready.push_back(Ok(event));
                     if last {
                         self.last_seen = true;
@@ -538,6 +610,18 @@ impl EventReader {
                     return;
                 }
             }
+        }
+    }
+
+    /// One SSE event in the stream's format.
+    fn read_event(
+        &self,
+        event: &super::wire::sse::SseEvent,
+    ) -> Result<Option<Event>, ProviderError> {
+        match self.wire {
+            Wire::OpenAi => parse_event(Format::OpenAi, &event.data),
+            Wire::Anthropic => parse_event(Format::Anthropic, &event.data),
+            Wire::Responses => passthrough::parse_event(event.event.as_deref(), &event.data),
         }
     }
 

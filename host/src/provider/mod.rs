@@ -7,6 +7,7 @@
 //! happens in [`wire::translate`], called by the gateway.
 
 pub mod http;
+pub mod passthrough;
 mod plain;
 pub mod simulated;
 pub mod wire;
@@ -173,6 +174,9 @@ pub enum Response {
     OpenAi(openai::ChatCompletion),
     /// Anthropic message.
     Anthropic(anthropic::MessagesResponse),
+    /// A Responses API response object, passed through as it came (only
+    /// ever asked for a `/v1/responses` client: see [`passthrough`]).
+    Responses(Box<passthrough::NativeResponse>),
 }
 
 impl Response {
@@ -181,14 +185,25 @@ impl Response {
         match self {
             Response::OpenAi(r) => r.usage.as_ref().map(Usage::from).unwrap_or_default(),
             Response::Anthropic(r) => Usage::from(&r.usage),
+            Response::Responses(r) => r.usage(),
         }
     }
 
-    /// The answer in `format`.
+    /// The answer in `format`. A passed-through Responses answer has no
+    /// chat form: it goes back to its client as it came.
     pub fn into_format(self, format: Format) -> Result<Response, TranslateError> {
         Ok(match (self, format) {
             (r @ Response::OpenAi(_), Format::OpenAi)
             | (r @ Response::Anthropic(_), Format::Anthropic) => r,
+            (Response::Responses(_), _) => {
+                return Err(TranslateError::Unsupported {
+                    what: "a passed-through Responses answer".into(),
+                    target: match format {
+                        Format::OpenAi => "chat completions",
+                        Format::Anthropic => "Anthropic messages",
+                    },
+                });
+            }
             (Response::OpenAi(r), Format::Anthropic) => {
                 Response::Anthropic(translate::openai_response_to_anthropic(r)?)
             }
@@ -203,6 +218,7 @@ impl Response {
         match self {
             Response::OpenAi(r) => r.model = model.to_string(),
             Response::Anthropic(r) => r.model = model.to_string(),
+            Response::Responses(r) => r.set_model(model),
         }
     }
 
@@ -237,6 +253,8 @@ impl Response {
                     r.id = generated_id("msg");
                 }
             }
+            // Relayed as it came.
+            Response::Responses(_) => {}
         }
         Ok(())
     }
@@ -260,6 +278,8 @@ pub enum Event {
     OpenAi(openai::ChatCompletionChunk),
     /// An Anthropic event.
     Anthropic(anthropic::StreamEvent),
+    /// A Responses API event, passed through (see [`passthrough`]).
+    Responses(passthrough::NativeEvent),
 }
 
 /// Any error from the HTTP stack, boxed.
@@ -470,6 +490,32 @@ impl Provider {
         match self {
             Provider::Http(p) => p.send(request).await,
             Provider::Simulated(p) => p.send(request).await,
+        }
+    }
+
+    /// Whether the provider also speaks the Responses API (`responses =
+    /// true` in its config), so that a `/v1/responses` request is passed
+    /// through rather than translated.
+    pub fn speaks_responses(&self) -> bool {
+        match self {
+            Provider::Http(p) => p.speaks_responses(),
+            Provider::Simulated(_) => false,
+        }
+    }
+
+    /// Sends a Responses request as its client sent it, for
+    /// `upstream_model`; only for a provider that
+    /// [speaks it](Provider::speaks_responses).
+    pub async fn send_responses(
+        &self,
+        request: &passthrough::NativeRequest,
+        upstream_model: &str,
+    ) -> Result<Reply, ProviderError> {
+        match self {
+            Provider::Http(p) => p.send_responses(request, upstream_model).await,
+            Provider::Simulated(_) => Err(ProviderError::Untranslatable(
+                "the simulated provider does not speak the Responses API".into(),
+            )),
         }
     }
 }

@@ -9,6 +9,10 @@
 //!   in `data: [DONE]` (plus a usage chunk when
 //!   `stream_options.include_usage` is true). Requires
 //!   `Authorization: Bearer <key>`.
+//! * the OpenAI Responses API on any path ending in `/responses`, answered as
+//!   a `response` object or its event stream (see `upstream/responses.rs`);
+//!   a request is read through its chat view ([`chat_view`]), so the default
+//!   answer and usage below apply to it too. Requires `Authorization: Bearer`.
 //! * Anthropic messages on `POST /v1/messages` (or `/messages`), answered as a
 //!   `message` or, with `stream: true`, as the full SSE event sequence
 //!   (`message_start`, `content_block_start`, `ping`, `content_block_delta`,
@@ -104,6 +108,8 @@ pub enum Api {
     OpenAi,
     /// `POST /v1/messages`.
     Anthropic,
+    /// `POST …/responses`: the OpenAI Responses API.
+    Responses,
 }
 
 /// How an [`Upstream`] behaves when no script says otherwise.
@@ -432,6 +438,9 @@ pub struct RecordedRequest {
     pub status: Option<u16>,
     /// The usage reported by a successful answer.
     pub usage: Option<Usage>,
+    /// For the Responses API: the body as a chat-completions one
+    /// ([`chat_view`]), which the readers below use.
+    pub chat: Option<Value>,
 }
 
 impl RecordedRequest {
@@ -468,19 +477,26 @@ impl RecordedRequest {
         self.body.get("stream").and_then(Value::as_bool) == Some(true)
     }
 
+    /// The body as chat completions or Anthropic messages: a Responses
+    /// body's [`chat_view`], any other as it came.
+    pub fn chat_body(&self) -> &Value {
+        self.chat.as_ref().unwrap_or(&self.body)
+    }
+
     /// The text of the last user message (tool results aside).
     pub fn last_user_text(&self) -> Option<String> {
-        last_user_text(&self.body)
+        last_user_text(self.chat_body())
     }
 
     /// The names of the tools offered.
     pub fn tool_names(&self) -> Vec<String> {
-        tool_names(&self.body)
+        tool_names(self.chat_body())
     }
 
-    /// The messages, or an empty slice.
+    /// The messages (of the chat view, for the Responses API), or an
+    /// empty slice.
     pub fn messages(&self) -> &[Value] {
-        self.body
+        self.chat_body()
             .get("messages")
             .and_then(Value::as_array)
             .map(Vec::as_slice)
@@ -713,12 +729,15 @@ impl Upstream {
 mod connections;
 mod handling;
 mod reading;
+mod responses;
 mod validation;
 mod wire;
 
 use connections::*;
 pub use handling::*;
 pub use reading::*;
+pub use responses::chat_view;
+use responses::*;
 use validation::*;
 use wire::*;
 

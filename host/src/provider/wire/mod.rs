@@ -5,7 +5,7 @@
 pub mod anthropic;
 pub mod openai;
 pub mod responses;
-mod serde_helpers;
+pub(crate) mod serde_helpers;
 pub mod sse;
 pub mod translate;
 

@@ -14,6 +14,8 @@ pub(crate) async fn handle(
     let counting = path == "/v1/messages/count_tokens" || path == "/messages/count_tokens";
     let api = if path.ends_with("/chat/completions") {
         Some(Api::OpenAi)
+    } else if path.ends_with("/responses") {
+        Some(Api::Responses)
     } else if path == "/v1/messages" || path == "/messages" || counting {
         Some(Api::Anthropic)
     } else {
@@ -42,6 +44,10 @@ pub(crate) async fn handle(
         received_at: Instant::now(),
         status: None,
         usage: None,
+        chat: match (api, &parsed) {
+            (Some(Api::Responses), Some(body)) => Some(chat_view(body)),
+            _ => None,
+        },
     };
     lock(&shared.log).push(record.clone());
     let finish = |status: u16, usage: Option<Usage>| {
@@ -70,7 +76,7 @@ pub(crate) async fn handle(
     if let Err((status, message)) = check_auth(api, &headers, &config) {
         finish(status, None);
         let body = match (api, status) {
-            (Api::OpenAi, 401) => json!({"error": {
+            (Api::OpenAi | Api::Responses, 401) => json!({"error": {
                 "message": message, "type": "invalid_request_error", "param": null,
                 "code": if headers.contains_key(header::AUTHORIZATION) { json!("invalid_api_key") } else { Value::Null },
             }}),
@@ -93,6 +99,7 @@ pub(crate) async fn handle(
         let checked = match api {
             Api::OpenAi => validate_openai(&body),
             Api::Anthropic => validate_anthropic(&body),
+            Api::Responses => validate_responses(&body),
         };
         if let Err(message) = checked {
             finish(400, None);
@@ -112,14 +119,15 @@ pub(crate) async fn handle(
     };
 
     let stream = body.get("stream").and_then(Value::as_bool) == Some(true);
+    let chat = record.chat.as_ref().unwrap_or(&body);
     let answer = match &reply.kind {
-        ReplyKind::Default => Some(default_answer(&body)),
+        ReplyKind::Default => Some(default_answer(chat)),
         ReplyKind::Answer(a) => Some(a.clone()),
         _ => None,
     };
     let usage = answer.as_ref().map(|a| {
         reply.usage.unwrap_or_else(|| {
-            let mut u = default_usage(&body, a);
+            let mut u = default_usage(chat, a);
             u.cached = config.cached_tokens.min(u.input);
             u
         })
@@ -161,12 +169,14 @@ pub(crate) async fn handle(
                     openai_stream(seq, &model, answer, usage, include_usage)
                 }
                 Api::Anthropic => anthropic_stream(seq, &model, answer, usage),
+                Api::Responses => responses_stream(seq, &model, &body, answer, usage),
             };
             return sse_response(events, chunk_delay, reply.partial, seq, api, &reply.headers);
         }
         let json = match api {
             Api::OpenAi => openai_completion(seq, &model, answer, usage),
             Api::Anthropic => anthropic_message(seq, &model, answer, usage),
+            Api::Responses => responses_object(seq, &model, &body, answer, usage),
         };
         return match reply.partial {
             Some((n, ending)) => {
@@ -225,7 +235,7 @@ pub(crate) fn check_auth(
 ) -> Result<(), (u16, String)> {
     let value = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     match api {
-        Api::OpenAi => {
+        Api::OpenAi | Api::Responses => {
             let Some(auth) = value("authorization") else {
                 return Err((
                     401,
@@ -280,7 +290,7 @@ pub(crate) fn redact(key: &str) -> String {
 /// The API's error body for `status`.
 pub fn error_body(api: Api, status: u16, message: &str) -> Value {
     match api {
-        Api::OpenAi => openai_error(status, message),
+        Api::OpenAi | Api::Responses => openai_error(status, message),
         Api::Anthropic => {
             let kind = match status {
                 400 => "invalid_request_error",
