@@ -5,6 +5,8 @@
 //! Claude Code's own tools, on an Anthropic-format and on an OpenAI-format
 //! upstream. A recording proxy between Claude Code and the daemon keeps the
 //! daemon's answers, to check their routing headers and cost summaries.
+//! Then the same agent against an independent mock server (llmposter) as
+//! the upstream, in both formats.
 
 mod common;
 
@@ -17,6 +19,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use pointsman_test_support::claude_code::run_claude_async;
+use pointsman_test_support::llmposter::Llmposter;
 use pointsman_test_support::upstream::{Api, RecordedRequest, Reply, Upstream, UpstreamConfig};
 use serde_json::{Value, json};
 
@@ -303,5 +306,117 @@ async fn claude_code_edits_a_file_through_an_openai_upstream() {
                 "{dropped}: {request:?}"
             );
         }
+    }
+}
+
+/// Claude Code against a daemon whose one model is on an independent mock
+/// server (llmposter), reached as an Anthropic and as an OpenAI upstream:
+/// its main loop (the requests offering `Write`) writes a new file, then
+/// finishes; anything else (titles, topic checks) gets a short text. The
+/// file lands, every answer is a 200, and the result is no error.
+/// (One tool call: llmposter finds its prompt in the user turn before at
+/// most one turn of tool results, so a read-then-edit loop is beyond it.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claude_code_writes_a_file_through_an_independent_upstream() {
+    for kind in ["anthropic", "openai"] {
+        let dir = tempfile::tempdir().unwrap();
+        let work: PathBuf = dir.path().canonicalize().unwrap();
+        let file = work.join("hello.txt");
+        let path = file.display();
+        let server = Llmposter::start(&format!(
+            r#"fixtures:
+  - match: {{ tool_schema: {{ regex: "^Write$" }} }}
+    scenario: {{ name: write, required_state: "", set_state: "written" }}
+    response:
+      tool_calls:
+        - name: Write
+          arguments: {{ file_path: "{path}", content: "Hello, world!\n" }}
+  - match: {{ tool_schema: {{ regex: "^Write$" }} }}
+    scenario: {{ name: write, required_state: "written", set_state: "done" }}
+    response:
+      content: "Wrote hello.txt."
+  - catch_all: true
+    response:
+      content: "Greeting file"
+"#
+        ))
+        .await;
+        let url = match kind {
+            "anthropic" => server.anthropic_url(),
+            _ => server.openai_url(),
+        };
+        let config = pointsman::config::Config::parse(&format!(
+            r#"
+baseline_model = "posed"
+
+[policies]
+
+[safe_route]
+executor = "posed"
+
+[providers.llmposter]
+kind = "{kind}"
+base_url = "{url}"
+
+[[models]]
+id = "posed"
+provider = "llmposter"
+upstream = "mock-model"
+input_usd_per_mtok = 1.0
+output_usd_per_mtok = 2.0
+context_window = 200000
+
+[[model_names]]
+pattern = "claude-*"
+model = "posed"
+"#
+        ))
+        .unwrap();
+        let daemon = Daemon::start(config).await;
+        let (proxy, log) = start_proxy(&daemon).await;
+        let out = run_claude_async(
+            &work,
+            "Create hello.txt saying Hello, world!",
+            &["--permission-mode", "acceptEdits"],
+            &proxy,
+            "sk-ant-claude-code-independent",
+        )
+        .await;
+        let context = format!(
+            "llmposter as {kind}: {:?}\n--- stdout\n{}\n--- stderr\n{}\n--- answers\n{:#?}",
+            out.status,
+            out.stdout,
+            out.stderr,
+            log.lock().unwrap()
+        );
+        assert!(out.status.is_some_and(|s| s.success()), "{context}");
+        let result: Value = serde_json::from_str(out.stdout.trim()).expect(&context);
+        assert_eq!(result["is_error"], false, "{context}");
+        assert!(
+            result["result"]
+                .as_str()
+                .is_some_and(|r| r.contains("Wrote hello.txt")),
+            "{context}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(&file).ok().as_deref(),
+            Some("Hello, world!\n"),
+            "{context}"
+        );
+        for exchange in log.lock().unwrap().iter() {
+            assert_eq!(exchange.status, StatusCode::OK, "{context}");
+            if exchange
+                .headers
+                .get("content-type")
+                .is_some_and(|t| t == "text/event-stream")
+            {
+                assert_eq!(
+                    exchange.body.matches("event: message_start").count(),
+                    1,
+                    "{context}"
+                );
+            }
+        }
+        daemon.shutdown().await;
     }
 }

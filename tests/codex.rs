@@ -7,7 +7,8 @@
 //! task with a call of Codex's shell tool that edits a file, Codex runs it
 //! and sends the output back, and the executor then finishes. The file is
 //! edited, the session (Codex's own id, from `prompt_cache_key`) is planned
-//! once, and the requests are priced.
+//! once, and the requests are priced. Then the same against an independent
+//! mock server (llmposter) in each of those three APIs.
 
 mod common;
 
@@ -17,6 +18,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use pointsman_test_support::codex::{CODEX_KEY_VARIABLE, run_codex_async};
+use pointsman_test_support::llmposter::Llmposter;
 use pointsman_test_support::upstream::{Api, RecordedRequest, Reply, Upstream, UpstreamConfig};
 use serde_json::{Value, json};
 
@@ -329,4 +331,97 @@ async fn codex_completes_a_task_against_the_demo() {
     // Codex logs its own blocked attempts to reach the internet (plugin
     // sync) as warnings; an API error would be an ERROR line.
     assert!(!out.stderr.contains("ERROR"), "{transcript}");
+}
+
+/// llmposter's script for a typo fix: a call of Codex's shell tool, then
+/// (once the call has been made) a closing text. Its scenario state lives
+/// in the server, so each run gets its own.
+const INDEPENDENT_FIXTURES: &str = r#"fixtures:
+  - match:
+      user_message: "Fix the typo"
+    scenario: { name: edit, required_state: "", set_state: "edited" }
+    response:
+      tool_calls:
+        - name: exec_command
+          arguments: { cmd: "sed -i 's/mian/main/' main.rs" }
+  - scenario: { name: edit, required_state: "edited", set_state: "done" }
+    response:
+      content: "Fixed the typo in main.rs."
+"#;
+
+/// Codex against a daemon whose one model is on an independent mock
+/// server (llmposter), reached in each API it speaks: chat completions and
+/// Anthropic messages by translation, the Responses API passed through.
+/// The edit lands and the task ends without an API error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn codex_edits_a_file_through_an_independent_upstream() {
+    for (kind, responses) in [("openai", false), ("anthropic", false), ("openai", true)] {
+        let context = format!("llmposter as {kind}, responses = {responses}");
+        let server = Llmposter::start(INDEPENDENT_FIXTURES).await;
+        let url = match kind {
+            "anthropic" => server.anthropic_url(),
+            _ => server.openai_url(),
+        };
+        let config = pointsman::config::Config::parse(&format!(
+            r#"
+baseline_model = "posed"
+
+[policies]
+
+[safe_route]
+executor = "posed"
+
+[providers.llmposter]
+kind = "{kind}"
+base_url = "{url}"
+responses = {responses}
+
+[[models]]
+id = "posed"
+provider = "llmposter"
+upstream = "mock-model"
+input_usd_per_mtok = 1.0
+output_usd_per_mtok = 2.0
+context_window = 128000
+"#
+        ))
+        .unwrap();
+        let daemon = Daemon::start(config).await;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("main.rs"), "fn mian() {}\n").unwrap();
+        let tap = Tap::start(&daemon.url).await;
+        let out = run_codex_async(
+            dir.path(),
+            &format!("{}/v1", tap.url),
+            "posed",
+            "Fix the typo in main.rs",
+            &[(CODEX_KEY_VARIABLE, "sk-codex-independent")],
+        )
+        .await;
+        let transcript = format!(
+            "{context}: {:?}\n--- stdout\n{}\n--- stderr\n{}",
+            out.status, out.stdout, out.stderr
+        );
+        assert!(out.status.is_some_and(|s| s.success()), "{transcript}");
+        assert!(!out.stderr.contains("ERROR"), "{transcript}");
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("main.rs")).unwrap(),
+            "fn main() {}\n",
+            "{transcript}"
+        );
+        assert!(
+            out.stdout.contains("Fixed the typo in main.rs."),
+            "{transcript}"
+        );
+        let exchanges = tap.exchanges.lock().unwrap().clone();
+        assert_eq!(exchanges.len(), 2, "{transcript}");
+        for (headers, _) in &exchanges {
+            assert_eq!(
+                headers.contains_key("x-pointsman-passthrough"),
+                responses,
+                "{context}"
+            );
+        }
+        daemon.shutdown().await;
+    }
 }

@@ -5,6 +5,7 @@
 
 mod common;
 
+use pointsman_test_support::llmposter::Llmposter;
 use pointsman_test_support::upstream::{Api, RecordedRequest, Reply, Upstream, UpstreamConfig};
 use serde_json::{Value, json};
 
@@ -538,74 +539,20 @@ async fn a_cut_passthrough_stream_ends_failed() {
     daemon.shutdown().await;
 }
 
-/// llmposter (crates.io, installed by `scripts/setup`): a mock server
-/// written by others that speaks the Responses API, running until dropped.
-struct Llmposter {
-    child: std::process::Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Llmposter {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn start_llmposter() -> Llmposter {
-    let bin = pointsman_test_support::workspace_root().join(".tools/bin/llmposter");
-    assert!(
-        bin.exists(),
-        "{} is missing: run ./scripts/setup",
-        bin.display()
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let fixtures = dir.path().join("fixtures.yaml");
-    std::fs::write(
-        &fixtures,
-        "fixtures:\n\
-         \x20 - match:\n      user_message: \"weather\"\n    response:\n      tool_calls:\n\
-         \x20       - name: get_weather\n          arguments: { location: \"Paris\" }\n\
-         \x20 - match:\n      user_message: \"hello\"\n    response:\n\
-         \x20     content: \"Hi there, from an independent server.\"\n",
-    )
-    .unwrap();
-    let port = common::free_port();
-    let child = std::process::Command::new(bin)
-        .arg("--fixtures")
-        .arg(&fixtures)
-        .args(["--port", &port.to_string()])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("llmposter starts");
-    let server = Llmposter {
-        child,
-        port,
-        _dir: dir,
-    };
-    let started = std::time::Instant::now();
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(30),
-            "llmposter did not start"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    server
-}
-
 /// An independent Responses server's answers (its own ids, response
 /// objects with only some fields, no cached-token details) pass through,
 /// streamed and not, text and function calls: the client sees the catalog
 /// model, and the cost is its usage's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_independent_responses_server_is_passed_through() {
-    let server = start_llmposter().await;
+    let server = Llmposter::start(
+        "fixtures:\n\
+         \x20 - match:\n      user_message: \"weather\"\n    response:\n      tool_calls:\n\
+         \x20       - name: get_weather\n          arguments: { location: \"Paris\" }\n\
+         \x20 - match:\n      user_message: \"hello\"\n    response:\n\
+         \x20     content: \"Hi there, from an independent server.\"\n",
+    )
+    .await;
     let config = pointsman::config::Config::parse(&format!(
         r#"
 baseline_model = "posed"
@@ -617,7 +564,7 @@ executor = "posed"
 
 [providers.llmposter]
 kind = "openai"
-base_url = "http://127.0.0.1:{port}/v1"
+base_url = "{url}"
 responses = true
 
 [[models]]
@@ -628,7 +575,7 @@ input_usd_per_mtok = 1.0
 output_usd_per_mtok = 2.0
 context_window = 128000
 "#,
-        port = server.port
+        url = server.openai_url()
     ))
     .unwrap();
     let daemon = Daemon::start(config).await;

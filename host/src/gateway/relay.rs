@@ -347,6 +347,15 @@ impl Relay {
     }
 
     fn client_event(&mut self, mut event: StreamEvent, out: &mut Vec<Bytes>) -> Result<(), String> {
+        match (&event, self.message_started) {
+            // A ping before the message (llmposter sends one first) would
+            // make a message_start up too early: it carries nothing.
+            (StreamEvent::Ping, false) => return Ok(()),
+            // The upstream's own start after one made up: the client has
+            // its start already (its usage was read by `feed`).
+            (StreamEvent::MessageStart { .. }, true) => return Ok(()),
+            _ => {}
+        }
         // An Anthropic stream starts with message_start; an upstream that
         // skipped it still gives the client one.
         if !self.message_started && !matches!(event, StreamEvent::MessageStart { .. }) {
@@ -476,6 +485,35 @@ mod tests {
         let end = text(&relay.finish(Cost::default()));
         assert_eq!(end.matches("event: message_start").count(), 0);
         assert!(end.contains("event: message_stop"), "{end}");
+    }
+
+    #[test]
+    fn an_anthropic_stream_has_one_message_start_whatever_comes_first() {
+        let event = |value: serde_json::Value| -> StreamEvent {
+            serde_json::from_value(value).expect("event")
+        };
+        let start = json!({"type": "message_start", "message": {"id": "msg_up", "type": "message",
+            "role": "assistant", "model": "up", "content": [], "stop_reason": null,
+            "usage": {"input_tokens": 7, "output_tokens": 1}}});
+        let block = json!({"type": "content_block_start", "index": 0,
+            "content_block": {"type": "text", "text": ""}});
+        // A ping first (llmposter's order), and a start after a block.
+        for order in [
+            vec![json!({"type": "ping"}), start.clone(), block.clone()],
+            vec![block.clone(), start.clone()],
+        ] {
+            let mut relay = Relay::new(Format::Anthropic, "m", false);
+            let mut out = String::new();
+            for value in &order {
+                out += &text(&relay.feed(Event::Anthropic(event(value.clone()))).unwrap());
+            }
+            assert_eq!(
+                out.matches("event: message_start").count(),
+                1,
+                "{order:?}: {out}"
+            );
+            assert!(out.starts_with("event: message_start\n"), "{out}");
+        }
     }
 
     #[test]

@@ -8,13 +8,14 @@
 //! Anthropic wire formats; [`sdk`] runs the official Python SDKs (the scripts
 //! in `tests/sdk`) against a gateway or an upstream; [`aider`] runs the real
 //! aider, [`claude_code`] the real Claude Code and [`codex`] the real Codex
-//! CLI.
+//! CLI; [`llmposter`] runs an independent mock server of all three APIs.
 
 use std::path::Path;
 
 pub mod aider;
 pub mod claude_code;
 pub mod codex;
+pub mod llmposter;
 pub mod postgres;
 mod python;
 pub mod sdk;
