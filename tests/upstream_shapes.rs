@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Once;
 
 use pointsman::config::Config;
+use pointsman_test_support::llmposter::Llmposter;
 use pointsman_test_support::upstream::{
     ANTHROPIC_KEY, OPENAI_KEY, Reply, Upstream, UpstreamConfig,
 };
@@ -728,42 +729,111 @@ async fn an_independent_mock_server_is_served_right() {
     ];
     for (anthropic, streams, apis) in cases {
         let daemon = Daemon::start(mock_config(mock.port, anthropic)).await;
-        for &stream in streams {
-            for &api in apis {
-                let label = format!(
-                    "mockllm {} upstream, stream {stream}, {api:?} client",
-                    if anthropic { "Anthropic" } else { "OpenAI" }
-                );
-                let (status, headers, body) = ask(&daemon, api, stream).await;
-                if status != 200 {
-                    problems.push(format!("{label}: {status} {body}"));
-                    continue;
-                }
-                let read = match api {
-                    Api::OpenAi => read_openai(&body, stream),
-                    Api::Anthropic => read_anthropic(&body, stream),
-                };
-                match read {
-                    Err(e) => problems.push(format!("{label}: {e}")),
-                    Ok((got, stream_cost)) => {
-                        if got.text != MOCK_ANSWER || !got.tool_calls.is_empty() {
-                            problems.push(format!("{label}: {got:?}"));
-                        }
-                        let cost = if stream {
-                            stream_cost
-                        } else {
-                            headers["x-pointsman-cost-usd"]
-                                .to_str()
-                                .unwrap()
-                                .parse()
-                                .unwrap()
-                        };
-                        if (cost - got.cost()).abs() > 1e-9 {
-                            problems.push(format!("{label}: cost {cost} for {got:?}"));
-                        }
+        let server = if anthropic {
+            "mockllm Anthropic"
+        } else {
+            "mockllm OpenAI"
+        };
+        problems.extend(check_independent(&daemon, server, streams, apis, false).await);
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// Asks `daemon` (one model, on an independent server named `server`) on
+/// each client API, streamed and not, expecting [`MOCK_ANSWER`] (or, with
+/// `tool_call`, one call of `read_file`), priced from the usage the client
+/// is shown; the problems found.
+async fn check_independent(
+    daemon: &Daemon,
+    server: &str,
+    streams: &[bool],
+    apis: &[Api],
+    tool_call: bool,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    for &stream in streams {
+        for &api in apis {
+            let label = format!("{server} upstream, stream {stream}, {api:?} client");
+            let (status, headers, body) = ask(daemon, api, stream).await;
+            if status != 200 {
+                problems.push(format!("{label}: {status} {body}"));
+                continue;
+            }
+            let read = match api {
+                Api::OpenAi => read_openai(&body, stream),
+                Api::Anthropic => read_anthropic(&body, stream),
+            };
+            match read {
+                Err(e) => problems.push(format!("{label}: {e}")),
+                Ok((got, stream_cost)) => {
+                    let right = if tool_call {
+                        got.tool_calls.len() == 1 && got.tool_calls[0].0 == "read_file"
+                    } else {
+                        got.text == MOCK_ANSWER && got.tool_calls.is_empty()
+                    };
+                    if !right {
+                        problems.push(format!("{label}: {got:?}"));
+                    }
+                    let cost = if stream {
+                        stream_cost
+                    } else {
+                        headers["x-pointsman-cost-usd"]
+                            .to_str()
+                            .unwrap()
+                            .parse()
+                            .unwrap()
+                    };
+                    if (cost - got.cost()).abs() > 1e-9 {
+                        problems.push(format!("{label}: cost {cost} for {got:?}"));
                     }
                 }
             }
+        }
+    }
+    problems
+}
+
+/// llmposter (crates.io), another mock server written by others, in both
+/// upstream formats: its answers (a ping before `message_start`, its own
+/// ids and usage) come out well-formed on both client APIs, streamed and
+/// not, as text and as a tool call, priced from the usage the client is
+/// shown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_independent_mock_server_is_served_right() {
+    let mut problems = Vec::new();
+    for tool_call in [false, true] {
+        let response = if tool_call {
+            "tool_calls:\n        - name: read_file\n          arguments: { path: \"src/main.rs\" }"
+                .to_string()
+        } else {
+            format!("content: \"{MOCK_ANSWER}\"")
+        };
+        let server = Llmposter::start(&format!(
+            "fixtures:\n  - match:\n      user_message: \"src/main.rs\"\n    response:\n      {response}\n"
+        ))
+        .await;
+        for anthropic in [false, true] {
+            let url = if anthropic {
+                server.anthropic_url()
+            } else {
+                server.openai_url()
+            };
+            let daemon = Daemon::start(config_at(&url, anthropic)).await;
+            let name = if anthropic {
+                "llmposter Anthropic"
+            } else {
+                "llmposter OpenAI"
+            };
+            problems.extend(
+                check_independent(
+                    &daemon,
+                    name,
+                    &[false, true],
+                    &[Api::OpenAi, Api::Anthropic],
+                    tool_call,
+                )
+                .await,
+            );
         }
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
