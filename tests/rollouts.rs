@@ -974,7 +974,7 @@ fn armed_call(id: usize, arm: &str, at_ms: i64) -> pointsman::ledger::record::Ca
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_evaluation_narrows_a_window_busier_than_its_bound() {
-    use pointsman::policy::rollout::{Defaults, Pin, Rollout, Spec, evaluate};
+    use pointsman::policy::rollout::evaluate::Mirror;
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite:{}", dir.path().join("ledger.db").display());
     let ledger = pointsman::ledger::Ledger::open(&url, &Default::default())
@@ -987,6 +987,126 @@ async fn an_evaluation_narrows_a_window_busier_than_its_bound() {
         let at = now - i as i64 * 60_000 - 30_000;
         ledger.record(armed_call(i, arm, at), None).await.unwrap();
     }
+    let rollout = window_rollout(now);
+    // Within the bound: every call of the 6-hour window is judged.
+    let all = Mirror::default()
+        .measure(&ledger, &rollout, 6 * 3_600_000, 100, now)
+        .await
+        .unwrap();
+    assert!(!all.narrowed);
+    assert_eq!(all.stable.requests + all.candidate.requests, 40);
+    assert_eq!(all.since_ms, now - 7_200_000);
+    // At most 15 calls: the 15 most recent, from the 15th's start.
+    let narrow = Mirror::default()
+        .measure(&ledger, &rollout, 6 * 3_600_000, 15, now)
+        .await
+        .unwrap();
+    assert!(narrow.narrowed);
+    assert_eq!(narrow.since_ms, now - 14 * 60_000 - 30_000);
+    assert_eq!(narrow.stable.requests + narrow.candidate.requests, 15);
+    // The configured window is a bound too.
+    let recent = Mirror::default()
+        .measure(&ledger, &rollout, 600_000, 100, now)
+        .await
+        .unwrap();
+    assert_eq!(recent.stable.requests + recent.candidate.requests, 10);
+}
+
+/// A replica's copy of the window reads only what was recorded since the
+/// evaluation before last (a call settling late, long after it started,
+/// included), and judges exactly what a fresh read of the whole window
+/// judges; on SQLite and on PostgreSQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_evaluation_reads_only_the_calls_recorded_since() {
+    let dir = tempfile::tempdir().unwrap();
+    reads_only_what_is_new(&format!(
+        "sqlite:{}",
+        dir.path().join("ledger.db").display()
+    ))
+    .await;
+    let pg = pointsman_test_support::postgres::Postgres::start();
+    reads_only_what_is_new(&pg.url()).await;
+}
+
+async fn reads_only_what_is_new(url: &str) {
+    use pointsman::policy::rollout::evaluate::Mirror;
+    let ledger = pointsman::ledger::Ledger::open(url, &Default::default())
+        .await
+        .unwrap();
+    let now = pointsman::ledger::store::system_now_ms();
+    let rollout = window_rollout(now);
+    let record = |from: usize, to: usize, at: &dyn Fn(usize) -> i64| {
+        let calls: Vec<_> = (from..to)
+            .map(|i| armed_call(i, if i % 3 == 0 { "candidate" } else { "stable" }, at(i)))
+            .collect();
+        let ledger = ledger.clone();
+        async move {
+            for call in calls {
+                ledger.record(call, None).await.unwrap();
+            }
+        }
+    };
+    // Another rollout's calls are never read.
+    let mut other = armed_call(999, "stable", now - 60_000);
+    other.arm = Some("r0/stable".into());
+    ledger.record(other, None).await.unwrap();
+    record(0, 40, &|i| now - 3_600_000 + i as i64 * 1_000).await;
+    let mut mirror = Mirror::default();
+    let first = mirror
+        .measure(&ledger, &rollout, 6 * 3_600_000, 1_000, now)
+        .await
+        .unwrap();
+    assert_eq!(first.read, 40);
+    // Five new calls, one of them started an hour ago and settled now.
+    record(40, 45, &|i| {
+        if i == 40 {
+            now - 3_500_000
+        } else {
+            now - 1_000
+        }
+    })
+    .await;
+    let second = mirror
+        .measure(&ledger, &rollout, 6 * 3_600_000, 1_000, now)
+        .await
+        .unwrap();
+    record(45, 48, &|_| now - 500).await;
+    let third = mirror
+        .measure(&ledger, &rollout, 6 * 3_600_000, 1_000, now)
+        .await
+        .unwrap();
+    // The third read starts where the first ended: the five, the three.
+    assert_eq!(third.read, 8, "{second:?}");
+    let fresh = Mirror::default()
+        .measure(&ledger, &rollout, 6 * 3_600_000, 1_000, now)
+        .await
+        .unwrap();
+    for (kept, full) in [
+        (&third.stable, &fresh.stable),
+        (&third.candidate, &fresh.candidate),
+    ] {
+        assert_eq!(kept.requests, full.requests);
+        assert_eq!(kept.attempts, full.attempts);
+        assert_eq!(kept.costs.len(), full.costs.len());
+        assert_eq!(kept.latency_by_tier, full.latency_by_tier);
+    }
+    assert_eq!(third.stable.requests + third.candidate.requests, 48);
+    assert_eq!(third.candidate.requests, 16);
+    assert_eq!(mirror.len(), 48);
+    // Calls age out of the window: judged from 30 minutes back, the
+    // copy drops what started before.
+    let later = mirror
+        .measure(&ledger, &rollout, 1_800_000, 1_000, now)
+        .await
+        .unwrap();
+    assert_eq!(later.read, 3);
+    assert_eq!(later.stable.requests + later.candidate.requests, 7);
+    assert_eq!(mirror.len(), 7);
+}
+
+/// A running rollout `r1` whose candidate has served for two hours.
+fn window_rollout(now: i64) -> pointsman::policy::rollout::Rollout {
+    use pointsman::policy::rollout::{Defaults, Pin, Rollout, Spec};
     let spec: Spec = serde_json::from_value(json!({"world": "router", "candidate": "c"})).unwrap();
     let pin = |name: &str, h: &str| Pin {
         name: name.into(),
@@ -1002,24 +1122,5 @@ async fn an_evaluation_narrows_a_window_busier_than_its_bound() {
     )
     .unwrap();
     rollout.id = "r1".into();
-    // Within the bound: every call of the 6-hour window is judged.
-    let all = evaluate::measure(&ledger, &rollout, 6 * 3_600_000, 100, now)
-        .await
-        .unwrap();
-    assert!(!all.narrowed);
-    assert_eq!(all.stable.requests + all.candidate.requests, 40);
-    assert_eq!(all.since_ms, now - 7_200_000);
-    // At most 15 calls: halved from 2 h to 1 h, 30 min, then 15 min, which
-    // holds 15 calls (the most recent).
-    let narrow = evaluate::measure(&ledger, &rollout, 6 * 3_600_000, 15, now)
-        .await
-        .unwrap();
-    assert!(narrow.narrowed);
-    assert_eq!(narrow.since_ms, now - 900_000);
-    assert_eq!(narrow.stable.requests + narrow.candidate.requests, 15);
-    // The configured window is a bound too.
-    let recent = evaluate::measure(&ledger, &rollout, 600_000, 100, now)
-        .await
-        .unwrap();
-    assert_eq!(recent.stable.requests + recent.candidate.requests, 10);
+    rollout
 }

@@ -17,8 +17,9 @@ pub struct RolloutsConfig {
     /// How far back the guards look at most (`6h`); never before the
     /// candidate first served.
     pub window: String,
-    /// Most calls one evaluation reads from the ledger; a busier window is
-    /// halved (its most recent half kept) until it fits.
+    /// Most calls a rollout's window holds (each replica keeps a copy in
+    /// memory, brought up to date at each evaluation); a busier window
+    /// keeps its most recent calls.
     pub max_window_calls: usize,
     /// Shadow decisions in flight at once; past it a request's shadow is
     /// skipped, never waited for.

@@ -166,6 +166,13 @@ impl Tier {
             Tier::PlanAndVerify => "plan-and-verify",
         }
     }
+
+    /// The tier a contract name names.
+    pub fn parse(name: &str) -> Option<Tier> {
+        [Tier::Direct, Tier::Plan, Tier::PlanAndVerify]
+            .into_iter()
+            .find(|t| t.as_str() == name)
+    }
 }
 
 /// A routing decision.

@@ -414,6 +414,31 @@ impl Ledger {
         Ok((calls.len() <= most).then_some(calls))
     }
 
+    /// The calls of arms whose label starts with `arm_prefix` (a
+    /// rollout's `<id>/`) recorded after row `after_id` and started at
+    /// `since_ms` or later, in the order they were recorded, with their row
+    /// ids; one page (2,000 calls) at a time: ask again after the
+    /// last id for more. `after_id: None` starts at the first call of the
+    /// window. Lets a reader follow the ledger as it grows, reading each
+    /// call once.
+    pub async fn arm_calls_after(
+        &self,
+        arm_prefix: &str,
+        after_id: Option<i64>,
+        since_ms: i64,
+    ) -> Result<Vec<(i64, CallRecord)>, LedgerError> {
+        self.inner.queue.flush().await?;
+        let after_id = match (after_id, &self.inner.reader) {
+            (Some(id), _) => id,
+            (None, Reader::Sqlite(r)) => r.id_before(since_ms).await?,
+            (None, Reader::Postgres(p)) => p.id_before(since_ms).await?,
+        };
+        match &self.inner.reader {
+            Reader::Sqlite(r) => r.arm_calls_after(arm_prefix, after_id, since_ms).await,
+            Reader::Postgres(p) => p.arm_calls_after(arm_prefix, after_id, since_ms).await,
+        }
+    }
+
     /// Reserves `amount` against every scope's daily and monthly cap;
     /// concurrent reservations (on PostgreSQL: from any replica) see each
     /// other. Refused when spent + reserved + amount would pass a cap.

@@ -824,6 +824,51 @@ impl Pool {
             .collect()
     }
 
+    /// One page of the calls of an arm label starting with `arm_prefix`
+    /// whose row id is above `after_id` and which started at `since_ms` or
+    /// later, in row-id order.
+    pub(crate) async fn arm_calls_after(
+        &self,
+        arm_prefix: &str,
+        after_id: i64,
+        since_ms: i64,
+    ) -> Result<Vec<(i64, CallRecord)>, LedgerError> {
+        let sql = format!(
+            "SELECT id, {CALL_COLUMNS} FROM calls WHERE id > $1 AND at_ms >= $2 \
+             AND substr(arm, 1, $3) = $4 ORDER BY id LIMIT $5"
+        );
+        let length = arm_prefix.chars().count() as i32;
+        let rows = {
+            let guard = self.client().await?;
+            let client = guard.as_ref().expect("connected");
+            client
+                .query(&sql, &[&after_id, &since_ms, &length, &arm_prefix, &PAGE])
+                .await
+                .map_err(|e| self.error(&e))?
+        };
+        rows.iter()
+            .map(|r| {
+                let call = call_from_row(r).map_err(|m| self.decode(m))?;
+                Ok((r.get(0), call))
+            })
+            .collect()
+    }
+
+    /// The row id just below the first call that started at `since_ms` or
+    /// later.
+    pub(crate) async fn id_before(&self, since_ms: i64) -> Result<i64, LedgerError> {
+        let guard = self.client().await?;
+        let client = guard.as_ref().expect("connected");
+        let row = client
+            .query_one(
+                "SELECT coalesce(min(id), 1) - 1 FROM calls WHERE at_ms >= $1",
+                &[&since_ms],
+            )
+            .await
+            .map_err(|e| self.error(&e))?;
+        Ok(row.get(0))
+    }
+
     pub(crate) async fn calls(
         &self,
         filter: &CallFilter,

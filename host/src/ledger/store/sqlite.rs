@@ -723,6 +723,47 @@ impl Readers {
         .await
     }
 
+    /// One page of the calls of an arm label starting with `arm_prefix`
+    /// whose row id is above `after_id` and which started at `since_ms` or
+    /// later, in row-id order (the order they were recorded in).
+    pub(crate) async fn arm_calls_after(
+        self: &Arc<Self>,
+        arm_prefix: &str,
+        after_id: i64,
+        since_ms: i64,
+    ) -> Result<Vec<(i64, CallRecord)>, LedgerError> {
+        let prefix = arm_prefix.to_string();
+        self.read(move |conn| {
+            let sql = format!(
+                "SELECT id, {CALL_COLUMNS} FROM calls WHERE id > ?1 AND at_ms >= ?2 \
+                 AND substr(arm, 1, ?3) = ?4 ORDER BY id LIMIT ?5"
+            );
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let rows = stmt.query_map(
+                params![
+                    after_id,
+                    since_ms,
+                    prefix.chars().count() as i64,
+                    prefix,
+                    PAGE
+                ],
+                |r| Ok((r.get::<_, i64>(0)?, call_from_row(r)?)),
+            )?;
+            rows.collect()
+        })
+        .await
+    }
+
+    /// The row id just below the first call that started at `since_ms` or
+    /// later: every call recorded at or below it started earlier.
+    pub(crate) async fn id_before(self: &Arc<Self>, since_ms: i64) -> Result<i64, LedgerError> {
+        self.read(move |conn| {
+            conn.prepare_cached("SELECT coalesce(min(id), 1) - 1 FROM calls WHERE at_ms >= ?1")?
+                .query_row(params![since_ms], |r| r.get(0))
+        })
+        .await
+    }
+
     pub(crate) async fn calls(
         self: &Arc<Self>,
         filter: &CallFilter,

@@ -23,7 +23,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::ledger::record::{CallRecord, CallRole, CallStatus};
+use super::evaluate::WindowCall;
+use crate::policy::types::Tier;
 
 /// The one-sided 5% critical value of the standard normal.
 pub const Z_CRITICAL: f64 = 1.645;
@@ -160,26 +161,30 @@ pub struct ArmStats {
 impl ArmStats {
     /// Adds one call (its cost is added per request, with
     /// [`ArmStats::add_cost`]: a plan-tier request is two calls).
-    pub fn add_call(&mut self, call: &CallRecord) {
-        self.attempts += call.attempts.len() as u64;
-        self.failed_attempts += call.attempts.iter().filter(|a| a.outcome != "ok").count() as u64;
-        if call.role != CallRole::Answer {
+    pub fn add_call(&mut self, call: &WindowCall) {
+        self.attempts += u64::from(call.attempts);
+        self.failed_attempts += u64::from(call.failed_attempts);
+        if !call.answer {
             // A planner call of a request, or a task's call: its errors
             // show in the answer or the task's outcome.
             return;
         }
         self.requests += 1;
-        if call.status != CallStatus::Ok {
+        if !call.ok {
             self.errors += 1;
         } else {
             self.answered += 1;
             if call.escalated {
                 self.escalations += 1;
             }
-            self.latency_by_tier
-                .entry(call.tier.clone().unwrap_or_else(|| "direct".into()))
-                .or_default()
-                .push(f64::from(call.latency_ms));
+            let tier = call.tier.unwrap_or(Tier::Direct).as_str();
+            let latency = f64::from(call.latency_ms);
+            match self.latency_by_tier.get_mut(tier) {
+                Some(latencies) => latencies.push(latency),
+                None => {
+                    self.latency_by_tier.insert(tier.to_string(), vec![latency]);
+                }
+            }
         }
     }
 

@@ -131,6 +131,8 @@ pub struct Rollouts {
     /// Shadow decisions in flight; replaced when a reload changes
     /// `max_shadow_inflight` (permits of the old one run out by themselves).
     shadows: ArcSwap<tokio::sync::Semaphore>,
+    /// Each running rollout's window, kept up to date by the evaluations.
+    windows: tokio::sync::Mutex<HashMap<World, evaluate::Mirror>>,
 }
 
 impl std::fmt::Debug for Rollouts {
@@ -160,6 +162,7 @@ impl Rollouts {
             planner: ArcSwapOption::empty(),
             stored: Mutex::default(),
             writing: tokio::sync::Mutex::new(()),
+            windows: tokio::sync::Mutex::default(),
         });
         for world in [World::Router, World::Planner] {
             rollouts.reread(world).await?;
@@ -528,6 +531,7 @@ impl Rollouts {
                 continue;
             };
             if current.phase.is_final() {
+                self.windows.lock().await.remove(&world);
                 continue;
             }
             let registry = self.registry.load_full();
@@ -542,15 +546,21 @@ impl Rollouts {
             let mut changed = next.check_pins(loaded, now);
             if next.phase == Phase::Running {
                 let defaults = self.defaults();
-                let window = evaluate::measure(
-                    &self.ledger,
-                    &next,
-                    defaults.window_ms,
-                    defaults.max_window_calls,
-                    now,
-                )
-                .await
-                .map_err(|e| RolloutError::Store(e.to_string()))?;
+                let window = self
+                    .windows
+                    .lock()
+                    .await
+                    .entry(world)
+                    .or_default()
+                    .measure(
+                        &self.ledger,
+                        &next,
+                        defaults.window_ms,
+                        defaults.max_window_calls,
+                        now,
+                    )
+                    .await
+                    .map_err(|e| RolloutError::Store(e.to_string()))?;
                 let verdict = guard::judge(
                     &window.stable,
                     &window.candidate,
