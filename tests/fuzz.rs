@@ -10,7 +10,8 @@
 //!   the stream relay to both client formats (the stream translators);
 //! * the Responses API passed through (`tests/fuzz-seeds-responses`): the
 //!   answer reader and the stream relay to a `/v1/responses` client;
-//! * the daemon itself over HTTP, both APIs.
+//! * the daemon itself over HTTP: chat completions, messages, and the
+//!   Responses API (seeded with Codex CLI's recorded requests).
 //!
 //! Every input must end in a value or a clean error: no panic, output
 //! bounded by the input's size, every error the daemon answers well-formed
@@ -818,6 +819,74 @@ async fn fuzz_the_daemon_over_http() {
         guard("http", &input, &mut failures, || result);
     }
     report("http", runs, failures);
+}
+
+/// Mutated Responses API requests (Codex CLI's recorded turns and a
+/// minimal one) sent to `/v1/responses` of a daemon (simulated
+/// providers): every answer is a 200 (a response object, or Responses
+/// events whose `type` is their name) or a clean OpenAI-shaped error for
+/// the client's fault, never a 5xx.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fuzz_responses_requests_over_http() {
+    let recorded = tests_dir().join("agents/codex/recorded");
+    let mut seeds: Vec<Value> = ["turn-1.json", "turn-2.json"]
+        .iter()
+        .map(|name| {
+            serde_json::from_str(&std::fs::read_to_string(recorded.join(name)).unwrap()).unwrap()
+        })
+        .collect();
+    seeds.push(
+        json!({"model": "auto", "input": "Fix the typo in main.rs", "stream": false,
+        "instructions": "Be brief.", "max_output_tokens": 200,
+        "tools": [{"type": "function", "name": "f", "parameters": {"type": "object"}}]}),
+    );
+    let daemon = common::Daemon::start(common::demo()).await;
+    let http = reqwest::Client::new();
+    let mut rng = Rng::new(seed() ^ 5);
+    let runs = iterations(3000) / 15;
+    let mut failures = Vec::new();
+    for _ in 0..runs {
+        let seed = rng.pick(&seeds).clone();
+        let mut input = mutate_json(&mut rng, &seed);
+        if rng.chance(70)
+            && let Ok(mut v) = serde_json::from_slice::<Value>(&input)
+            && let Some(map) = v.as_object_mut()
+        {
+            map.insert("model".into(), json!("auto"));
+            input = serde_json::to_vec(&v).unwrap();
+        }
+        let response = http
+            .post(format!("{}/v1/responses", daemon.url))
+            .header("content-type", "application/json")
+            .body(input.clone())
+            .send()
+            .await
+            .expect("the daemon answers");
+        let status = response.status().as_u16();
+        let is_stream = response
+            .headers()
+            .get("content-type")
+            .is_some_and(|v| v.to_str().unwrap_or("").starts_with("text/event-stream"));
+        let body = response.bytes().await.expect("the body ends");
+        let result = if is_stream {
+            deep();
+            // Named events whose `type` is the name, as Anthropic's are.
+            check_relayed(Format::Anthropic, &body)
+        } else if status == 200 {
+            deep();
+            serde_json::from_slice::<Value>(&body)
+                .map_err(|e| format!("200 with a body that is not JSON: {e}"))
+                .and_then(|v| {
+                    (v["object"] == "response")
+                        .then_some(())
+                        .ok_or(format!("200 without a response object: {v}"))
+                })
+        } else {
+            check_error(Format::OpenAi, status, &body)
+        };
+        guard("responses-http", &input, &mut failures, || result);
+    }
+    report("responses-http", runs, failures);
 }
 
 /// An error answer in the client API's format, for a client's fault.
