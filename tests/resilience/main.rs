@@ -20,7 +20,8 @@
 //! The tests live in `tests/resilience/`, one module per concern: `matrix`
 //! (the fault matrix), `breakers`, `retries` (the budget, `Retry-After`,
 //! deadlines), `transport` (streams, proxies, connection reuse) and
-//! `balancing`; `setup`, `client` and `faults` hold what they share (the
+//! `balancing`, and `independent` (the faults of a mock server written by
+//! others); `setup`, `client` and `faults` hold what they share (the
 //! daemon's configuration, the client side and its checks, the faults).
 
 #[path = "../common/mod.rs"]
@@ -56,6 +57,7 @@ mod balancing;
 mod breakers;
 mod client;
 mod faults;
+mod independent;
 mod matrix;
 mod retries;
 mod setup;
