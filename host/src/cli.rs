@@ -191,6 +191,7 @@ pub fn main() -> ExitCode {
     let serving = matches!(cli.command, Command::Serve { .. });
     init_tracing(if serving { "info" } else { "warn" }, cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .max_blocking_threads(blocking_threads())
         .enable_all()
         .build()
     {
@@ -207,6 +208,17 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Threads for blocking work: large request bodies parsed, SQLite ledger
+/// reads, policy modules read and compiled. All of it is CPU work or short
+/// reads from the page cache, which more threads than a few per core do
+/// not speed up. Tokio's default (512) let a burst of large requests
+/// start hundreds of threads, each with its stack and its allocator heap,
+/// kept for 10 s after the burst (the soak in BENCHMARKS.md saw one such
+/// thread add 16 MiB that stayed); past this bound, work waits its turn.
+fn blocking_threads() -> usize {
+    std::thread::available_parallelism().map_or(8, |n| (4 * n.get()).max(8))
 }
 
 fn init_tracing(default: &str, format: LogFormat) {
