@@ -524,3 +524,59 @@ async fn an_error_event_in_a_stream_does_not_quote_the_providers_key() {
     .unwrap();
     assert!(!text.contains(key), "{text}");
 }
+
+/// Threads of process `pid` now.
+fn threads(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task")).map_or(0, |d| d.count())
+}
+
+/// A burst of requests whose bodies are parsed off the async workers (over
+/// 64 KiB each) runs on a bounded set of threads, whatever the burst's
+/// size: 4 per core, at least 8, beyond the threads the daemon had.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_large_bodies_runs_on_a_bounded_set_of_threads() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pointsman.toml");
+    let ledger = format!("sqlite:{}", dir.path().join("ledger.db").display());
+    std::fs::write(
+        &path,
+        format!(
+            "{}\n[ledger]\nurl = \"{ledger}\"\n",
+            pointsman::config::DEMO_TOML
+        ),
+    )
+    .unwrap();
+    let daemon = common::Process::start(&path, common::free_port()).await;
+    let pid = daemon.pid();
+    let before = threads(pid);
+    let bound = std::thread::available_parallelism().map_or(8, |n| (4 * n.get()).max(8));
+    let most = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(before));
+    let watching = {
+        let most = most.clone();
+        tokio::spawn(async move {
+            loop {
+                most.fetch_max(threads(pid), std::sync::atomic::Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        })
+    };
+    let body = json!({"model": "glm-4.7", "max_tokens": 8,
+        "messages": [{"role": "user", "content": "word ".repeat(60_000)}]})
+    .to_string();
+    let http = reqwest::Client::new();
+    let burst = (0..4 * bound).map(|_| {
+        http.post(format!("{}/v1/chat/completions", daemon.url))
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+    });
+    for answer in futures::future::join_all(burst).await {
+        assert_eq!(answer.unwrap().status(), StatusCode::OK);
+    }
+    watching.abort();
+    let most = most.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        most <= before + bound,
+        "{most} threads during the burst, {before} before, bound {bound}"
+    );
+}

@@ -238,6 +238,11 @@ impl Process {
         panic!("the daemon on port {port} did not start");
     }
 
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// `kill -9`, and waits for the process to be gone.
     pub fn kill(mut self) {
         self.child.kill().unwrap();
