@@ -140,6 +140,20 @@ async fn start_proxy(daemon: &Daemon) -> (String, Arc<Mutex<Vec<Exchange>>>) {
     (url, log)
 }
 
+/// Checks that `claude -p --output-format json` ended well, with a result
+/// that says `expected`.
+fn succeeded(out: &pointsman_test_support::Captured, expected: &str, context: &str) {
+    assert!(out.status.is_some_and(|s| s.success()), "{context}");
+    let result: Value = serde_json::from_str(out.stdout.trim()).expect(context);
+    assert_eq!(result["is_error"], false, "{context}");
+    assert!(
+        result["result"]
+            .as_str()
+            .is_some_and(|r| r.contains(expected)),
+        "{context}"
+    );
+}
+
 /// The JSON of the `: pointsman {...}` cost comment of a stream.
 fn cost_summary(body: &str) -> Option<Value> {
     let line = body.lines().find(|l| l.starts_with(": pointsman "))?;
@@ -181,15 +195,7 @@ async fn fix_the_typo(executors: Api) -> Vec<RecordedRequest> {
         out.stderr,
         upstream.requests()
     );
-    assert!(out.status.is_some_and(|s| s.success()), "{context}");
-    let result: Value = serde_json::from_str(out.stdout.trim()).expect(&context);
-    assert_eq!(result["is_error"], false, "{context}");
-    assert!(
-        result["result"]
-            .as_str()
-            .is_some_and(|r| r.contains("Fixed the typo")),
-        "{context}"
-    );
+    succeeded(&out, "Fixed the typo", &context);
     assert_eq!(std::fs::read_to_string(&file).unwrap(), EDITED, "{context}");
 
     // One plan for Claude Code's session: the first turn makes it, the
@@ -318,7 +324,7 @@ async fn claude_code_edits_a_file_through_an_openai_upstream() {
 /// most one turn of tool results, so a read-then-edit loop is beyond it.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn claude_code_writes_a_file_through_an_independent_upstream() {
-    for kind in ["anthropic", "openai"] {
+    for api in [Api::Anthropic, Api::OpenAi] {
         let dir = tempfile::tempdir().unwrap();
         let work: PathBuf = dir.path().canonicalize().unwrap();
         let file = work.join("hello.txt");
@@ -341,37 +347,11 @@ async fn claude_code_writes_a_file_through_an_independent_upstream() {
 "#
         ))
         .await;
-        let url = match kind {
-            "anthropic" => server.anthropic_url(),
-            _ => server.openai_url(),
-        };
-        let config = pointsman::config::Config::parse(&format!(
-            r#"
-baseline_model = "posed"
-
-[policies]
-
-[safe_route]
-executor = "posed"
-
-[providers.llmposter]
-kind = "{kind}"
-base_url = "{url}"
-
-[[models]]
-id = "posed"
-provider = "llmposter"
-upstream = "mock-model"
-input_usd_per_mtok = 1.0
-output_usd_per_mtok = 2.0
-context_window = 200000
-
-[[model_names]]
-pattern = "claude-*"
-model = "posed"
-"#
-        ))
-        .unwrap();
+        let config = common::on_llmposter(
+            &server,
+            api,
+            "[[model_names]]\npattern = \"claude-*\"\nmodel = \"posed\"\n",
+        );
         let daemon = Daemon::start(config).await;
         let (proxy, log) = start_proxy(&daemon).await;
         let out = run_claude_async(
@@ -383,21 +363,13 @@ model = "posed"
         )
         .await;
         let context = format!(
-            "llmposter as {kind}: {:?}\n--- stdout\n{}\n--- stderr\n{}\n--- answers\n{:#?}",
+            "llmposter as {api:?}: {:?}\n--- stdout\n{}\n--- stderr\n{}\n--- answers\n{:#?}",
             out.status,
             out.stdout,
             out.stderr,
             log.lock().unwrap()
         );
-        assert!(out.status.is_some_and(|s| s.success()), "{context}");
-        let result: Value = serde_json::from_str(out.stdout.trim()).expect(&context);
-        assert_eq!(result["is_error"], false, "{context}");
-        assert!(
-            result["result"]
-                .as_str()
-                .is_some_and(|r| r.contains("Wrote hello.txt")),
-            "{context}"
-        );
+        succeeded(&out, "Wrote hello.txt", &context);
         assert_eq!(
             std::fs::read_to_string(&file).ok().as_deref(),
             Some("Hello, world!\n"),

@@ -355,37 +355,10 @@ const INDEPENDENT_FIXTURES: &str = r#"fixtures:
 /// The edit lands and the task ends without an API error.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn codex_edits_a_file_through_an_independent_upstream() {
-    for (kind, responses) in [("openai", false), ("anthropic", false), ("openai", true)] {
-        let context = format!("llmposter as {kind}, responses = {responses}");
+    for api in [Api::OpenAi, Api::Anthropic, Api::Responses] {
+        let context = format!("llmposter as {api:?}");
         let server = Llmposter::start(INDEPENDENT_FIXTURES).await;
-        let url = match kind {
-            "anthropic" => server.anthropic_url(),
-            _ => server.openai_url(),
-        };
-        let config = pointsman::config::Config::parse(&format!(
-            r#"
-baseline_model = "posed"
-
-[policies]
-
-[safe_route]
-executor = "posed"
-
-[providers.llmposter]
-kind = "{kind}"
-base_url = "{url}"
-responses = {responses}
-
-[[models]]
-id = "posed"
-provider = "llmposter"
-upstream = "mock-model"
-input_usd_per_mtok = 1.0
-output_usd_per_mtok = 2.0
-context_window = 128000
-"#
-        ))
-        .unwrap();
+        let config = common::on_llmposter(&server, api, "");
         let daemon = Daemon::start(config).await;
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("main.rs"), "fn mian() {}\n").unwrap();
@@ -418,7 +391,7 @@ context_window = 128000
         for (headers, _) in &exchanges {
             assert_eq!(
                 headers.contains_key("x-pointsman-passthrough"),
-                responses,
+                api == Api::Responses,
                 "{context}"
             );
         }

@@ -472,27 +472,7 @@ fn check_relayed(client: Format, out: &[u8]) -> Result<(), String> {
 /// A streamed upstream answer, cut at random, read by the SSE parser,
 /// parsed as the HTTP provider parses events, and relayed to both clients.
 fn stream_target(format: Format, bytes: &[u8], splits: &[usize]) -> Result<(), String> {
-    let mut parser = SseParser::new();
-    let mut events = Vec::new();
-    let mut at: usize = 0;
-    let mut broken = false;
-    for &len in splits.iter().chain(std::iter::once(&usize::MAX)) {
-        let end = at.saturating_add(len).min(bytes.len());
-        match parser.feed(&bytes[at..end]) {
-            Ok(more) => events.extend(more),
-            Err(_) => {
-                broken = true;
-                break;
-            }
-        }
-        at = end;
-        if at == bytes.len() {
-            break;
-        }
-    }
-    if !broken {
-        events.extend(parser.finish());
-    }
+    let events = read_sse(bytes, splits);
     for client in [Format::OpenAi, Format::Anthropic] {
         for include_usage in [false, true] {
             let mut relay = Relay::new(client, "m", include_usage);
@@ -552,21 +532,7 @@ fn responses_target(bytes: &[u8], splits: &[usize]) -> Result<(), String> {
             bounded(r.to_vec().map_err(|e| e.to_string())?.len(), bytes.len())?;
         }
     }
-    let mut parser = SseParser::new();
-    let mut events = Vec::new();
-    let mut at: usize = 0;
-    for &len in splits.iter().chain(std::iter::once(&usize::MAX)) {
-        let end = at.saturating_add(len).min(bytes.len());
-        match parser.feed(&bytes[at..end]) {
-            Ok(more) => events.extend(more),
-            Err(_) => return Ok(()),
-        }
-        at = end;
-        if at == bytes.len() {
-            break;
-        }
-    }
-    events.extend(parser.finish());
+    let events = read_sse(bytes, splits);
     let request: pointsman::provider::wire::responses::ResponsesRequest =
         serde_json::from_value(json!({"model": "auto", "input": "hi"})).unwrap();
     let tools = pointsman::provider::wire::translate::responses_request_to_chat(request.clone())
@@ -609,6 +575,27 @@ fn responses_target(bytes: &[u8], splits: &[usize]) -> Result<(), String> {
     // A Responses client reads named events whose `type` is the name.
     check_relayed(Format::Anthropic, &out)?;
     bounded(out.len(), bytes.len())
+}
+
+/// The SSE events of `bytes` fed to the parser in pieces of the `splits`'
+/// lengths (then the rest); an event too large for the parser ends them.
+fn read_sse(bytes: &[u8], splits: &[usize]) -> Vec<pointsman::provider::wire::sse::SseEvent> {
+    let mut parser = SseParser::new();
+    let mut events = Vec::new();
+    let mut at: usize = 0;
+    for &len in splits.iter().chain(std::iter::once(&usize::MAX)) {
+        let end = at.saturating_add(len).min(bytes.len());
+        match parser.feed(&bytes[at..end]) {
+            Ok(more) => events.extend(more),
+            Err(_) => return events,
+        }
+        at = end;
+        if at == bytes.len() {
+            break;
+        }
+    }
+    events.extend(parser.finish());
+    events
 }
 
 /// A streamed seed as its events, to mutate event by event.
@@ -769,17 +756,55 @@ fn fuzz_responses_passthrough() {
 /// request caused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fuzz_the_daemon_over_http() {
-    let seeds: Vec<(Format, Value)> = seeds("fuzz-seeds", "json")
+    let seeds: Vec<(Endpoint, Value)> = seeds("fuzz-seeds", "json")
         .into_iter()
-        .map(|(f, text)| (f, serde_json::from_str(&text).unwrap()))
+        .map(|(f, text)| (Endpoint::Chat(f), serde_json::from_str(&text).unwrap()))
         .collect();
+    fuzz_over_http("http", seeds, seed() ^ 3).await;
+}
+
+/// Mutated Responses API requests (Codex CLI's recorded turns and a
+/// minimal one) sent to `/v1/responses` of a daemon (simulated
+/// providers): every answer is a 200 (a response object, or Responses
+/// events whose `type` is their name) or a clean OpenAI-shaped error for
+/// the client's fault, never a 5xx.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fuzz_responses_requests_over_http() {
+    let recorded = tests_dir().join("agents/codex/recorded");
+    let mut seeds: Vec<(Endpoint, Value)> = ["turn-1.json", "turn-2.json"]
+        .iter()
+        .map(|name| {
+            let text = std::fs::read_to_string(recorded.join(name)).unwrap();
+            (Endpoint::Responses, serde_json::from_str(&text).unwrap())
+        })
+        .collect();
+    seeds.push((
+        Endpoint::Responses,
+        json!({"model": "auto", "input": "Fix the typo in main.rs", "stream": false,
+            "instructions": "Be brief.", "max_output_tokens": 200,
+            "tools": [{"type": "function", "name": "f", "parameters": {"type": "object"}}]}),
+    ));
+    fuzz_over_http("responses-http", seeds, seed() ^ 5).await;
+}
+
+/// Where a fuzzed request goes.
+#[derive(Clone, Copy)]
+enum Endpoint {
+    /// Chat completions or messages.
+    Chat(Format),
+    /// `/v1/responses`.
+    Responses,
+}
+
+/// Sends mutations of `seeds` to a demo daemon and checks each answer.
+async fn fuzz_over_http(target: &str, seeds: Vec<(Endpoint, Value)>, seed: u64) {
     let daemon = common::Daemon::start(common::demo()).await;
     let http = reqwest::Client::new();
-    let mut rng = Rng::new(seed() ^ 3);
+    let mut rng = Rng::new(seed);
     let runs = iterations(3000) / 15;
     let mut failures = Vec::new();
     for _ in 0..runs {
-        let (format, seed) = rng.pick(&seeds).clone();
+        let (endpoint, seed) = rng.pick(&seeds).clone();
         let mut input = mutate_json(&mut rng, &seed);
         // Keep most requests to the demo's models, so they get past routing.
         if rng.chance(70)
@@ -789,9 +814,10 @@ async fn fuzz_the_daemon_over_http() {
             map.insert("model".into(), json!("auto"));
             input = serde_json::to_vec(&v).unwrap();
         }
-        let path = match format {
-            Format::OpenAi => "/v1/chat/completions",
-            Format::Anthropic => "/v1/messages",
+        let path = match endpoint {
+            Endpoint::Chat(Format::OpenAi) => "/v1/chat/completions",
+            Endpoint::Chat(Format::Anthropic) => "/v1/messages",
+            Endpoint::Responses => "/v1/responses",
         };
         let response = http
             .post(format!("{}{path}", daemon.url))
@@ -807,86 +833,27 @@ async fn fuzz_the_daemon_over_http() {
             .get("content-type")
             .is_some_and(|v| v.to_str().unwrap_or("").starts_with("text/event-stream"));
         let body = response.bytes().await.expect("the body ends");
-        let result = if is_stream {
-            check_relayed(format, &body)
-        } else if status == 200 {
-            serde_json::from_slice::<Value>(&body)
-                .map(|_| ())
-                .map_err(|e| format!("200 with a body that is not JSON: {e}"))
-        } else {
-            check_error(format, status, &body)
-        };
-        guard("http", &input, &mut failures, || result);
-    }
-    report("http", runs, failures);
-}
-
-/// Mutated Responses API requests (Codex CLI's recorded turns and a
-/// minimal one) sent to `/v1/responses` of a daemon (simulated
-/// providers): every answer is a 200 (a response object, or Responses
-/// events whose `type` is their name) or a clean OpenAI-shaped error for
-/// the client's fault, never a 5xx.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fuzz_responses_requests_over_http() {
-    let recorded = tests_dir().join("agents/codex/recorded");
-    let mut seeds: Vec<Value> = ["turn-1.json", "turn-2.json"]
-        .iter()
-        .map(|name| {
-            serde_json::from_str(&std::fs::read_to_string(recorded.join(name)).unwrap()).unwrap()
-        })
-        .collect();
-    seeds.push(
-        json!({"model": "auto", "input": "Fix the typo in main.rs", "stream": false,
-        "instructions": "Be brief.", "max_output_tokens": 200,
-        "tools": [{"type": "function", "name": "f", "parameters": {"type": "object"}}]}),
-    );
-    let daemon = common::Daemon::start(common::demo()).await;
-    let http = reqwest::Client::new();
-    let mut rng = Rng::new(seed() ^ 5);
-    let runs = iterations(3000) / 15;
-    let mut failures = Vec::new();
-    for _ in 0..runs {
-        let seed = rng.pick(&seeds).clone();
-        let mut input = mutate_json(&mut rng, &seed);
-        if rng.chance(70)
-            && let Ok(mut v) = serde_json::from_slice::<Value>(&input)
-            && let Some(map) = v.as_object_mut()
-        {
-            map.insert("model".into(), json!("auto"));
-            input = serde_json::to_vec(&v).unwrap();
-        }
-        let response = http
-            .post(format!("{}/v1/responses", daemon.url))
-            .header("content-type", "application/json")
-            .body(input.clone())
-            .send()
-            .await
-            .expect("the daemon answers");
-        let status = response.status().as_u16();
-        let is_stream = response
-            .headers()
-            .get("content-type")
-            .is_some_and(|v| v.to_str().unwrap_or("").starts_with("text/event-stream"));
-        let body = response.bytes().await.expect("the body ends");
-        let result = if is_stream {
-            deep();
+        let result = match (endpoint, is_stream, status) {
+            (Endpoint::Chat(format), true, _) => check_relayed(format, &body),
             // Named events whose `type` is the name, as Anthropic's are.
-            check_relayed(Format::Anthropic, &body)
-        } else if status == 200 {
-            deep();
-            serde_json::from_slice::<Value>(&body)
-                .map_err(|e| format!("200 with a body that is not JSON: {e}"))
-                .and_then(|v| {
-                    (v["object"] == "response")
-                        .then_some(())
-                        .ok_or(format!("200 without a response object: {v}"))
-                })
-        } else {
-            check_error(Format::OpenAi, status, &body)
+            (Endpoint::Responses, true, _) => check_relayed(Format::Anthropic, &body),
+            (endpoint, false, 200) => {
+                deep();
+                serde_json::from_slice::<Value>(&body)
+                    .map_err(|e| format!("200 with a body that is not JSON: {e}"))
+                    .and_then(|v| match endpoint {
+                        Endpoint::Responses if v["object"] != "response" => {
+                            Err(format!("200 without a response object: {v}"))
+                        }
+                        _ => Ok(()),
+                    })
+            }
+            (Endpoint::Chat(format), false, _) => check_error(format, status, &body),
+            (Endpoint::Responses, false, _) => check_error(Format::OpenAi, status, &body),
         };
-        guard("responses-http", &input, &mut failures, || result);
+        guard(target, &input, &mut failures, || result);
     }
-    report("responses-http", runs, failures);
+    report(target, runs, failures);
 }
 
 /// An error answer in the client API's format, for a client's fault.

@@ -553,31 +553,7 @@ async fn an_independent_responses_server_is_passed_through() {
          \x20     content: \"Hi there, from an independent server.\"\n",
     )
     .await;
-    let config = pointsman::config::Config::parse(&format!(
-        r#"
-baseline_model = "posed"
-
-[policies]
-
-[safe_route]
-executor = "posed"
-
-[providers.llmposter]
-kind = "openai"
-base_url = "{url}"
-responses = true
-
-[[models]]
-id = "posed"
-provider = "llmposter"
-upstream = "mock-model"
-input_usd_per_mtok = 1.0
-output_usd_per_mtok = 2.0
-context_window = 128000
-"#,
-        url = server.openai_url()
-    ))
-    .unwrap();
+    let config = common::on_llmposter(&server, Api::Responses, "");
     let daemon = Daemon::start(config).await;
 
     // Not streamed: the object as the server wrote it, and the cost of its

@@ -171,6 +171,29 @@ pub fn system_text(r: &RecordedRequest) -> String {
         .join("\n")
 }
 
+/// A daemon config whose one model, `posed` (`mock-model` upstream), is
+/// on `server` (llmposter), reached as `api`: chat completions, Anthropic
+/// messages, or the Responses API (OpenAI chat with `responses = true`);
+/// `extra` is appended (say a `[[model_names]]` rule).
+pub fn on_llmposter(
+    server: &pointsman_test_support::llmposter::Llmposter,
+    api: Api,
+    extra: &str,
+) -> Config {
+    let (kind, url, responses) = match api {
+        Api::OpenAi => ("openai", server.openai_url(), false),
+        Api::Anthropic => ("anthropic", server.anthropic_url(), false),
+        Api::Responses => ("openai", server.openai_url(), true),
+    };
+    let text = format!(
+        "baseline_model = \"posed\"\n\n[policies]\n\n[safe_route]\nexecutor = \"posed\"\n\n\
+         [providers.llmposter]\nkind = \"{kind}\"\nbase_url = \"{url}\"\nresponses = {responses}\n\n\
+         [[models]]\nid = \"posed\"\nprovider = \"llmposter\"\nupstream = \"mock-model\"\n\
+         input_usd_per_mtok = 1.0\noutput_usd_per_mtok = 2.0\ncontext_window = 200000\n\n{extra}"
+    );
+    Config::parse(&text).unwrap_or_else(|e| panic!("{e:#}\n{text}"))
+}
+
 /// Whether an upstream request is the seed planner's request for a plan.
 pub fn is_plan_request(r: &RecordedRequest) -> bool {
     system_text(r).contains("\"subtasks\"")
