@@ -460,8 +460,8 @@ fn told(summary: &Value, answers: &mut Vec<(String, f64)>) {
 }
 
 /// #17 as a new user would check it: traffic from the official SDKs (chat
-/// completions, responses and messages; plain, streamed, tool round
-/// trips), the daemon stopped, then `pointsman report` counts every answer
+/// completions, responses translated and passed through, and messages;
+/// plain, streamed, tool round trips), the daemon stopped, then `pointsman report` counts every answer
 /// and totals exactly what the clients were told.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_report_totals_what_the_sdks_were_told() {
@@ -475,6 +475,7 @@ async fn the_report_totals_what_the_sdks_were_told() {
     for (script, model) in [
         ("openai_sdk", "oa-model"),
         ("openai_responses", "an-model"),
+        ("openai_responses", "rs-model"),
         ("anthropic_sdk", "an-model"),
     ] {
         told(&run(&daemon, &upstream, script, model).await, &mut answers);
@@ -482,7 +483,7 @@ async fn the_report_totals_what_the_sdks_were_told() {
     daemon.shutdown().await;
     let ids: std::collections::HashSet<&str> = answers.iter().map(|(id, _)| id.as_str()).collect();
     assert_eq!(ids.len(), answers.len(), "an answer id seen twice");
-    assert!(answers.len() >= 12, "{answers:?}");
+    assert!(answers.len() >= 16, "{answers:?}");
 
     let report = common::report_json(&ledger, &["--since", "1h"]);
     assert_eq!(
