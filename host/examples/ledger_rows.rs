@@ -12,6 +12,8 @@
 //! A measurement for #17's open decision (BENCHMARKS.md, "Ledger rows by
 //! schema"), not a schema the ledger uses.
 
+mod common;
+
 use std::collections::BTreeMap;
 
 use pointsman::ledger::record::CallRecord;
@@ -55,22 +57,8 @@ fn json_map(map: &BTreeMap<String, String>) -> String {
     serde_json::to_string(map).unwrap_or_default()
 }
 
-/// This thread's CPU time, seconds.
 fn cpu() -> f64 {
-    let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap_or_default()
-        .split_whitespace()
-        .collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (ticks(11) + ticks(12)) / 100.0
+    common::cpu_seconds("/proc/thread-self/stat")
 }
 
 fn open(path: &std::path::Path, table: &str, indexes: bool) -> rusqlite::Result<Connection> {

@@ -9,6 +9,8 @@
 //! Each later evaluation follows 150 new calls (10 requests a second for
 //! the 15 s between evaluations).
 
+mod common;
+
 use std::time::Instant;
 
 use anyhow::Context;
@@ -46,22 +48,8 @@ fn rss_mib() -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
-/// This process's CPU time, seconds.
 fn cpu() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap_or_default()
-        .split_whitespace()
-        .collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (ticks(11) + ticks(12)) / 100.0
+    common::cpu_seconds("/proc/self/stat")
 }
 
 fn main() -> anyhow::Result<()> {

@@ -284,16 +284,16 @@ impl Dispatch {
                     let provider = self.providers.get(&endpoint.provider).ok_or_else(|| {
                         ProviderError::Connect(format!("no provider named {}", endpoint.provider))
                     })?;
+                    let native = native.filter(|_| provider.speaks_responses());
                     let served = Served {
                         model: model.clone(),
                         provider: endpoint.provider.clone(),
                         upstream: endpoint.upstream.clone(),
+                        passed_through: native.is_some(),
                     };
                     let reply = match native {
-                        Some(native) if provider.speaks_responses() => {
-                            provider.send_responses(native, &endpoint.upstream).await?
-                        }
-                        _ => {
+                        Some(native) => provider.send_responses(native, &endpoint.upstream).await?,
+                        None => {
                             let translated = request.format() != provider.format();
                             let mut upstream = request
                                 .clone()
@@ -397,6 +397,9 @@ pub struct Served {
     pub provider: String,
     /// The model's name at that provider.
     pub upstream: String,
+    /// The provider was sent the client's own Responses body and answered
+    /// in that API ([`crate::provider::passthrough`]).
+    pub passed_through: bool,
 }
 
 /// What a successful call produced.

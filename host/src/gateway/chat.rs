@@ -103,9 +103,6 @@ struct Plan {
     plan: Option<PlanSource>,
     /// For `/v1/responses`: how the chat answer becomes a Responses one.
     responses: Option<Arc<ResponseFrame>>,
-    /// The answer came from an upstream that speaks the Responses API,
-    /// sent the client's own body (`x-pointsman-passthrough: responses`).
-    passed_through: bool,
     /// Why a route that asked for a plan was served without one.
     plan_error: Option<String>,
     /// Whom the call is made for, as the ledger records it.
@@ -319,7 +316,6 @@ pub(super) async fn serve_value(
         planner_cost,
         plan: plan_source,
         responses: inbound.responses,
-        passed_through: false,
         plan_error,
         caller,
         reservation: None,
@@ -640,12 +636,6 @@ async fn call(
         })
         .await;
     let attempts = sent.calls();
-    if let (Some(_), Ok(answer)) = (&native, &sent.result) {
-        plan.passed_through = state
-            .dispatch
-            .provider(&answer.served().provider)
-            .is_some_and(|p| p.speaks_responses());
-    }
     match sent.result {
         Ok(Answer::Complete(served, answer)) => {
             complete(state, &plan, served, *answer, &sent.attempts, sent.lease).await
@@ -775,8 +765,8 @@ async fn complete(
 ) -> Result<Response, ApiError> {
     let model = &served.model;
     let usage = answer.usage();
-    let passed_through = matches!(answer, Answer_::Responses(_));
-    let mut answer = if passed_through {
+    // A passed-through answer goes back in its own API, as it came.
+    let mut answer = if served.passed_through {
         answer
     } else {
         answer
@@ -816,7 +806,7 @@ async fn complete(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    routing_headers(headers, plan, model, crate::resilience::calls(attempts));
+    routing_headers(headers, plan, &served, crate::resilience::calls(attempts));
     insert(headers, "x-pointsman-cost-usd", &format_usd(cost.usd));
     if plan.plan.is_some() {
         insert(
@@ -833,7 +823,8 @@ async fn complete(
     Ok(response)
 }
 
-fn routing_headers(headers: &mut HeaderMap, plan: &Plan, model: &ModelConfig, attempts: u32) {
+fn routing_headers(headers: &mut HeaderMap, plan: &Plan, served: &Served, attempts: u32) {
+    let model = &served.model;
     insert(headers, "x-pointsman-request-id", &plan.id);
     insert(headers, "x-pointsman-model", &model.id);
     insert(
@@ -846,7 +837,7 @@ fn routing_headers(headers: &mut HeaderMap, plan: &Plan, model: &ModelConfig, at
         insert(headers, "x-pointsman-arm", arm);
     }
     insert(headers, "x-pointsman-attempts", &attempts.to_string());
-    if plan.passed_through {
+    if served.passed_through {
         insert(headers, "x-pointsman-passthrough", "responses");
     }
     if let Some(source) = plan.plan {
@@ -911,7 +902,7 @@ async fn streamed(
     routing_headers(
         &mut head,
         &plan,
-        &model,
+        &served,
         crate::resilience::calls(&attempts),
     );
     let dispatch = state.dispatch.clone();
