@@ -523,6 +523,70 @@ async fn shadow_mode_records_the_candidate_and_serves_the_stable_policy() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_past_its_shadow_rate_shadows_a_sample_and_the_diff_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(config(
+        &format!("{FAST}max_shadow_per_second = 2\n"),
+        &dir.path().join("ledger.db"),
+    ))
+    .await;
+    start(
+        &daemon,
+        json!({"world": "router", "candidate": "seed-matrix", "shadow": true}),
+    )
+    .await;
+    let began = std::time::Instant::now();
+    let n = 40;
+    for i in 0..n {
+        let (_, policy) = ask(
+            &daemon,
+            &format!("r-{i}"),
+            "Rename the variable x to count.",
+        )
+        .await;
+        assert!(
+            policy.starts_with("premium-only@"),
+            "shadow served {policy}"
+        );
+    }
+    let seconds = began.elapsed().as_secs();
+    let (code, diff) = admin(
+        &daemon,
+        reqwest::Method::GET,
+        "/v1/rollouts/router/diff",
+        None,
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK, "{diff}");
+    let d = &diff["diff"];
+    assert_eq!(d["answers"], json!(n), "{diff}");
+    // A second's worth at once, then two a second.
+    let shadowed = d["shadowed"].as_u64().unwrap() + d["late"].as_u64().unwrap();
+    assert!(shadowed >= 2, "{diff}");
+    assert!(
+        shadowed <= 2 + 2 * (seconds + 1),
+        "{shadowed} in {seconds} s: {diff}"
+    );
+    // Every request past the rate is counted as skipped.
+    let metrics = reqwest::Client::new()
+        .get(format!("{}/metrics", daemon.url))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let skipped: u64 = metrics
+        .lines()
+        .find(|l| l.starts_with("pointsman_rollout_shadow_skipped_total{reason=\"rate\"}"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no rate skips in the metrics"));
+    assert_eq!(skipped + shadowed, n as u64);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_changed_candidate_file_pauses_the_rollout_until_it_is_back() {
     let dir = tempfile::tempdir().unwrap();
     let policies = dir.path().join("policies");

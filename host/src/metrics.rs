@@ -45,10 +45,19 @@ pub fn rollout_rollback_series(world: &'static str, metric: &'static str) {
         .increment(0);
 }
 
-/// A request's shadow decision was skipped: `reason` is `busy` (too many
-/// in flight) or `not-loaded` (the pinned candidate is not here).
+/// A request's shadow decision was skipped: `reason` is `rate` (past
+/// `max_shadow_per_second`), `busy` (too many in flight) or `not-loaded`
+/// (the pinned candidate is not here).
 pub fn rollout_shadow_skipped(reason: &'static str) {
-    metrics::counter!("pointsman_rollout_shadow_skipped_total", "reason" => reason).increment(1);
+    // Cached: past `max_shadow_per_second` nearly every request lands
+    // here, and looking the series up cost 0.4 µs (bench/profile).
+    static HANDLES: LazyLock<Handles<Counter>> = LazyLock::new(Handles::new);
+    HANDLES
+        .get(
+            reason,
+            || metrics::counter!("pointsman_rollout_shadow_skipped_total", "reason" => reason),
+        )
+        .increment(1);
 }
 
 /// A call found every instance of a module busy.

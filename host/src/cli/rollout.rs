@@ -257,11 +257,12 @@ pub async fn run(args: RolloutArgs) -> anyhow::Result<ExitCode> {
     } else if value.get("diff").is_some() {
         let d = &value["diff"];
         println!(
-            "{}: {} vs {}: {} shadowed requests ({} late), {} would change ({:.1}%)",
+            "{}: {} vs {}: {} shadowed of {} requests ({} late), {} would change ({:.1}%)",
             value["rollout"].as_str().unwrap_or("?"),
             value["candidate"].as_str().unwrap_or("?"),
             value["stable"].as_str().unwrap_or("?"),
             d["shadowed"],
+            d["answers"],
             d["late"],
             d["changed"],
             d["changed_share"].as_f64().unwrap_or(0.0) * 100.0

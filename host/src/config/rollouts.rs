@@ -24,6 +24,9 @@ pub struct RolloutsConfig {
     /// Shadow decisions in flight at once; past it a request's shadow is
     /// skipped, never waited for.
     pub max_shadow_inflight: usize,
+    /// Shadow decisions per second at most (per replica); past it a
+    /// request is not shadowed, so a busy replica's diff is of a sample.
+    pub max_shadow_per_second: u32,
     /// Rollback thresholds.
     pub guards: Guards,
     /// A router rollout declared in the file (started at start or reload
@@ -42,6 +45,7 @@ impl Default for RolloutsConfig {
             window: "6h".into(),
             max_window_calls: 200_000,
             max_shadow_inflight: 64,
+            max_shadow_per_second: 200,
             guards: Guards::default(),
             router: None,
             planner: None,
@@ -167,10 +171,14 @@ impl RolloutsConfig {
             return Err("rollouts.window: at least 1m".into());
         }
         self.guards.check().map_err(|e| format!("rollouts.{e}"))?;
-        if self.evaluate_every_ms == 0 || self.max_window_calls == 0 {
-            return Err(
-                "rollouts.evaluate_every_ms and rollouts.max_window_calls must be above 0".into(),
-            );
+        for (key, zero) in [
+            ("evaluate_every_ms", self.evaluate_every_ms == 0),
+            ("max_window_calls", self.max_window_calls == 0),
+            ("max_shadow_per_second", self.max_shadow_per_second == 0),
+        ] {
+            if zero {
+                return Err(format!("rollouts.{key} must be above 0"));
+            }
         }
         for (key, declared) in [("router", &self.router), ("planner", &self.planner)] {
             let Some(d) = declared else { continue };
@@ -185,5 +193,21 @@ impl RolloutsConfig {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_zero_bound_is_refused_by_its_name() {
+        let mut config = RolloutsConfig::default();
+        assert_eq!(config.validate(), Ok(()));
+        config.max_shadow_per_second = 0;
+        assert_eq!(
+            config.validate(),
+            Err("rollouts.max_shadow_per_second must be above 0".into())
+        );
     }
 }

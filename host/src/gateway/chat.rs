@@ -326,7 +326,9 @@ pub(super) async fn serve_value(
         // The answer never waits for the shadow: once the call is done, a
         // shadow still running is dropped (its call was recorded as late).
         Some(work) => {
-            let call = Box::pin(call(state, plan, request, native, deadline));
+            // Pinned here, not boxed: boxing the call's large future cost
+            // a copy and an allocation per shadowed request (bench/profile).
+            let call = std::pin::pin!(call(state, plan, request, native, deadline));
             match futures::future::select(call, work).await {
                 futures::future::Either::Left((answer, _late)) => answer,
                 futures::future::Either::Right(((), call)) => call.await,

@@ -167,9 +167,12 @@ impl ActivePolicies {
             crate::metrics::rollout_shadow_skipped("not-loaded");
             return None;
         };
-        let Some(permit) = self.rollouts.shadow_permit() else {
-            crate::metrics::rollout_shadow_skipped("busy");
-            return None;
+        let permit = match self.rollouts.shadow_permit() {
+            Ok(permit) => permit,
+            Err(skip) => {
+                crate::metrics::rollout_shadow_skipped(skip.as_str());
+                return None;
+            }
         };
         let slot = super::ShadowSlot::default();
         let (filled, features, models, safe) = (

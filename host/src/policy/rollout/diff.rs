@@ -43,6 +43,9 @@ pub struct Sample {
 /// What a shadow candidate would have changed over a window.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Diff {
+    /// Requests answered in the window, shadowed or not (a replica past
+    /// `max_shadow_per_second` shadows a sample of them).
+    pub answers: u64,
     /// Requests with a shadow decision on record.
     pub shadowed: u64,
     /// Requests whose shadow decision was not made by the time they
@@ -86,6 +89,7 @@ pub fn diff(calls: &[CallRecord], prices: impl Fn(&str) -> Option<Prices>) -> Di
     let mut stable_tiers: BTreeMap<String, u64> = BTreeMap::new();
     let mut candidate_tiers: BTreeMap<String, u64> = BTreeMap::new();
     for call in calls.iter().filter(|c| c.role == CallRole::Answer) {
+        d.answers += 1;
         let Some(text) = &call.shadow else { continue };
         let Ok(shadow) = serde_json::from_str::<Shadow>(text) else {
             continue;

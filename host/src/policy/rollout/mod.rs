@@ -8,6 +8,7 @@
 //! - [`assign`]: which arm a request or task is on (sticky by hash).
 //! - [`evaluate`]: reading an arm's measurements from the ledger.
 //! - [`diff`]: what a shadow candidate would have changed.
+//! - [`rate`]: how many shadow decisions a second.
 //!
 //! State lives in the ledger store's `rollouts` table (key `router` or
 //! `planner`, the rollout as JSON), written by compare-and-set on the
@@ -22,6 +23,7 @@ pub mod diff;
 pub mod evaluate;
 pub mod guard;
 pub mod plan;
+pub mod rate;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -57,6 +59,9 @@ pub struct Defaults {
     /// Shadow decisions in flight at once; past it a request's shadow is
     /// skipped (and counted), never waited for.
     pub max_shadow_inflight: usize,
+    /// Shadow decisions per second at most; past it a request is not
+    /// shadowed (see [`rate`]).
+    pub max_shadow_per_second: u32,
 }
 
 impl Default for Defaults {
@@ -69,6 +74,7 @@ impl Default for Defaults {
             window_ms: 6 * 3_600_000,
             max_window_calls: 200_000,
             max_shadow_inflight: 64,
+            max_shadow_per_second: 200,
         }
     }
 }
@@ -84,6 +90,7 @@ impl Defaults {
             window_ms: plan::parse_duration_ms(&config.window).unwrap_or(6 * 3_600_000),
             max_window_calls: config.max_window_calls.max(1),
             max_shadow_inflight: config.max_shadow_inflight,
+            max_shadow_per_second: config.max_shadow_per_second,
         }
     }
 }
@@ -102,6 +109,25 @@ pub struct Choice {
     pub arm: Option<String>,
     /// The candidate to ask in shadow (routers only).
     pub shadow: Option<Pin>,
+}
+
+/// Why a request in shadow mode was not shadowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShadowSkip {
+    /// `max_shadow_per_second` were made this second.
+    Rate,
+    /// `max_shadow_inflight` are in flight.
+    Busy,
+}
+
+impl ShadowSkip {
+    /// The metric's `reason` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ShadowSkip::Rate => "rate",
+            ShadowSkip::Busy => "busy",
+        }
+    }
 }
 
 /// Why an operator's rollout command failed.
@@ -131,6 +157,8 @@ pub struct Rollouts {
     /// Shadow decisions in flight; replaced when a reload changes
     /// `max_shadow_inflight` (permits of the old one run out by themselves).
     shadows: ArcSwap<tokio::sync::Semaphore>,
+    /// Shadow decisions per second.
+    shadow_rate: rate::ShadowRate,
     /// Each running rollout's window, kept up to date by the evaluations.
     windows: tokio::sync::Mutex<HashMap<World, evaluate::Mirror>>,
 }
@@ -156,6 +184,7 @@ impl Rollouts {
             shadows: ArcSwap::from_pointee(tokio::sync::Semaphore::new(
                 defaults.max_shadow_inflight,
             )),
+            shadow_rate: rate::ShadowRate::new(defaults.max_shadow_per_second),
             defaults: ArcSwap::from_pointee(defaults),
             registry: ArcSwapOption::empty(),
             router: ArcSwapOption::empty(),
@@ -190,6 +219,7 @@ impl Rollouts {
                 defaults.max_shadow_inflight,
             )));
         }
+        self.shadow_rate.set(defaults.max_shadow_per_second);
         self.defaults.store(Arc::new(defaults));
     }
 
@@ -282,9 +312,16 @@ impl Rollouts {
         }
     }
 
-    /// A permit to run one shadow decision, if one is free.
-    pub fn shadow_permit(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
-        self.shadows.load_full().try_acquire_owned().ok()
+    /// A permit to run one shadow decision, or why this request is not
+    /// shadowed.
+    pub fn shadow_permit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, ShadowSkip> {
+        if !self.shadow_rate.take() {
+            return Err(ShadowSkip::Rate);
+        }
+        self.shadows
+            .load_full()
+            .try_acquire_owned()
+            .map_err(|_| ShadowSkip::Busy)
     }
 
     /// Re-reads `world`'s rollout from the store.
