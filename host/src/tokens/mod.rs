@@ -18,8 +18,12 @@
 //! Every BPE call therefore sees pieces of bounded length, and the whole
 //! count costs a bounded amount of work per byte of text.
 
+mod vocabulary;
+
 use std::hash::{BuildHasher, RandomState};
 use std::sync::LazyLock;
+
+use vocabulary::O200K_BASE;
 
 /// Longest run of whitespace or non-whitespace counted exactly. Longer runs
 /// are estimated from their first this-many bytes.
@@ -61,9 +65,9 @@ pub fn warm_up() {
     count("warm up");
 }
 
-fn count_uncached(text: &str) -> u32 {
-    let bpe = tiktoken_rs::o200k_base_singleton();
-    let exact = |s: &str| bpe.encode_ordinary(s).len() as u64;
+/// [`count`] without the cache (for measurements: `examples/tokenizer.rs`).
+pub fn count_uncached(text: &str) -> u32 {
+    let exact = |s: &str| O200K_BASE.count(s);
     let mut total: u64 = 0;
     // Start of the text not yet counted: runs up to MAX_RUN_BYTES pile up
     // here and are counted together when a long run (or the end) comes.
@@ -138,6 +142,39 @@ mod tests {
         ];
         for text in texts {
             assert_eq!(count(text), bpe(text), "{text:?}");
+        }
+    }
+
+    /// The compact vocabulary counts what tiktoken counts, on text of
+    /// every kind a prompt holds: prose, code, JSON, numbers, contractions,
+    /// scripts without spaces, emoji, and whitespace of every shape.
+    #[test]
+    fn counts_agree_with_tiktoken_text_by_text() {
+        let samples = [
+            "The quick brown fox jumps over the lazy dog. It's 3:45pm; we'll see.",
+            "fn main() {\n    let x: Vec<u32> = (0..10).map(|i| i * 2).collect();\n}\n",
+            r#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}],"n":1}"#,
+            "1234567890 3.14159 -42 1e10 0xDEADBEEF 2026-12-07T04:55:00Z",
+            "I'M SHOUTING, they're WHISPERING, we'VE won, she'd go, you'll see",
+            "Grüße aus Zürich — naïve café, œuvre, Ελληνικά, русский текст",
+            "東京からこんにちは。日本語の文章には空白がありません。한국어 텍스트도 있습니다",
+            "emoji 🚀🔥👍🏽 family 👨‍👩‍👧 flags 🇫🇷🇯🇵",
+            "  \n\n\t\t  \r\n   trailing   \n",
+            "path/to/file.rs:42:7 https://example.com/a?b=c&d=e#f ~/.config",
+            "SELECT id, name FROM users WHERE age > 30 ORDER BY name DESC;",
+            "def f(x):\n    return x ** 2  # square\n\nclass A(B):\n    pass\n",
+        ];
+        let mut texts: Vec<String> = samples.iter().map(|s| s.to_string()).collect();
+        // Mixtures, cut at every char boundary of a long mixed text.
+        let mixed = samples.concat();
+        for end in (0..=mixed.len())
+            .filter(|&i| mixed.is_char_boundary(i))
+            .step_by(7)
+        {
+            texts.push(mixed[..end].to_string());
+        }
+        for text in &texts {
+            assert_eq!(O200K_BASE.count(text) as u32, bpe(text), "{text:?}");
         }
     }
 

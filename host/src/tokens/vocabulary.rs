@@ -1,0 +1,222 @@
+//! The `o200k_base` byte-pair encoder, counting only, over a compact
+//! vocabulary.
+//!
+//! Why not tiktoken's own tables, measured: `tiktoken_rs`'s `CoreBPE`
+//! keeps the 199,998 tokens three times (an encoder map, a decoder map and
+//! a sorted list, each entry a separate allocation) and took 54 MB of
+//! resident memory, more than half of the daemon's (`examples/tokenizer.rs`;
+//! BENCHMARKS.md, "Memory"). Counting needs only bytes → rank. Here the
+//! tokens' bytes are one static array written at build time (`build.rs`,
+//! from tiktoken's file), found through an open-addressing table of ranks:
+//! 1.8 MB of read-only data and 2.8 MB of heap. The splitting regex and the
+//! merge loop are tiktoken's, so the counts are the same (tested against
+//! it, token by token and text by text).
+
+use std::sync::LazyLock;
+
+/// `o200k_base` as `build.rs` writes it: the token count (u32,
+/// little-endian), each token's length (a byte), every token's bytes.
+static FILE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/o200k_base.bin"));
+
+/// The pattern that cuts text into pieces before merging: tiktoken's
+/// `O200K_BASE_PAT_STR` (a test checks they are the same).
+pub(super) const PATTERN: &str = concat!(
+    r#"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?"#,
+    "|",
+    r#"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?"#,
+    "|",
+    r#"\p{N}{1,3}"#,
+    "|",
+    r#" ?[^\s\p{L}\p{N}]+[\r\n/]*"#,
+    "|",
+    r#"\s*[\r\n]+"#,
+    "|",
+    r#"\s+(?!\S)"#,
+    "|",
+    r#"\s+"#,
+);
+
+/// A token's rank.
+type Rank = u32;
+
+/// The vocabulary and the splitting regex.
+pub(super) struct Vocabulary {
+    /// Every token's bytes, in rank order.
+    bytes: &'static [u8],
+    /// Where each rank's bytes start in `bytes`; one more entry than ranks.
+    starts: Box<[u32]>,
+    /// Open addressing by [`hash`]: `rank + 1`, or 0 for an empty slot.
+    slots: Box<[u32]>,
+    /// `slots.len() - 1`.
+    mask: usize,
+    regex: fancy_regex::Regex,
+}
+
+/// The one vocabulary, built at first use (`tokens::warm_up` does it at
+/// start).
+pub(super) static O200K_BASE: LazyLock<Vocabulary> = LazyLock::new(Vocabulary::load);
+
+impl Vocabulary {
+    fn load() -> Vocabulary {
+        let count = u32::from_le_bytes(FILE[..4].try_into().expect("four bytes")) as usize;
+        let lengths = &FILE[4..4 + count];
+        let bytes = &FILE[4 + count..];
+        let mut starts = Vec::with_capacity(count + 1);
+        let mut at = 0u32;
+        for &length in lengths {
+            starts.push(at);
+            at += u32::from(length);
+        }
+        starts.push(at);
+        assert_eq!(at as usize, bytes.len(), "o200k_base.bin is whole");
+        // At most 40% full: an absent piece's probe stops within a few
+        // slots.
+        let size = (count * 5 / 2).next_power_of_two();
+        let mut vocabulary = Vocabulary {
+            bytes,
+            starts: starts.into_boxed_slice(),
+            slots: vec![0; size].into_boxed_slice(),
+            mask: size - 1,
+            regex: fancy_regex::Regex::new(PATTERN).expect("the o200k_base pattern compiles"),
+        };
+        for rank in 0..count as Rank {
+            let mut slot = vocabulary.slot_of(vocabulary.token(rank));
+            while vocabulary.slots[slot] != 0 {
+                slot = (slot + 1) & vocabulary.mask;
+            }
+            vocabulary.slots[slot] = rank + 1;
+        }
+        vocabulary
+    }
+
+    /// The bytes of `rank`.
+    fn token(&self, rank: Rank) -> &[u8] {
+        let r = rank as usize;
+        &self.bytes[self.starts[r] as usize..self.starts[r + 1] as usize]
+    }
+
+    fn slot_of(&self, bytes: &[u8]) -> usize {
+        // The high bits: a multiplicative hash mixes upwards.
+        (hash(bytes) >> 32) as usize & self.mask
+    }
+
+    /// The rank of the token `bytes`, if it is one.
+    pub(super) fn rank(&self, bytes: &[u8]) -> Option<Rank> {
+        let mut slot = self.slot_of(bytes);
+        loop {
+            match self.slots[slot] {
+                0 => return None,
+                r if self.token(r - 1) == bytes => return Some(r - 1),
+                _ => slot = (slot + 1) & self.mask,
+            }
+        }
+    }
+
+    /// How many tokens `text` encodes to (tiktoken's `encode_ordinary`,
+    /// counted). A text the regex gives up on (its backtracking limit) has
+    /// its rest estimated at four bytes a token.
+    pub(super) fn count(&self, text: &str) -> u64 {
+        let mut total = 0;
+        let mut done = 0;
+        for found in self.regex.find_iter(text) {
+            let Ok(piece) = found else {
+                return total + (text.len() - done).div_ceil(4) as u64;
+            };
+            done = piece.end();
+            total += self.count_piece(piece.as_str().as_bytes());
+        }
+        total
+    }
+
+    fn count_piece(&self, piece: &[u8]) -> u64 {
+        match piece.len() {
+            0 => 0,
+            1 => 1,
+            _ if self.rank(piece).is_some() => 1,
+            _ => (self.merge(piece).len() - 1) as u64,
+        }
+    }
+
+    /// tiktoken's `_byte_pair_merge`: the boundaries left once the lowest
+    /// ranked adjacent pair is merged, again and again.
+    fn merge(&self, piece: &[u8]) -> Vec<(usize, Rank)> {
+        let rank = |range: &[u8]| self.rank(range).unwrap_or(Rank::MAX);
+        let mut parts: Vec<(usize, Rank)> = Vec::with_capacity(piece.len() + 1);
+        let mut min = (Rank::MAX, usize::MAX);
+        for i in 0..piece.len() - 1 {
+            let r = rank(&piece[i..i + 2]);
+            if r < min.0 {
+                min = (r, i);
+            }
+            parts.push((i, r));
+        }
+        parts.push((piece.len() - 1, Rank::MAX));
+        parts.push((piece.len(), Rank::MAX));
+        let rank_at = |parts: &[(usize, Rank)], i: usize| {
+            if i + 3 < parts.len() {
+                rank(&piece[parts[i].0..parts[i + 3].0])
+            } else {
+                Rank::MAX
+            }
+        };
+        while min.0 != Rank::MAX {
+            let i = min.1;
+            if i > 0 {
+                parts[i - 1].1 = rank_at(&parts, i - 1);
+            }
+            parts[i].1 = rank_at(&parts, i);
+            parts.remove(i + 1);
+            min = (Rank::MAX, usize::MAX);
+            for (i, &(_, r)) in parts[..parts.len() - 1].iter().enumerate() {
+                if r < min.0 {
+                    min = (r, i);
+                }
+            }
+        }
+        parts
+    }
+}
+
+/// FxHash's step over eight bytes at a time, seeded with the length.
+fn hash(bytes: &[u8]) -> u64 {
+    const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+    let step = |h: u64, word: u64| (h.rotate_left(5) ^ word).wrapping_mul(K);
+    let mut h = step(0, bytes.len() as u64);
+    let mut chunks = bytes.chunks_exact(8);
+    for chunk in &mut chunks {
+        h = step(
+            h,
+            u64::from_le_bytes(chunk.try_into().expect("eight bytes")),
+        );
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut word = [0u8; 8];
+        word[..rest.len()].copy_from_slice(rest);
+        h = step(h, u64::from_le_bytes(word));
+    }
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pattern_is_tiktokens() {
+        assert_eq!(PATTERN, tiktoken_rs::O200K_BASE_PAT_STR);
+    }
+
+    #[test]
+    fn every_token_has_its_tiktoken_rank() {
+        let bpe = tiktoken_rs::o200k_base_singleton();
+        let count = O200K_BASE.starts.len() - 1;
+        assert_eq!(count, 199_998);
+        let ranks: Vec<Rank> = (0..count as Rank).collect();
+        for (rank, bytes) in bpe._decode_native_and_split(ranks).enumerate() {
+            assert_eq!(O200K_BASE.token(rank as Rank), bytes.as_slice());
+            assert_eq!(O200K_BASE.rank(&bytes), Some(rank as Rank));
+        }
+        assert_eq!(O200K_BASE.rank(b"not a token at all, surely"), None);
+    }
+}
