@@ -60,9 +60,13 @@ pub fn count(text: &str) -> u32 {
     count
 }
 
-/// Builds the tokenizer's tables, so the first request does not pay for it.
+/// Builds the tokenizer's tables, and the splitting automaton's states for
+/// common text, so that the first requests do not pay for them.
 pub fn warm_up() {
-    count("warm up");
+    count_uncached(
+        "Fix the off-by-one bug in parser.rs:42 — it's been failing since 2026.\n\
+         fn main() {\n    let x: Vec<u32> = (0..10).collect(); // 東京 🚀\n}\n\t  \r\n",
+    );
 }
 
 /// [`count`] without the cache (for measurements: `examples/tokenizer.rs`).
