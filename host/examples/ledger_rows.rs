@@ -5,7 +5,8 @@
 //! 64, as a group commit writes them, into a WAL database with
 //! `synchronous = NORMAL`, with the indexes the ledger keeps (`calls_at`,
 //! `calls_client_at`, `calls_request`; `NO_INDEXES=1` leaves them out).
-//! Prints CPU µs per row, and what the record's JSON alone costs.
+//! Prints CPU µs per row, bytes written per row (WAL frames and their
+//! checkpoints), and what the record's JSON alone costs.
 //!
 //!     cargo run --release -p pointsman --example ledger_rows -- 200000
 //!
@@ -57,6 +58,19 @@ fn json_map(map: &BTreeMap<String, String>) -> String {
     serde_json::to_string(map).unwrap_or_default()
 }
 
+/// Bytes this process has caused to be written to storage (WAL pages and
+/// checkpoints), from /proc/self/io.
+fn written() -> u64 {
+    std::fs::read_to_string("/proc/self/io")
+        .ok()
+        .and_then(|io| {
+            io.lines()
+                .find_map(|l| l.strip_prefix("wchar: "))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
 fn cpu() -> f64 {
     common::cpu_seconds("/proc/thread-self/stat")
 }
@@ -95,6 +109,7 @@ fn main() -> anyhow::Result<()> {
             let table = if schema == "columns" { COLUMNS } else { BLOB };
             let conn = open(&path, table, !no_indexes)?;
             let started = cpu();
+            let bytes_before = written();
             for batch in records.chunks(64) {
                 let tx = conn.unchecked_transaction()?;
                 for c in batch {
@@ -161,10 +176,11 @@ fn main() -> anyhow::Result<()> {
                 tx.commit()?;
             }
             let per_row = (cpu() - started) / rows as f64 * 1e6;
+            let written_per_row = (written() - bytes_before) / rows as u64;
             let size = std::fs::metadata(&path)?.len()
                 + std::fs::metadata(path.with_extension("db-wal")).map_or(0, |m| m.len());
             println!(
-                "round {round}: {schema:>7}: {per_row:>5.2} µs CPU per row, {:>5} bytes per row on disk",
+                "round {round}: {schema:>7}: {per_row:>5.2} µs CPU per row, {:>5} bytes per row on disk, {written_per_row:>6} bytes written per row",
                 size / rows as u64
             );
         }
