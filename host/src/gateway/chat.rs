@@ -139,15 +139,15 @@ async fn serve(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let (admission, value) = read_request(state, body).await?;
-    let large = admission.large;
+    let bytes = read_body(state, body).await?;
+    let large = bytes.len() > BLOCKING_PARSE_BYTES;
     serve_value(
         state,
         format,
         headers,
         client,
         request_id(),
-        value,
+        ChatBody::Bytes(bytes),
         Inbound {
             large,
             ..Inbound::default()
@@ -162,18 +162,32 @@ pub(super) struct ReadBody {
     pub large: bool,
 }
 
+/// A chat body as the gateway received it.
+pub(super) enum ChatBody {
+    /// A chat completions or messages body, parsed straight into its
+    /// request ([`Request::from_slice`]).
+    Bytes(bytes::Bytes),
+    /// A chat body made by translating another API's request.
+    Value(Value),
+}
+
+/// The bytes of a request's body, read within the body bounds.
+async fn read_body(state: &AppState, body: Body) -> Result<bytes::Bytes, ApiError> {
+    super::body::read(
+        body,
+        state.config.max_body_bytes,
+        Duration::from_millis(state.config.server.body_timeout_ms),
+    )
+    .await
+}
+
 /// The body of a request as a JSON object, read within the body
 /// bounds and parsed where a large one cannot hold up other requests.
 pub(super) async fn read_request(
     state: &AppState,
     body: Body,
 ) -> Result<(ReadBody, Value), ApiError> {
-    let bytes = super::body::read(
-        body,
-        state.config.max_body_bytes,
-        Duration::from_millis(state.config.server.body_timeout_ms),
-    )
-    .await?;
+    let bytes = read_body(state, body).await?;
     let large = bytes.len() > BLOCKING_PARSE_BYTES;
     let value = off_workers(large, move || {
         let value: Value = serde_json::from_slice(&bytes)
@@ -194,7 +208,7 @@ pub(super) async fn serve_value(
     headers: &HeaderMap,
     client: Client,
     id: String,
-    value: Value,
+    body: ChatBody,
     inbound: Inbound,
 ) -> Result<Response, ApiError> {
     let ctx = RequestContext {
@@ -204,7 +218,7 @@ pub(super) async fn serve_value(
     };
     // The JSON is dropped where it was parsed: a large one off the workers.
     let (mut features, mut request) =
-        off_workers(inbound.large, move || parse(format, &value, ctx)).await?;
+        off_workers(inbound.large, move || parse(format, &body, ctx)).await?;
     features.labels = client.labels_with(std::mem::take(&mut features.labels));
     features.client = Some(client.name.clone());
     // The budgets the request counts against, from its client and the
@@ -361,10 +375,14 @@ async fn off_workers<T: Send + 'static>(
 /// 400s that name the field.
 fn parse(
     format: Format,
-    value: &Value,
+    body: &ChatBody,
     ctx: RequestContext,
 ) -> Result<(Features, Request), ApiError> {
-    let request = Request::from_json(format, value).map_err(ApiError::invalid)?;
+    let request = match body {
+        ChatBody::Bytes(bytes) => Request::from_slice(format, bytes),
+        ChatBody::Value(value) => Request::from_json(format, value),
+    }
+    .map_err(ApiError::invalid)?;
     Ok((features::of(&request, ctx), request))
 }
 

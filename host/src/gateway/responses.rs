@@ -106,7 +106,7 @@ async fn serve(
         headers,
         client,
         id,
-        chat_body,
+        chat::ChatBody::Value(chat_body),
         inbound,
     )
     .await?;

@@ -20,7 +20,7 @@
 
 mod vocabulary;
 
-use std::hash::{BuildHasher, RandomState};
+use std::hash::BuildHasher;
 use std::sync::LazyLock;
 
 use vocabulary::O200K_BASE;
@@ -44,7 +44,11 @@ pub const PER_MESSAGE: u32 = 4;
 /// every text of a request was counted for an earlier one, and the BPE
 /// costs about a microsecond per 20 bytes while the lookup costs one hash.
 pub fn count(text: &str) -> u32 {
-    static KEYS: LazyLock<RandomState> = LazyLock::new(RandomState::new);
+    // foldhash, seeded at random per process: std's SipHash was 3% of
+    // the daemon's CPU on agent-sized requests, whose texts run to tens of
+    // kilobytes (BENCHMARKS.md, "Agent-sized requests").
+    static KEYS: LazyLock<foldhash::quality::RandomState> =
+        LazyLock::new(foldhash::quality::RandomState::default);
     static COUNTS: LazyLock<quick_cache::sync::Cache<(u64, usize), u32>> =
         LazyLock::new(|| quick_cache::sync::Cache::new(REMEMBERED_COUNTS));
     if text.is_empty() {
