@@ -65,6 +65,32 @@ async fn ask(daemon: &Daemon, session: &str, text: &str) -> (Option<String>, Str
     (arm, policy)
 }
 
+/// `GET /v1/rollouts/router/diff`, which must answer 200.
+async fn router_diff(daemon: &Daemon) -> Value {
+    let (code, diff) = admin(
+        daemon,
+        reqwest::Method::GET,
+        "/v1/rollouts/router/diff",
+        None,
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK, "{diff}");
+    diff
+}
+
+/// The daemon's Prometheus scrape.
+async fn metrics(daemon: &Daemon) -> String {
+    reqwest::Client::new()
+        .get(format!("{}/metrics", daemon.url))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 async fn admin(
     daemon: &Daemon,
     method: reqwest::Method,
@@ -368,15 +394,7 @@ async fn a_candidate_on_a_failing_upstream_is_rolled_back_in_its_first_step() {
     let (arm, policy) = ask(&daemon, "b-0", "Fix it.").await;
     assert_eq!(arm, None, "a rolled-back rollout assigns no arm");
     assert!(policy.starts_with("premium-only@"));
-    let metrics = reqwest::Client::new()
-        .get(format!("{}/metrics", daemon.url))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics(&daemon).await;
     assert!(
         metrics.contains(
             "pointsman_rollout_rollbacks_total{world=\"router\",metric=\"attempt_failure_rate\"} 1"
@@ -485,14 +503,7 @@ async fn shadow_mode_records_the_candidate_and_serves_the_stable_policy() {
         assert!(arm.unwrap().ends_with("/stable"));
     }
     // Settling is before the last byte: every call is on record now.
-    let (code, diff) = admin(
-        &daemon,
-        reqwest::Method::GET,
-        "/v1/rollouts/router/diff",
-        None,
-    )
-    .await;
-    assert_eq!(code, StatusCode::OK, "{diff}");
+    let diff = router_diff(&daemon).await;
     let d = &diff["diff"];
     assert_eq!(
         d["shadowed"].as_u64().unwrap() + d["late"].as_u64().unwrap(),
@@ -550,14 +561,7 @@ async fn a_replica_past_its_shadow_rate_shadows_a_sample_and_the_diff_says_so() 
         );
     }
     let seconds = began.elapsed().as_secs();
-    let (code, diff) = admin(
-        &daemon,
-        reqwest::Method::GET,
-        "/v1/rollouts/router/diff",
-        None,
-    )
-    .await;
-    assert_eq!(code, StatusCode::OK, "{diff}");
+    let diff = router_diff(&daemon).await;
     let d = &diff["diff"];
     assert_eq!(d["answers"], json!(n), "{diff}");
     // A second's worth at once, then two a second.
@@ -568,15 +572,7 @@ async fn a_replica_past_its_shadow_rate_shadows_a_sample_and_the_diff_says_so() 
         "{shadowed} in {seconds} s: {diff}"
     );
     // Every request past the rate is counted as skipped.
-    let metrics = reqwest::Client::new()
-        .get(format!("{}/metrics", daemon.url))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics(&daemon).await;
     let skipped: u64 = metrics
         .lines()
         .find(|l| l.starts_with("pointsman_rollout_shadow_skipped_total{reason=\"rate\"}"))
