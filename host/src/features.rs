@@ -7,6 +7,8 @@
 //! ([`Request::from_json`]), so a route printed there is the route the
 //! gateway serves.
 
+use std::hash::Hasher;
+
 use serde_json::Value;
 
 use crate::policy::types::{Features, Message, ResponseFormat, WireApi};
@@ -220,6 +222,44 @@ struct Parts<'a> {
     response_format: ResponseFormat,
 }
 
+/// Feeds a JSON value to `h`, its kind and length before its contents, so
+/// that different values feed different sequences.
+fn hash_value(h: &mut dyn Hasher, v: &Value) {
+    match v {
+        Value::Null => h.write_u8(2),
+        Value::Bool(b) => h.write_u8(3 + u8::from(*b)),
+        Value::Number(n) => {
+            h.write_u8(5);
+            match (n.as_u64(), n.as_i64()) {
+                (Some(u), _) => h.write_u64(u),
+                (None, Some(i)) => h.write_i64(i),
+                (None, None) => h.write_u64(n.as_f64().map_or(0, f64::to_bits)),
+            }
+        }
+        Value::String(s) => {
+            h.write_u8(6);
+            h.write_usize(s.len());
+            h.write(s.as_bytes());
+        }
+        Value::Array(items) => {
+            h.write_u8(7);
+            h.write_usize(items.len());
+            items.iter().for_each(|item| hash_value(h, item));
+        }
+        Value::Object(map) => hash_map(h, map),
+    }
+}
+
+fn hash_map(h: &mut dyn Hasher, map: &serde_json::Map<String, Value>) {
+    h.write_u8(8);
+    h.write_usize(map.len());
+    for (key, value) in map {
+        h.write_usize(key.len());
+        h.write(key.as_bytes());
+        hash_value(h, value);
+    }
+}
+
 /// The tools a request offers, in its format.
 #[derive(Clone, Copy)]
 enum Tools<'a> {
@@ -232,6 +272,46 @@ impl Tools<'_> {
         match self {
             Tools::OpenAi(tools) => tools.len(),
             Tools::Anthropic(tools) => tools.len(),
+        }
+    }
+
+    /// Feeds everything [`Tools::json`] holds to `h`, without building it.
+    fn hash(self, h: &mut dyn Hasher) {
+        let text = |h: &mut dyn Hasher, s: Option<&str>| match s {
+            Some(s) => {
+                h.write_u8(1);
+                h.write(s.as_bytes());
+                h.write_u8(0xff);
+            }
+            None => h.write_u8(0),
+        };
+        let value = |h: &mut dyn Hasher, v: Option<&Value>| match v {
+            Some(v) => hash_value(h, v),
+            None => h.write_u8(0),
+        };
+        match self {
+            Tools::OpenAi(tools) => tools.iter().for_each(|t| {
+                text(h, Some(&t.kind));
+                match &t.function {
+                    Some(f) => {
+                        text(h, Some(&f.name));
+                        text(h, f.description.as_deref());
+                        value(h, f.parameters.as_ref());
+                        h.write_u8(f.strict.map_or(2, u8::from));
+                        hash_map(h, &f.extra);
+                    }
+                    None => h.write_u8(0),
+                }
+                hash_map(h, &t.extra);
+            }),
+            Tools::Anthropic(tools) => tools.iter().for_each(|t| {
+                text(h, t.kind.as_deref());
+                text(h, Some(&t.name));
+                text(h, t.description.as_deref());
+                value(h, t.input_schema.as_ref());
+                value(h, t.cache_control.as_ref());
+                hash_map(h, &t.extra);
+            }),
         }
     }
 
@@ -446,7 +526,8 @@ fn build(parts: Parts<'_>, ctx: RequestContext) -> Features {
     });
     if let Some(tools) = parts.tools {
         // Tool schemas are sent to the model as part of the prompt.
-        input_tokens = input_tokens.saturating_add(count_tokens(&tools.json()));
+        let count = crate::tokens::count_made(|h| tools.hash(h), || tools.json());
+        input_tokens = input_tokens.saturating_add(count);
     }
     let task_tokens: u32 = messages
         .iter()
@@ -634,6 +715,38 @@ mod tests {
             "{}",
             f.input_tokens
         );
+    }
+
+    /// Tool schemas are counted as the JSON the model is sent, and a count
+    /// remembered for one set of schemas is never used for another.
+    #[test]
+    fn tool_schemas_are_counted_as_sent_and_told_apart() {
+        let tools = |description: &str| {
+            json!([{"name": "read_file", "description": "Reads a file.", "input_schema": {
+                "type": "object",
+                "properties": {"path": {"type": "string", "description": description}},
+                "required": ["path"]}}])
+        };
+        let features = |tools: &Value| {
+            let body = json!({"model": "auto", "max_tokens": 10, "tools": tools,
+                "messages": [{"role": "user", "content": "hi"}]});
+            let request = Request::from_json(crate::provider::Format::Anthropic, &body).unwrap();
+            (
+                of(&request, RequestContext::default()).input_tokens,
+                request,
+            )
+        };
+        let short = tools("The path.");
+        let long = tools("The path of the file to read, relative to the repository's root.");
+        let (first, request) = features(&short);
+        let Request::Anthropic(r) = &request else {
+            unreachable!()
+        };
+        let sent = count_tokens(&serde_json::to_string(r.tools.as_ref().unwrap()).unwrap());
+        let message = count_tokens("hi") + TOKENS_PER_MESSAGE;
+        assert_eq!(first, sent + message);
+        assert_eq!(features(&short).0, first, "remembered");
+        assert!(features(&long).0 > first, "another schema, another count");
     }
 
     #[test]

@@ -20,7 +20,7 @@
 
 mod vocabulary;
 
-use std::hash::BuildHasher;
+use std::hash::{BuildHasher, Hasher};
 use std::sync::LazyLock;
 
 use vocabulary::O200K_BASE;
@@ -44,13 +44,6 @@ pub const PER_MESSAGE: u32 = 4;
 /// every text of a request was counted for an earlier one, and the BPE
 /// costs about a microsecond per 20 bytes while the lookup costs one hash.
 pub fn count(text: &str) -> u32 {
-    // foldhash, seeded at random per process: std's SipHash was 3% of
-    // the daemon's CPU on agent-sized requests, whose texts run to tens of
-    // kilobytes (BENCHMARKS.md, "Agent-sized requests").
-    static KEYS: LazyLock<foldhash::quality::RandomState> =
-        LazyLock::new(foldhash::quality::RandomState::default);
-    static COUNTS: LazyLock<quick_cache::sync::Cache<(u64, usize), u32>> =
-        LazyLock::new(|| quick_cache::sync::Cache::new(REMEMBERED_COUNTS));
     if text.is_empty() {
         return 0;
     }
@@ -63,6 +56,33 @@ pub fn count(text: &str) -> u32 {
     COUNTS.insert(key, count);
     count
 }
+
+/// The count of the text `make` returns, remembered under what `feed`
+/// writes into a hasher: for text the caller would have to build first,
+/// such as a request's tool schemas, which `feed` can hash where they lie.
+/// Serialising a coding agent's dozen schemas only to find their count
+/// remembered was 7% of the daemon's CPU on its requests (BENCHMARKS.md,
+/// "Agent-sized requests").
+pub fn count_made(feed: impl FnOnce(&mut dyn Hasher), make: impl FnOnce() -> String) -> u32 {
+    let mut hasher = KEYS.build_hasher();
+    feed(&mut hasher);
+    // No text is this long: these keys never meet [`count`]'s.
+    let key = (hasher.finish(), usize::MAX);
+    if let Some(count) = COUNTS.get(&key) {
+        return count;
+    }
+    let count = count_uncached(&make());
+    COUNTS.insert(key, count);
+    count
+}
+
+// foldhash, seeded at random per process: std's SipHash was 3% of the
+// daemon's CPU on agent-sized requests, whose texts run to tens of
+// kilobytes (BENCHMARKS.md, "Agent-sized requests").
+static KEYS: LazyLock<foldhash::quality::RandomState> =
+    LazyLock::new(foldhash::quality::RandomState::default);
+static COUNTS: LazyLock<quick_cache::sync::Cache<(u64, usize), u32>> =
+    LazyLock::new(|| quick_cache::sync::Cache::new(REMEMBERED_COUNTS));
 
 /// Builds the tokenizer's tables, and the splitting automaton's states for
 /// common text, so that the first requests do not pay for them.
