@@ -1,6 +1,6 @@
 //! Embeds the seed policies, built from this workspace's sources, so that the
 //! binary runs its demo with no policy files around; and the `o200k_base`
-//! vocabulary in the compact form `tokens.rs` reads (see there for why).
+//! vocabulary in the compact form `tokens/vocabulary.rs` reads (see there for why).
 
 fn main() {
     let root = xtask::workspace_root();
@@ -27,7 +27,7 @@ fn write_vocabulary(path: &std::path::Path) {
     // o200k_base's ordinary tokens have ranks 0 to 199,997 (its file's
     // lines); 199,999 and 200,018 are special, and tiktoken panics on a
     // rank it does not know, so the count is stated rather than probed.
-    // tokens.rs's tests compare every count with tiktoken's own.
+    // tokens/vocabulary.rs's tests compare every rank with tiktoken's own.
     const ORDINARY: u32 = 199_998;
     let bpe = tiktoken_rs::o200k_base().expect("o200k_base loads");
     let count = ORDINARY;
