@@ -2,10 +2,13 @@
 //!
 //! Both wire formats reduce to the same [`Features`], built from the typed
 //! request the gateway serves (so what a policy sees is what is sent on),
-//! never from raw JSON. The `pointsman route` command, `policy test` and
-//! the offline simulator parse their requests the same way
-//! ([`Request::from_json`]), so a route printed there is the route the
-//! gateway serves.
+//! never from raw JSON. The gateway reads a body's bytes
+//! ([`Request::from_slice`]); the `pointsman route` command, `policy test`
+//! and the offline simulator read a request held in a larger JSON document
+//! ([`Request::from_json`]). Both go through the same typed deserializers and
+//! checks, so a route printed there is the route the gateway serves. (A key
+//! given twice is the one difference: a JSON value keeps only the last, and
+//! the gateway refuses such a body.)
 
 use std::hash::Hasher;
 
@@ -276,6 +279,8 @@ impl Tools<'_> {
     }
 
     /// Feeds everything [`Tools::json`] holds to `h`, without building it.
+    /// The tool types are taken apart whole, so a field added to them does
+    /// not compile until it is fed here too.
     fn hash(self, h: &mut dyn Hasher) {
         let text = |h: &mut dyn Hasher, s: Option<&str>| match s {
             Some(s) => {
@@ -290,27 +295,46 @@ impl Tools<'_> {
             None => h.write_u8(0),
         };
         match self {
-            Tools::OpenAi(tools) => tools.iter().for_each(|t| {
-                text(h, Some(&t.kind));
-                match &t.function {
-                    Some(f) => {
-                        text(h, Some(&f.name));
-                        text(h, f.description.as_deref());
-                        value(h, f.parameters.as_ref());
-                        h.write_u8(f.strict.map_or(2, u8::from));
-                        hash_map(h, &f.extra);
+            Tools::OpenAi(tools) => tools.iter().for_each(|tool| {
+                let openai::Tool {
+                    kind,
+                    function,
+                    extra,
+                } = tool;
+                text(h, Some(kind));
+                match function {
+                    Some(openai::FunctionDefinition {
+                        name,
+                        description,
+                        parameters,
+                        strict,
+                        extra,
+                    }) => {
+                        text(h, Some(name));
+                        text(h, description.as_deref());
+                        value(h, parameters.as_ref());
+                        h.write_u8(strict.map_or(2, u8::from));
+                        hash_map(h, extra);
                     }
                     None => h.write_u8(0),
                 }
-                hash_map(h, &t.extra);
+                hash_map(h, extra);
             }),
-            Tools::Anthropic(tools) => tools.iter().for_each(|t| {
-                text(h, t.kind.as_deref());
-                text(h, Some(&t.name));
-                text(h, t.description.as_deref());
-                value(h, t.input_schema.as_ref());
-                value(h, t.cache_control.as_ref());
-                hash_map(h, &t.extra);
+            Tools::Anthropic(tools) => tools.iter().for_each(|tool| {
+                let anthropic::Tool {
+                    kind,
+                    name,
+                    description,
+                    input_schema,
+                    cache_control,
+                    extra,
+                } = tool;
+                text(h, kind.as_deref());
+                text(h, Some(name));
+                text(h, description.as_deref());
+                value(h, input_schema.as_ref());
+                value(h, cache_control.as_ref());
+                hash_map(h, extra);
             }),
         }
     }

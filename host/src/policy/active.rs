@@ -151,24 +151,24 @@ impl ActivePolicies {
     }
 
     /// The shadow decision of `pin` for `features` (as this router saw
-    /// them), to be run by the caller, unless the pinned candidate is not
-    /// loaded here or too many shadows are in flight.
+    /// them), to be run by the caller, unless a [`ShadowSkip`] says why not
+    /// (counted in the metrics).
+    ///
+    /// [`ShadowSkip`]: super::rollout::ShadowSkip
     fn shadow(
         &self,
         pin: &super::rollout::Pin,
         features: &Features,
         models: &[ModelInfo],
     ) -> Option<(super::ShadowSlot, super::decide::ShadowWork)> {
-        let Some(module) = self
+        let ready = self
             .registry
             .get(&pin.name)
             .filter(|m| m.info.hash == pin.hash)
-        else {
-            crate::metrics::rollout_shadow_skipped("not-loaded");
-            return None;
-        };
-        let permit = match self.rollouts.shadow_permit() {
-            Ok(permit) => permit,
+            .ok_or(super::rollout::ShadowSkip::NotLoaded)
+            .and_then(|module| Ok((module, self.rollouts.shadow_permit()?)));
+        let (module, permit) = match ready {
+            Ok(ready) => ready,
             Err(skip) => {
                 crate::metrics::rollout_shadow_skipped(skip.as_str());
                 return None;

@@ -614,4 +614,76 @@ mod tests {
             assert!(error.is_retryable(), "{error}");
         }
     }
+
+    /// The gateway parses bytes, the offline tools a JSON value: both
+    /// accept and refuse the same requests, for the same reasons, but for
+    /// a key given twice, which only bytes still show. The gateway refuses
+    /// it: an upstream reading the first `model` while Pointsman routed and
+    /// priced the last would be served something else than recorded.
+    #[test]
+    fn a_request_parses_the_same_from_bytes_and_from_a_value() {
+        let bodies = [
+            (
+                Format::OpenAi,
+                r#"{"model": "auto", "messages": [{"role": "user", "content": "hi"}]}"#,
+            ),
+            (
+                Format::OpenAi,
+                r#"{"model": "auto", "messages": [], "n": 1}"#,
+            ),
+            (
+                Format::OpenAi,
+                r#"{"model": "auto", "n": 2, "messages": [{"role": "user", "content": "hi"}]}"#,
+            ),
+            (
+                Format::OpenAi,
+                r#"{"model": 5, "messages": [{"role": "user", "content": "hi"}]}"#,
+            ),
+            (
+                Format::Anthropic,
+                r#"{"model": "auto", "max_tokens": 9, "messages": [{"role": "user", "content": "hi"}]}"#,
+            ),
+            (
+                Format::Anthropic,
+                r#"{"model": "auto", "messages": [{"role": "user", "content": "hi"}]}"#,
+            ),
+            (
+                Format::Anthropic,
+                r#"{"model": "auto", "max_tokens": 9, "messages": [{"role": "user", "content": [{"type": "text"}]}]}"#,
+            ),
+        ];
+        for (format, body) in bodies {
+            let value: serde_json::Value = serde_json::from_str(body).unwrap();
+            let from_bytes = Request::from_slice(format, body.as_bytes());
+            let from_value = Request::from_json(format, &value);
+            assert_eq!(
+                from_bytes.is_ok(),
+                from_value.is_ok(),
+                "{body}: {from_bytes:?} / {from_value:?}"
+            );
+            if let (Ok(a), Ok(b)) = (from_bytes, from_value) {
+                let json = |r: Request| match r {
+                    Request::OpenAi(r) => serde_json::to_value(r).unwrap(),
+                    Request::Anthropic(r) => serde_json::to_value(r).unwrap(),
+                };
+                assert_eq!(json(a), json(b), "{body}");
+            }
+        }
+        let twice =
+            br#"{"model": "a", "model": "b", "messages": [{"role": "user", "content": "hi"}]}"#;
+        assert!(
+            Request::from_slice(Format::OpenAi, twice)
+                .unwrap_err()
+                .contains("duplicate field `model`")
+        );
+        assert_eq!(
+            Request::from_slice(Format::OpenAi, b"[1]").unwrap_err(),
+            "the body must be a JSON object"
+        );
+        assert!(
+            Request::from_slice(Format::OpenAi, b"{\"model\":")
+                .unwrap_err()
+                .starts_with("the body is not valid JSON")
+        );
+    }
 }

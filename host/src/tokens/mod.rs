@@ -1,11 +1,15 @@
 //! Token counting: the `o200k_base` BPE, in time linear in the text.
 //!
+//! The encoder is tiktoken's algorithm over a compact vocabulary
+//! ([`vocabulary`], which says why it is not tiktoken's own tables).
+//!
 //! A client controls every byte it sends, so counting must not be a way to
-//! hold a core. tiktoken first cuts text into pieces with a regex and then
+//! hold a core. The BPE first cuts text into pieces with a regex and then
 //! merges each piece's bytes pairwise, which takes time quadratic in the
-//! piece's length (a 100,000-letter word took 7 s, 300,000 letters 76 s),
-//! and its regex engine recurses per character of a piece (a 4 MiB word
-//! overflowed the stack). Pieces of real text are short, so the text is
+//! piece's length (with tiktoken itself, a 100,000-letter word took 7 s,
+//! 300,000 letters 76 s, and its backtracking regex engine recursed per
+//! character: a 4 MiB word overflowed the stack). Pieces of real text are
+//! short, so the text is
 //! scanned once and cut into *runs*, maximal stretches of whitespace or of
 //! anything else:
 //!
@@ -48,13 +52,7 @@ pub fn count(text: &str) -> u32 {
         return 0;
     }
     // The length as well as a 64-bit hash: a collision would need both.
-    let key = (KEYS.hash_one(text), text.len());
-    if let Some(count) = COUNTS.get(&key) {
-        return count;
-    }
-    let count = count_uncached(text);
-    COUNTS.insert(key, count);
-    count
+    remembered((KEYS.hash_one(text), text.len()), || count_uncached(text))
 }
 
 /// The count of the text `make` returns, remembered under what `feed`
@@ -67,11 +65,15 @@ pub fn count_made(feed: impl FnOnce(&mut dyn Hasher), make: impl FnOnce() -> Str
     let mut hasher = KEYS.build_hasher();
     feed(&mut hasher);
     // No text is this long: these keys never meet [`count`]'s.
-    let key = (hasher.finish(), usize::MAX);
+    remembered((hasher.finish(), usize::MAX), || count_uncached(&make()))
+}
+
+/// The count remembered under `key`, else `counted`'s, remembered.
+fn remembered(key: (u64, usize), counted: impl FnOnce() -> u32) -> u32 {
     if let Some(count) = COUNTS.get(&key) {
         return count;
     }
-    let count = count_uncached(&make());
+    let count = counted();
     COUNTS.insert(key, count);
     count
 }

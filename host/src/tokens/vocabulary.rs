@@ -50,10 +50,9 @@ pub(super) struct Vocabulary {
     bytes: &'static [u8],
     /// Where each rank's bytes start in `bytes`; one more entry than ranks.
     starts: Box<[u32]>,
-    /// Open addressing by [`hash`]: `rank + 1`, or 0 for an empty slot.
+    /// Open addressing by [`hash`]: `rank + 1`, or 0 for an empty slot; a
+    /// power of two long.
     slots: Box<[u32]>,
-    /// `slots.len() - 1`.
-    mask: usize,
     /// [`SPLIT`], compiled.
     split: regex::Regex,
 }
@@ -82,13 +81,12 @@ impl Vocabulary {
             bytes,
             starts: starts.into_boxed_slice(),
             slots: vec![0; size].into_boxed_slice(),
-            mask: size - 1,
             split: regex::Regex::new(SPLIT).expect("the o200k_base pattern compiles"),
         };
         for rank in 0..count as Rank {
             let mut slot = vocabulary.slot_of(vocabulary.token(rank));
             while vocabulary.slots[slot] != 0 {
-                slot = (slot + 1) & vocabulary.mask;
+                slot = vocabulary.next(slot);
             }
             vocabulary.slots[slot] = rank + 1;
         }
@@ -103,7 +101,12 @@ impl Vocabulary {
 
     fn slot_of(&self, bytes: &[u8]) -> usize {
         // The high bits: a multiplicative hash mixes upwards.
-        (hash(bytes) >> 32) as usize & self.mask
+        (hash(bytes) >> 32) as usize & (self.slots.len() - 1)
+    }
+
+    /// The slot probed after `slot`.
+    fn next(&self, slot: usize) -> usize {
+        (slot + 1) & (self.slots.len() - 1)
     }
 
     /// The rank of the token `bytes`, if it is one.
@@ -113,7 +116,7 @@ impl Vocabulary {
             match self.slots[slot] {
                 0 => return None,
                 r if self.token(r - 1) == bytes => return Some(r - 1),
-                _ => slot = (slot + 1) & self.mask,
+                _ => slot = self.next(slot),
             }
         }
     }

@@ -117,10 +117,14 @@ impl WindowCall {
 }
 
 /// A request id's or a session's hash: 64 bits, so that two of a window's
-/// hundreds of thousands collide with a chance of about one in 10^9.
+/// hundreds of thousands collide with a chance of about one in 10^9. Keyed
+/// at random per process (hashes are only compared within one), so that a
+/// client cannot choose session names that collide.
 fn hash(text: &str) -> u64 {
-    use std::hash::{BuildHasher, BuildHasherDefault};
-    BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(text)
+    use std::hash::BuildHasher;
+    static KEYS: std::sync::LazyLock<foldhash::quality::RandomState> =
+        std::sync::LazyLock::new(foldhash::quality::RandomState::default);
+    KEYS.hash_one(text)
 }
 
 /// A replica's copy of one rollout's window (see the module docs).

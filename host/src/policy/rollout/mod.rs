@@ -118,6 +118,8 @@ pub enum ShadowSkip {
     Rate,
     /// `max_shadow_inflight` are in flight.
     Busy,
+    /// The pinned candidate is not loaded on this replica.
+    NotLoaded,
 }
 
 impl ShadowSkip {
@@ -126,6 +128,7 @@ impl ShadowSkip {
         match self {
             ShadowSkip::Rate => "rate",
             ShadowSkip::Busy => "busy",
+            ShadowSkip::NotLoaded => "not-loaded",
         }
     }
 }
