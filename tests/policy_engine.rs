@@ -179,8 +179,8 @@ fn features(text: &str) -> Features {
     }
 }
 
-/// The hostile test router, loaded under the test limits, with the demo
-/// catalog and safe route.
+/// The hostile test router, loaded under the test limits with a longer
+/// deadline, with the demo catalog and safe route.
 struct Hostile {
     module: Arc<PolicyModule>,
     catalog: Vec<ModelInfo>,
@@ -191,7 +191,15 @@ impl Hostile {
     async fn load() -> Hostile {
         let config = Config::demo();
         let catalog = pointsman::policy::catalog(&config);
-        let module = registry(limits())
+        // A deadline that still stops the runaway loop but leaves the other
+        // behaviours their own outcome: building the "huge" 1 MiB reasoning
+        // took a debug build over 10 ms on 2 busy cores once (as the plan
+        // test below).
+        let limits = Limits {
+            call_deadline: Duration::from_millis(200),
+            ..limits()
+        };
+        let module = registry(limits)
             .load("hostile", support::read(support::HOSTILE), &catalog)
             .await
             .expect("the hostile module behaves on the self-check");
