@@ -19,7 +19,6 @@ use std::collections::BTreeMap;
 
 use pointsman::ledger::record::CallRecord;
 use rusqlite::{Connection, params};
-use serde_json::json;
 
 const COLUMNS: &str = "CREATE TABLE calls (id INTEGER PRIMARY KEY, request_id TEXT NOT NULL, \
     task_id TEXT, at_ms INTEGER NOT NULL, client TEXT NOT NULL, labels TEXT NOT NULL, session TEXT, \
@@ -36,23 +35,6 @@ const BLOB: &str = "CREATE TABLE calls (id INTEGER PRIMARY KEY, request_id TEXT 
 const INDEXES: &str = "CREATE INDEX calls_at ON calls (at_ms); \
     CREATE INDEX calls_client_at ON calls (client, at_ms); \
     CREATE INDEX calls_request ON calls (request_id);";
-
-fn record(i: usize) -> CallRecord {
-    serde_json::from_value(json!({
-        "request_id": format!("pm-19a2b3c4d5e6-{i:x}"), "at_ms": 1_765_000_000_000i64 + i as i64,
-        "client": format!("key:team-{}", i % 8), "labels": {"team": "platform", "asked_model": "claude-opus-4-5"},
-        "session": format!("sess-{}", i / 8), "api": "messages", "role": "answer", "stream": true,
-        "requested_model": "auto", "router": "seed-matrix@3f2a9c", "tier": "direct",
-        "reasoning": "low: change:fix, change:typo; 24 tools offered, not counted as complexity",
-        "served_model": "glm-4.7", "provider": "zhipu", "endpoint": "zhipu/glm-4.7",
-        "attempts": [{"model": "glm-4.7", "provider": "zhipu", "outcome": "ok"}],
-        "escalated": false, "input_tokens": 18_000, "output_tokens": 600, "cache_read_tokens": 12_000,
-        "cache_write_tokens": 0, "cost_nanos": 1_500_000, "baseline_nanos": 12_000_000,
-        "latency_ms": 2400, "ttft_ms": 450, "status": "ok", "arm": "r1/candidate",
-        "route_labels": {"task_tier": "direct"},
-    }))
-    .expect("a call record")
-}
 
 fn json_map(map: &BTreeMap<String, String>) -> String {
     serde_json::to_string(map).unwrap_or_default()
@@ -92,7 +74,7 @@ fn main() -> anyhow::Result<()> {
         .map(|n| n.parse())
         .transpose()?
         .unwrap_or(200_000);
-    let records: Vec<CallRecord> = (0..rows).map(record).collect();
+    let records: Vec<CallRecord> = (0..rows).map(common::call_record).collect();
     let dir = tempfile::tempdir()?;
     let started = cpu();
     for c in &records {

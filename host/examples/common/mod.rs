@@ -1,5 +1,8 @@
 //! What the measuring examples share.
 
+use pointsman::ledger::record::CallRecord;
+use serde_json::json;
+
 /// CPU time, in seconds, from a `/proc/.../stat` file: `/proc/self/stat`
 /// for the process, `/proc/thread-self/stat` for the calling thread.
 pub fn cpu_seconds(stat: &str) -> f64 {
@@ -17,4 +20,24 @@ pub fn cpu_seconds(stat: &str) -> f64 {
             .unwrap_or(0.0)
     };
     (ticks(11) + ticks(12)) / 100.0
+}
+
+/// A realistic Claude Code call record, the `i`th of a run: eight
+/// clients, sessions of eight calls, a shadow arm.
+#[allow(dead_code)] // not every example records calls
+pub fn call_record(i: usize) -> CallRecord {
+    serde_json::from_value(json!({
+        "request_id": format!("pm-19a2b3c4d5e6-{i:x}"), "at_ms": 1_765_000_000_000i64 + i as i64,
+        "client": format!("key:team-{}", i % 8), "labels": {"team": "platform", "asked_model": "claude-opus-4-5"},
+        "session": format!("sess-{}", i / 8), "api": "messages", "role": "answer", "stream": true,
+        "requested_model": "auto", "router": "seed-matrix@3f2a9c", "tier": "direct",
+        "reasoning": "low: change:fix, change:typo; 24 tools offered, not counted as complexity",
+        "served_model": "glm-4.7", "provider": "zhipu", "endpoint": "zhipu/glm-4.7",
+        "attempts": [{"model": "glm-4.7", "provider": "zhipu", "outcome": "ok"}],
+        "escalated": false, "input_tokens": 18_000, "output_tokens": 600, "cache_read_tokens": 12_000,
+        "cache_write_tokens": 0, "cost_nanos": 1_500_000, "baseline_nanos": 12_000_000,
+        "latency_ms": 2400, "ttft_ms": 450, "status": "ok", "arm": "r1/candidate",
+        "route_labels": {"task_tier": "direct"},
+    }))
+    .expect("a call record")
 }

@@ -6,7 +6,7 @@
 //!   response's last byte can wait for it, and a process crash (`kill -9`)
 //!   loses nothing acknowledged. On SQLite with `[ledger] sync = "normal"`
 //!   that is once the row is appended to the record journal (see
-//!   `journal`: one `write(2)`, no wait for the writer thread), which the
+//!   `journal`: a copy into the page cache, no wait for the writer thread), which the
 //!   writer inserts into SQLite in batches and the next open replays after
 //!   a crash; a power loss or OS crash can lose what the kernel had not
 //!   yet written back. With `sync = "full"` it is once a synced group
