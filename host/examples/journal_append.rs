@@ -148,7 +148,12 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     runtime.block_on(async {
         let url = format!("sqlite:{}", dir.path().join("ledger.db").display());
-        let ledger = Ledger::open(&url, &LedgerConfig::default()).await?;
+        // A loop outruns the writer; room for every record it makes.
+        let config = LedgerConfig {
+            max_backlog: count.max(LedgerConfig::default().max_backlog),
+            ..LedgerConfig::default()
+        };
+        let ledger = Ledger::open(&url, &config).await?;
         let process_started = process_cpu();
         let started = thread_cpu();
         for call in records {

@@ -38,12 +38,12 @@
 //! a CRC-32 of it (u32), then the sequence number (u64), a format byte and
 //! the record. The format is [`POSTCARD_V1`]: the entry in `postcard`'s
 //! compact binary encoding, which took a typical record's encoding from
-//! 2.3–2.9 µs of CPU to 1.3–1.4 µs and its bytes from 877 to 318
-//! (`examples/journal_append`; BENCHMARKS.md, "The record journal"). Frames
-//! written before it hold JSON straight after the sequence number (their
-//! "format byte" is the JSON's `{`), and are still read. A zero length is
-//! the end of what was written (the file is allocated ahead of its
-//! frames); a torn last frame (a power loss mid-append) fails its
+//! 1.7–3.5 µs of CPU to 1.1–1.8 µs and its bytes from 877 to 318
+//! (`examples/journal_append`; BENCHMARKS.md, "The record journal's
+//! append"). Frames written before it hold JSON straight after the
+//! sequence number (their "format byte" is the JSON's `{`), and are still
+//! read. A zero length is the end of what was written (the file is
+//! allocated ahead of its frames); a torn last frame (a power loss mid-append) fails its
 //! checksum, and it and anything after it are dropped at the replay.
 //!
 //! `postcard` is not self-describing: a record is read back with the

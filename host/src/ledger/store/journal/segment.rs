@@ -1,15 +1,14 @@
 //! An append-only file written through a shared memory mapping: an append
 //! is a copy into the page cache, with no system call.
 //!
-//! Why not `write(2)`, measured (BENCHMARKS.md, "The record journal"):
-//! `write(2)` of a 335-byte frame to an `O_APPEND` file costs 1.1–1.7 µs
-//! of CPU (`examples/journal_append`), most of it the kernel's write path
-//! (the inode lock, timestamps, the page cache lookup), and it is paid on
-//! the request path while the journal's lock is held, so concurrent
-//! answers queue behind it. Under `bench/profile -c 64` the copy into a
-//! mapped window (`Segment::append`, its page faults and window slides
-//! included) is about 1.2 µs per request, outside the kernel but for the
-//! faults.
+//! Why not `write(2)`, measured (`examples/journal_append`; BENCHMARKS.md,
+//! "The record journal's append"): `write(2)` of a 335-byte frame to an
+//! `O_APPEND` file costs 0.9–1.3 µs of CPU, most of it the kernel's write
+//! path (the inode lock, timestamps, the page cache lookup), paid on the
+//! request path while the journal's lock is held, so concurrent answers
+//! queue behind it. A copy into a mapped window costs 0.15–0.3 µs, its
+//! page faults included (in the daemon, under `bench/profile`, the faults
+//! are most of it).
 //!
 //! Durability is the same: the pages of a `MAP_SHARED` file mapping are
 //! the file's page cache, which the kernel writes back whether or not the
