@@ -11,7 +11,7 @@
 //! encoding, checksum, the journal's lock, the append, the writer's
 //! wake-up), then of the whole process once the writer has inserted every
 //! row (the request path plus the writer thread). BENCHMARKS.md, "The
-//! record journal", has the figures and what they decided.
+//! record journal's append", has the figures and what they decided.
 
 mod common;
 
@@ -107,12 +107,8 @@ fn copy_into_mapping(
 }
 
 fn main() -> anyhow::Result<()> {
-    let count: usize = std::env::args()
-        .nth(1)
-        .map(|n| n.parse())
-        .transpose()?
-        .unwrap_or(100_000);
-    let records: Vec<CallRecord> = (0..count).map(common::call_record).collect();
+    let records = common::call_records_from_args(100_000)?;
+    let count = records.len();
     let scopes = vec!["key:team-1".to_string()];
 
     let json = serde_json::to_vec(&Entry::new(&records[0], &scopes))?;

@@ -17,7 +17,6 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use pointsman::ledger::record::CallRecord;
 use rusqlite::{Connection, params};
 
 const COLUMNS: &str = "CREATE TABLE calls (id INTEGER PRIMARY KEY, request_id TEXT NOT NULL, \
@@ -69,12 +68,8 @@ fn open(path: &std::path::Path, table: &str, indexes: bool) -> rusqlite::Result<
 }
 
 fn main() -> anyhow::Result<()> {
-    let rows: usize = std::env::args()
-        .nth(1)
-        .map(|n| n.parse())
-        .transpose()?
-        .unwrap_or(200_000);
-    let records: Vec<CallRecord> = (0..rows).map(common::call_record).collect();
+    let records = common::call_records_from_args(200_000)?;
+    let rows = records.len();
     let dir = tempfile::tempdir()?;
     let started = cpu();
     for c in &records {

@@ -22,6 +22,18 @@ pub fn cpu_seconds(stat: &str) -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
+/// As many [`call_record`]s as the program's first argument says
+/// (`default` without one).
+#[allow(dead_code)] // not every example records calls
+pub fn call_records_from_args(default: usize) -> anyhow::Result<Vec<CallRecord>> {
+    let count = std::env::args()
+        .nth(1)
+        .map(|n| n.parse())
+        .transpose()?
+        .unwrap_or(default);
+    Ok((0..count).map(call_record).collect())
+}
+
 /// A realistic Claude Code call record, the `i`th of a run: eight
 /// clients, sessions of eight calls, a shadow arm.
 #[allow(dead_code)] // not every example records calls

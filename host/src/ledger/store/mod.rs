@@ -6,10 +6,10 @@
 //!   response's last byte can wait for it, and a process crash (`kill -9`)
 //!   loses nothing acknowledged. On SQLite with `[ledger] sync = "normal"`
 //!   that is once the row is appended to the record journal (see
-//!   `journal`: a copy into the page cache, no wait for the writer thread), which the
-//!   writer inserts into SQLite in batches and the next open replays after
-//!   a crash; a power loss or OS crash can lose what the kernel had not
-//!   yet written back. With `sync = "full"` it is once a synced group
+//!   `journal`: a copy into the page cache, no wait for the writer
+//!   thread), which the writer inserts into SQLite in batches and the
+//!   next open replays after a crash; a power loss or OS crash can lose
+//!   what the kernel had not yet written back. With `sync = "full"` it is once a synced group
 //!   commit has the row. PostgreSQL follows the server's
 //!   `synchronous_commit`.
 //! - Reads (reports, usage, feedback targets, spend) first wait for the

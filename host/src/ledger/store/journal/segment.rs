@@ -1,5 +1,6 @@
 //! An append-only file written through a shared memory mapping: an append
-//! is a copy into the page cache, with no system call.
+//! is a copy into the page cache, with a system call only when the mapped
+//! window moves on (once per [`WINDOW`]).
 //!
 //! Why not `write(2)`, measured (`examples/journal_append`; BENCHMARKS.md,
 //! "The record journal's append"): `write(2)` of a 335-byte frame to an
