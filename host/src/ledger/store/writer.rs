@@ -3,6 +3,11 @@
 //! commits, then acknowledges each waiter. A failed commit fails its
 //! waiters (nothing uncommitted is ever acknowledged) and marks the store
 //! unavailable until a commit or a probe succeeds.
+//!
+//! On SQLite, answers' call records reach the writer through the record
+//! journal as the frames the journal wrote, and are decoded here, on the
+//! writer's thread. A batch of them that fails to commit is held by the
+//! writer and goes first in the next.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
@@ -172,6 +177,7 @@ impl Queue {
             shared: shared.clone(),
             max_batch: max_batch.max(1),
             journaled,
+            held: None,
         };
         let handle = std::thread::Builder::new()
             .name("ledger-writer".into())
@@ -227,7 +233,9 @@ impl Queue {
             self.shared.queued.fetch_sub(1, Ordering::Relaxed);
             return Err(LedgerError::Backlogged { queued });
         }
-        match journal.append(call, settle) {
+        // `call` is dropped here, on the thread that built it: the writer
+        // decodes its own copy from the journal.
+        match journal.append(&call, settle) {
             Ok(first) => {
                 if first && self.tx.send(Op::Kick).is_err() {
                     // The writer is gone (closing): the next open replays
@@ -307,6 +315,9 @@ struct Writer<B> {
     shared: Arc<Shared>,
     max_batch: usize,
     journaled: Option<Journaled>,
+    /// Journaled records whose batch failed, with the sequence number of
+    /// the last: they go first in the next.
+    held: Option<(u64, Vec<Write>)>,
 }
 
 /// What one turn of the writer collected.
@@ -356,9 +367,9 @@ impl<B: Backend> Writer<B> {
                 || !turn.flushes.is_empty()
                 || !turn.batch.is_empty()
                 || due.is_some_and(|at| Instant::now() >= at);
-            let journaled = match (&self.journaled, apply_journal) {
-                (Some(j), true) => j.journal.take(),
-                _ => None,
+            let journaled = match apply_journal {
+                true => self.take_journaled(),
+                false => None,
             };
             if journaled.is_some() || apply_journal {
                 due = None;
@@ -382,6 +393,21 @@ impl<B: Backend> Writer<B> {
                 }
                 return;
             }
+        }
+    }
+
+    /// The journaled records to apply: a failed batch's first, then what
+    /// the journal holds now.
+    fn take_journaled(&mut self) -> Option<(u64, Vec<Write>)> {
+        let taken = self.journaled.as_ref()?.journal.take();
+        match (self.held.take(), taken) {
+            (Some((_, mut held)), Some(taken)) => {
+                let upto = taken.upto;
+                held.append(&mut taken.into_writes());
+                Some((upto, held))
+            }
+            (held, None) => held,
+            (None, Some(taken)) => Some((taken.upto, taken.into_writes())),
         }
     }
 
@@ -473,9 +499,9 @@ impl<B: Backend> Writer<B> {
                 if unwaited > 0 {
                     tracing::error!(error = %e, records = unwaited, "ledger records nobody waited on were lost");
                 }
-                if let Some(j) = &self.journaled {
+                if let (Some(upto), true) = (applied, self.journaled.is_some()) {
                     writes.truncate(from_journal);
-                    j.journal.restore(writes);
+                    self.held = Some((upto, writes));
                 }
             }
         }
@@ -484,5 +510,81 @@ impl<B: Backend> Writer<B> {
             let _ = done.send(result.clone());
         }
         Some(result)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::store::journal::tests::call;
+
+    /// A store whose first commit fails, and which notes the request ids
+    /// of each commit that succeeds.
+    struct FailsOnce {
+        failed: bool,
+        commits: Arc<Mutex<Vec<Vec<String>>>>,
+    }
+
+    impl Backend for FailsOnce {
+        fn commit(&mut self, batch: &[Write], counts: &mut Vec<u64>) -> Result<(), LedgerError> {
+            if !std::mem::replace(&mut self.failed, true) {
+                return Err(LedgerError::Store {
+                    store: "test".into(),
+                    detail: "the disk is full".into(),
+                });
+            }
+            let ids = batch
+                .iter()
+                .filter_map(|w| match w {
+                    Write::Call(c, _) => Some(c.request_id.clone()),
+                    _ => None,
+                })
+                .collect();
+            self.commits.lock().unwrap().push(ids);
+            counts.resize(batch.len(), 1);
+            Ok(())
+        }
+
+        fn budget(&mut self, _: BudgetOp) {}
+
+        fn probe(&mut self) -> Result<(), LedgerError> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_batch_of_journaled_records_goes_first_in_the_next() {
+        let dir = tempfile::tempdir().unwrap();
+        let (journal, _) = Journal::open(&dir.path().join("ledger.db"))
+            .unwrap()
+            .unwrap();
+        let commits = Arc::new(Mutex::new(Vec::new()));
+        let backend = FailsOnce {
+            failed: false,
+            commits: commits.clone(),
+        };
+        let shared = Arc::new(Shared::new(100, Arc::new(|| 0)));
+        let journaled = Journaled {
+            journal: Arc::new(journal),
+            delay: Duration::ZERO,
+        };
+        let (queue, writer) = Queue::start(backend, 64, shared.clone(), Some(journaled)).unwrap();
+        queue.record_later(call("r1"), None).unwrap();
+        // The first batch fails: the store is down, r1 still pending.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while matches!(shared.health(), Health::Ok) {
+            assert!(Instant::now() < deadline, "the first commit never failed");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        queue.record_later(call("r2"), None).unwrap();
+        queue.flush().await.unwrap();
+        // In one batch or two (the store may come back before r2 is
+        // journaled), r1 is committed once, and first.
+        let committed: Vec<String> = commits.lock().unwrap().concat();
+        assert_eq!(committed, ["r1", "r2"]);
+        assert_eq!(shared.health(), Health::Ok);
+        assert_eq!(shared.queued.load(Ordering::Relaxed), 0);
+        queue.close().await;
+        writer.join().unwrap();
     }
 }
