@@ -1,7 +1,8 @@
 //! What the ledger's record journal costs an answer, and what its parts
 //! would cost done the other way: a call record's encoding as JSON against
 //! `postcard`, and a frame appended with `write(2)` to an `O_APPEND` file
-//! against the journal's own append (a copy into a shared mapping).
+//! against the journal's own append (a copy into a shared mapping), and
+//! what decoding a frame costs the writer thread.
 //!
 //!     cargo run --release -p pointsman --example journal_append -- 100000
 //!
@@ -34,6 +35,14 @@ impl<'a> Entry<'a> {
     fn new(call: &'a CallRecord, scopes: &'a [String]) -> Entry<'a> {
         Entry { call, scopes }
     }
+}
+
+/// [`Entry`] as the writer decodes it.
+#[derive(serde::Deserialize)]
+#[allow(dead_code)] // decoded to be measured, never read
+struct OwnedEntry {
+    call: CallRecord,
+    scopes: Vec<String>,
 }
 
 fn thread_cpu() -> f64 {
@@ -124,6 +133,18 @@ fn main() -> anyhow::Result<()> {
     per_record("encoding with postcard", &records, |c| {
         std::hint::black_box(postcard::to_allocvec(&Entry::new(c, &scopes)).expect("postcard"));
     });
+    // The writer thread's share since the journal hands it frames, not
+    // records: each frame decoded into an owned record, then dropped.
+    let encoded: Vec<Vec<u8>> = records
+        .iter()
+        .map(|c| postcard::to_allocvec(&Entry::new(c, &scopes)).expect("postcard"))
+        .collect();
+    let mut next = encoded.iter();
+    per_record("decoding with postcard (the writer)", &records, |_| {
+        let bytes = next.next().expect("one frame per record");
+        std::hint::black_box(postcard::from_bytes::<OwnedEntry>(bytes).expect("decoded"));
+    });
+    drop(encoded);
 
     // A frame of the postcard record's size: length, checksum, sequence
     // number, format byte, record.
