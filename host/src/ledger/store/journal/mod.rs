@@ -141,17 +141,20 @@ impl Taken {
     /// Decodes the records into the writes that apply them, in order; each
     /// call settles its live reservation (its scopes' spend and its hold).
     pub(crate) fn into_writes(self) -> Vec<Write> {
-        let mut writes = Vec::with_capacity(self.frames.len() / FRAME_CAPACITY * 2);
+        // A typical frame is about 340 bytes: room for every record at
+        // once, with a little to spare.
+        let mut writes = Vec::with_capacity(self.frames.len() / (FRAME_CAPACITY / 2) + 1);
         let mut settles = self.settles.into_iter().peekable();
         let mut at = 0;
         while at < self.frames.len() {
             let Some((seq, entry, used)) = frame_at(&self.frames[at..]) else {
-                // Frames this process encoded a moment ago: only a bug gets
-                // here. The journal file still holds them, so say where.
+                // Frames this process encoded a moment ago, with the code
+                // that decodes them: only a bug gets here (the pinned
+                // layout test guards the likeliest one). Say it loudly.
                 tracing::error!(
                     bytes = self.frames.len() - at,
                     upto = self.upto,
-                    "ledger records in the journal could not be decoded; they are not applied"
+                    "a bug: ledger records the journal holds could not be decoded, and are not stored"
                 );
                 break;
             };
