@@ -367,9 +367,10 @@ impl<B: Backend> Writer<B> {
                 || !turn.flushes.is_empty()
                 || !turn.batch.is_empty()
                 || due.is_some_and(|at| Instant::now() >= at);
-            let journaled = match apply_journal {
-                true => self.take_journaled(),
-                false => None,
+            let journaled = if apply_journal {
+                self.take_journaled()
+            } else {
+                None
             };
             if journaled.is_some() || apply_journal {
                 due = None;
@@ -499,7 +500,7 @@ impl<B: Backend> Writer<B> {
                 if unwaited > 0 {
                     tracing::error!(error = %e, records = unwaited, "ledger records nobody waited on were lost");
                 }
-                if let (Some(upto), true) = (applied, self.journaled.is_some()) {
+                if let Some(upto) = applied {
                     writes.truncate(from_journal);
                     self.held = Some((upto, writes));
                 }
