@@ -9,9 +9,9 @@
 //!   `journal`: a copy into the page cache, no wait for the writer
 //!   thread), which the writer inserts into SQLite in batches and the
 //!   next open replays after a crash; a power loss or OS crash can lose
-//!   what the kernel had not yet written back. With `sync = "full"` it is once a synced group
-//!   commit has the row. PostgreSQL follows the server's
-//!   `synchronous_commit`.
+//!   what the kernel had not yet written back. With `sync = "full"` it is
+//!   once a synced group commit has the row. PostgreSQL follows the
+//!   server's `synchronous_commit`.
 //! - Reads (reports, usage, feedback targets, spend) first wait for the
 //!   journaled records to be applied, so they see every record made before
 //!   them.
