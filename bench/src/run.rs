@@ -41,6 +41,8 @@ pub fn main(args: &[String]) -> crate::Result<()> {
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(work.join("logs"))?;
     check_tools(&o)?;
+    // The path as given, for the report: `o.pointsman` becomes the pinned copy.
+    let daemon = o.pointsman.clone();
     if o.targets.iter().any(|t| t.is_pointsman()) {
         // Every row runs the same binary, even if the workspace is rebuilt
         // meanwhile: a hard link keeps this build's file.
@@ -160,6 +162,11 @@ pub fn main(args: &[String]) -> crate::Result<()> {
             "message": o.message,
             "model": o.model,
             "breaker_window_ms": o.breaker_window_ms,
+            // Which daemon and router served, so a run's file says what
+            // it measured (bench/ab compares builds and modules).
+            "pointsman": daemon,
+            "router_module": o.router_module,
+            "shadow": o.shadow,
             "fault_every": o.fault_every,
             "fault_status": o.fault_status,
             "request_plain": body(&o, Mode::Plain),
