@@ -232,6 +232,44 @@ async fn usage_and_report_agree_with_what_clients_were_told() {
     assert!(error.contains("no ledger at"), "{error}");
 }
 
+/// Without an admin key (a loopback daemon), nobody reads everyone's
+/// usage over HTTP: each client still sees only its own, and a request
+/// with no key is refused. Everyone's is `pointsman report`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_an_admin_key_each_client_sees_only_its_own_usage() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("ledger.db");
+    let mut config = config("", &ledger);
+    config.admin.key_sha256 = None;
+    let daemon = Daemon::start(config).await;
+
+    let alice = spend(
+        &daemon,
+        "alice-key",
+        "/v1/chat/completions",
+        chat("Fix the typo"),
+    )
+    .await;
+    spend(
+        &daemon,
+        "bob-key",
+        "/v1/chat/completions",
+        chat("Fix the test"),
+    )
+    .await;
+
+    let (status, own) = usage(&daemon, "alice-key", "since=1h&by=client").await;
+    assert_eq!(status, StatusCode::OK, "{own}");
+    assert_eq!(own["total"]["requests"], 1, "{own}");
+    let told = own["total"]["spent_usd"].as_f64().unwrap();
+    assert!((told - alice).abs() < 1e-6, "ledger {told} vs told {alice}");
+    let (status, refused) = usage(&daemon, "alice-key", "client=bob").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{refused}");
+    let (status, refused) = get(&daemon, "", "/v1/usage?since=1h").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{refused}");
+    daemon.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_budget_refuses_before_any_upstream_call_in_each_api() {
     let upstream = Upstream::start(UpstreamConfig::default()).await;
