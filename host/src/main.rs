@@ -17,9 +17,8 @@ fn main() -> std::process::ExitCode {
 ///
 /// mimalloc asks the kernel for huge pages for its arenas, so every 2 MiB
 /// region it touches is resident whole: at the load benchmark's
-/// concurrency 64 the daemon peaked at 99 MiB with them and 61 MiB
-/// without, past and well under the 100 MB bound (BENCHMARKS.md,
-/// "Memory"). A daemon several teams share should hold memory it can
+/// concurrency 64 the daemon peaked at 93–107 MiB with them and 66–71 MiB
+/// without, against a 100 MB bound (BENCHMARKS.md, "Memory"). A daemon several teams share should hold memory it can
 /// predict; what huge pages save (TLB misses on a busy heap) did not show
 /// in the benchmark's CPU per request.
 fn small_pages_unless_asked() {

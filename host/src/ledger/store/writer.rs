@@ -379,8 +379,8 @@ impl<B: Backend> Writer<B> {
             match ok {
                 Some(Ok(())) => backoff = MIN_BACKOFF,
                 Some(Err(_)) if self.journaled.is_some() => {
-                    // The journaled records went back: try again once the
-                    // store is up (the probe's backoff paces it).
+                    // The journaled records are held (`held`): try again
+                    // once the store is up (the probe's backoff paces it).
                     due = Some(Instant::now());
                 }
                 _ => {}
